@@ -1,0 +1,5 @@
+import sys
+
+from advimb.cli import main
+
+sys.exit(main())

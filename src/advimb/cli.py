@@ -1,0 +1,130 @@
+"""Command-line interface (thin: it only fills the config and calls the stages).
+
+    advimb run --preset quick --data-dir ../shared/data --out runs/quick
+    advimb tables runs/quick
+    advimb config --preset quick          # print the resolved config as TOML
+    advimb list                           # presets, models, attacks
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from advimb import __version__
+from advimb.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from advimb.presets import PRESETS
+
+    p = argparse.ArgumentParser(prog="advimb", description=(
+        "How class imbalance changes a CNN's vulnerability to adversarial inputs "
+        "(Possas & Zhou, reproduced and generalised)."))
+    p.add_argument("--version", action="version", version=f"advimb {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def study_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="named configuration (default: paper, or the config file's preset)")
+        sp.add_argument("--config", metavar="FILE", help="TOML file setting any config field")
+        sp.add_argument("--data-dir", metavar="DIR",
+                        help="local dataset (CIFAR-10 batches, image folders or an archive); "
+                             "default $ADVIMB_DATA, else download CIFAR-10")
+        sp.add_argument("--seed", type=int, help="base seed (selection, split, init, order)")
+        sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
+        sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+        sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any config field, e.g. --set train.max_epochs=5 (repeatable)")
+
+    r = sub.add_parser("run", help="run (or resume) the study into a run folder")
+    study_args(r)
+    r.add_argument("--out", metavar="DIR", help="run folder (default runs/<preset>)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    c = sub.add_parser("config", help="print the resolved config as TOML")
+    study_args(c)
+
+    t = sub.add_parser("tables", help="rebuild the tables of a run folder from its artifacts")
+    t.add_argument("run_dir")
+
+    sub.add_parser("list", help="list presets, models and attacks")
+    return p
+
+
+def _resolve(args: argparse.Namespace):
+    from advimb.config import parse_assignment
+    from advimb.presets import resolve_config
+
+    overrides: list[dict[str, Any]] = [parse_assignment(s) for s in args.sets]
+    if args.data_dir is not None:
+        overrides.append({"data": {"dir": args.data_dir}})
+    if args.seed is not None:
+        overrides.append({"seed": args.seed})
+    if args.eps is not None:
+        overrides.append({"attack": {"eps": args.eps}})
+    if args.device is not None:
+        overrides.append({"train": {"device": args.device}})
+    return resolve_config(args.preset, args.config, overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from advimb.study import run_study
+    from advimb.tables import format_summary
+
+    cfg = _resolve(args)
+    out = args.out or f"runs/{cfg.preset}"
+    res = run_study(cfg, out, progress=not args.no_progress, argv=["advimb", *sys.argv[1:]])
+    print(format_summary(res["run_dir"]))
+    st = res["stats"]
+    print(f"done in {res['wall_seconds']:.0f} s ({st['run']} jobs run, {st['skipped']} already done); "
+          f"results in {res['run_dir']}/tables")
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from advimb.tables import build_tables, format_summary
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist")
+    build_tables(run_dir)
+    print(format_summary(run_dir))
+    return 0
+
+
+def _list(_: argparse.Namespace) -> int:
+    from advimb.attacks import list_attacks
+    from advimb.models import list_models
+    from advimb.presets import PRESETS
+
+    print("presets:")
+    for name, (desc, _) in PRESETS.items():
+        print(f"  {name:9s} {desc}")
+    print("models:  " + ", ".join(list_models()))
+    print("attacks: " + ", ".join(list_attacks()))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from advimb.config import dump_toml
+
+    print(dump_toml(_resolve(args)), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"run": _run, "tables": _tables, "list": _list, "config": _config}[args.command]
+    try:
+        return handler(args)
+    except UserError as e:
+        print(f"advimb: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nadvimb: interrupted; finished work is saved - rerun the same command to resume",
+              file=sys.stderr)
+        return 130

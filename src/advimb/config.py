@@ -1,0 +1,383 @@
+"""Frozen dataclass configs, one per stage, composed into :class:`ExperimentConfig`.
+
+Defaults are the protocol as the paper's text describes it, with the corrections that
+``PROTOCOL.md`` names (seeded random selection, held-out validation split, clipping to
+[0, 1]). Presets (``presets.py``) and config files only fill these dataclasses; every
+value is validated here, at the boundary, with an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from advimb.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise UserError(f"config {key}: {msg}")
+
+
+def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Procedural, class-structured 32x32 RGB images (see ``data.make_synthetic``)."""
+
+    classes: int = 10
+    train_per_class: int = 200
+    test_per_class: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.classes <= 100, "data.synthetic.classes", "must be in [2, 100]")
+        _check(self.train_per_class >= 1, "data.synthetic.train_per_class", "must be >= 1")
+        _check(self.test_per_class >= 1, "data.synthetic.test_per_class", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from.
+
+    source: ``cifar10`` (torchvision download into the cache, or a local copy in ``dir``:
+    official python batches, their tar.gz, an image-folder tree or an archive of one),
+    ``folder`` (any image-folder dataset in ``dir``: ``train/<class>/*``, ``test/<class>/*``)
+    or ``synthetic``. ``dir`` defaults to ``$ADVIMB_DATA``; ``cache_dir`` to
+    ``$ADVIMB_CACHE`` or ``~/.cache/advimb``.
+    """
+
+    source: str = "cifar10"
+    dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    download: bool = True
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        _choice(self.source, "data.source", ("cifar10", "folder", "synthetic"))
+        _check(
+            self.source != "folder" or self.dir is not None,
+            "data.dir",
+            "source 'folder' needs a data directory (--data-dir or ADVIMB_DATA)",
+        )
+
+
+@dataclass(frozen=True)
+class ImbalanceConfig:
+    """The training scenarios (paper Sec. 3.1).
+
+    ``balanced``: every class keeps ``majority_count`` images; ``under:<c>``: class c keeps
+    ``minority_count``, the others ``majority_count``; ``over:<c>``: class c keeps
+    ``majority_count``, the others ``minority_count``. ``classes`` limits the targets
+    (names or indices; empty = every class). ``selection``: ``random`` (seeded, nested:
+    a smaller subset of a class is a prefix of the same permutation) or ``first`` (the
+    authors' code: drop the first images of the class in dataset order).
+    """
+
+    majority_count: int = 5000
+    minority_count: int = 1000
+    selection: str = "random"
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(self.majority_count >= 1, "imbalance.majority_count", "must be >= 1")
+        _check(self.minority_count >= 1, "imbalance.minority_count", "must be >= 1")
+        _choice(self.selection, "imbalance.selection", ("random", "first"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture from the registry (``advimb list``), input in [0, 1].
+
+    ``vgg_paper``: the paper's text (ReLU after every conv); ``vgg_authors``: the authors'
+    code (linear conv stacks in blocks 2-3, dropout). ``normalize``: ``none`` (the paper)
+    or ``per_channel`` (mean/std of the balanced training set, inside the model).
+    ``init``: ``keras`` (Glorot-uniform weights, zero biases, as the Keras original) or
+    ``torch`` (PyTorch defaults).
+    """
+
+    name: str = "vgg_paper"
+    widths: tuple[int, ...] = (32, 64, 128)
+    fc: int = 512
+    normalize: str = "none"
+    init: str = "keras"
+
+    def __post_init__(self) -> None:
+        _check(len(self.widths) == 3 and all(w >= 1 for w in self.widths),
+               "model.widths", "must be three positive integers")
+        _check(self.fc >= 1, "model.fc", "must be >= 1")
+        _choice(self.normalize, "model.normalize", ("none", "per_channel"))
+        _choice(self.init, "model.init", ("keras", "torch"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """RMSProp with Keras semantics and early stopping (PROTOCOL.md, Training).
+
+    lr_t = lr / (1 + decay * t), t = iterations so far (Keras inverse-time decay).
+    ``validation``: ``split`` (stratified ``val_fraction`` of the scenario's training
+    images, the correct default) or ``test`` (the authors' leak: early stopping on the
+    test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
+    ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
+    """
+
+    lr: float = 1e-4
+    rho: float = 0.9
+    eps: float = 1e-7
+    decay: float = 1e-5
+    batch_size: int = 32
+    max_epochs: int = 200
+    patience: int = 10
+    min_delta: float = 1e-4
+    restore_best: bool = True
+    validation: str = "split"
+    val_fraction: float = 0.1
+    augment: str = "none"
+    device: str = "auto"
+    channels_last: bool = True
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "train.lr", "must be > 0")
+        _check(0 <= self.rho < 1, "train.rho", "must be in [0, 1)")
+        _check(self.eps > 0, "train.eps", "must be > 0")
+        _check(self.decay >= 0, "train.decay", "must be >= 0")
+        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
+        _check(self.patience >= 1, "train.patience", "must be >= 1")
+        _check(self.min_delta >= 0, "train.min_delta", "must be >= 0")
+        _choice(self.validation, "train.validation", ("split", "test"))
+        _check(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
+        _choice(self.augment, "train.augment", ("none", "hflip", "hflip_except_over"))
+        _check(self.threads >= 0, "train.threads", "must be >= 0 (0 = torch's default)")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The attack (paper Sec. 3.2): FGSM, one step of size ``eps`` on the [0, 1] scale.
+
+    ``direction``: ``ascent`` (Eq. 1, the paper's choice) or ``descent`` (Eq. 2).
+    ``grad_label``: ``true`` or a class (name or index) whose loss gradient is used.
+    ``sign_zero``: ``torch`` (sign(0) = 0) or ``plus`` (sign(0) = +1, the authors' code).
+    ``clip``: clip the result to [0, 1] (the authors' code did not).
+    """
+
+    name: str = "fgsm"
+    eps: float = 0.01
+    direction: str = "ascent"
+    grad_label: str = "true"
+    clip: bool = True
+    sign_zero: str = "torch"
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.eps <= 1.0, "attack.eps",
+               f"{self.eps} is outside [0, 1]; eps is on the [0, 1] pixel scale (paper: 0.01)")
+        _choice(self.direction, "attack.direction", ("ascent", "descent"))
+        _choice(self.sign_zero, "attack.sign_zero", ("torch", "plus"))
+        _check(self.batch_size >= 1, "attack.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation grid. ``test_per_class``: use the first N test images of each class
+    (0 = all; the paper uses all 1,000). ``examples``: adversarial images stored per
+    attack job for figures."""
+
+    test_per_class: int = 0
+    batch_size: int = 500
+    examples: int = 8
+
+    def __post_init__(self) -> None:
+        _check(self.test_per_class >= 0, "eval.test_per_class", "must be >= 0 (0 = all)")
+        _check(self.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        _check(self.examples >= 0, "eval.examples", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole study. ``seed`` drives selection, validation split, initialisation and
+    batch order of every model (per-job seeds are derived from it and recorded)."""
+
+    preset: str = "paper"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def science_dict(self) -> dict[str, Any]:
+        """The config without the keys that only say where or how fast work runs
+        (``EXECUTION_KEYS``): two runs with equal science dicts give the same results."""
+        d = self.to_dict()
+        for section, key in EXECUTION_KEYS:
+            d[section].pop(key, None)
+        return d
+
+
+#: keys that change where or how fast the study runs, never its results (the dataset's
+#: content is checked by its fingerprint instead of its path)
+EXECUTION_KEYS = (
+    ("data", "dir"), ("data", "cache_dir"), ("data", "download"),
+    ("train", "device"), ("train", "threads"), ("attack", "batch_size"), ("eval", "batch_size"),
+)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def stable_hash(obj: Any, n: int = 16) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+
+def derive_seed(base: int, *parts: Any) -> int:
+    """A 31-bit seed derived from ``base`` and any labels: independent streams per job."""
+    blob = json.dumps([base, *parts], default=str).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        else:
+            out[f.name] = v
+    return out
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"config {key}: expected a table of settings, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin is tuple:
+        (elem,) = typing.get_args(tp)[:1]
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config {key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, elem, key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise UserError(f"config {key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise UserError(f"config {key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise UserError(f"config {key}: expected an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise UserError(f"config {key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise UserError(f"config {key}: expected a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise UserError(f"config {key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} for {key}")  # a bug, not user input
+
+
+def from_dict(cls: type, d: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) nested dict; unknown keys fail."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        where = f"[{prefix[:-1]}]" if prefix else "the top level"
+        raise UserError(
+            f"unknown config key {prefix}{unknown[0]!s}; known keys in {where}: {', '.join(names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``over`` into a copy of ``base`` (tables merge, values replace)."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``train.max_epochs=5`` -> ``{"train": {"max_epochs": 5}}`` (value parsed as TOML,
+    falling back to a plain string)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.max_epochs=5")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    d: dict[str, Any] = {}
+    cur = d
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return d
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file {p} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise UserError(f"cannot read config file {p}: {e.strerror}") from None
+
+
+def dump_toml(cfg: ExperimentConfig) -> str:
+    import tomli_w
+
+    def drop_none(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: drop_none(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+    return tomli_w.dumps(drop_none(cfg.to_dict()))

@@ -1,0 +1,436 @@
+"""Datasets as uint8 arrays: CIFAR-10 (torchvision download or a local copy in any of its
+layouts), any image-folder dataset, and a seeded synthetic dataset for tests.
+
+Every loader returns a :class:`Dataset` whose images are ``(N, H, W, 3)`` uint8 in [0, 255]
+(the model scales to [0, 1]) and whose labels are int64 class indices into ``classes``.
+Decoded arrays are cached (``<cache>/arrays/<key>.npz``) so a second load takes a fraction
+of a second; the key is derived from the source files' paths, sizes and mtimes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from advimb.artifacts import write_json, write_npz
+from advimb.config import DataConfig, SyntheticConfig
+from advimb.errors import UserError
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar", ".zip")
+CIFAR_TGZ = "cifar-10-python.tar.gz"
+CIFAR_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"  # torchvision's published checksum
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images ``(N, H, W, 3)`` uint8 and labels ``(N,)`` int64, train and test."""
+
+    name: str
+    classes: tuple[str, ...]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    fingerprint: str
+    origin: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) as the model sees it."""
+        _, h, w, c = self.x_train.shape
+        return (c, h, w)
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "origin": self.origin,
+            "classes": list(self.classes),
+            "fingerprint": self.fingerprint,
+            "train_per_class": np.bincount(self.y_train, minlength=self.num_classes).tolist(),
+            "test_per_class": np.bincount(self.y_test, minlength=self.num_classes).tolist(),
+            "image_shape": list(self.image_shape),
+        }
+
+
+def fingerprint_arrays(classes, x_train, y_train, x_test, y_test) -> str:
+    """sha256 of the decoded content: two copies of a dataset with equal pixels match."""
+    h = hashlib.sha256(json.dumps(list(classes)).encode())
+    for a in (x_train, y_train, x_test, y_test):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _make(name, classes, xtr, ytr, xte, yte, origin) -> Dataset:
+    xtr, xte = np.ascontiguousarray(xtr, np.uint8), np.ascontiguousarray(xte, np.uint8)
+    ytr, yte = np.asarray(ytr, np.int64), np.asarray(yte, np.int64)
+    fp = fingerprint_arrays(classes, xtr, ytr, xte, yte)
+    return Dataset(name, tuple(classes), xtr, ytr, xte, yte, fp, origin)
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+
+def make_synthetic(cfg: SyntheticConfig) -> Dataset:
+    """Class-structured 32x32 RGB images, made procedurally (not noise).
+
+    Class k is an oriented sinusoidal grating (angle and frequency set by k) tinted with
+    a class colour, with a random phase, contrast, a bright blob at a random place and
+    pixel noise. Classes 3 and 5 share nearly the same orientation and colour, so they
+    are confusable, like CIFAR-10's cat and dog.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    k = np.arange(cfg.classes)
+    angle = np.pi * k / cfg.classes
+    freq = 1.5 + 2.5 * ((k * 7) % cfg.classes) / cfg.classes
+    colour = rng.uniform(0.2, 0.9, size=(cfg.classes, 3))
+    if cfg.classes > 5:  # a confusable pair, like cat/dog
+        angle[5] = angle[3] + 0.15
+        freq[5] = freq[3] * 1.1
+        colour[5] = colour[3] * 0.9 + 0.05
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+
+    def draw(n_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(k, n_per_class)
+        n = labels.size
+        phase = rng.uniform(0, 2 * np.pi, n)
+        contrast = rng.uniform(0.25, 0.5, n)
+        a = angle[labels] + rng.normal(0, 0.08, n)
+        f = freq[labels] * rng.uniform(0.9, 1.1, n)
+        proj = xx[None] * np.cos(a)[:, None, None] + yy[None] * np.sin(a)[:, None, None]
+        grating = np.sin(2 * np.pi * f[:, None, None] * proj + phase[:, None, None])
+        cx, cy = rng.uniform(0.2, 0.8, (2, n))
+        blob = np.exp(-((xx[None] - cx[:, None, None]) ** 2 + (yy[None] - cy[:, None, None]) ** 2) / 0.01)
+        base = 0.5 + contrast[:, None, None] * grating
+        tint = colour[labels][:, None, None, :] * rng.uniform(0.8, 1.2, (n, 1, 1, 3))
+        img = base[..., None] * tint + 0.3 * blob[..., None]
+        img += rng.normal(0, 0.06, img.shape)
+        order = rng.permutation(n)
+        x = np.clip(img * 255.0, 0, 255).round().astype(np.uint8)
+        return x[order], labels[order]
+
+    xtr, ytr = draw(cfg.train_per_class)
+    xte, yte = draw(cfg.test_per_class)
+    names = tuple(f"class{i}" for i in range(cfg.classes))
+    return _make("synthetic", names, xtr, ytr, xte, yte, f"synthetic(seed={cfg.seed})")
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def _find_batches(d: Path) -> Path | None:
+    """Folder that holds ``cifar-10-batches-py`` (torchvision's root), if any."""
+    if (d / "cifar-10-batches-py" / "data_batch_1").exists():
+        return d
+    if d.name == "cifar-10-batches-py" and (d / "data_batch_1").exists():
+        return d.parent
+    return None
+
+
+def _is_image_folder(d: Path) -> bool:
+    return (d / "train").is_dir() and (d / "test").is_dir()
+
+
+def _archives(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES))
+
+
+def _stat_key(paths: list[Path], root: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _layout_error(d: Path) -> UserError:
+    return UserError(
+        f"no dataset found in {d}: expected cifar-10-batches-py/ (official CIFAR-10), "
+        f"{CIFAR_TGZ}, train/<class>/ and test/<class>/ image folders, or one archive of "
+        "such folders (.tar.xz, .tar.gz, .zip); point --data-dir (or ADVIMB_DATA) at it"
+    )
+
+
+def _list_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
+    """Class names (sorted, like torchvision's ImageFolder) and (path, label) per split."""
+    train_classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    test_classes = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
+    if not train_classes:
+        raise UserError(f"{root / 'train'} holds no class folders; expected train/<class>/*.png")
+    if train_classes != test_classes:
+        missing = sorted(set(train_classes) ^ set(test_classes))
+        raise UserError(
+            f"{root}: train/ and test/ must hold the same class folders; differ in: "
+            + ", ".join(missing[:5])
+        )
+    files: dict[str, list[tuple[Path, int]]] = {}
+    for split in ("train", "test"):
+        items = []
+        for label, c in enumerate(train_classes):
+            imgs = sorted(
+                p for p in (root / split / c).iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not imgs:
+                raise UserError(f"{root / split / c} holds no images (.png, .jpg, ...)")
+            items += [(p, label) for p in imgs]
+        files[split] = items
+    return train_classes, files
+
+
+def _decode_chunk(paths: list[str]) -> np.ndarray | str:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        except Exception as e:  # PIL raises many types for bad files
+            return f"cannot decode image {p} ({type(e).__name__}: {e}); replace or delete it"
+        if out[-1].shape != out[0].shape:
+            return (f"image {p} is {out[-1].shape[1]}x{out[-1].shape[0]} but others are "
+                    f"{out[0].shape[1]}x{out[0].shape[0]}; all images must share one size")
+    return np.stack(out)
+
+
+def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    chunks = [[str(p) for p in paths[i:i + 2000]] for i in range(0, len(paths), 2000)]
+    workers = min(len(chunks), os.cpu_count() or 1)
+    bar = tqdm(total=len(paths), desc="decoding images", unit="img", disable=not progress)
+    parts = []
+    try:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as ex:
+                results = ex.map(_decode_chunk, chunks)
+                for chunk, r in zip(chunks, results):
+                    parts.append(r)
+                    bar.update(len(chunk))
+        else:
+            for chunk in chunks:
+                parts.append(_decode_chunk(chunk))
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    for r in parts:
+        if isinstance(r, str):
+            raise UserError(r)
+    shapes = {r.shape[1:] for r in parts}
+    if len(shapes) > 1:
+        raise UserError(f"images have different sizes {sorted(shapes)}; all must share one size")
+    return np.concatenate(parts)
+
+
+def _load_image_folder(root: Path, name: str, progress: bool) -> Dataset:
+    classes, files = _list_image_folder(root)
+    arrays = {}
+    for split in ("train", "test"):
+        paths = [p for p, _ in files[split]]
+        arrays[split] = (_decode_all(paths, progress), np.array([lab for _, lab in files[split]]))
+    if arrays["train"][0].shape[1:] != arrays["test"][0].shape[1:]:
+        raise UserError(f"{root}: train and test images differ in size")
+    return _make(name, classes, *arrays["train"], *arrays["test"], f"image folder {root}")
+
+
+def _load_torchvision(root: Path, download: bool) -> Dataset:
+    """CIFAR-10 through torchvision (md5-checked batches; downloads when asked)."""
+    import torchvision
+
+    try:
+        tr = torchvision.datasets.CIFAR10(str(root), train=True, download=download)
+        te = torchvision.datasets.CIFAR10(str(root), train=False, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
+        raise UserError(
+            f"CIFAR-10 batches in {root} are missing or corrupt ({e}); re-download them or "
+            "point --data-dir at a good copy"
+        ) from None
+    except OSError as e:  # no network, DNS failure, ...
+        raise UserError(
+            f"could not download CIFAR-10 into {root} ({e}); on an offline machine pass "
+            "--data-dir (or ADVIMB_DATA) with a local copy"
+        ) from None
+    if tuple(tr.classes) != CIFAR10_CLASSES:
+        raise UserError(f"{root}: unexpected CIFAR-10 class list {tr.classes}")
+    return _make("cifar10", CIFAR10_CLASSES, tr.data, tr.targets, te.data, te.targets,
+                 f"CIFAR-10 python batches {root / 'cifar-10-batches-py'}")
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` (once; a marker file records completion)."""
+    marker = dest / ".complete"
+    if marker.exists():
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                if hasattr(tarfile, "data_filter"):  # refuse absolute paths and links out
+                    t.extractall(tmp, filter="data")
+                else:  # pragma: no cover - old Python patch releases
+                    t.extractall(tmp)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot unpack {archive} ({e}); the archive is corrupt or truncated") from None
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    marker.write_text(archive.name)
+    return dest
+
+
+def _unwrap(d: Path) -> Path:
+    """An archive often holds one top folder: descend into it when it is the dataset."""
+    if _is_image_folder(d) or _find_batches(d):
+        return d
+    subs = [p for p in d.iterdir() if p.is_dir()]
+    if len(subs) == 1:
+        return _unwrap(subs[0])
+    return d
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("ADVIMB_CACHE") or Path.home() / ".cache" / "advimb"
+    return Path(root).expanduser()
+
+
+def _cached(cache: Path, key: str, build) -> Dataset:
+    npz = cache / "arrays" / f"{key}.npz"
+    meta = npz.with_suffix(".json")
+    if npz.exists() and meta.exists():
+        try:
+            info = json.loads(meta.read_text())
+            with np.load(npz) as z:
+                arrays = [z[n] for n in ("x_train", "y_train", "x_test", "y_test")]
+            return Dataset(info["name"], tuple(info["classes"]), *arrays,
+                           info["fingerprint"], info["origin"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            print(f"advimb: cached arrays {npz} are unreadable; decoding the data again")
+    ds = build()
+    try:
+        write_npz(npz, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
+        write_json(meta, {"name": ds.name, "classes": list(ds.classes),
+                          "fingerprint": ds.fingerprint, "origin": ds.origin})
+    except OSError as e:
+        print(f"advimb: could not cache decoded arrays in {npz.parent} ({e.strerror}); "
+              "set --set data.cache_dir=... to a writable folder to make later loads fast")
+    return ds
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
+    d = Path(cfg.dir).expanduser()
+    if not d.exists():
+        raise UserError(f"data directory {d} does not exist; check --data-dir or ADVIMB_DATA")
+    if not d.is_dir():
+        raise UserError(f"data path {d} is not a directory; --data-dir takes a folder")
+    cache = cache_root(cfg)
+    name = "cifar10" if cfg.source == "cifar10" else d.name
+    root = _find_batches(d)
+    if root is not None:
+        batches = sorted((root / "cifar-10-batches-py").iterdir())
+        key = "cifar10-batches-" + _stat_key(batches, root)
+        return _cached(cache, key, lambda: _load_torchvision(root, download=False))
+    if (d / CIFAR_TGZ).exists():
+        key = "cifar10-tgz-" + _stat_key([d / CIFAR_TGZ], d)
+
+        def build() -> Dataset:
+            from torchvision.datasets.utils import check_integrity
+
+            if not check_integrity(str(d / CIFAR_TGZ), CIFAR_TGZ_MD5):
+                raise UserError(f"{d / CIFAR_TGZ} fails its md5 check; the file is corrupt")
+            out = _extract(d / CIFAR_TGZ, cache / "extracted" / key)
+            return _load_torchvision(out, download=False)
+
+        return _cached(cache, key, build)
+    if _is_image_folder(d):
+        classes, files = _list_image_folder(d)
+        key = "folder-" + _stat_key([p for s in ("train", "test") for p, _ in files[s]], d)
+        return _check_cifar(cfg, _cached(cache, key, lambda: _load_image_folder(d, name, progress)))
+    archives = _archives(d)
+    if len(archives) == 1:
+        key = "archive-" + _stat_key(archives, d)
+
+        def build() -> Dataset:
+            root = _unwrap(_extract(archives[0], cache / "extracted" / key))
+            if _find_batches(root):
+                return _load_torchvision(_find_batches(root), download=False)
+            if not _is_image_folder(root):
+                raise _layout_error(d)
+            return _load_image_folder(root, name, progress)
+
+        return _check_cifar(cfg, _cached(cache, key, build))
+    raise _layout_error(d)
+
+
+def _check_cifar(cfg: DataConfig, ds: Dataset) -> Dataset:
+    if cfg.source == "cifar10" and ds.classes != CIFAR10_CLASSES:
+        raise UserError(
+            f"{cfg.dir} holds classes {', '.join(ds.classes[:12])} - not CIFAR-10; "
+            "for another image-folder dataset use --set data.source=folder"
+        )
+    return ds
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(cfg: DataConfig, progress: bool = False) -> Dataset:
+    """Load (and cache) the dataset that ``cfg`` names. Raises :class:`UserError`."""
+    if cfg.source == "synthetic":
+        return make_synthetic(cfg.synthetic)
+    if cfg.dir is not None:
+        return _load_dir(cfg, progress)
+    root = cache_root(cfg) / "cifar10"
+    if not cfg.download and _find_batches(root) is None:
+        raise UserError(f"CIFAR-10 is not in {root} and downloading is off; pass --data-dir")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cache folder {root} is not writable ({e.strerror}); set ADVIMB_CACHE") from None
+    return _cached(cache_root(cfg), "cifar10-torchvision",
+                   lambda: _load_torchvision(root, download=cfg.download))
+
+
+def test_subset(ds: Dataset, per_class: int) -> np.ndarray:
+    """Indices of the first ``per_class`` test images of every class (0 = all), sorted."""
+    if per_class == 0:
+        return np.arange(len(ds.y_test))
+    idx = []
+    for c in range(ds.num_classes):
+        members = np.flatnonzero(ds.y_test == c)
+        if len(members) < per_class:
+            raise UserError(
+                f"class {ds.classes[c]!r} has {len(members)} test images but "
+                f"eval.test_per_class asks for {per_class}; lower it (0 = all)"
+            )
+        idx.append(members[:per_class])
+    return np.sort(np.concatenate(idx))

@@ -1,0 +1,386 @@
+"""The study as small, picklable jobs: ``job.run(run_dir)`` writes the job's artifacts.
+
+Three kinds: :class:`TrainJob` (one scenario's training set and model),
+:class:`CleanEvalJob` (a model on the clean test set) and :class:`AttackJob` (one class's
+test images attacked with one model's gradient, classified by one or more models). Every
+job has a ``key``: a hash of everything that determines its result (the science part of
+the config, the dataset fingerprint, the scenario, the keys of the models it uses). Its
+completion marker (a JSON file, written last and atomically) records that key and the
+size and sha256 of the job's other files, so a finished job is skipped on rerun and a
+corrupt or foreign artifact is detected and recomputed.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advimb import artifacts
+from advimb.config import ExperimentConfig, derive_seed, stable_hash
+from advimb.data import Dataset, load_dataset, test_subset
+from advimb.evaluate import attack_images, clean_metrics, histogram, predict
+from advimb.imbalance import (Scenario, class_counts, paper_scenarios, select_indices,
+                              stratified_split, target_classes)
+from advimb.models import build_model
+from advimb.train import fit
+
+# ----------------------------------------------------------------------------- run folder
+
+
+def model_dir(run_dir: Path, slug: str) -> Path:
+    return Path(run_dir) / "models" / slug
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=2)
+def _device_arrays(fingerprint: str, device: str, ds: Dataset) -> dict[str, torch.Tensor]:
+    """The dataset as uint8 tensors on ``device``, shared by every job of a process."""
+    dev = torch.device(device)
+    return {
+        "x_train": torch.from_numpy(ds.x_train).to(dev), "y_train": torch.from_numpy(ds.y_train).to(dev),
+        "x_test": torch.from_numpy(ds.x_test).to(dev), "y_test": torch.from_numpy(ds.y_test).to(dev),
+    }
+
+
+def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
+    return _device_arrays(ds.fingerprint, str(device), ds)
+
+
+def load_weights(cfg: ExperimentConfig, ds: Dataset, run_dir: Path, slug: str,
+                 device: torch.device) -> torch.nn.Module:
+    model = build_model(cfg.model, ds.num_classes, ds.image_shape)
+    state = torch.load(model_dir(run_dir, slug) / "weights.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- base
+
+
+@dataclass(frozen=True)
+class Job:
+    config: ExperimentConfig
+    classes: tuple[str, ...]
+    fingerprint: str
+
+    kind = "job"
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        """Keys of the jobs whose artifacts this one reads."""
+        return ()
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"kind": self.kind, "fingerprint": self.fingerprint, **self.spec()})
+
+    def marker(self, run_dir: Path) -> Path:
+        raise NotImplementedError
+
+    def status(self, run_dir: Path) -> str:
+        """``done``, ``missing`` or a one-line reason why the stored result is unusable."""
+        m = self.marker(run_dir)
+        if not m.exists():
+            return "missing"
+        try:
+            meta = artifacts.read_json(m)
+        except (OSError, ValueError):
+            return f"{m} is unreadable"
+        if meta.get("job_key") != self.key:
+            return f"{m} was made by a different job (key {meta.get('job_key')} != {self.key})"
+        for rel, rec in meta.get("files", {}).items():
+            if not artifacts.verify_record(Path(run_dir) / rel, rec):
+                return f"{Path(run_dir) / rel} is missing or corrupt (size/sha256 mismatch)"
+        return "done"
+
+    def _finish(self, run_dir: Path, meta: dict[str, Any], files: list[Path]) -> None:
+        m = self.marker(run_dir)
+        meta = {"job": self.name, "job_key": self.key, **meta,
+                "files": {str(f.relative_to(run_dir)): artifacts.file_record(f) for f in files}}
+        artifacts.write_json(m, meta)
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # shared helpers
+    def dataset(self, progress: bool = False) -> Dataset:
+        ds = load_dataset(self.config.data, progress)
+        if ds.fingerprint != self.fingerprint:
+            raise RuntimeError("dataset changed under a running study")  # a bug or a race
+        return ds
+
+    def scenario_slug(self, s: Scenario) -> str:
+        return s.slug(self.classes)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class TrainJob(Job):
+    scenario: Scenario = Scenario("balanced")
+    kind = "train"
+
+    @property
+    def name(self) -> str:
+        return f"train {self.scenario.name(self.classes)}"
+
+    def spec(self) -> dict[str, Any]:
+        d = self.config.science_dict()
+        return {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
+                "model": d["model"], "train": d["train"], "data": d["data"],
+                "test_per_class": d["eval"]["test_per_class"] if self.config.train.validation == "test" else None}
+
+    def marker(self, run_dir: Path) -> Path:
+        return model_dir(run_dir, self.scenario_slug(self.scenario)) / "meta.json"
+
+    def seeds(self) -> dict[str, int]:
+        name = self.scenario.name(self.classes)
+        base = self.config.seed
+        return {"selection": base, "validation": derive_seed(base, "val", name),
+                "init": derive_seed(base, "init", name), "train": derive_seed(base, "train", name)}
+
+    def select(self, ds: Dataset) -> dict[str, Any]:
+        """The scenario's training and validation indices (into the training arrays)."""
+        cfg = self.config
+        counts = class_counts(self.scenario, ds.num_classes, cfg.imbalance)
+        seeds = self.seeds()
+        idx = select_indices(ds.y_train, counts, selection=cfg.imbalance.selection,
+                             seed=seeds["selection"], classes=ds.classes,
+                             scenario_name=self.scenario.name(ds.classes))
+        if cfg.train.validation == "split":
+            tr, val = stratified_split(idx, ds.y_train, cfg.train.val_fraction, seeds["validation"])
+        else:  # the authors' leak: validate (early-stop) on the test set
+            tr, val = idx, np.array([], dtype=np.int64)
+        return {"counts": counts, "indices": idx, "train": tr, "val": val}
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg, t0 = self.config, time.time()
+        ds = self.dataset(progress)
+        device = resolve_device(cfg.train.device)
+        sel = self.select(ds)
+        slug = self.scenario_slug(self.scenario)
+        name = self.scenario.name(ds.classes)
+        seeds = self.seeds()
+        scen_dir = Path(run_dir) / "scenarios"
+        artifacts.write_npz(scen_dir / f"{slug}.npz", indices=sel["indices"], train=sel["train"], val=sel["val"])
+        artifacts.write_json(scen_dir / f"{slug}.json", {
+            "scenario": name, "counts": dict(zip(ds.classes, sel["counts"])),
+            "n_selected": len(sel["indices"]), "n_train": len(sel["train"]), "n_val": len(sel["val"]),
+            "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
+            "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
+            "selection": cfg.imbalance.selection, "validation": cfg.train.validation, "seeds": seeds,
+        })
+        arr = device_arrays(ds, device)
+        tr = torch.from_numpy(sel["train"]).to(device)
+        x_tr, y_tr = arr["x_train"][tr], arr["y_train"][tr]
+        if cfg.train.validation == "split":
+            va = torch.from_numpy(sel["val"]).to(device)
+            x_val, y_val = arr["x_train"][va], arr["y_train"][va]
+        else:
+            te = torch.from_numpy(test_subset(ds, cfg.eval.test_per_class)).to(device)
+            x_val, y_val = arr["x_test"][te], arr["y_test"][te]
+        mean = std = None
+        if cfg.model.normalize == "per_channel":
+            xf = x_tr.float().div(255)
+            mean, std = xf.mean((0, 1, 2)).cpu(), xf.std((0, 1, 2)).cpu()
+        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=seeds["init"], mean=mean, std=std)
+        model.to(device)
+        if cfg.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+
+        mdir = model_dir(run_dir, slug)
+        state_path = mdir / "train_state.pt"
+        resume = None
+        if state_path.exists():
+            try:
+                st = torch.load(state_path, map_location=device, weights_only=True)
+                resume = st if st.get("job_key") == self.key else None
+            except Exception:  # a partial or foreign file: start this model again
+                resume = None
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            with artifacts.atomic_path(state_path) as tmp:
+                torch.save({**state, "job_key": self.key}, tmp)
+
+        augment = cfg.train.augment == "hflip" or (
+            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over")
+        result = fit(model, (x_tr, y_tr), (x_val, y_val), cfg.train, seed=seeds["train"],
+                     augment=augment, resume=resume, on_epoch_end=checkpoint,
+                     desc=f"train {name}", progress=progress)
+        weights = mdir / "weights.pt"
+        with artifacts.atomic_path(weights) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
+        cols = list(result.history[0]) if result.history else []
+        csv = ",".join(cols) + "\n" + "".join(
+            ",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
+        artifacts.write_text(mdir / "history.csv", csv)
+        info = {"scenario": name, "kind": self.scenario.kind,
+                "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
+                "counts": sel["counts"], "seeds": seeds, "best_epoch": result.best_epoch,
+                "stopped_epoch": result.stopped_epoch, "steps": result.steps,
+                "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
+                "history": result.history, "augment": augment, "device": str(device),
+                "seconds": time.time() - t0}
+        self._finish(run_dir, info, [weights, mdir / "history.csv", scen_dir / f"{slug}.npz"])
+        state_path.unlink(missing_ok=True)
+        return info
+
+
+# ----------------------------------------------------------------------------- clean eval
+
+
+@dataclass(frozen=True)
+class CleanEvalJob(Job):
+    scenario: Scenario = Scenario("balanced")
+    model_key: str = ""
+    kind = "clean"
+
+    @property
+    def name(self) -> str:
+        return f"clean {self.scenario.name(self.classes)}"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return (self.model_key,)
+
+    def spec(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.name(self.classes), "model_key": self.model_key,
+                "test_per_class": self.config.eval.test_per_class}
+
+    def marker(self, run_dir: Path) -> Path:
+        return Path(run_dir) / "eval" / "clean" / f"{self.scenario_slug(self.scenario)}.json"
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg = self.config
+        ds = self.dataset()
+        device = resolve_device(cfg.train.device)
+        model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.scenario), device)
+        idx = test_subset(ds, cfg.eval.test_per_class)
+        arr = device_arrays(ds, device)
+        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], cfg.eval.batch_size,
+                          cfg.train.channels_last)
+        metrics = clean_metrics(ds.y_test[idx], pred, ds.num_classes)
+        npz = self.marker(run_dir).with_suffix(".npz")
+        artifacts.write_npz(npz, test_indices=idx, predictions=pred.astype(np.int16))
+        info = {"model": self.scenario.name(ds.classes), "classes": list(ds.classes), **metrics}
+        self._finish(run_dir, info, [npz])
+        return info
+
+
+# ----------------------------------------------------------------------------- attack
+
+
+@dataclass(frozen=True)
+class AttackJob(Job):
+    """The test images of ``target`` attacked with ``gradient``'s gradient and classified
+    by every model in ``evaluated`` (the gradient model itself = same-model attack)."""
+
+    gradient: Scenario = Scenario("balanced")
+    target: int = 0
+    evaluated: tuple[Scenario, ...] = ()
+    model_keys: tuple[str, ...] = ()
+    kind = "attack"
+
+    @property
+    def name(self) -> str:
+        return f"attack {self.classes[self.target]} with {self.gradient.name(self.classes)}"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return self.model_keys
+
+    def spec(self) -> dict[str, Any]:
+        d = self.config.science_dict()
+        return {"gradient": self.gradient.name(self.classes), "target": self.target,
+                "evaluated": [s.name(self.classes) for s in self.evaluated],
+                "model_keys": list(self.model_keys), "attack": d["attack"],
+                "test_per_class": d["eval"]["test_per_class"], "examples": d["eval"]["examples"]}
+
+    def marker(self, run_dir: Path) -> Path:
+        return (Path(run_dir) / "eval" / "attack"
+                / f"{self.scenario_slug(self.gradient)}__{self.classes[self.target]}.json")
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg = self.config
+        ds = self.dataset()
+        device = resolve_device(cfg.train.device)
+        cl = cfg.train.channels_last
+        idx = test_subset(ds, cfg.eval.test_per_class)
+        idx = idx[ds.y_test[idx] == self.target]
+        arr = device_arrays(ds, device)
+        sel = torch.from_numpy(idx).to(device)
+        x_u8, y = arr["x_test"][sel], arr["y_test"][sel]
+        grad_model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.gradient), device)
+        x_adv = attack_images(grad_model, x_u8, y, cfg.attack, ds.classes, cl)
+        k = min(cfg.eval.examples, len(idx))
+        arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_adversarial": x_adv[:k].cpu().numpy()}
+        combos = []
+        for s in self.evaluated:
+            model = grad_model if s == self.gradient else load_weights(cfg, ds, run_dir, self.scenario_slug(s), device)
+            p_clean, pr_clean = predict(model, x_u8, cfg.eval.batch_size, cl)
+            p_adv, pr_adv = predict(model, x_adv, cfg.eval.batch_size, cl)
+            slug = self.scenario_slug(s)
+            arrays[f"pred_clean__{slug}"] = p_clean.astype(np.int16)
+            arrays[f"pred_adv__{slug}"] = p_adv.astype(np.int16)
+            arrays[f"example_prob_clean__{slug}"] = pr_clean[:k]
+            arrays[f"example_prob_adv__{slug}"] = pr_adv[:k]
+            n = len(idx)
+            combos.append({
+                "class": ds.classes[self.target], "class_index": self.target,
+                "gradient_model": self.gradient.name(ds.classes), "evaluated_model": s.name(ds.classes),
+                "model_kind": s.kind, "gradient": "same_model" if s == self.gradient else "different_model",
+                "n": n, "clean_accuracy": float((p_clean == self.target).mean()) if n else float("nan"),
+                "adversarial_accuracy": float((p_adv == self.target).mean()) if n else float("nan"),
+                "clean_histogram": histogram(p_clean, ds.num_classes),
+                "adversarial_histogram": histogram(p_adv, ds.num_classes),
+            })
+        npz = self.marker(run_dir).with_suffix(".npz")
+        artifacts.write_npz(npz, **arrays)
+        linf = float((x_adv - x_u8.permute(0, 3, 1, 2).float() / 255).abs().amax()) if len(idx) else 0.0
+        info = {"classes": list(ds.classes), "attack": cfg.to_dict()["attack"], "linf": linf,
+                "combinations": combos}
+        self._finish(run_dir, info, [npz])
+        return info
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
+    """The paper's grid as jobs, in an order where every job follows its dependencies:
+    21 trainings, 21 clean evaluations, 30 attack jobs holding the 50 combinations."""
+    classes, fp = ds.classes, ds.fingerprint
+    scenarios = paper_scenarios(config.imbalance, classes)
+    train = {s: TrainJob(config, classes, fp, scenario=s) for s in scenarios}
+    clean = [CleanEvalJob(config, classes, fp, scenario=s, model_key=train[s].key) for s in scenarios]
+    attacks: list[Job] = []
+    bal = Scenario("balanced")
+    for c in target_classes(config.imbalance, classes):
+        under, over = Scenario("under", c), Scenario("over", c)
+        for grad, evaluated in ((bal, (bal, under, over)), (under, (under,)), (over, (over,))):
+            keys = tuple(dict.fromkeys(train[s].key for s in (grad, *evaluated)))
+            attacks.append(AttackJob(config, classes, fp, gradient=grad, target=c,
+                                     evaluated=evaluated, model_keys=keys))
+    return [*train.values(), *clean, *attacks]

@@ -1,0 +1,55 @@
+"""The whole study: resolve data, open the run folder, plan jobs, execute, build tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from advimb.config import ExperimentConfig
+from advimb.data import load_dataset
+from advimb.executor import log, run_local
+from advimb.jobs import TrainJob, plan, resolve_device
+from advimb.runfolder import check_dataset, environment, now, open_run, update_manifest
+from advimb.tables import build_tables
+
+
+def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
+              argv: list[str] | None = None) -> dict[str, Any]:
+    """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary."""
+    import torch
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    run_dir = open_run(out, cfg)
+    ds = load_dataset(cfg.data, progress)
+    check_dataset(run_dir, ds.fingerprint)
+    jobs = plan(cfg, ds)
+    inv_id = uuid.uuid4().hex[:12]
+    device = str(resolve_device(cfg.train.device))
+    seeds = {j.scenario.name(ds.classes): j.seeds() for j in jobs if isinstance(j, TrainJob)}
+    update_manifest(
+        run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=environment(device),
+        jobs=len(jobs), status="running",
+        invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv,
+                    "started": now(), "status": "running"},
+    )
+    t0 = time.perf_counter()
+    log(f"{cfg.preset} study: {len(jobs)} jobs on {ds.name} ({ds.origin}), device {device}, "
+        f"run folder {run_dir}")
+    try:
+        stats = run_local(jobs, run_dir, progress)
+    except BaseException as e:
+        update_manifest(run_dir, status="interrupted",
+                        invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
+        raise
+    summary = build_tables(run_dir)
+    wall = time.perf_counter() - t0
+    update_manifest(run_dir, status="complete", finished=now(),
+                    invocation={"id": inv_id, "finished": now(), "status": "complete",
+                                "wall_seconds": round(wall, 1), "jobs_run": stats["run"],
+                                "jobs_skipped": stats["skipped"], "jobs_recomputed": stats["recomputed"],
+                                "job_seconds": stats["seconds"]})
+    return {"run_dir": run_dir, "wall_seconds": wall, "stats": stats, "summary": summary}
