@@ -26,8 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def study_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--preset", choices=list(PRESETS), default=None,
-                        help="named configuration (default: paper, or the config file's preset)")
+        sp.add_argument("--preset", default=None,
+                        help=f"one of {', '.join(PRESETS)} (default: paper, or the config file's preset)")
         sp.add_argument("--config", metavar="FILE", help="TOML file setting any config field")
         sp.add_argument("--data-dir", metavar="DIR",
                         help="local dataset (CIFAR-10 batches, image folders or an archive); "

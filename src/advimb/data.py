@@ -420,7 +420,7 @@ def load_dataset(cfg: DataConfig, progress: bool = False) -> Dataset:
                    lambda: _load_torchvision(root, download=cfg.download))
 
 
-def test_subset(ds: Dataset, per_class: int) -> np.ndarray:
+def eval_subset(ds: Dataset, per_class: int) -> np.ndarray:
     """Indices of the first ``per_class`` test images of every class (0 = all), sorted."""
     if per_class == 0:
         return np.arange(len(ds.y_test))

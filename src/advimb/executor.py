@@ -7,6 +7,7 @@ any whose stored result is corrupt or was made by another job.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,10 +15,10 @@ from typing import Any, Sequence
 from advimb.jobs import Job
 
 
-def log(msg: str, progress: bool = True) -> None:
+def log(msg: str) -> None:
     from tqdm.auto import tqdm
 
-    tqdm.write(f"advimb: {msg}")
+    tqdm.write(f"advimb: {msg}", file=sys.stderr)
 
 
 def run_local(jobs: Sequence[Job], run_dir: Path, progress: bool = True) -> dict[str, Any]:

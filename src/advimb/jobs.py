@@ -23,7 +23,7 @@ import torch
 
 from advimb import artifacts
 from advimb.config import ExperimentConfig, derive_seed, stable_hash
-from advimb.data import Dataset, load_dataset, test_subset
+from advimb.data import Dataset, load_dataset, eval_subset
 from advimb.evaluate import attack_images, clean_metrics, histogram, predict
 from advimb.imbalance import (Scenario, class_counts, paper_scenarios, select_indices,
                               stratified_split, target_classes)
@@ -199,7 +199,7 @@ class TrainJob(Job):
             va = torch.from_numpy(sel["val"]).to(device)
             x_val, y_val = arr["x_train"][va], arr["y_train"][va]
         else:
-            te = torch.from_numpy(test_subset(ds, cfg.eval.test_per_class)).to(device)
+            te = torch.from_numpy(eval_subset(ds, cfg.eval.test_per_class)).to(device)
             x_val, y_val = arr["x_test"][te], arr["y_test"][te]
         mean = std = None
         if cfg.model.normalize == "per_channel":
@@ -277,7 +277,7 @@ class CleanEvalJob(Job):
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
         model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.scenario), device)
-        idx = test_subset(ds, cfg.eval.test_per_class)
+        idx = eval_subset(ds, cfg.eval.test_per_class)
         arr = device_arrays(ds, device)
         pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], cfg.eval.batch_size,
                           cfg.train.channels_last)
@@ -327,7 +327,7 @@ class AttackJob(Job):
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
         cl = cfg.train.channels_last
-        idx = test_subset(ds, cfg.eval.test_per_class)
+        idx = eval_subset(ds, cfg.eval.test_per_class)
         idx = idx[ds.y_test[idx] == self.target]
         arr = device_arrays(ds, device)
         sel = torch.from_numpy(idx).to(device)

@@ -16,6 +16,22 @@ from advimb.runfolder import check_dataset, environment, now, open_run, update_m
 from advimb.tables import build_tables
 
 
+def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
+    """Every check that can fail on bad input, before any work starts (raises UserError)."""
+    from advimb.attacks import get_attack
+    from advimb.data import eval_subset
+    from advimb.evaluate import attack_kwargs
+    from advimb.models import build_model
+
+    build_model(cfg.model, ds.num_classes, ds.image_shape)
+    get_attack(cfg.attack.name)
+    attack_kwargs(cfg.attack, ds.classes)
+    eval_subset(ds, cfg.eval.test_per_class)
+    for job in jobs:
+        if isinstance(job, TrainJob):
+            job.select(ds)
+
+
 def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
               argv: list[str] | None = None) -> dict[str, Any]:
     """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary."""
@@ -27,6 +43,7 @@ def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
     ds = load_dataset(cfg.data, progress)
     check_dataset(run_dir, ds.fingerprint)
     jobs = plan(cfg, ds)
+    preflight(cfg, ds, jobs)
     inv_id = uuid.uuid4().hex[:12]
     device = str(resolve_device(cfg.train.device))
     seeds = {j.scenario.name(ds.classes): j.seeds() for j in jobs if isinstance(j, TrainJob)}

@@ -1,0 +1,61 @@
+import pytest
+import torch
+from torch import nn
+
+from advimb.config import ModelConfig
+from advimb.models import build_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_a_step_with_finite_gradients(name):
+    model = build_model(ModelConfig(name=name, widths=(8, 16, 16), fc=32), 10, (3, 32, 32), seed=0)
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    out = model(x)
+    assert out.shape == (4, 10)
+    nn.functional.cross_entropy(out, y).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def _count(model, cls):
+    return sum(isinstance(m, cls) for m in model.modules())
+
+
+def test_vgg_paper_matches_the_text():
+    m = build_model(ModelConfig(), 10, (3, 32, 32))
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 64, 128, 128, 128]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert _count(m, nn.ReLU) == 8 + 1 and _count(m, nn.MaxPool2d) == 3 and _count(m, nn.Dropout) == 0
+    fcs = [c for c in m.modules() if isinstance(c, nn.Linear)]
+    assert [(f.in_features, f.out_features) for f in fcs] == [(4 * 4 * 128, 512), (512, 10)]
+
+
+def test_vgg_authors_matches_their_code():
+    m = build_model(ModelConfig(name="vgg_authors"), 10, (3, 32, 32))
+    # block 1: ReLU after both convs; blocks 2-3: one ReLU after the third conv; FC ReLU
+    assert _count(m, nn.ReLU) == 2 + 1 + 1 + 1
+    drops = sorted(d.p for d in m.modules() if isinstance(d, nn.Dropout))
+    assert drops == [0.25, 0.25, 0.25, 0.5]
+
+
+def test_keras_init_and_seed():
+    a = build_model(ModelConfig(widths=(4, 8, 8), fc=8), 10, (3, 32, 32), seed=1)
+    b = build_model(ModelConfig(widths=(4, 8, 8), fc=8), 10, (3, 32, 32), seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all((mod.bias == 0).all() for mod in a.modules() if isinstance(mod, (nn.Conv2d, nn.Linear)))
+
+
+def test_normalisation_lives_inside_the_model():
+    m = build_model(ModelConfig(widths=(4, 8, 8), fc=8, normalize="per_channel"), 10, (3, 32, 32),
+                    seed=0, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(m.normalize(x)[:, 0], (x[:, 0] - 0.5) / 0.2)
+    assert "normalize.mean" in m.state_dict()
+
+
+def test_unknown_model():
+    from advimb.errors import UserError
+    with pytest.raises(UserError, match="unknown model 'resnet9'"):
+        build_model(ModelConfig(name="resnet9"), 10, (3, 32, 32))

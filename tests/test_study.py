@@ -1,0 +1,143 @@
+"""End to end on the synthetic smoke preset: artifacts, tables, determinism, resume."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advimb.study import run_study
+
+TABLES = ["table1.csv", "table1.md", "clean_target_accuracy.csv", "relative_difference.csv",
+          "flip_rates.csv", "clean_accuracy.csv", "summary.json"]
+
+
+def _tables(run_dir):
+    return {t: (Path(run_dir) / "tables" / t).read_text() for t in TABLES}
+
+
+def test_smoke_study_writes_every_artifact(smoke_run):
+    run = Path(smoke_run["run_dir"])
+    assert len(list((run / "models").glob("*/weights.pt"))) == 21
+    assert len(list((run / "eval" / "clean").glob("*.json"))) == 21
+    combos = [c for f in (run / "eval" / "attack").glob("*.json") for c in json.loads(f.read_text())["combinations"]]
+    assert len(combos) == 50
+    kinds = sorted((c["model_kind"], c["gradient"]) for c in combos)
+    assert kinds.count(("balanced", "same_model")) == 10
+    for k in ("under", "over"):
+        assert kinds.count((k, "same_model")) == 10 and kinds.count((k, "different_model")) == 10
+    for c in combos:
+        assert sum(c["adversarial_histogram"]) == c["n"] == sum(c["clean_histogram"]) == 20
+        assert c["adversarial_accuracy"] == c["adversarial_histogram"][c["class_index"]] / c["n"]
+    for t in TABLES:
+        assert (run / "tables" / t).stat().st_size > 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["dataset"]["fingerprint"] and manifest["environment"]["torch"] == torch.__version__
+    assert set(manifest["seeds"]) >= {"balanced", "under:class3", "over:class5"}
+    assert (run / "config.toml").read_text().startswith('preset = "smoke"')
+
+
+def test_scenario_artifacts_hold_exact_counts(smoke_run):
+    run = Path(smoke_run["run_dir"])
+    info = json.loads((run / "scenarios" / "under-class3.json").read_text())
+    assert info["counts"]["class3"] == 10 and info["counts"]["class0"] == 50
+    with np.load(run / "scenarios" / "under-class3.npz") as z:
+        assert len(z["indices"]) == 9 * 50 + 10
+        assert sorted(np.concatenate([z["train"], z["val"]])) == sorted(z["indices"])
+    meta = json.loads((run / "models" / "under-class3" / "meta.json").read_text())
+    assert meta["counts"][3] == 10 and len(meta["history"]) == meta["stopped_epoch"]
+    hist = (run / "models" / "under-class3" / "history.csv").read_text().splitlines()
+    assert hist[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds"
+
+
+def test_checkpoints_load_with_weights_only(smoke_run):
+    run = Path(smoke_run["run_dir"])
+    state = torch.load(run / "models" / "balanced" / "weights.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_table1_layout(smoke_run):
+    lines = (Path(smoke_run["run_dir"]) / "tables" / "table1.csv").read_text().splitlines()
+    assert lines[0] == "class,different_model_under,different_model_over,same_model_balanced,same_model_under,same_model_over"
+    assert len(lines) == 1 + 10 + 1 and lines[-1].startswith("average,")
+
+
+def test_tables_come_from_artifacts_only(smoke_run, tmp_path):
+    """Delete the models: the tables can still be rebuilt, identically."""
+    from advimb.tables import build_tables
+
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run["run_dir"], run)
+    before = _tables(run)
+    shutil.rmtree(run / "models")
+    shutil.rmtree(run / "tables")
+    build_tables(run)
+    assert _tables(run) == before
+
+
+def test_same_seed_same_results_and_rerun_skips_everything(smoke_run, smoke_cfg, tmp_path):
+    res = run_study(smoke_cfg, tmp_path / "again", progress=False)
+    assert _tables(res["run_dir"]) == _tables(smoke_run["run_dir"])
+    res2 = run_study(smoke_cfg, tmp_path / "again", progress=False)
+    assert res2["stats"]["run"] == 0 and res2["stats"]["skipped"] == 72
+
+
+def test_different_seed_changes_results(smoke_run, smoke_cfg, tmp_path):
+    import dataclasses
+    res = run_study(dataclasses.replace(smoke_cfg, seed=1), tmp_path / "seed1", progress=False)
+    assert _tables(res["run_dir"])["clean_accuracy.csv"] != _tables(smoke_run["run_dir"])["clean_accuracy.csv"]
+
+
+def test_corrupt_artifact_is_detected_and_recomputed(smoke_run, smoke_cfg, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run["run_dir"], run)
+    w = run / "models" / "over-class2" / "weights.pt"
+    w.write_bytes(w.read_bytes()[:100])
+    res = run_study(smoke_cfg, run, progress=False)
+    assert res["stats"]["recomputed"] == 1 and res["stats"]["run"] == 1
+    assert "over-class2/weights.pt is missing or corrupt" in capsys.readouterr().err
+    assert _tables(run) == _tables(smoke_run["run_dir"])
+
+
+def test_interrupted_run_resumes_to_identical_results(smoke_run, tmp_path):
+    """Kill the CLI with SIGKILL mid-study, rerun the same command, compare tables."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "advimb", "run", "--preset", "smoke", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "ADVIMB_DATA": ""}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("models/*/meta.json"))) < 8:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("models/*/meta.json")}
+    assert 8 <= len(done_before) < 21, "the kill should land mid-study"
+    assert not (out / "tables").exists()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "already done" in r.stderr
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("models/*/meta.json")}
+    assert all(after[k] == v for k, v in done_before.items())  # finished work was not redone
+    assert not list(out.rglob("*.tmp"))
+    assert _tables(out) == _tables(smoke_run["run_dir"])
+
+
+def test_rerun_with_another_config_is_refused_and_keeps_results(smoke_run, smoke_cfg, tmp_path):
+    import dataclasses
+    from advimb.errors import UserError
+
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run["run_dir"], run)
+    files = sorted(p for p in run.rglob("*") if p.is_file())
+    other = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, eps=0.02))
+    with pytest.raises(UserError, match=r"different config \(differs in attack.eps: 0.01 -> 0.02\)"):
+        run_study(other, run, progress=False)
+    assert sorted(p for p in run.rglob("*") if p.is_file()) == files
