@@ -243,7 +243,7 @@ def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _load_image_folder(root: Path, name: str, progress: bool) -> Dataset:
+def _load_image_folder(root: Path, name: str, progress: bool, origin: str | None = None) -> Dataset:
     classes, files = _list_image_folder(root)
     arrays = {}
     for split in ("train", "test"):
@@ -251,7 +251,7 @@ def _load_image_folder(root: Path, name: str, progress: bool) -> Dataset:
         arrays[split] = (_decode_all(paths, progress), np.array([lab for _, lab in files[split]]))
     if arrays["train"][0].shape[1:] != arrays["test"][0].shape[1:]:
         raise UserError(f"{root}: train and test images differ in size")
-    return _make(name, classes, *arrays["train"], *arrays["test"], f"image folder {root}")
+    return _make(name, classes, *arrays["train"], *arrays["test"], origin or f"image folder {root}")
 
 
 def _load_torchvision(root: Path, download: bool) -> Dataset:
@@ -322,8 +322,12 @@ def cache_root(cfg: DataConfig) -> Path:
     return Path(root).expanduser()
 
 
+#: bump when what a cache entry holds changes, so old entries are not reused
+CACHE_VERSION = "v1"
+
+
 def _cached(cache: Path, key: str, build) -> Dataset:
-    npz = cache / "arrays" / f"{key}.npz"
+    npz = cache / "arrays" / f"{key}-{CACHE_VERSION}.npz"
     meta = npz.with_suffix(".json")
     if npz.exists() and meta.exists():
         try:
@@ -383,11 +387,12 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
 
         def build() -> Dataset:
             root = _unwrap(_extract(archives[0], cache / "extracted" / key))
-            if _find_batches(root):
-                return _load_torchvision(_find_batches(root), download=False)
+            batches = _find_batches(root)
+            if batches is not None:
+                return _load_torchvision(batches, download=False)
             if not _is_image_folder(root):
                 raise _layout_error(d)
-            return _load_image_folder(root, name, progress)
+            return _load_image_folder(root, name, progress, origin=f"image folder in archive {archives[0]}")
 
         return _check_cifar(cfg, _cached(cache, key, build))
     raise _layout_error(d)
