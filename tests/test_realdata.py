@@ -35,4 +35,5 @@ def test_small_study_on_real_cifar10(real_data_dir, tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["dataset"]["fingerprint"] == ds.fingerprint
     clean = json.loads((run / "eval" / "clean" / "balanced.json").read_text())
-    assert sum(clean["n_per_class"]) == 500 and clean["accuracy"] > 0.15  # learnt something real
+    assert sum(clean["n_per_class"]) == 10_000  # clean accuracy on the full test set
+    assert clean["accuracy"] > 0.15  # learnt something real (chance: 0.10)

@@ -141,3 +141,48 @@ def test_rerun_with_another_config_is_refused_and_keeps_results(smoke_run, smoke
     with pytest.raises(UserError, match=r"different config \(differs in attack.eps: 0.01 -> 0.02\)"):
         run_study(other, run, progress=False)
     assert sorted(p for p in run.rglob("*") if p.is_file()) == files
+
+
+def test_jobs_are_small_and_picklable(smoke_cfg):
+    import pickle
+
+    from advimb.data import load_dataset
+    from advimb.jobs import plan
+
+    jobs = plan(smoke_cfg, load_dataset(smoke_cfg.data))
+    assert len(jobs) == 21 + 21 + 30
+    keys = {j.key for j in jobs}
+    assert len(keys) == len(jobs)
+    for j in jobs:
+        blob = pickle.dumps(j)
+        assert len(blob) < 10_000 and pickle.loads(blob).key == j.key
+        assert all(d in keys for d in j.deps)
+        # every dependency comes earlier in the plan
+        assert all(d in {x.key for x in jobs[:jobs.index(j)]} for d in j.deps)
+
+
+def test_any_image_folder_dataset_runs_the_study(tmp_path):
+    """Three classes of 16x16 PNGs: the same study, 7 models and 15 combinations."""
+    from PIL import Image
+
+    from advimb.config import parse_assignment
+    from advimb.presets import resolve_config
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("test", 10)):
+        for i, c in enumerate(("circle", "square", "stripe")):
+            (tmp_path / "shapes" / split / c).mkdir(parents=True)
+            for j in range(n):
+                img = rng.integers(0, 60, (16, 16, 3)).astype(np.uint8)
+                img[..., i] += 150
+                Image.fromarray(img).save(tmp_path / "shapes" / split / c / f"{j}.png")
+    sets = ["data.source=folder", "imbalance.majority_count=20", "imbalance.minority_count=5",
+            "model.widths=[4, 8, 8]", "model.fc=16", "train.max_epochs=2", "train.lr=1e-3", "eval.test_per_class=0"]
+    cfg = resolve_config("quick", overrides=[{"data": {"dir": str(tmp_path / "shapes")}}]
+                         + [parse_assignment(s) for s in sets], env={})
+    res = run_study(cfg, tmp_path / "run", progress=False)
+    run = Path(res["run_dir"])
+    assert len(list((run / "models").glob("*/weights.pt"))) == 7
+    lines = (run / "tables" / "table1.csv").read_text().splitlines()
+    assert [x.split(",")[0] for x in lines[1:]] == ["circle", "square", "stripe", "average"]
+    assert json.loads((run / "manifest.json").read_text())["dataset"]["classes"] == ["circle", "square", "stripe"]

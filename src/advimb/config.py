@@ -194,9 +194,9 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation grid. ``test_per_class``: use the first N test images of each class
-    (0 = all; the paper uses all 1,000). ``examples``: adversarial images stored per
-    attack job for figures."""
+    """Evaluation grid. Clean accuracy is always measured on the full test set.
+    ``test_per_class``: attack the first N test images of each class (0 = all; the paper
+    attacks all 1,000). ``examples``: adversarial images stored per attack job for figures."""
 
     test_per_class: int = 0
     batch_size: int = 500

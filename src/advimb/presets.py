@@ -32,7 +32,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             # Reduced: 500/100 images per class (paper 5,000/1,000: same 5:1 ratio),
             # half-width VGG (16/32/64, FC-512), at most 8 epochs (patience 3), the first
-            # 500 test images of each class (paper: all 1,000). Optimiser, decay, batch
+            # 500 test images of each class are attacked (paper: all 1,000; clean accuracy
+            # is measured on the full test set). Optimiser, decay, batch
             # size, attack and eps are the paper's.
             "imbalance": {"majority_count": 500, "minority_count": 100},
             "model": {"widths": [16, 32, 64]},
