@@ -93,3 +93,23 @@ def test_list_and_config(capsys):
     assert "quick" in out and "vgg_paper" in out and "fgsm" in out
     assert main(["config", "--preset", "faithful"]) == 0
     assert 'validation = "test"' in capsys.readouterr().out
+
+
+def test_sigterm_stops_cleanly_and_the_rerun_finishes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "advimb", *SMOKE, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("models/*/meta.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "interrupted; finished work is saved - rerun the same command to resume" in err
+    assert '"status": "interrupted"' in (out / "manifest.json").read_text()
+    assert not list(out.rglob("*.tmp"))
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    assert (out / "tables" / "table1.csv").exists()

@@ -116,8 +116,16 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum, frame):  # SIGTERM (kill, SLURM, timeout) stops like Ctrl-C
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = _parser().parse_args(argv)
+    if argv is None:  # the real command line, not a test calling main()
+        signal.signal(signal.SIGTERM, _terminate)
     handler = {"run": _run, "tables": _tables, "list": _list, "config": _config}[args.command]
     try:
         return handler(args)
