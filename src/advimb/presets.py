@@ -28,7 +28,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "quick": (
         "real CIFAR-10 at reduced scale: all 21 scenarios and 50 combinations, "
-        "about 7 minutes on a 2-core CPU",
+        "about 8 minutes on a 2-core CPU",
         {
             # Reduced: 500/100 images per class (paper 5,000/1,000: same 5:1 ratio),
             # half-width VGG (16/32/64, FC-512), at most 8 epochs (patience 3), the first
