@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -99,7 +99,6 @@ class FitResult:
     best_epoch: int
     stopped_epoch: int
     steps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fit(
