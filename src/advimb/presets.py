@@ -89,8 +89,6 @@ def resolve_config(
         and env.get("ADVIMB_DATA")
     ):
         d_all = merge(d_all, {"data": {"dir": env["ADVIMB_DATA"]}})
-    cfg = from_dict(ExperimentConfig, d_all)
-    if cfg.data.dir is not None:  # record where the data really was
-        absdir = str(Path(cfg.data.dir).expanduser().resolve())
-        cfg = from_dict(ExperimentConfig, merge(cfg.to_dict(), {"data": {"dir": absdir}}))
-    return cfg
+    if d_all.get("data", {}).get("dir") is not None:  # record where the data really was
+        d_all = merge(d_all, {"data": {"dir": str(Path(str(d_all["data"]["dir"])).expanduser().resolve())}})
+    return from_dict(ExperimentConfig, d_all)

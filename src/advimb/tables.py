@@ -111,8 +111,7 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
     # Fig. 4 data: relative difference (clean - perturbed) / clean, per class and model
     rel = []
     for c in targets:
-        for _, kind, grad in (TABLE1_COLUMNS[2], TABLE1_COLUMNS[3], TABLE1_COLUMNS[4],
-                              TABLE1_COLUMNS[0], TABLE1_COLUMNS[1]):
+        for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
             cell = by_cell.get((c, kind, grad))
             if not cell:
                 continue
