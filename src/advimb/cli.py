@@ -1,6 +1,7 @@
 """Command-line interface (thin: it only fills the config and calls the stages).
 
     advimb run --preset quick --data-dir ../shared/data --out runs/quick
+    advimb report runs/quick              # figures, HTML page, claims (run does this at the end)
     advimb tables runs/quick
     advimb config --preset quick          # print the resolved config as TOML
     advimb list                           # presets, models, attacks
@@ -46,6 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print the resolved config as TOML")
     study_args(c)
 
+    def report_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--pair", metavar="A,B", help="class pair for Fig. 6 and claim C4 "
+                        "(default cat,dog, or the pair the balanced model confuses most)")
+        sp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+
+    report_args(r)
+    r.add_argument("--no-report", action="store_true", help="stop after the tables; build no report")
+
+    rp = sub.add_parser("report", help="build the report (figures, HTML, claims) of a run folder")
+    rp.add_argument("run_dir")
+    report_args(rp)
+
     t = sub.add_parser("tables", help="rebuild the tables of a run folder from its artifacts")
     t.add_argument("run_dir")
 
@@ -76,10 +89,35 @@ def _run(args: argparse.Namespace) -> int:
     cfg = _resolve(args)
     out = args.out or f"runs/{cfg.preset}"
     res = run_study(cfg, out, progress=not args.no_progress, argv=["advimb", *sys.argv[1:]])
-    print(format_summary(res["run_dir"]))
     st = res["stats"]
-    print(f"done in {res['wall_seconds']:.0f} s ({st['run']} jobs run, {st['skipped']} already done); "
-          f"results in {res['run_dir']}/tables")
+    done = f"done in {res['wall_seconds']:.0f} s ({st['run']} jobs run, {st['skipped']} already done)"
+    if args.no_report:
+        print(format_summary(res["run_dir"]))
+        print(f"{done}; results in {res['run_dir']}/tables")
+        return 0
+    _report_to_terminal(res["run_dir"], args)
+    print(f"{done}; report in {res['run_dir']}/report/index.html")
+    return 0
+
+
+def _report_to_terminal(run_dir, args: argparse.Namespace) -> None:
+    from advimb.executor import log
+    from advimb.report import build_report, format_report_summary
+
+    if args.n_boot < 100:
+        raise UserError(f"--n-boot {args.n_boot} is too small for a 95% interval; use at least 100 (default 2000)")
+    log("building the report (figures, claims with bootstrap intervals)")
+    print(format_report_summary(build_report(run_dir, args.pair, args.n_boot)))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
+    _report_to_terminal(run_dir, args)
+    print(f"report in {run_dir}/report/index.html")
     return 0
 
 
@@ -126,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if argv is None:  # the real command line, not a test calling main()
         signal.signal(signal.SIGTERM, _terminate)
-    handler = {"run": _run, "tables": _tables, "list": _list, "config": _config}[args.command]
+    handler = {"run": _run, "report": _report, "tables": _tables, "list": _list, "config": _config}[args.command]
     try:
         return handler(args)
     except UserError as e:

@@ -332,7 +332,8 @@ class AttackJob(Job):
         grad_model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.gradient), device)
         x_adv = attack_images(grad_model, x_u8, y, cfg.attack, ds.classes, cl)
         k = min(cfg.eval.examples, len(idx))
-        arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_adversarial": x_adv[:k].cpu().numpy()}
+        arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_clean": x_u8[:k].cpu().numpy(),
+                                         "example_adversarial": x_adv[:k].cpu().numpy()}
         combos = []
         for s in self.evaluated:
             model = grad_model if s == self.gradient else load_weights(cfg, ds, run_dir, self.scenario_slug(s), device)

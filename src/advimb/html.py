@@ -1,0 +1,225 @@
+"""``report/index.html`` from the report's results dict (and nothing else).
+
+One static page: inline CSS, no scripts, no network; figures are PNG files beside it
+(``figures/``), with links to their SVG/PDF versions. Readable on a laptop screen
+(max width ~70em) and printable (figures never split across pages).
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from advimb import __version__
+
+CSS = """
+:root { --fg:#1b1b1b; --muted:#5a5a5a; --line:#d0d0d0; --ok:#009E73; --bad:#D55E00; --unk:#7a6a00; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       max-width: 72em; margin: 0 auto; padding: 1.5em 1.5em 4em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 1px solid var(--line); }
+.meta, .caption, .note { color: var(--muted); }
+table { border-collapse: collapse; margin: .8em 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid var(--line); padding: .25em .5em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f3f3f3; }
+tr.avg td { font-weight: 600; background: #fafafa; }
+td.diff-pos { color: #8a4b00; } td.diff-neg { color: #3b2c86; }
+figure { margin: 1.5em 0; break-inside: avoid; page-break-inside: avoid; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { max-width: 60em; }
+.verdict { font-weight: 700; padding: .05em .45em; border-radius: .3em; color: white; white-space: nowrap; }
+.v-reproduced { background: var(--ok); } .v-not-reproduced { background: var(--bad); }
+.v-inconclusive { background: var(--unk); }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
+.claim { border-left: 4px solid var(--line); padding-left: 1em; margin: 1.2em 0; break-inside: avoid; }
+@media print { body { max-width: none; font-size: 10pt; } a { color: inherit; } h2 { break-after: avoid; } }
+"""
+
+
+def _f(x: Any, digits: int = 1, unit: str = "") -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}{unit}"
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="verdict v-{verdict.replace(" ", "-")}">{escape(verdict)}</span>'
+
+
+def _ci(d: dict[str, Any] | None, unit: str = "%") -> str:
+    if not d:
+        return "n/a"
+    if d.get("value") is None:
+        return "n/a"
+    ci = "" if d.get("lo") is None else f" [{_f(d['lo'])}, {_f(d['hi'])}]"
+    return f"{_f(d['value'])}{unit}{ci}"
+
+
+def _label(key: str) -> str:
+    return key.replace("_percent", "").replace("_", " ")
+
+
+def _table1(t1: dict[str, Any]) -> str:
+    cols, comp = t1["columns"], t1["paper_comparable"]
+    head = "".join(f'<th colspan="{3 if comp else 1}">{escape(_label(c))}</th>' for c in cols)
+    sub = "".join("<th>run</th><th>paper</th><th>diff</th>" for _ in cols) if comp else ""
+    rows = []
+    for r in [*t1["rows"], t1["average"]]:
+        cells = []
+        for c in cols:
+            cells.append(f"<td>{_f(r['measured'][c])}</td>")
+            if comp:
+                d = r["difference"][c]
+                cls = "" if d is None else ("diff-pos" if d > 0 else "diff-neg")
+                cells.append(f"<td>{_f(r['paper'][c])}</td><td class='{cls}'>{_f(d, 1)}</td>")
+        avg = ' class="avg"' if r is t1["average"] else ""
+        rows.append(f"<tr{avg}><td>{escape(r['class'])}</td>{''.join(cells)}</tr>")
+    subrow = f"<tr><th></th>{sub}</tr>" if comp else ""
+    return (f"<table><thead><tr><th>class</th>{head}</tr>{subrow}</thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _captions(res: dict[str, Any]) -> dict[str, str]:
+    """One paragraph per figure: what it shows, and the number to look at."""
+    t1, rd = res["table1"], res["relative_difference"]["average"]
+    pair = res["pair"]["classes"]
+    out = {
+        "table1": "Accuracy (%) of each target class's attacked test images, for the five model/gradient "
+                  "combinations of the paper's Table 1: left this run, middle the paper's published values, right "
+                  "the cell-wise difference this run minus paper in percentage points (purple: lower than the "
+                  "paper, orange: higher)." if t1["paper_comparable"] else
+                  "Accuracy (%) of each target class's attacked test images for the five combinations of Table 1.",
+        "fig2": "Clean accuracy (%) of each target class for the balanced model, the model trained with that "
+                "class under-sampled, and the model trained with it over-sampled (all other classes reduced). "
+                "Imbalance moves the decision boundary: minority classes lose recall, majority classes gain it.",
+        "fig4": f"Relative difference 100 x (clean - perturbed) / clean of the target class under the same-model "
+                f"attack; the last group is the mean over classes (balanced {_f(rd['balanced'])}%, under-sampled "
+                f"{_f(rd['under'])}%, over-sampled {_f(rd['over'])}%). Higher means the attack removes a larger "
+                "share of what the model got right. A class whose clean accuracy is 0 has no bar.",
+        "fig6": f"Predicted-label distribution of the {pair[0]} and {pair[1]} test images, clean (hatched) and "
+                f"after the same-model attack (solid), for the models trained with each class under-sampled and "
+                "over-sampled (the paper's Fig. 6 layout). A tall perturbed bar on the other class of the pair "
+                "means the attack pushes images into the similar class.",
+        "fig6b": "Where perturbed images go, for every target class: row = attacked class, column = label "
+                 "predicted after the same-model attack, value = % of that class's attacked images. Each row of "
+                 "the under-/over-sampled panels comes from a different model (the one with that row's class "
+                 "under-/over-sampled); the diagonal is the accuracy under attack.",
+    }
+    for f in res["figures"]:
+        d = f["data"]
+        if f["id"] == "fig1":
+            out["fig1"] = (f"The balanced model: training and validation cross-entropy and accuracy per epoch "
+                           f"({d['epochs']} epochs; best validation loss {d['best_val_loss']} at epoch "
+                           f"{d['best_epoch']}, whose weights are kept) and its confusion matrix on the clean test "
+                           f"set, each row normalised to 100% (overall accuracy "
+                           f"{_f(res['balanced_clean_accuracy_percent'])}%).")
+        if f["id"] == "fig3":
+            out["fig3"] = (f"Test images attacked with the balanced model's own gradient (FGSM, eps {d['eps']:g} "
+                           f"on the [0, 1] pixel scale): the clean image with the predicted label and its softmax "
+                           f"confidence, the perturbation amplified {d['amplification']:g}x around mid-grey so it "
+                           "is visible, and the adversarial image with the label and confidence after the attack. "
+                           "Images the attack flipped are preferred when the stored examples include one.")
+    return out
+
+
+def _claims(claims: dict[str, Any]) -> str:
+    parts = [f"<p class='note'>Intervals: {escape(claims['claims'][0]['interval'])}, "
+             f"{claims['n_boot']} replicates, percentile method; a claim is <b>reproduced</b> when every "
+             "difference it predicts has its interval above 0, <b>not reproduced</b> when any interval lies "
+             "below 0, and <b>inconclusive</b> otherwise.</p>"]
+    for c in claims["claims"]:
+        meas = "".join(
+            f"<tr><td>{escape(_label(k))}</td><td>{_ci(v)}</td>"
+            f"<td>{_f(c['paper'].get(k)) + '%' if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
+            for k, v in c["measured"].items())
+        comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{_ci(x, '')}</td></tr>" for x in c["comparisons"])
+        other = {k: v for k, v in c["paper"].items() if not isinstance(v, (int, float)) and v is not None}
+        other_html = "".join(f"<p>Paper: {escape(str(v))}</p>" for v in other.values())
+        notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in c["notes"])
+        parts.append(
+            f"<div class='claim' id='{c['id']}'><h3>{c['id']} {_badge(c['verdict'])}</h3><p>{escape(c['statement'])}</p>"
+            f"<table><thead><tr><th>{'quantity' if c['id'] == 'C4' else 'measured (mean over classes)'}</th><th>this run [95% CI]</th><th>paper</th></tr>"
+            f"</thead><tbody>{meas}</tbody></table>{other_html}"
+            f"<table><thead><tr><th>difference the claim predicts &gt; 0</th><th>estimate [95% CI]</th></tr></thead>"
+            f"<tbody>{comps}</tbody></table>{notes}</div>")
+    return "".join(parts)
+
+
+def _manifest(m: dict[str, Any]) -> str:
+    env = m.get("environment", {})
+    ds = m.get("dataset", {})
+    rows = [("dataset", f"{ds.get('name')} ({ds.get('origin')})"), ("dataset fingerprint", ds.get("fingerprint")),
+            ("status", m.get("status")), ("created", m.get("created")), ("finished", m.get("finished")),
+            *((k, v) for k, v in env.items())]
+    body = "".join(f"<tr><td>{escape(str(k))}</td><td style='text-align:left'>{escape(str(v))}</td></tr>"
+                   for k, v in rows)
+    inv = "".join(
+        f"<tr><td>{escape(i.get('started', ''))}</td><td style='text-align:left'><code>{escape(' '.join(i.get('argv', [])))}"
+        f"</code></td><td>{escape(str(i.get('status')))}</td><td>{i.get('jobs_run', '')}</td>"
+        f"<td>{i.get('jobs_skipped', '')}</td><td>{i.get('wall_seconds', '')}</td></tr>"
+        for i in m.get("invocations", []))
+    return (f"<table><tbody>{body}</tbody></table><h3>Invocations</h3><table><thead><tr><th>started</th>"
+            f"<th>command</th><th>status</th><th>jobs run</th><th>skipped</th><th>wall s</th></tr></thead>"
+            f"<tbody>{inv}</tbody></table>")
+
+
+def render(res: dict[str, Any]) -> str:
+    """The whole page as a string."""
+    caps = _captions(res)
+    run, claims = res["run"], res["claims"]
+    verdicts = "".join(
+        f"<tr><td><a href='#{c['id']}'>{c['id']}</a></td><td style='text-align:left'>{escape(c['statement'])}</td>"
+        f"<td>{_badge(c['verdict'])}</td></tr>" for c in claims["claims"])
+    figs = []
+    for f in res["figures"]:
+        if f["id"] == "table1":
+            continue
+        links = " · ".join(f"<a href='{escape(p)}'>{k.upper()}</a>" for k, p in f["files"].items())
+        figs.append(f"<figure id='{f['id']}'><img src='{escape(f['files']['png'])}' alt='{escape(f['title'])}'>"
+                    f"<figcaption><b>{escape(f['title'])}.</b> {escape(caps.get(f['id'], ''))} "
+                    f"<span class='note'>Data: {escape(', '.join(f['sources'][:3]))}"
+                    f"{' and more' if len(f['sources']) > 3 else ''}. {links}</span></figcaption></figure>")
+    t1fig = next((f for f in res["figures"] if f["id"] == "table1"), None)
+    t1img = (f"<figure><img src='{escape(t1fig['files']['png'])}' alt='Table 1 heatmaps'><figcaption>"
+             f"{escape(caps['table1'])}</figcaption></figure>") if t1fig else ""
+    notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in res["notes"])
+    ref = res["reference"]
+    paper_notes = ""
+    if res["table1"]["paper_comparable"]:
+        avg = res["table1"]["average"]["paper"]
+        paper_notes = (
+            f"<h2>Notes on the paper</h2><p>Section 4.1 of the paper says the average same-model accuracy of "
+            f"under-sampled models is {ref['text']['same_model_under_average_percent_as_stated']}%, but its Table 1 "
+            f"column averages {_f(avg['same_model_under'])}%; {ref['text']['same_model_under_average_percent_as_stated']}% "
+            f"is the average of the balanced column ({_f(avg['same_model_balanced'])}%). The different-model average it "
+            f"states ({ref['text']['different_model_under_average_percent']}%) matches Table 1 "
+            f"({_f(avg['different_model_under'])}%). This report compares with Table 1 throughout.</p>"
+            f"<p class='note'>Reference values: {escape(ref['citation'])} ({escape(ref['source'])}).</p>")
+    files = " · ".join(f"<a href='{escape(p)}'>{escape(p)}</a>" for p in [res["files"]["results"], *res["files"]["tables"]])
+    acc = res.get("balanced_clean_accuracy_percent")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(res['title'])}</title><style>{CSS}</style></head><body>
+<h1>{escape(res['title'])}</h1>
+<p class="meta">Class imbalance and adversarial vulnerability (Possas &amp; Zhou), preset <b>{escape(str(run['preset']))}</b>,
+seed {escape(str(run['seed']))}, attack {escape(json.dumps(run['attack']))}. Run folder <code>{escape(run['dir'])}</code>.
+Built {escape(res['generated'])} by advimb {escape(__version__)} from stored artifacts only.</p>
+{notes}
+<h2>At a glance</h2>
+<p>Balanced model, clean test accuracy: <b>{_f(acc)}%</b>.</p>
+<table><thead><tr><th>claim</th><th>statement</th><th>verdict</th></tr></thead><tbody>{verdicts}</tbody></table>
+<h2>Table 1: accuracy of the target class under attack (%)</h2>
+{_table1(res['table1'])}
+{t1img}
+<h2>Figures</h2>
+{''.join(figs)}
+<h2>Claims, checked</h2>
+{_claims(claims)}
+{paper_notes}
+<h2>Configuration</h2>
+<pre>{escape(run['config_toml'])}</pre>
+<h2>Manifest</h2>
+{_manifest(run['manifest'])}
+<h2>Files</h2><p>{files}</p>
+</body></html>
+"""
