@@ -17,6 +17,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 def pytest_addoption(parser):
     parser.addoption("--no-real-data", action="store_true",
                      help="the real CIFAR-10 copy is absent: skip real-data tests (reported)")
+    parser.addoption("--no-browser", action="store_true",
+                     help="Chromium is absent: skip the browser test (reported)")
 
 
 @pytest.fixture(scope="session", autouse=True)

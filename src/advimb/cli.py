@@ -101,12 +101,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report_to_terminal(run_dir, args: argparse.Namespace) -> None:
-    from advimb.executor import log
     from advimb.report import build_report, format_report_summary
 
     if args.n_boot < 100:
         raise UserError(f"--n-boot {args.n_boot} is too small for a 95% interval; use at least 100 (default 2000)")
-    log("building the report (figures, claims with bootstrap intervals)")
     print(format_report_summary(build_report(run_dir, args.pair, args.n_boot)))
 
 

@@ -1,0 +1,196 @@
+"""The report: figures, results.json, the page and its rendering in headless Chromium.
+
+Built from a smoke-sized study on a 10-class image folder that uses CIFAR-10's class
+names (synthetic gratings saved as PNGs), so the paper comparison and the cat/dog
+analysis are exercised; and from the synthetic smoke run (no paper comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from advimb.cli import main
+
+CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FIGURES = {"table1", "fig1", "fig2", "fig3", "fig4", "fig6", "fig6b"}
+
+
+@pytest.fixture(scope="module")
+def cifar_named_run(tmp_path_factory):
+    """`advimb run` (the CLI) on a CIFAR-named image folder: ends with a report."""
+    from advimb.data import make_synthetic
+    from advimb.config import SyntheticConfig
+
+    root = tmp_path_factory.mktemp("cifar-named")
+    ds = make_synthetic(SyntheticConfig(classes=10, train_per_class=30, test_per_class=12, seed=1))
+    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        for i, (img, lab) in enumerate(zip(x, y)):
+            d = root / "data" / split / CIFAR[lab]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i}.png")
+    out = root / "run"
+    code = main(["run", "--preset", "smoke", "--no-progress", "--data-dir", str(root / "data"),
+                 "--set", "data.source='folder'", "--set", "imbalance.majority_count=25",
+                 "--set", "imbalance.minority_count=5", "--n-boot", "200", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def _results(run: Path) -> dict:
+    def no_nan(x):
+        raise AssertionError(f"results.json holds {x}: not strict JSON")
+    return json.loads((run / "report" / "results.json").read_text(), parse_constant=no_nan)
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def _local_refs(html: str) -> list[str]:
+    p = _Refs()
+    p.feed(html)
+    return [r for r in p.refs if not r.startswith("#")]
+
+
+def test_run_ends_with_a_report(cifar_named_run, capsys):
+    rep = cifar_named_run / "report"
+    assert (rep / "index.html").is_file() and (rep / "results.json").is_file()
+    res = _results(cifar_named_run)
+    assert {f["id"] for f in res["figures"]} == FIGURES
+    assert res["table1"]["paper_comparable"] is True
+    assert [r["class"] for r in res["table1"]["rows"]] == list(CIFAR)
+    cat = next(r for r in res["table1"]["rows"] if r["class"] == "cat")
+    assert cat["paper"]["same_model_under"] == 0.5
+    assert cat["difference"]["same_model_under"] == pytest.approx(cat["measured"]["same_model_under"] - 0.5, abs=0.01)
+    assert [c["id"] for c in res["claims"]["claims"]] == ["C1", "C2", "C3", "C4"]
+    assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in res["claims"]["claims"])
+    assert res["pair"]["classes"] == ["cat", "dog"]
+
+
+def test_every_number_traces_to_an_artifact(cifar_named_run):
+    """Table 1 in results.json equals the stored combinations; sources exist."""
+    res = _results(cifar_named_run)
+    for f in res["figures"]:
+        for s in f["sources"]:
+            assert s.startswith("advimb/") or (cifar_named_run / s).is_file(), s
+    for f in sorted((cifar_named_run / "eval" / "attack").glob("*.json")):
+        for c in json.loads(f.read_text())["combinations"]:
+            col = f"{c['gradient']}_{c['model_kind']}"
+            row = next(r for r in res["table1"]["rows"] if r["class"] == c["class"])
+            assert row["measured"][col] == pytest.approx(100 * c["adversarial_accuracy"], abs=0.01)
+
+
+def test_figures_are_valid_images_of_a_sensible_size(cifar_named_run):
+    rep = cifar_named_run / "report"
+    for f in _results(cifar_named_run)["figures"]:
+        png = rep / f["files"]["png"]
+        with Image.open(png) as im:
+            im.verify()
+        with Image.open(png) as im:
+            w, h = im.size
+            assert 500 <= w <= 4000 and 250 <= h <= 6000, (png.name, im.size)
+            assert len(np.unique(np.asarray(im.convert("L")))) > 10, f"{png.name} looks blank"
+        ET.parse(rep / f["files"]["svg"])  # well-formed SVG
+        assert (rep / f["files"]["pdf"]).read_bytes()[:5] == b"%PDF-"
+
+
+def test_page_references_only_files_that_exist(cifar_named_run):
+    rep = cifar_named_run / "report"
+    html = (rep / "index.html").read_text()
+    refs = _local_refs(html)
+    assert refs, "the page references no files"
+    for r in refs:
+        assert "://" not in r, f"the page reaches outside its folder: {r}"
+        assert (rep / r).is_file(), f"the page references a missing file: {r}"
+    for f in _results(cifar_named_run)["figures"]:
+        assert f["files"]["png"] in refs
+    for word in ("C1", "C4", "Notes on the paper", "25.8%", "14.2%", "Configuration", "Manifest"):
+        assert word in html
+
+
+def test_report_command_and_bad_input(cifar_named_run, capsys, tmp_path):
+    assert main(["report", str(cifar_named_run), "--n-boot", "200", "--pair", "automobile,truck"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 1" in out and "C1 " in out and "C4 " in out
+    assert _results(cifar_named_run)["pair"]["classes"] == ["automobile", "truck"]
+    for argv, msg in ((["report", str(tmp_path / "nope")], "does not exist"),
+                      (["report", str(cifar_named_run), "--pair", "cat,zebra"], "unknown class 'zebra'"),
+                      (["report", str(cifar_named_run), "--n-boot", "5"], "too small"),
+                      (["report", str(tmp_path)], "holds no evaluation results")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("advimb: error:") and msg in err and "\n" not in err
+
+
+def test_report_of_a_non_cifar_run(smoke_run):
+    from advimb.report import build_report
+
+    res = build_report(smoke_run["run_dir"], n_boot=200)
+    assert res["table1"]["paper_comparable"] is False
+    assert "paper" not in res["table1"]["average"]
+    html = (Path(smoke_run["run_dir"]) / "report" / "index.html").read_text()
+    assert "not CIFAR-10" in html
+
+
+# ----------------------------------------------------------------------------- browser
+
+
+def _chromium(request) -> str:
+    path = os.environ.get("ADVIMB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if request.config.getoption("--no-browser") or os.environ.get("ADVIMB_NO_BROWSER") == "1":
+        pytest.skip("Chromium declared absent (--no-browser)")
+    pytest.fail("Chromium not found: install Debian's chromium (apt-get install chromium, as .ci/run does) or "
+                "set ADVIMB_CHROMIUM=/path/to/chromium; if it is absent on purpose, run pytest --no-browser",
+                pytrace=False)
+
+
+@pytest.mark.browser
+def test_page_renders_in_headless_chromium(cifar_named_run, request, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    exe = _chromium(request)
+    page_file = (cifar_named_run / "report" / "index.html").resolve()
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+            page.on("request", lambda r: problems.append(f"network request: {r.url}")
+                    if not r.url.startswith("file://") else None)
+            page.goto(page_file.as_uri(), wait_until="load")
+            broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
+                                   ".map(i => i.src)")
+            n_images = page.evaluate("document.images.length")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+            page.emulate_media(media="print")  # the print stylesheet applies without errors
+            page.screenshot(path=str(tmp_path / "print.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not problems, problems
+    assert not broken, f"images that did not load: {broken}"
+    assert n_images == len(FIGURES)
+    assert width <= 1366, "the page scrolls sideways on a laptop screen"
+    with Image.open(shot) as im:
+        assert im.size[0] == 1366 and im.size[1] > 3000
