@@ -7,7 +7,14 @@ import pytest
 
 from advimb.claims import Outcomes, check_claims, default_pair
 from advimb.report import reference
-from advimb.stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Bootstrap, Estimate, verdict
+from advimb.stats import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Bootstrap,
+    Estimate,
+    verdict,
+)
 
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -46,8 +53,8 @@ def test_bootstrap_is_paired_and_deterministic():
     rng = np.random.default_rng(2)
     x = rng.random(500)
     b = Bootstrap(n_boot=500, seed=3)
-    p1, r1 = b.mean([x], key="cat")
-    p2, r2 = b.mean([x + 1.0], key="cat")  # same images -> same resample: the difference is exactly 1
+    _, r1 = b.mean([x], key="cat")
+    _, r2 = b.mean([x + 1.0], key="cat")  # same images -> same resample: the difference is exactly 1
     assert np.allclose(r2 - r1, 1.0)
     _, r3 = Bootstrap(n_boot=500, seed=3).mean([x], key="cat")
     assert np.array_equal(r1, r3)

@@ -27,8 +27,8 @@ FIGURES = {"table1", "fig1", "fig2", "fig3", "fig4", "fig6", "fig6b"}
 @pytest.fixture(scope="module")
 def cifar_named_run(tmp_path_factory):
     """`advimb run` (the CLI) on a CIFAR-named image folder: ends with a report."""
-    from advimb.data import make_synthetic
     from advimb.config import SyntheticConfig
+    from advimb.data import make_synthetic
 
     root = tmp_path_factory.mktemp("cifar-named")
     ds = make_synthetic(SyntheticConfig(classes=10, train_per_class=30, test_per_class=12, seed=1))

@@ -35,7 +35,7 @@ def save(fig: Figure, out_dir: Path, stem: str) -> dict[str, str]:
     for fmt in FORMATS:
         path = Path(out_dir) / f"{stem}.{fmt}"
         with artifacts.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=meta[fmt])
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=meta[fmt])
         files[fmt] = path.name
     return files
 
@@ -199,7 +199,7 @@ def table1(measured: np.ndarray, paper: np.ndarray | None, classes: list[str], c
         diff = measured - paper
         lim = max(10.0, float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 10.0)
         panels += [("paper, Table 1 (%)", paper, "viridis", (0, 100)),
-                   ("this run - paper (pp)", diff, "PuOr", (-lim, lim))]
+                   ("this run - paper (pp)", diff, "PuOr_r", (-lim, lim))]
     fig = Figure(figsize=(4.6 * len(panels), 0.36 * len(classes) + 1.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     short = [c.replace("different_model_", "diff. ").replace("same_model_", "same ") for c in columns]

@@ -128,9 +128,11 @@ def _claims(claims: dict[str, Any]) -> str:
              "difference it predicts has its interval above 0, <b>not reproduced</b> when any interval lies "
              "below 0, and <b>inconclusive</b> otherwise.</p>"]
     for c in claims["claims"]:
+        inside = c.get("paper_value_in_interval", {})
+        mark = {True: " (inside the CI)", False: " (outside the CI)", None: ""}
         meas = "".join(
             f"<tr><td>{escape(_label(k))}</td><td>{_ci(v)}</td>"
-            f"<td>{_f(c['paper'].get(k)) + '%' if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
+            f"<td>{_f(c['paper'].get(k)) + '%' + mark[inside.get(k)] if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
             for k, v in c["measured"].items())
         comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{_ci(x, '')}</td></tr>" for x in c["comparisons"])
         other = {k: v for k, v in c["paper"].items() if not isinstance(v, (int, float)) and v is not None}

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts, figures
-from advimb.config import tomllib
 from advimb.claims import check_claims, default_pair, load_outcomes
+from advimb.config import tomllib
 from advimb.errors import UserError
 from advimb.stats import Bootstrap
 from advimb.tables import TABLE1_COLUMNS, build_tables, load_results
