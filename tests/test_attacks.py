@@ -86,3 +86,74 @@ def test_eps_outside_unit_interval_is_rejected():
     model, (x, y) = _model(), _data()
     with pytest.raises(ValueError, match="eps"):
         fgsm(model, x, y, eps=1.5)
+
+
+# ----------------------------------------------------------------------------- every attack
+
+from advimb.attacks import bim, get_attack, list_attacks, pgd  # noqa: E402
+
+
+def _kw(name, eps, seed):
+    return {"generator": torch.Generator().manual_seed(seed)} if name == "pgd" else {}
+
+
+@pytest.mark.parametrize("name", list_attacks())
+@settings(max_examples=15, deadline=None)
+@given(eps=st.floats(0.0, 0.3), seed=st.integers(0, 1000), clip=st.booleans(),
+       direction=st.sampled_from(["ascent", "descent"]))
+def test_every_attack_keeps_its_bound_and_range_and_is_deterministic(name, eps, seed, clip, direction):
+    attack = get_attack(name)
+    model, (x, y) = _model(seed), _data(seed, n=8)
+    adv = attack(model, x, y, eps=eps, clip=clip, direction=direction, **_kw(name, eps, seed))
+    assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert (adv - x).abs().max() <= eps + 1e-6
+    if clip:
+        assert adv.min() >= 0 and adv.max() <= 1
+    again = attack(model, x, y, eps=eps, clip=clip, direction=direction, **_kw(name, eps, seed))
+    assert torch.equal(adv, again)
+
+
+@settings(max_examples=20, deadline=None)
+@given(eps=st.floats(0.0, 0.5), seed=st.integers(0, 1000), sign_zero=st.sampled_from(["torch", "plus"]))
+def test_fgsm_is_one_bim_step_of_size_eps(eps, seed, sign_zero):
+    model, (x, y) = _model(seed), _data(seed)
+    assert torch.equal(fgsm(model, x, y, eps=eps, sign_zero=sign_zero),
+                       bim(model, x, y, eps=eps, steps=1, step_size=eps, sign_zero=sign_zero))
+
+
+@pytest.mark.parametrize("name", list_attacks())
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_ascent_raises_and_descent_lowers_the_true_label_loss_on_average(name, seed):
+    attack = get_attack(name)
+    model, (x, y) = _model(seed), _data(seed, n=64)
+    loss = lambda z: F.cross_entropy(model(z), y).item()  # noqa: E731
+    up = attack(model, x, y, eps=0.03, **_kw(name, 0.03, seed))
+    down = attack(model, x, y, eps=0.03, direction="descent", **_kw(name, 0.03, seed))
+    assert loss(up) > loss(x) > loss(down)
+
+
+@pytest.mark.parametrize("name", list_attacks())
+def test_every_attack_runs_a_training_mode_model_in_eval_mode_and_restores_it(name):
+    attack = get_attack(name)
+    model, (x, y) = _model(dropout=0.5), _data()
+    model.train()
+    a = attack(model, x, y, eps=0.02, **_kw(name, 0.02, 0))
+    assert model.training, "the attack left the model in eval mode"
+    model.eval()
+    assert torch.equal(a, attack(model, x, y, eps=0.02, **_kw(name, 0.02, 0)))  # dropout was off
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_targeted_attacks_move_images_to_the_target():
+    model, (x, y) = _model(), _data(n=64)
+    for name in list_attacks():
+        adv = get_attack(name)(model, x, y, eps=0.1, target=2, **_kw(name, 0.1, 0))
+        assert (model(adv).argmax(1) == 2).sum() > (model(x).argmax(1) == 2).sum(), name
+
+
+def test_pgd_start_is_seeded_and_inside_the_ball():
+    model, (x, y) = _model(), _data()
+    a = pgd(model, x, y, eps=0.05, steps=1, step_size=1e-9, generator=torch.Generator().manual_seed(1))
+    b = pgd(model, x, y, eps=0.05, steps=1, step_size=1e-9, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(a, b) and (a - x).abs().max() <= 0.05 + 1e-6

@@ -8,6 +8,7 @@ it found; it never changes parameters or their ``.grad``.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Callable, Iterator
 
 import torch
@@ -64,6 +65,47 @@ def input_gradient(model: nn.Module, x: torch.Tensor, label: torch.Tensor) -> to
     return grad
 
 
+def labels_for(y: torch.Tensor, grad_label: torch.Tensor | int | None) -> torch.Tensor:
+    """The label whose loss is differentiated: ``y`` (None), one class for every image (an
+    int) or one per image (a tensor)."""
+    if grad_label is None:
+        return y
+    if isinstance(grad_label, int):
+        return torch.full_like(y, grad_label)
+    return grad_label.to(y.device)
+
+
+def sign_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor, step: float, *,
+              direction: str = "ascent", sign_zero: str = "torch") -> torch.Tensor:
+    """One gradient-sign step, the building block of every attack here:
+    ``x +- step * sign(grad_x CE(model(x), label))`` (``+`` for ascent)."""
+    g = sign(input_gradient(model, x, label), sign_zero)
+    return x.detach() + step * g if direction == "ascent" else x.detach() - step * g
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:
+    """Onto the L-inf ball of radius ``eps`` around ``x`` and, with ``clip``, onto [0, 1]
+    (the order torchattacks and Foolbox use: the ball first, then the pixel range)."""
+    x_adv = x + (x_adv - x).clamp(-eps, eps)
+    return x_adv.clamp(0.0, 1.0) if clip else x_adv
+
+
+def _check(eps: float, direction: str, target, grad_label) -> None:
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"eps must be in [0, 1], got {eps}")
+    if direction not in ("ascent", "descent"):
+        raise ValueError(f"direction must be 'ascent' or 'descent', got {direction!r}")
+    if target is not None and grad_label is not None:
+        raise ValueError("give either target (a targeted attack) or grad_label, not both")
+
+
+def _goal(y, direction, grad_label, target):
+    """(label, direction): a targeted attack descends the target class's loss."""
+    if target is not None:
+        return labels_for(y, target), "descent"
+    return labels_for(y, grad_label), direction
+
+
 @register_attack("fgsm")
 def fgsm(
     model: nn.Module,
@@ -73,6 +115,7 @@ def fgsm(
     eps: float,
     direction: str = "ascent",
     grad_label: torch.Tensor | int | None = None,
+    target: torch.Tensor | int | None = None,
     clip: bool = True,
     sign_zero: str = "torch",
 ) -> torch.Tensor:
@@ -83,21 +126,76 @@ def fgsm(
 
     x: ``(N, C, H, W)`` in [0, 1]; y: ``(N,)`` true labels. ``grad_label``: the label whose
     loss is differentiated (None = y; an int = that class for every image; a tensor = per
-    image). ``clip``: clamp to [0, 1]. ``sign_zero``: ``torch`` or ``plus`` (authors').
-    Returns a new tensor, ``||x_adv - x||_inf <= eps``.
+    image). ``target``: a targeted attack towards that class (descent on its loss; excludes
+    ``grad_label``). ``clip``: clamp to [0, 1]. ``sign_zero``: ``torch`` or ``plus``
+    (authors'). Returns a new tensor, ``||x_adv - x||_inf <= eps``.
     """
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"eps must be in [0, 1], got {eps}")
-    if direction not in ("ascent", "descent"):
-        raise ValueError(f"direction must be 'ascent' or 'descent', got {direction!r}")
-    if grad_label is None:
-        label = y
-    elif isinstance(grad_label, int):
-        label = torch.full_like(y, grad_label)
-    else:
-        label = grad_label
+    _check(eps, direction, target, grad_label)
+    label, direction = _goal(y, direction, grad_label, target)
     with eval_mode(model):
-        g = input_gradient(model, x, label)
-    step = eps * sign(g, sign_zero)
-    x_adv = x.detach() + step if direction == "ascent" else x.detach() - step
-    return x_adv.clamp(0.0, 1.0) if clip else x_adv
+        x_adv = sign_step(model, x, label, eps, direction=direction, sign_zero=sign_zero)
+    return project(x_adv, x.detach(), eps, clip)
+
+
+@register_attack("bim")
+def bim(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    direction: str = "ascent",
+    grad_label: torch.Tensor | int | None = None,
+    target: torch.Tensor | int | None = None,
+    clip: bool = True,
+    sign_zero: str = "torch",
+    x_init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Basic iterative method / iterative FGSM (Kurakin et al. 2016; the paper's "iterative
+    gradient sign"): ``steps`` sign steps of ``step_size`` (default ``2.5 * eps / steps``,
+    Madry et al.'s choice), each followed by :func:`project`. ``x_init``: the starting
+    point (default ``x``; PGD passes a random one). Other arguments as :func:`fgsm`."""
+    _check(eps, direction, target, grad_label)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    alpha = 2.5 * eps / steps if step_size is None else step_size
+    label, direction = _goal(y, direction, grad_label, target)
+    x0 = x.detach()
+    x_adv = x0 if x_init is None else project(x_init.detach(), x0, eps, clip)
+    with eval_mode(model):
+        for _ in range(steps):
+            x_adv = project(sign_step(model, x_adv, label, alpha, direction=direction, sign_zero=sign_zero),
+                            x0, eps, clip)
+    return x_adv
+
+
+@register_attack("pgd")
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+    x_init: torch.Tensor | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Projected gradient descent with a random start (Madry et al. 2018): BIM from
+    ``x + U(-eps, eps)`` (projected). The start is drawn with ``generator`` (or torch's
+    global generator, as torchattacks does) unless ``x_init`` gives it. Other arguments
+    as :func:`bim`."""
+    if x_init is None and random_start:
+        noise = torch.empty(x.shape, dtype=x.dtype, device=x.device if generator is None else generator.device)
+        x_init = x.detach() + noise.uniform_(-eps, eps, generator=generator).to(x.device)
+    return bim(model, x, y, eps=eps, steps=steps, step_size=step_size, x_init=x_init, **kwargs)
+
+
+def uses(attack: Callable[..., torch.Tensor], name: str) -> bool:
+    """Whether ``attack`` takes keyword ``name`` (so configs pass only what applies)."""
+    params = inspect.signature(attack).parameters
+    return name in params or (attack is pgd and name in inspect.signature(bim).parameters)

@@ -55,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     report_args(r)
     r.add_argument("--no-report", action="store_true", help="stop after the tables; build no report")
 
+    sw = sub.add_parser("sweep", help="the study plus every attack at every eps (accuracy-vs-eps curves)")
+    study_args(sw)
+    sw.add_argument("--attacks", default="fgsm,bim,pgd", help="comma-separated (default fgsm,bim,pgd)")
+    sw.add_argument("--epsilons", default="0.0025,0.005,0.01,0.02,0.04",
+                    help="comma-separated eps values on the [0, 1] scale (default 0.0025,0.005,0.01,0.02,0.04)")
+    sw.add_argument("--out", metavar="DIR", help="run folder (default runs/<preset>; reuses its models)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
+    report_args(sw)
+    sw.add_argument("--no-report", action="store_true", help="stop after the tables; build no report")
+
     rp = sub.add_parser("report", help="build the report (figures, HTML, claims) of a run folder")
     rp.add_argument("run_dir")
     report_args(rp)
@@ -79,6 +89,14 @@ def _resolve(args: argparse.Namespace):
         overrides.append({"attack": {"eps": args.eps}})
     if args.device is not None:
         overrides.append({"train": {"device": args.device}})
+    if getattr(args, "attacks", None) is not None:
+        try:
+            eps = [float(e) for e in args.epsilons.split(",") if e.strip()]
+        except ValueError:
+            raise UserError(f"--epsilons {args.epsilons!r} is not a comma-separated list of numbers, "
+                            "e.g. 0.005,0.01,0.02") from None
+        overrides.append({"sweep": {"attacks": [a.strip() for a in args.attacks.split(",") if a.strip()],
+                                    "epsilons": eps}})
     return resolve_config(args.preset, args.config, overrides)
 
 
@@ -162,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if argv is None:  # the real command line, not a test calling main()
         signal.signal(signal.SIGTERM, _terminate)
-    handler = {"run": _run, "report": _report, "tables": _tables, "list": _list, "config": _config}[args.command]
+    handler = {"run": _run, "sweep": _run, "report": _report, "tables": _tables, "list": _list, "config": _config}[args.command]
     try:
         return handler(args)
     except UserError as e:

@@ -174,14 +174,22 @@ class AttackConfig:
     ``grad_label``: ``true`` or a class (name or index) whose loss gradient is used.
     ``sign_zero``: ``torch`` (sign(0) = 0) or ``plus`` (sign(0) = +1, the authors' code).
     ``clip``: clip the result to [0, 1] (the authors' code did not).
+    ``target``: a class (name or index): targeted attack towards it (descent on its loss).
+    Iterative attacks (``bim``, ``pgd``): ``steps`` sign steps of ``step_size`` (0 = 2.5 *
+    eps / steps), projected onto the eps ball and [0, 1]; ``pgd`` starts at a random point
+    of the ball (``random_start``), drawn from the job's seed.
     """
 
     name: str = "fgsm"
     eps: float = 0.01
     direction: str = "ascent"
     grad_label: str = "true"
+    target: str = ""
     clip: bool = True
     sign_zero: str = "torch"
+    steps: int = 10
+    step_size: float = 0.0
+    random_start: bool = True
     batch_size: int = 500
 
     def __post_init__(self) -> None:
@@ -190,6 +198,11 @@ class AttackConfig:
         _choice(self.direction, "attack.direction", ("ascent", "descent"))
         _choice(self.sign_zero, "attack.sign_zero", ("torch", "plus"))
         _check(self.batch_size >= 1, "attack.batch_size", "must be >= 1")
+        _check(self.steps >= 1, "attack.steps", "must be >= 1")
+        _check(0.0 <= self.step_size <= 1.0, "attack.step_size",
+               f"{self.step_size} is outside [0, 1] (0 = 2.5 * eps / steps)")
+        _check(not (self.target and self.grad_label != "true"), "attack.target",
+               "a targeted attack descends the target's loss; leave attack.grad_label = 'true'")
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,24 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    """Extra evaluation grids on the same trained models: every attack in ``attacks`` (default:
+    ``attack.name``) at every eps in ``epsilons``, all 50 combinations each, written under
+    ``sweep/<attack>-eps<eps>/``. Additive: it changes no result of the main grid, so it is
+    not part of the science config. ``min_eps``: for FGSM, also find each image's minimal
+    flipping eps by bisection up to ``max(epsilons)``."""
+
+    attacks: tuple[str, ...] = ()
+    epsilons: tuple[float, ...] = ()
+    min_eps: bool = True
+
+    def __post_init__(self) -> None:
+        for e in self.epsilons:
+            _check(0.0 < e <= 1.0, "sweep.epsilons", f"{e} is outside (0, 1]; eps is on the [0, 1] pixel scale")
+        _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole study. ``seed`` drives selection, validation split, initialisation and
     batch order of every model (per-job seeds are derived from it and recorded)."""
@@ -221,6 +252,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -231,6 +263,7 @@ class ExperimentConfig:
         d = self.to_dict()
         for section, key in EXECUTION_KEYS:
             d[section].pop(key, None)
+        d.pop("sweep")  # additive grids: they add results and change none
         return d
 
 

@@ -9,13 +9,14 @@ per-image predictions before and after, and the histogram of predicted labels.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from advimb.attacks import eval_mode, get_attack
+from advimb.attacks import eval_mode, get_attack, uses
 from advimb.config import AttackConfig
 from advimb.imbalance import parse_class
 from advimb.train import to_float
@@ -56,25 +57,100 @@ def clean_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> d
 
 
 def attack_kwargs(cfg: AttackConfig, classes: tuple[str, ...]) -> dict[str, Any]:
-    """Keyword arguments of the attack function from the config (class names resolved)."""
+    """Keyword arguments of the attack function from the config (class names resolved),
+    only those the attack takes: FGSM ignores ``steps``, BIM ignores ``random_start``."""
+    attack = get_attack(cfg.name)
     grad_label = None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes)
-    return {"eps": cfg.eps, "direction": cfg.direction, "grad_label": grad_label,
-            "clip": cfg.clip, "sign_zero": cfg.sign_zero}
+    target = parse_class(cfg.target, classes) if cfg.target else None
+    kw = {"eps": cfg.eps, "direction": cfg.direction, "grad_label": grad_label, "target": target,
+          "clip": cfg.clip, "sign_zero": cfg.sign_zero, "steps": cfg.steps,
+          "step_size": cfg.step_size or None, "random_start": cfg.random_start}
+    return {k: v for k, v in kw.items() if uses(attack, k)}
+
+
+def attack_spec(cfg: AttackConfig) -> dict[str, Any]:
+    """The attack settings that change its result (for job keys): an FGSM job's key does
+    not change when ``steps`` does."""
+    attack = get_attack(cfg.name)
+    d = {"name": cfg.name, "eps": cfg.eps, "direction": cfg.direction, "grad_label": cfg.grad_label,
+         "clip": cfg.clip, "sign_zero": cfg.sign_zero}
+    if cfg.target:
+        d["target"] = cfg.target
+    for k in ("steps", "step_size", "random_start"):
+        if uses(attack, k):
+            d[k] = getattr(cfg, k)
+    return d
 
 
 def attack_images(grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
                   cfg: AttackConfig, classes: tuple[str, ...],
-                  channels_last: bool = True) -> torch.Tensor:
+                  channels_last: bool = True, seed: int = 0) -> torch.Tensor:
     """Adversarial images (float NCHW) of uint8 NHWC ``x_u8`` from ``grad_model``'s gradient,
-    in batches of ``cfg.batch_size`` (FGSM is per-image, so batching changes nothing)."""
+    in batches of ``cfg.batch_size``. Each image's attack is independent of the others, and
+    a random start (PGD) is drawn for all images at once on the CPU from ``seed``, so the
+    result depends neither on the batch size nor on the device's random generator."""
     attack = get_attack(cfg.name)
     kwargs = attack_kwargs(cfg, classes)
+    start = None
+    if kwargs.get("random_start"):
+        g = torch.Generator().manual_seed(seed)
+        shape = (x_u8.shape[0], x_u8.shape[3], x_u8.shape[1], x_u8.shape[2])
+        start = torch.empty(shape).uniform_(-cfg.eps, cfg.eps, generator=g)
     out = []
     for i in range(0, len(x_u8), cfg.batch_size):
         xb = to_float(x_u8[i:i + cfg.batch_size], channels_last)
-        out.append(attack(grad_model, xb, y[i:i + cfg.batch_size], **kwargs))
+        kw = dict(kwargs)
+        if start is not None:
+            kw["x_init"] = xb + start[i:i + cfg.batch_size].to(xb.device, xb.dtype)
+        out.append(attack(grad_model, xb, y[i:i + cfg.batch_size], **kw))
     return torch.cat(out)
 
 
 def histogram(pred: np.ndarray, num_classes: int) -> list[int]:
     return np.bincount(pred, minlength=num_classes).tolist()
+
+
+def minimal_eps(model: nn.Module, grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
+                cfg: AttackConfig, classes: tuple[str, ...], eps_max: float, batch_size: int = 500,
+                channels_last: bool = True, iters: int = 10) -> np.ndarray:
+    """Per image, the smallest FGSM eps in (0, ``eps_max``] at which ``model`` stops
+    predicting the true class, to ``eps_max / 2**iters``; ``inf`` when even ``eps_max`` does
+    not flip it.
+
+    FGSM's direction d = sign(grad) at the clean image does not depend on eps (the gradient
+    of ``grad_model`` is taken once), so the search runs along the ray clip(x + eps * d):
+    bisection keeps ``hi`` flipped and ``lo`` not. The ray need not be monotone (an image
+    can flip, then flip back), so the result is *a* flipping eps with no smaller flipping
+    eps found by the search - the usual bisection estimate, not a certified minimum.
+    """
+    attack_cfg = dataclasses.replace(cfg, name="fgsm", eps=1.0, clip=False)
+    out = []
+    for i in range(0, len(x_u8), batch_size):
+        x = to_float(x_u8[i:i + batch_size], channels_last)
+        yb = y[i:i + batch_size]
+        d = get_attack("fgsm")(grad_model, x, yb, **attack_kwargs(attack_cfg, classes)) - x
+
+        def flipped(e: torch.Tensor) -> torch.Tensor:
+            xe = x + e.view(-1, 1, 1, 1) * d
+            xe = xe.clamp(0, 1) if cfg.clip else xe
+            with torch.no_grad(), eval_mode(model):
+                return model(xe).argmax(1) != yb
+
+        hi = torch.full((len(x),), float(eps_max), device=x.device)
+        lo = torch.zeros_like(hi)
+        ok = flipped(hi)
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            f = flipped(mid)
+            hi = torch.where(f, mid, hi)
+            lo = torch.where(f, lo, mid)
+        out.append(torch.where(ok, hi, torch.full_like(hi, float("inf"))).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def min_eps_summary(me: np.ndarray, eps_max: float) -> dict[str, Any]:
+    """Minimal-eps statistics over initially-correct images (``me`` from :func:`minimal_eps`)."""
+    fin = me[np.isfinite(me)]
+    return {"min_eps_max": eps_max, "min_eps_flippable_share": float(len(fin) / len(me)) if len(me) else float("nan"),
+            "min_eps_mean": float(fin.mean()) if len(fin) else float("nan"),
+            "min_eps_median": float(np.median(fin)) if len(fin) else float("nan")}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from advimb import artifacts
 
@@ -215,4 +215,41 @@ def table1(measured: np.ndarray, paper: np.ndarray | None, classes: list[str], c
                     ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=7,
                             color="white" if dark else "black")
         fig.colorbar(im, ax=ax, shrink=0.8)
+    return save(fig, out_dir, stem)
+
+
+COLUMN_STYLE = {  # Table 1 columns: colour by model kind, dashed = different-model (transfer)
+    "same_model_balanced": (KIND_COLOURS["balanced"], "-", "same model, balanced"),
+    "same_model_under": (KIND_COLOURS["under"], "-", "same model, under-sampled"),
+    "same_model_over": (KIND_COLOURS["over"], "-", "same model, over-sampled"),
+    "different_model_under": (KIND_COLOURS["under"], "--", "different model, under-sampled"),
+    "different_model_over": (KIND_COLOURS["over"], "--", "different model, over-sampled"),
+}
+
+
+def sweep_curves(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig7_accuracy_vs_eps") -> dict[str, str]:
+    """Accuracy of the target class under attack (mean over classes) against eps, one
+    panel per attack, one line per Table 1 column; the worst class as a thin line."""
+    attacks = sorted({r["attack"] for r in rows})
+    fig = Figure(figsize=(4.6 * len(attacks) + 1.5, 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(attacks), sharey=True))
+    for ax, attack in zip(axes, attacks):
+        for col, (colour, ls, label) in COLUMN_STYLE.items():
+            pts = sorted((r["eps"], r["accuracy"], r["worst_class_accuracy"]) for r in rows
+                         if r["attack"] == attack and r["column"] == col)
+            if not pts:
+                continue
+            e, a, w = zip(*pts)
+            ax.plot(e, a, ls, marker="o", ms=4, color=colour, label=label)
+            ax.plot(e, w, ls, lw=0.8, alpha=0.5, color=colour)
+        ax.set_xscale("log")
+        eps_values = sorted({r["eps"] for r in rows if r["attack"] == attack})
+        ax.set_xticks(eps_values, [f"{e:g}" for e in eps_values], rotation=30)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("eps (L-inf, [0, 1] pixel scale, log)")
+        ax.set_title(attack.upper())
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("target-class accuracy under attack (%)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
     return save(fig, out_dir, stem)

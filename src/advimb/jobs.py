@@ -12,6 +12,8 @@ corrupt or foreign artifact is detected and recomputed.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import time
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ import torch
 from advimb import artifacts
 from advimb.config import ExperimentConfig, derive_seed, stable_hash
 from advimb.data import Dataset, load_dataset, eval_subset
-from advimb.evaluate import attack_images, clean_metrics, histogram, predict
+from advimb.evaluate import (attack_images, attack_spec, clean_metrics, histogram, min_eps_summary,
+                             minimal_eps, predict)
 from advimb.imbalance import (Scenario, class_counts, paper_scenarios, select_indices,
                               stratified_split, target_classes)
 from advimb.models import build_model
@@ -298,6 +301,8 @@ class AttackJob(Job):
     target: int = 0
     evaluated: tuple[Scenario, ...] = ()
     model_keys: tuple[str, ...] = ()
+    subdir: str = "eval/attack"
+    min_eps_max: float = 0.0
     kind = "attack"
 
     @property
@@ -310,13 +315,20 @@ class AttackJob(Job):
 
     def spec(self) -> dict[str, Any]:
         d = self.config.science_dict()
-        return {"gradient": self.gradient.name(self.classes), "target": self.target,
+        spec = {"gradient": self.gradient.name(self.classes), "target": self.target,
                 "evaluated": [s.name(self.classes) for s in self.evaluated],
-                "model_keys": list(self.model_keys), "attack": d["attack"],
+                "model_keys": list(self.model_keys), "attack": attack_spec(self.config.attack),
                 "test_per_class": d["eval"]["test_per_class"], "examples": d["eval"]["examples"]}
+        if self.min_eps_max > 0:
+            spec["min_eps_max"] = self.min_eps_max
+        return spec
+
+    def seed(self) -> int:
+        """Seed of a random start (PGD): one per gradient model and class."""
+        return derive_seed(self.config.seed, "attack", self.gradient.name(self.classes), self.target)
 
     def marker(self, run_dir: Path) -> Path:
-        return (Path(run_dir) / "eval" / "attack"
+        return (Path(run_dir) / self.subdir
                 / f"{self.scenario_slug(self.gradient)}__{self.classes[self.target]}.json")
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -330,7 +342,7 @@ class AttackJob(Job):
         sel = torch.from_numpy(idx).to(device)
         x_u8, y = arr["x_test"][sel], arr["y_test"][sel]
         grad_model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.gradient), device)
-        x_adv = attack_images(grad_model, x_u8, y, cfg.attack, ds.classes, cl)
+        x_adv = attack_images(grad_model, x_u8, y, cfg.attack, ds.classes, cl, seed=self.seed())
         k = min(cfg.eval.examples, len(idx))
         arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_clean": x_u8[:k].cpu().numpy(),
                                          "example_adversarial": x_adv[:k].cpu().numpy()}
@@ -345,12 +357,22 @@ class AttackJob(Job):
             arrays[f"example_prob_clean__{slug}"] = pr_clean[:k]
             arrays[f"example_prob_adv__{slug}"] = pr_adv[:k]
             n = len(idx)
+            correct = p_clean == self.target
+            extra = {}
+            if self.min_eps_max > 0:
+                me = minimal_eps(model, grad_model, x_u8, y, cfg.attack, ds.classes, self.min_eps_max,
+                                 cfg.eval.batch_size, cl)
+                arrays[f"min_eps__{slug}"] = me
+                extra = min_eps_summary(me[correct], self.min_eps_max)
             combos.append({
                 "class": ds.classes[self.target], "class_index": self.target,
                 "gradient_model": self.gradient.name(ds.classes), "evaluated_model": s.name(ds.classes),
                 "model_kind": s.kind, "gradient": "same_model" if s == self.gradient else "different_model",
                 "n": n, "clean_accuracy": float((p_clean == self.target).mean()) if n else float("nan"),
                 "adversarial_accuracy": float((p_adv == self.target).mean()) if n else float("nan"),
+                "n_clean_correct": int(correct.sum()),
+                "success_rate": float((p_adv[correct] != self.target).mean()) if correct.any() else float("nan"),
+                **extra,
                 "clean_histogram": histogram(p_clean, ds.num_classes),
                 "adversarial_histogram": histogram(p_adv, ds.num_classes),
             })
@@ -381,4 +403,20 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
             keys = tuple(dict.fromkeys(train[s].key for s in (grad, *evaluated)))
             attacks.append(AttackJob(config, classes, fp, gradient=grad, target=c,
                                      evaluated=evaluated, model_keys=keys))
+            for cfg, sub, me in sweep_grid(config):
+                attacks.append(AttackJob(cfg, classes, fp, gradient=grad, target=c, evaluated=evaluated,
+                                         model_keys=keys, subdir=sub, min_eps_max=me))
     return [*train.values(), *clean, *attacks]
+
+
+def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, float]]:
+    """(config, folder, minimal-eps bound) of every sweep point: each attack at each eps."""
+    sw = config.sweep
+    out = []
+    for name in sw.attacks or (config.attack.name,):
+        for eps in sw.epsilons:
+            cfg = dataclasses.replace(config, attack=dataclasses.replace(config.attack, name=name, eps=eps))
+            # the minimal eps does not depend on the sweep's eps: search once, at the largest
+            me = eps if sw.min_eps and name == "fgsm" and eps == max(sw.epsilons) else 0.0
+            out.append((cfg, f"sweep/{name}-eps{eps:g}", me))
+    return out

@@ -158,8 +158,20 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
                     "source": str(hist_path.relative_to(run_dir))},
         "confusion": {"balanced": bal_conf, "source": clean["balanced"]["source"] if "balanced" in clean else None},
         "claims": claims,
+        "sweep": _sweep(run_dir),
         "notes": notes,
     }
+
+
+def _sweep(run_dir: Path) -> dict[str, Any] | None:
+    from advimb.tables import load_sweep, sweep_summary
+
+    rows = load_sweep(run_dir)
+    if not rows:
+        return None
+    summary = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in sweep_summary(rows)]
+    return {"summary": summary, "sources": sorted({r["source"] for r in rows}),
+            "attacks": sorted({r["attack"] for r in rows}), "epsilons": sorted({r["eps"] for r in rows})}
 
 
 def _finite(o: Any) -> Any:
@@ -245,6 +257,10 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> list[dict
         add("fig6", f"Fig. 6: where perturbed {a} and {b} images go",
             figures.label_distributions(results["pair"]["panels"], classes, fig_dir),
             sorted({p["source"] for p in results["pair"]["panels"]}))
+    if results.get("sweep"):
+        sw = results["sweep"]
+        add("fig7", "Fig. 7: accuracy under attack against eps, per attack",
+            figures.sweep_curves(sw["summary"], fig_dir), sw["sources"])
     fr = results["flip_rates"]
     add("fig6b", "Fig. 6b: flip rates, true class x predicted class",
         figures.flip_heatmaps({k: np.array(v, dtype=float) for k, v in fr["percent"].items()}, targets, classes,

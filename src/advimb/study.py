@@ -26,6 +26,8 @@ def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
     build_model(cfg.model, ds.num_classes, ds.image_shape)
     get_attack(cfg.attack.name)
     attack_kwargs(cfg.attack, ds.classes)
+    for name in cfg.sweep.attacks:
+        get_attack(name)
     eval_subset(ds, cfg.eval.test_per_class)
     for job in jobs:
         if isinstance(job, TrainJob):
