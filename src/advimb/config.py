@@ -133,6 +133,11 @@ class TrainConfig:
     images, the correct default) or ``test`` (the authors' leak: early stopping on the
     test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
     ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
+    ``precision``: ``fp32`` or ``bf16`` (autocast; changes results, so it is part of the
+    science config). ``stack``: train models of equal size together as one stacked model
+    (``advimb.stacked``): ``on``, ``off`` or ``auto`` (on for CUDA, off for the CPU, where it
+    measured slower; see BENCHMARKS.md). Stacked and one-by-one training agree to float
+    rounding per step, so ``stack`` is an execution setting.
     """
 
     lr: float = 1e-4
@@ -150,9 +155,13 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     threads: int = 0
+    precision: str = "fp32"
+    stack: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr", "must be > 0")
+        _choice(self.precision, "train.precision", ("fp32", "bf16"))
+        _choice(self.stack, "train.stack", ("auto", "on", "off"))
         _check(0 <= self.rho < 1, "train.rho", "must be in [0, 1)")
         _check(self.eps > 0, "train.eps", "must be > 0")
         _check(self.decay >= 0, "train.decay", "must be >= 0")
@@ -271,7 +280,8 @@ class ExperimentConfig:
 #: content is checked by its fingerprint instead of its path)
 EXECUTION_KEYS = (
     ("data", "dir"), ("data", "cache_dir"), ("data", "download"),
-    ("train", "device"), ("train", "threads"), ("attack", "batch_size"), ("eval", "batch_size"),
+    ("train", "device"), ("train", "threads"), ("train", "stack"), ("attack", "batch_size"),
+    ("eval", "batch_size"),
 )
 
 

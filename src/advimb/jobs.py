@@ -151,8 +151,11 @@ class TrainJob(Job):
 
     def spec(self) -> dict[str, Any]:
         d = self.config.science_dict()
+        train = dict(d["train"])
+        if train.get("precision") == "fp32":  # added later; fp32 is what older keys meant
+            train.pop("precision")
         return {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
-                "model": d["model"], "train": d["train"], "data": d["data"]}
+                "model": d["model"], "train": train, "data": d["data"]}
 
     def marker(self, run_dir: Path) -> Path:
         return model_dir(run_dir, self.scenario_slug(self.scenario)) / "meta.json"
@@ -177,26 +180,22 @@ class TrainJob(Job):
             tr, val = idx, np.array([], dtype=np.int64)
         return {"counts": counts, "indices": idx, "train": tr, "val": val}
 
-    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-        cfg, t0 = self.config, time.time()
-        ds = self.dataset(progress)
-        device = resolve_device(cfg.train.device)
+    def prepare(self, run_dir: Path, ds: Dataset, device: torch.device) -> dict[str, Any]:
+        """Select and store the scenario's indices; build the initial model."""
+        cfg = self.config
         sel = self.select(ds)
         slug = self.scenario_slug(self.scenario)
-        name = self.scenario.name(ds.classes)
-        seeds = self.seeds()
         scen_dir = Path(run_dir) / "scenarios"
         artifacts.write_npz(scen_dir / f"{slug}.npz", indices=sel["indices"], train=sel["train"], val=sel["val"])
         artifacts.write_json(scen_dir / f"{slug}.json", {
-            "scenario": name, "counts": dict(zip(ds.classes, sel["counts"])),
+            "scenario": self.scenario.name(ds.classes), "counts": dict(zip(ds.classes, sel["counts"])),
             "n_selected": len(sel["indices"]), "n_train": len(sel["train"]), "n_val": len(sel["val"]),
             "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
             "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
-            "selection": cfg.imbalance.selection, "validation": cfg.train.validation, "seeds": seeds,
+            "selection": cfg.imbalance.selection, "validation": cfg.train.validation, "seeds": self.seeds(),
         })
         arr = device_arrays(ds, device)
         tr = torch.from_numpy(sel["train"]).to(device)
-        x_tr, y_tr = arr["x_train"][tr], arr["y_train"][tr]
         if cfg.train.validation == "split":
             va = torch.from_numpy(sel["val"]).to(device)
             x_val, y_val = arr["x_train"][va], arr["y_train"][va]
@@ -204,14 +203,47 @@ class TrainJob(Job):
             x_val, y_val = arr["x_test"], arr["y_test"]
         mean = std = None
         if cfg.model.normalize == "per_channel":
-            xf = x_tr.float().div(255)
+            xf = arr["x_train"][tr].float().div(255)
             mean, std = xf.mean((0, 1, 2)).cpu(), xf.std((0, 1, 2)).cpu()
-        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=seeds["init"], mean=mean, std=std)
+        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=self.seeds()["init"], mean=mean, std=std)
         model.to(device)
         if cfg.train.channels_last:
             model.to(memory_format=torch.channels_last)
+        augment = cfg.train.augment == "hflip" or (
+            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over")
+        return {"sel": sel, "train_idx": tr, "val": (x_val, y_val), "model": model, "augment": augment}
 
+    def finish(self, run_dir: Path, ds: Dataset, prep: dict[str, Any], result: Any, device: torch.device,
+               seconds: float, stacked: int = 1) -> dict[str, Any]:
+        """Write the trained model's artifacts and the job marker."""
+        cfg = self.config
+        slug = self.scenario_slug(self.scenario)
         mdir = model_dir(run_dir, slug)
+        weights = mdir / "weights.pt"
+        with artifacts.atomic_path(weights) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
+        cols = list(result.history[0]) if result.history else []
+        csv = ",".join(cols) + "\n" + "".join(
+            ",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
+        artifacts.write_text(mdir / "history.csv", csv)
+        info = {"scenario": self.scenario.name(ds.classes), "kind": self.scenario.kind,
+                "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
+                "counts": prep["sel"]["counts"], "seeds": self.seeds(), "best_epoch": result.best_epoch,
+                "stopped_epoch": result.stopped_epoch, "steps": result.steps,
+                "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
+                "history": result.history, "augment": prep["augment"], "device": str(device),
+                "stacked_with": stacked, "seconds": seconds}
+        self._finish(run_dir, info, [weights, mdir / "history.csv", Path(run_dir) / "scenarios" / f"{slug}.npz"])
+        return info
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg, t0 = self.config, time.time()
+        ds = self.dataset(progress)
+        device = resolve_device(cfg.train.device)
+        prep = self.prepare(run_dir, ds, device)
+        arr = device_arrays(ds, device)
+        x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
+        mdir = model_dir(run_dir, self.scenario_slug(self.scenario))
         state_path = mdir / "train_state.pt"
         resume = None
         if state_path.exists():
@@ -225,28 +257,98 @@ class TrainJob(Job):
             with artifacts.atomic_path(state_path) as tmp:
                 torch.save({**state, "job_key": self.key}, tmp)
 
-        augment = cfg.train.augment == "hflip" or (
-            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over")
-        result = fit(model, (x_tr, y_tr), (x_val, y_val), cfg.train, seed=seeds["train"],
-                     augment=augment, resume=resume, on_epoch_end=checkpoint,
-                     desc=f"train {name}", progress=progress)
-        weights = mdir / "weights.pt"
-        with artifacts.atomic_path(weights) as tmp:
-            torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
-        cols = list(result.history[0]) if result.history else []
-        csv = ",".join(cols) + "\n" + "".join(
-            ",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
-        artifacts.write_text(mdir / "history.csv", csv)
-        info = {"scenario": name, "kind": self.scenario.kind,
-                "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
-                "counts": sel["counts"], "seeds": seeds, "best_epoch": result.best_epoch,
-                "stopped_epoch": result.stopped_epoch, "steps": result.steps,
-                "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
-                "history": result.history, "augment": augment, "device": str(device),
-                "seconds": time.time() - t0}
-        self._finish(run_dir, info, [weights, mdir / "history.csv", scen_dir / f"{slug}.npz"])
+        result = fit(prep["model"], (x_tr, y_tr), prep["val"], cfg.train, seed=self.seeds()["train"],
+                     augment=prep["augment"], resume=resume, on_epoch_end=checkpoint,
+                     desc=f"train {self.scenario.name(ds.classes)}", progress=progress)
+        info = self.finish(run_dir, ds, prep, result, device, time.time() - t0)
         state_path.unlink(missing_ok=True)
         return info
+
+
+@dataclass(frozen=True)
+class TrainGroupJob(Job):
+    """Several TrainJobs of one architecture and equal training-set size, trained together
+    as one stacked model (``advimb.stacked``). Each member writes exactly what it would
+    write alone (its own marker and key), so the group is done when its members are."""
+
+    members: tuple[TrainJob, ...] = ()
+    kind = "train_group"
+
+    @property
+    def name(self) -> str:
+        return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind})"
+
+    def spec(self) -> dict[str, Any]:
+        return {"members": [m.key for m in self.members]}
+
+    @property
+    def member_keys(self) -> tuple[str, ...]:
+        return tuple(m.key for m in self.members)
+
+    def marker(self, run_dir: Path) -> Path:
+        return model_dir(run_dir, f"_stack-{self.key}") / "meta.json"
+
+    def status(self, run_dir: Path) -> str:
+        bad = [st for st in (m.status(run_dir) for m in self.members) if st != "done"]
+        if not bad:
+            return "done"
+        return "missing" if all(b == "missing" for b in bad) else bad[0]
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        from advimb.stacked import fit_stacked
+
+        cfg, t0 = self.config, time.time()
+        todo = [m for m in self.members if m.status(run_dir) != "done"]
+        ds = self.dataset(progress)
+        device = resolve_device(cfg.train.device)
+        preps = [m.prepare(run_dir, ds, device) for m in todo]
+        arr = device_arrays(ds, device)
+        state_path = model_dir(run_dir, f"_stack-{self.key}") / "train_state.pt"
+        resume = None
+        if state_path.exists():
+            try:
+                st = torch.load(state_path, map_location=device, weights_only=True)
+                ok = st.get("job_key") == self.key and st.get("todo") == [m.key for m in todo]
+                resume = st if ok else None
+            except Exception:  # a partial or foreign file: start again
+                resume = None
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            with artifacts.atomic_path(state_path) as tmp:
+                torch.save({**state, "job_key": self.key, "todo": [m.key for m in todo]}, tmp)
+
+        results = fit_stacked(
+            [p["model"] for p in preps], arr["x_train"], arr["y_train"], [p["train_idx"] for p in preps],
+            [p["val"] for p in preps], cfg.train, seeds=[m.seeds()["train"] for m in todo],
+            augment=[p["augment"] for p in preps], on_epoch_end=checkpoint, resume=resume,
+            desc=self.name, progress=progress,
+            autocast_dtype=torch.bfloat16 if cfg.train.precision == "bf16" else None)
+        secs = time.time() - t0
+        infos = [m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
+                 for m, p, r in zip(todo, preps, results)]
+        state_path.unlink(missing_ok=True)
+        return {"members": [i["scenario"] for i in infos], "seconds": secs}
+
+
+def stack_enabled(config: ExperimentConfig) -> bool:
+    if config.train.stack == "auto":
+        return resolve_device(config.train.device).type == "cuda"
+    return config.train.stack == "on"
+
+
+def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
+    """With stacking on, TrainJobs of equal training- and validation-set size become
+    TrainGroupJobs (the study's ten under-sampled and ten over-sampled models)."""
+    if not stack_enabled(config):
+        return list(jobs)
+    groups: dict[tuple[int, int], list[TrainJob]] = {}
+    for j in jobs:
+        sel = j.select(ds)
+        groups.setdefault((len(sel["train"]), len(sel["val"])), []).append(j)
+    out: list[Job] = []
+    for g in groups.values():
+        out.append(g[0] if len(g) == 1 else TrainGroupJob(config, ds.classes, ds.fingerprint, members=tuple(g)))
+    return out
 
 
 # ----------------------------------------------------------------------------- clean eval
@@ -406,7 +508,7 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
             for cfg, sub, me in sweep_grid(config):
                 attacks.append(AttackJob(cfg, classes, fp, gradient=grad, target=c, evaluated=evaluated,
                                          model_keys=keys, subdir=sub, min_eps_max=me))
-    return [*train.values(), *clean, *attacks]
+    return [*group_training(list(train.values()), config, ds), *clean, *attacks]
 
 
 def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, float]]:

@@ -11,9 +11,17 @@ from typing import Any
 from advimb.config import ExperimentConfig
 from advimb.data import load_dataset
 from advimb.executor import log, run_local
-from advimb.jobs import TrainJob, plan, resolve_device
+from advimb.jobs import TrainGroupJob, TrainJob, plan, resolve_device
 from advimb.runfolder import check_dataset, environment, now, open_run, update_manifest
 from advimb.tables import build_tables
+
+
+def train_jobs(jobs) -> list[TrainJob]:
+    """Every TrainJob, including the members of stacked groups."""
+    out = []
+    for j in jobs:
+        out += list(j.members) if isinstance(j, TrainGroupJob) else [j] if isinstance(j, TrainJob) else []
+    return out
 
 
 def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
@@ -29,9 +37,8 @@ def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
     for name in cfg.sweep.attacks:
         get_attack(name)
     eval_subset(ds, cfg.eval.test_per_class)
-    for job in jobs:
-        if isinstance(job, TrainJob):
-            job.select(ds)
+    for job in train_jobs(jobs):
+        job.select(ds)
 
 
 def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
@@ -48,7 +55,7 @@ def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
     preflight(cfg, ds, jobs)
     inv_id = uuid.uuid4().hex[:12]
     device = str(resolve_device(cfg.train.device))
-    seeds = {j.scenario.name(ds.classes): j.seeds() for j in jobs if isinstance(j, TrainJob)}
+    seeds = {j.scenario.name(ds.classes): j.seeds() for j in train_jobs(jobs)}
     update_manifest(
         run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=environment(device),
         jobs=len(jobs), status="running",

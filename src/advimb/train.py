@@ -85,7 +85,7 @@ def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     for i in range(0, len(x), batch_size):
         out = model(to_float(x[i:i + batch_size], channels_last))
         yb = y[i:i + batch_size]
-        loss += F.cross_entropy(out, yb, reduction="sum")
+        loss += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
     model.train(was_training)
     n = max(len(x), 1)
@@ -161,8 +161,9 @@ def fit(
             yb = y_tr[idx]
             for g in opt.param_groups:
                 g["lr"] = keras_lr(cfg.lr, cfg.decay, step)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                out = model(xb)
+            loss = F.cross_entropy(out.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -171,7 +172,8 @@ def fit(
             correct += (out.argmax(1) == yb).sum()
             bar.update(len(idx))
         bar.close()
-        val_loss, val_acc = evaluate_loss(model, x_val, y_val, channels_last=cfg.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            val_loss, val_acc = evaluate_loss(model, x_val, y_val, channels_last=cfg.channels_last)
         row = {
             "epoch": epoch + 1,
             "loss": loss_sum.item() / n,

@@ -1,0 +1,71 @@
+"""FGSM throughput: advimb.attacks.fgsm against torchattacks.FGSM on the same model and
+images (the paper's VGG, random weights and images: speed does not depend on them).
+
+    python benchmarks/attack_throughput.py --images 2000 --batch 500
+    python benchmarks/attack_throughput.py --device cuda --images 20000 --batch 5000
+
+Prints images/s of each and how many output pixels differ (see the comment in main).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from advimb.attacks import fgsm
+from advimb.config import ModelConfig
+from advimb.models import build_model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--widths", default="32,64,128")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="append the result as a JSON line to this file")
+    a = p.parse_args()
+    import torchattacks
+
+    dev = torch.device(a.device)
+    model = build_model(ModelConfig(widths=tuple(int(w) for w in a.widths.split(","))), 10, (3, 32, 32), seed=0)
+    model = model.to(dev).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(a.images, 3, 32, 32, generator=g).to(dev)
+    y = torch.randint(0, 10, (a.images,), generator=g).to(dev)
+    ta = torchattacks.FGSM(model, eps=0.01)
+
+    def run(fn):
+        out = [fn(x[i:i + a.batch], y[i:i + a.batch]) for i in range(0, a.images, a.batch)]
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return torch.cat(out)
+
+    ours = lambda xb, yb: fgsm(model, xb, yb, eps=0.01)  # noqa: E731
+    res = {"device": str(dev), "torch": torch.__version__, "images": a.images, "batch": a.batch,
+           "widths": a.widths, "threads": torch.get_num_threads()}
+    # also the warm-up; torchattacks averages the loss over the batch (advimb sums it), which
+    # can flip the sign of a gradient entry that is at rounding level: count such pixels
+    diff = (run(ours) - run(ta)).abs()
+    for name, fn in (("advimb", ours), ("torchattacks", ta)):
+        best = float("inf")
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            run(fn)
+            best = min(best, time.perf_counter() - t)
+        res[f"{name}_images_per_s"] = a.images / best
+    res["ratio"] = res["advimb_images_per_s"] / res["torchattacks_images_per_s"]
+    res["pixels_differing"] = int((diff > 1e-6).sum())
+    res["pixels"] = diff.numel()
+    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.items()}))
+    if a.json:
+        with open(a.json, "a") as f:
+            f.write(json.dumps(res) + "\n")
+
+
+if __name__ == "__main__":
+    main()
