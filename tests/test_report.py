@@ -130,6 +130,7 @@ def test_report_command_and_bad_input(cifar_named_run, capsys, tmp_path):
     for argv, msg in ((["report", str(tmp_path / "nope")], "does not exist"),
                       (["report", str(cifar_named_run), "--pair", "cat,zebra"], "unknown class 'zebra'"),
                       (["report", str(cifar_named_run), "--n-boot", "5"], "too small"),
+                      (["report", str(cifar_named_run), "--pair", "cat,dog,bird"], "must name two classes"),
                       (["report", str(tmp_path)], "holds no evaluation results")):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()

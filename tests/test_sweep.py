@@ -117,6 +117,7 @@ def test_pgd_evaluation_does_not_depend_on_batch_size(smoke_run, smoke_cfg):
     (["--epsilons", "0.01,abc"], "not a comma-separated list of numbers"),
     (["--epsilons", "0.01,1.5"], "sweep.epsilons: 1.5 is outside (0, 1]"),
     (["--set", "attack.steps=0"], "attack.steps: must be >= 1"),
+    (["--epsilons", ""], "needs at least one attack and one eps"),
     (["--set", "attack.target='zebra'"], "unknown class 'zebra'"),
 ])
 def test_bad_sweep_input(capsys, tmp_path, argv, msg):

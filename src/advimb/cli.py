@@ -95,7 +95,11 @@ def _resolve(args: argparse.Namespace):
         except ValueError:
             raise UserError(f"--epsilons {args.epsilons!r} is not a comma-separated list of numbers, "
                             "e.g. 0.005,0.01,0.02") from None
-        overrides.append({"sweep": {"attacks": [a.strip() for a in args.attacks.split(",") if a.strip()],
+        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+        if not eps or not attacks:
+            raise UserError("advimb sweep needs at least one attack and one eps, e.g. "
+                            "--attacks fgsm,pgd --epsilons 0.005,0.01")
+        overrides.append({"sweep": {"attacks": attacks,
                                     "epsilons": eps}})
     return resolve_config(args.preset, args.config, overrides)
 

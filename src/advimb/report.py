@@ -51,8 +51,10 @@ def _pct(x: float) -> float:
 def _parse_pair(pair: str | tuple[str, str] | None, classes: tuple[str, ...], confusion) -> tuple[str, str]:
     if pair is None:
         return default_pair(classes, confusion)
-    a, b = pair.split(",") if isinstance(pair, str) else pair
-    a, b = a.strip(), b.strip()
+    parts = [p.strip() for p in (pair.split(",") if isinstance(pair, str) else pair)]
+    if len(parts) != 2:
+        raise UserError(f"--pair {pair!r} must name two classes, e.g. --pair cat,dog")
+    a, b = parts
     for c in (a, b):
         if c not in classes:
             raise UserError(f"unknown class {c!r} in --pair; choose from {', '.join(classes)}")
