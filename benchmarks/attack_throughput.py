@@ -10,10 +10,10 @@ Prints images/s of each and how many output pixels differ (see the comment in ma
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
+from _common import emit  # benchmarks/ is on sys.path when a script runs
 
 from advimb.attacks import fgsm
 from advimb.config import ModelConfig
@@ -61,10 +61,7 @@ def main() -> None:
     res["ratio"] = res["advimb_images_per_s"] / res["torchattacks_images_per_s"]
     res["pixels_differing"] = int((diff > 1e-6).sum())
     res["pixels"] = diff.numel()
-    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.items()}))
-    if a.json:
-        with open(a.json, "a") as f:
-            f.write(json.dumps(res) + "\n")
+    emit(res, a.json)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ The peak is the best of a few large matrix multiplications in float32 and bfloat
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
+from _common import emit  # benchmarks/ is on sys.path when a script runs
 from torch.utils.flop_counter import FlopCounterMode
 
 from advimb.config import ModelConfig
@@ -51,10 +51,7 @@ def main() -> None:
                                        for w in ("32,64,128", "16,32,64")},
            "peak_fp32_flops": matmul_peak(dev, torch.float32, n),
            "peak_bf16_flops": matmul_peak(dev, torch.bfloat16, n)}
-    print(json.dumps(res))
-    if a.json:
-        with open(a.json, "a") as f:
-            f.write(json.dumps(res) + "\n")
+    emit(res, a.json, digits=1)
 
 
 if __name__ == "__main__":

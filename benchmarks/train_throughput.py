@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 
 import torch
+from _common import emit  # benchmarks/ is on sys.path when a script runs
 
 from advimb.config import ModelConfig, TrainConfig
 from advimb.models import build_model
@@ -77,10 +77,7 @@ def main() -> None:
     res["stacked_images_per_s"] = a.models * a.images / (time.perf_counter() - t)
     if "naive_images_per_s" in res:
         res["speedup"] = res["stacked_images_per_s"] / res["naive_images_per_s"]
-    print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in res.items()}))
-    if a.json:
-        with open(a.json, "a") as f:
-            f.write(json.dumps(res) + "\n")
+    emit(res, a.json, digits=1)
 
 
 if __name__ == "__main__":

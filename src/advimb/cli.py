@@ -134,9 +134,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
-    _report_to_terminal(run_dir, args)
+    _report_to_terminal(run_dir, args)  # build_report refuses a missing folder
     print(f"report in {run_dir}/report/index.html")
     return 0
 

@@ -38,7 +38,7 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 """
 
 
-def _f(x: Any, digits: int = 1, unit: str = "") -> str:
+def fmt(x: Any, digits: int = 1, unit: str = "") -> str:
     return "n/a" if x is None else f"{x:.{digits}f}{unit}"
 
 
@@ -51,8 +51,8 @@ def _ci(d: dict[str, Any] | None, unit: str = "%") -> str:
         return "n/a"
     if d.get("value") is None:
         return "n/a"
-    ci = "" if d.get("lo") is None else f" [{_f(d['lo'])}, {_f(d['hi'])}]"
-    return f"{_f(d['value'])}{unit}{ci}"
+    ci = "" if d.get("lo") is None else f" [{fmt(d['lo'])}, {fmt(d['hi'])}]"
+    return f"{fmt(d['value'])}{unit}{ci}"
 
 
 def _label(key: str) -> str:
@@ -67,11 +67,11 @@ def _table1(t1: dict[str, Any]) -> str:
     for r in [*t1["rows"], t1["average"]]:
         cells = []
         for c in cols:
-            cells.append(f"<td>{_f(r['measured'][c])}</td>")
+            cells.append(f"<td>{fmt(r['measured'][c])}</td>")
             if comp:
                 d = r["difference"][c]
                 cls = "" if d is None else ("diff-pos" if d > 0 else "diff-neg")
-                cells.append(f"<td>{_f(r['paper'][c])}</td><td class='{cls}'>{_f(d, 1)}</td>")
+                cells.append(f"<td>{fmt(r['paper'][c])}</td><td class='{cls}'>{fmt(d, 1)}</td>")
         avg = ' class="avg"' if r is t1["average"] else ""
         rows.append(f"<tr{avg}><td>{escape(r['class'])}</td>{''.join(cells)}</tr>")
     subrow = f"<tr><th></th>{sub}</tr>" if comp else ""
@@ -93,8 +93,8 @@ def _captions(res: dict[str, Any]) -> dict[str, str]:
                 "class under-sampled, and the model trained with it over-sampled (all other classes reduced). "
                 "Imbalance moves the decision boundary: minority classes lose recall, majority classes gain it.",
         "fig4": f"Relative difference 100 x (clean - perturbed) / clean of the target class under the same-model "
-                f"attack; the last group is the mean over classes (balanced {_f(rd['balanced'])}%, under-sampled "
-                f"{_f(rd['under'])}%, over-sampled {_f(rd['over'])}%). Higher means the attack removes a larger "
+                f"attack; the last group is the mean over classes (balanced {fmt(rd['balanced'])}%, under-sampled "
+                f"{fmt(rd['under'])}%, over-sampled {fmt(rd['over'])}%). Higher means the attack removes a larger "
                 "share of what the model got right. A class whose clean accuracy is 0 has no bar.",
         "fig6": f"Predicted-label distribution of the {pair[0]} and {pair[1]} test images, clean (hatched) and "
                 f"after the same-model attack (solid), for the models trained with each class under-sampled and "
@@ -116,7 +116,7 @@ def _captions(res: dict[str, Any]) -> dict[str, str]:
                            f"({d['epochs']} epochs; best validation loss {d['best_val_loss']} at epoch "
                            f"{d['best_epoch']}, whose weights are kept) and its confusion matrix on the clean test "
                            f"set, each row normalised to 100% (overall accuracy "
-                           f"{_f(res['balanced_clean_accuracy_percent'])}%).")
+                           f"{fmt(res['balanced_clean_accuracy_percent'])}%).")
         if f["id"] == "fig3":
             out["fig3"] = (f"Test images attacked with the balanced model's own gradient (FGSM, eps {d['eps']:g} "
                            f"on the [0, 1] pixel scale): the clean image with the predicted label and its softmax "
@@ -136,7 +136,7 @@ def _claims(claims: dict[str, Any]) -> str:
         mark = {True: " (inside the CI)", False: " (outside the CI)", None: ""}
         meas = "".join(
             f"<tr><td>{escape(_label(k))}</td><td>{_ci(v)}</td>"
-            f"<td>{_f(c['paper'].get(k)) + '%' + mark[inside.get(k)] if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
+            f"<td>{fmt(c['paper'].get(k)) + '%' + mark[inside.get(k)] if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
             for k, v in c["measured"].items())
         comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{_ci(x, '')}</td></tr>" for x in c["comparisons"])
         other = {k: v for k, v in c["paper"].items() if not isinstance(v, (int, float)) and v is not None}
@@ -180,8 +180,8 @@ def _sweep(sw: dict[str, Any] | None) -> str:
         me = "" if r.get("min_eps_mean") is None else f"{r['min_eps_mean']:.4f}"
         rows.append(
             f"<tr><td>{escape(r['attack'])}</td><td>{r['eps']:g}</td><td>{escape(_label(r['column']))}</td>"
-            f"<td>{_f(r['accuracy'])}%</td><td>{_f(r['worst_class_accuracy'])}% ({escape(r['worst_class'])})</td>"
-            f"<td>{_f(r['success_rate'])}%</td><td>{me}</td>"
+            f"<td>{fmt(r['accuracy'])}%</td><td>{fmt(r['worst_class_accuracy'])}% ({escape(r['worst_class'])})</td>"
+            f"<td>{fmt(r['success_rate'])}%</td><td>{me}</td>"
             f"<td>{str(r['under_lt_balanced']) + '/' + str(r['classes']) if same_bal else ''}</td>"
             f"<td>{str(r['balanced_lt_over']) + '/' + str(r['classes']) if same_bal else ''}</td></tr>")
     return ("<h2>Attack and eps sweep</h2><p>Robust-accuracy metrics per sweep point and Table 1 column, over "
@@ -221,10 +221,10 @@ def render(res: dict[str, Any]) -> str:
         paper_notes = (
             f"<h2>Notes on the paper</h2><p>Section 4.1 of the paper says the average same-model accuracy of "
             f"under-sampled models is {ref['text']['same_model_under_average_percent_as_stated']}%, but its Table 1 "
-            f"column averages {_f(avg['same_model_under'])}%; {ref['text']['same_model_under_average_percent_as_stated']}% "
-            f"is the average of the balanced column ({_f(avg['same_model_balanced'])}%). The different-model average it "
+            f"column averages {fmt(avg['same_model_under'])}%; {ref['text']['same_model_under_average_percent_as_stated']}% "
+            f"is the average of the balanced column ({fmt(avg['same_model_balanced'])}%). The different-model average it "
             f"states ({ref['text']['different_model_under_average_percent']}%) matches Table 1 "
-            f"({_f(avg['different_model_under'])}%). This report compares with Table 1 throughout.</p>"
+            f"({fmt(avg['different_model_under'])}%). This report compares with Table 1 throughout.</p>"
             f"<p class='note'>Reference values: {escape(ref['citation'])} ({escape(ref['source'])}).</p>")
     files = " · ".join(f"<a href='{escape(p)}'>{escape(p)}</a>" for p in [res["files"]["results"], *res["files"]["tables"]])
     acc = res.get("balanced_clean_accuracy_percent")
@@ -237,7 +237,7 @@ seed {escape(str(run['seed']))}, attack {escape(json.dumps(run['attack']))}. Run
 Built {escape(res['generated'])} by advimb {escape(__version__)} from stored artifacts only.</p>
 {notes}
 <h2>At a glance</h2>
-<p>Balanced model, clean test accuracy: <b>{_f(acc)}%</b>.</p>
+<p>Balanced model, clean test accuracy: <b>{fmt(acc)}%</b>.</p>
 <table><thead><tr><th>claim</th><th>statement</th><th>verdict</th></tr></thead><tbody>{verdicts}</tbody></table>
 <h2>Table 1: accuracy of the target class under attack (%)</h2>
 {_table1(res['table1'])}

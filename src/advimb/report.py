@@ -66,7 +66,7 @@ def _parse_pair(pair: str | tuple[str, str] | None, classes: tuple[str, ...], co
 def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (no files written)."""
     run_dir = Path(run_dir)
-    build_tables(run_dir)  # the tables are derived too; rebuilding keeps them in step
+    summary = build_tables(run_dir)  # the tables are derived too; rebuilding keeps them in step
     res = load_results(run_dir)
     classes, combos, clean = res["classes"], res["combinations"], res["clean"]
     manifest = artifacts.read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
@@ -160,19 +160,17 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
                     "source": str(hist_path.relative_to(run_dir))},
         "confusion": {"balanced": bal_conf, "source": clean["balanced"]["source"] if "balanced" in clean else None},
         "claims": claims,
-        "sweep": _sweep(run_dir),
+        "sweep": _sweep(run_dir, summary.get("sweep")),
         "notes": notes,
     }
 
 
-def _sweep(run_dir: Path) -> dict[str, Any] | None:
-    from advimb.tables import load_sweep, sweep_summary
-
-    rows = load_sweep(run_dir)
+def _sweep(run_dir: Path, rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The sweep summary ``build_tables`` computed, with the artifacts it read."""
     if not rows:
         return None
-    summary = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in sweep_summary(rows)]
-    return {"summary": summary, "sources": sorted({r["source"] for r in rows}),
+    summary = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    return {"summary": summary, "sources": artifacts.read_json(run_dir / "tables" / "sources.json")["sweep"],
             "attacks": sorted({r["attack"] for r in rows}), "epsilons": sorted({r["eps"] for r in rows})}
 
 
@@ -291,12 +289,10 @@ def build_report(run_dir: str | Path, pair=None, n_boot: int = 2000) -> dict[str
     return results
 
 
-def _num(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.1f}"
-
-
 def format_report_summary(results: dict[str, Any]) -> str:
     """Table 1 (with the paper's values) and the verdicts, for the terminal."""
+    from advimb.html import fmt as _num
+
     t1 = results["table1"]
     comp = t1["paper_comparable"]
     short = ["diff under", "diff over", "same bal", "same under", "same over"]

@@ -54,13 +54,19 @@ class Bootstrap:
         if n_boot < 100:
             raise ValueError("n_boot must be at least 100")
         self.n_boot, self.seed, self.level = n_boot, seed, level
+        self._cache: dict[tuple[object, int, int], np.ndarray] = {}
 
     def _rng(self, *key: object) -> np.random.Generator:
         h = hashlib.sha256(repr((self.seed, key)).encode()).digest()
         return np.random.default_rng(int.from_bytes(h[:8], "little"))
 
     def _indices(self, key: object, seed_index: int, n: int) -> np.ndarray:
-        return self._rng("images", key, seed_index, n).integers(0, n, size=(self.n_boot, n))
+        # a claim asks for the same class's resample many times (each model, clean and
+        # perturbed, each label): draw it once
+        k = (key, seed_index, n)
+        if k not in self._cache:
+            self._cache[k] = self._rng("images", key, seed_index, n).integers(0, n, size=(self.n_boot, n))
+        return self._cache[k]
 
     def _seed_draws(self, n_seeds: int) -> np.ndarray:
         return self._rng("seeds", n_seeds).integers(0, n_seeds, size=(self.n_boot, n_seeds))

@@ -20,7 +20,10 @@ def train_jobs(jobs) -> list[TrainJob]:
     """Every TrainJob, including the members of stacked groups."""
     out = []
     for j in jobs:
-        out += list(j.members) if isinstance(j, TrainGroupJob) else [j] if isinstance(j, TrainJob) else []
+        if isinstance(j, TrainGroupJob):
+            out.extend(j.members)
+        elif isinstance(j, TrainJob):
+            out.append(j)
     return out
 
 

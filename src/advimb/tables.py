@@ -138,10 +138,10 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
 
     summary = summarise(rows, rel, fig2)
     summary["balanced_clean_accuracy"] = 100 * clean["balanced"]["accuracy"] if "balanced" in clean else None
-    sweep = build_sweep_tables(run_dir)
+    sweep_rows, sweep = build_sweep_tables(run_dir)
     if sweep:
         summary["sweep"] = sweep
-        sources["sweep"] = sorted({r["source"] for r in load_sweep(run_dir)})
+        sources["sweep"] = sorted({r["source"] for r in sweep_rows})
     artifacts.write_json(out / "summary.json", summary)
     artifacts.write_json(out / "sources.json", sources)
     return summary
@@ -256,12 +256,12 @@ def _orderings(cell: dict, classes: list[str]) -> dict[str, int]:
     }
 
 
-def build_sweep_tables(run_dir: Path) -> list[dict[str, Any]]:
+def build_sweep_tables(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``tables/sweep.csv`` (every combination of every sweep point) and
-    ``tables/sweep_summary.csv``; nothing when the run has no sweep."""
+    ``tables/sweep_summary.csv``; returns (combinations, summary), empty without a sweep."""
     rows = load_sweep(run_dir)
     if not rows:
-        return []
+        return [], []
     out = Path(run_dir) / "tables"
     cols = ["attack", "eps", "class", "model_kind", "gradient", "evaluated_model", "gradient_model", "n",
             "clean_accuracy", "adversarial_accuracy", "n_clean_correct", "success_rate",
@@ -270,4 +270,4 @@ def build_sweep_tables(run_dir: Path) -> list[dict[str, Any]]:
     artifacts.write_text(out / "sweep.csv", _csv(flat, cols))
     summary = sweep_summary(rows)
     artifacts.write_text(out / "sweep_summary.csv", _csv(summary, list(summary[0])))
-    return summary
+    return rows, summary
