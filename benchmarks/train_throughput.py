@@ -1,12 +1,23 @@
-"""Training throughput: a naive loop (one model after another, advimb.train.fit) against
-advimb's stacked trainer (advimb.stacked.fit_stacked), same models, data and device.
+"""Training throughput of three ways to train M models of one architecture, one epoch
+each, on the same device, data and models:
 
-    python benchmarks/train_throughput.py --models 10 --images 2048 --widths 16,32,64
-    python benchmarks/train_throughput.py --device cuda --models 21 --images 8192 --bf16
+- ``naive``: the textbook PyTorch loop, one model after another: a float32 NCHW
+  ``TensorDataset`` through a shuffling ``DataLoader``, ``torch.optim.RMSprop``,
+  ``loss.item()`` every step, float32, default memory format;
+- ``fit``: advimb's one-by-one trainer (``advimb.train.fit``: uint8 data resident on the
+  device and scaled per batch there, channels_last, no host sync inside an epoch,
+  ``--precision``);
+- ``stacked``: advimb's stacked trainer (``advimb.stacked.fit_stacked``: all M models as
+  one vmap-ed model, ``--precision``).
 
-Prints images/s of each (training images processed per second, all models together) and
-the ratio; one epoch per model after one warm-up epoch. Random uint8 images (speed does not
-depend on content). Writes a JSON line with --json FILE.
+    python benchmarks/train_throughput.py --models 10 --images 640 --precision fp32
+    python benchmarks/train_throughput.py --models 10 --images 640 --precision bf16
+    python benchmarks/train_throughput.py --device cuda --models 21 --images 8192 --precision bf16
+
+Prints images/s of each (training images per second, all models together, validation of
+512 images per epoch included in each) and the ratios to ``naive``; one warm-up epoch
+first. Random uint8 images (speed does not depend on content). ``--json FILE`` appends the
+result as a JSON line.
 """
 
 from __future__ import annotations
@@ -16,26 +27,52 @@ import copy
 import time
 
 import torch
+import torch.nn.functional as F
 from _common import emit  # benchmarks/ is on sys.path when a script runs
 
 from advimb.config import ModelConfig, TrainConfig
+from advimb.devices import resolve_precision
 from advimb.models import build_model
 from advimb.stacked import fit_stacked
 from advimb.train import fit
 
 
+def naive_epoch(model, x, y, val, batch: int, device) -> None:
+    """What a first PyTorch training script does: DataLoader over float tensors, .item()."""
+    ds = torch.utils.data.TensorDataset(x.permute(0, 3, 1, 2).float().div(255).cpu(), y.cpu())
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True)
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.9, eps=1e-7)
+    model.train()
+    total = 0.0
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item()
+    model.eval()
+    with torch.no_grad():
+        xv = val[0].permute(0, 3, 1, 2).float().div(255)
+        for i in range(0, len(xv), 500):
+            F.cross_entropy(model(xv[i:i + 500]), val[1][i:i + 500]).item()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=int, default=10)
-    p.add_argument("--images", type=int, default=2048, help="training images per model")
+    p.add_argument("--images", type=int, default=640, help="training images per model")
     p.add_argument("--widths", default="32,64,128", help="conv widths (paper: 32,64,128)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast in both trainers")
-    p.add_argument("--skip-naive", action="store_true")
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
+                   help="advimb's trainers (naive is always float32)")
+    p.add_argument("--compile", default="off", choices=("off", "on"), help="advimb's train.compile")
+    p.add_argument("--skip", default="", help="comma-separated: naive,fit,stacked")
     p.add_argument("--json", help="append the result as a JSON line to this file")
     a = p.parse_args()
     dev = torch.device(a.device)
+    skip = set(filter(None, a.skip.split(",")))
     torch.manual_seed(0)
     n_total = a.models * a.images + 512
     x = torch.randint(0, 256, (n_total, 32, 32, 3), dtype=torch.uint8, device=dev)
@@ -44,40 +81,44 @@ def main() -> None:
     val = (x[-512:], y[-512:])
     mcfg = ModelConfig(widths=tuple(int(w) for w in a.widths.split(",")))
     models = [build_model(mcfg, 10, (3, 32, 32), seed=i).to(dev) for i in range(a.models)]
-    cfg = TrainConfig(max_epochs=1, batch_size=a.batch, channels_last=dev.type == "cpu",
-                      precision="bf16" if a.bf16 else "fp32")
-    res = {"device": str(dev), "torch": torch.__version__, "models": a.models, "images_per_model": a.images,
-           "widths": a.widths, "batch": a.batch, "bf16": a.bf16, "threads": torch.get_num_threads()}
+    precision = resolve_precision(a.precision, dev)
+    cfg = TrainConfig(max_epochs=1, batch_size=a.batch, precision=precision, compile=a.compile)
+    res = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+           "torch": torch.__version__, "models": a.models, "images_per_model": a.images, "widths": a.widths,
+           "batch": a.batch, "precision": precision, "compile": a.compile, "threads": torch.get_num_threads()}
 
-    def sync():
+    def timed(fn) -> float:
+        fn(warmup=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-
-    if not a.skip_naive:
-        ms = [copy.deepcopy(m) for m in models]
-        if cfg.channels_last:
-            for m in ms:
-                m.to(memory_format=torch.channels_last)
-        fit(ms[0], (x[idx[0]], y[idx[0]]), val, cfg, seed=0, progress=False)  # warm-up
-        sync()
         t = time.perf_counter()
-        for i, m in enumerate(ms):
+        fn(warmup=False)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return a.models * a.images / (time.perf_counter() - t)
+
+    def naive(warmup):
+        for i, m in enumerate([copy.deepcopy(m) for m in models[:1 if warmup else None]]):
+            naive_epoch(m, x[idx[i]], y[idx[i]], val, a.batch, dev)
+
+    def one_by_one(warmup):
+        for i, m in enumerate([copy.deepcopy(m) for m in models[:1 if warmup else None]]):
+            m.to(memory_format=torch.channels_last)
             fit(m, (x[idx[i]], y[idx[i]]), val, cfg, seed=i, progress=False)
-        sync()
-        res["naive_images_per_s"] = a.models * a.images / (time.perf_counter() - t)
-    dtype = torch.bfloat16 if a.bf16 else None
-    vals = [val] * a.models
-    fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, vals, cfg, seeds=list(range(a.models)),
-                augment=[False] * a.models, progress=False, autocast_dtype=dtype)  # warm-up
-    sync()
-    t = time.perf_counter()
-    fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, vals, cfg, seeds=list(range(a.models)),
-                augment=[False] * a.models, progress=False, autocast_dtype=dtype)
-    sync()
-    res["stacked_images_per_s"] = a.models * a.images / (time.perf_counter() - t)
-    if "naive_images_per_s" in res:
-        res["speedup"] = res["stacked_images_per_s"] / res["naive_images_per_s"]
-    emit(res, a.json, digits=1)
+
+    def stacked(warmup):
+        fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, [val] * a.models, cfg,
+                    seeds=list(range(a.models)), augment=[False] * a.models, progress=False)
+
+    for name, fn in (("naive", naive), ("fit", one_by_one), ("stacked", stacked)):
+        if name not in skip:
+            res[f"{name}_images_per_s"] = timed(fn)
+    for name in ("fit", "stacked"):
+        if f"{name}_images_per_s" in res and "naive_images_per_s" in res:
+            res[f"{name}_vs_naive"] = res[f"{name}_images_per_s"] / res["naive_images_per_s"]
+    if "fit_images_per_s" in res and "stacked_images_per_s" in res:
+        res["stacked_vs_fit"] = res["stacked_images_per_s"] / res["fit_images_per_s"]
+    emit(res, a.json, digits=2)
 
 
 if __name__ == "__main__":

@@ -143,22 +143,63 @@ def test_rerun_with_another_config_is_refused_and_keeps_results(smoke_run, smoke
     assert sorted(p for p in run.rglob("*") if p.is_file()) == files
 
 
-def test_jobs_are_small_and_picklable(smoke_cfg):
+@pytest.mark.parametrize("grouped", [True, False])
+def test_jobs_are_small_and_picklable(smoke_cfg, grouped):
+    import dataclasses
     import pickle
 
     from advimb.data import load_dataset
-    from advimb.jobs import plan
+    from advimb.jobs import AttackGroupJob, plan
 
-    jobs = plan(smoke_cfg, load_dataset(smoke_cfg.data))
-    assert len(jobs) == 21 + 21 + 30
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=grouped))
+    jobs = plan(cfg, load_dataset(cfg.data))
+    # grouped: the 30 attack jobs (50 combinations) are one AttackGroupJob
+    assert len(jobs) == 21 + 21 + (1 if grouped else 30)
+    assert sum(len(j.parts()) for j in jobs) == 72
+    assert any(isinstance(j, AttackGroupJob) for j in jobs) == grouped
     keys = {j.key for j in jobs}
     assert len(keys) == len(jobs)
     for j in jobs:
         blob = pickle.dumps(j)
-        assert len(blob) < 10_000 and pickle.loads(blob).key == j.key
+        assert len(blob) < 20_000 and pickle.loads(blob).key == j.key
         assert all(d in keys for d in j.deps)
         # every dependency comes earlier in the plan
         assert all(d in {x.key for x in jobs[:jobs.index(j)]} for d in j.deps)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_path, attack):
+    """eval.group_attacks runs the 30 attack jobs in big batches (each model loaded once, the
+    balanced model's images of all ten classes attacked in one pass); every job's artifacts
+    are bit for bit what the job writes alone, PGD's seeded random starts included."""
+    import dataclasses
+
+    from advimb.data import load_dataset
+    from advimb.jobs import AttackJob, plan, run_attacks
+
+    cfg = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
+                              eval=dataclasses.replace(smoke_cfg.eval, group_attacks=False))
+    jobs = [j for j in plan(cfg, load_dataset(cfg.data)) if isinstance(j, AttackJob)]
+    runs = {}
+    for mode in ("single", "grouped"):
+        run = tmp_path / mode
+        shutil.copytree(Path(smoke_run["run_dir"]) / "models", run / "models")
+        if mode == "single":
+            for j in jobs:
+                j.run(run)
+        else:
+            run_attacks(jobs, run, progress=False)
+        assert all(j.status(run) == "done" for j in jobs)
+        runs[mode] = run
+    for j in jobs:
+        a = json.loads(j.marker(runs["single"]).read_text())
+        b = json.loads(j.marker(runs["grouped"]).read_text())
+        assert a["combinations"] == b["combinations"], j.name
+        with np.load(j.marker(runs["single"]).with_suffix(".npz")) as za, \
+                np.load(j.marker(runs["grouped"]).with_suffix(".npz")) as zb:
+            assert sorted(za.files) == sorted(zb.files)
+            for f in za.files:
+                assert np.array_equal(za[f], zb[f]), (j.name, f)
 
 
 def test_any_image_folder_dataset_runs_the_study(tmp_path):

@@ -67,7 +67,8 @@ class Tiny(nn.Module):
 def _fit(epochs, resume=None, on_epoch_end=None, patience=50):
     torch.manual_seed(0)
     model = Tiny()
-    cfg = TrainConfig(lr=1e-2, batch_size=16, max_epochs=epochs, patience=patience, channels_last=False)
+    cfg = TrainConfig(lr=1e-2, batch_size=16, max_epochs=epochs, patience=patience, channels_last=False,
+                      precision="fp32")
     res = fit(model, _toy(), _toy(48, seed=1), cfg, seed=7, augment=True, resume=resume,
               on_epoch_end=on_epoch_end, progress=False)
     return model, res

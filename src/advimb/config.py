@@ -133,8 +133,12 @@ class TrainConfig:
     images, the correct default) or ``test`` (the authors' leak: early stopping on the
     test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
     ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
-    ``precision``: ``fp32`` or ``bf16`` (autocast; changes results, so it is part of the
-    science config). ``stack``: train models of equal size together as one stacked model
+    ``precision``: ``auto``, ``fp32`` or ``bf16`` (autocast). ``auto`` is resolved before
+    a run starts: ``bf16`` where the device runs it natively (a GPU of compute capability
+    >= 8, a CPU with AVX-512 BF16 or AMX), else ``fp32``; the resolved value is what the
+    run folder's config records. It changes results, so it is part of the science config.
+    ``compile``: ``off`` or ``on`` (``torch.compile`` of the training step; CUDA graphs on
+    a GPU); an execution setting like ``stack``. ``stack``: train models of equal size together as one stacked model
     (``advimb.stacked``): ``on``, ``off`` or ``auto`` (on for CUDA, off for the CPU, where it
     measured slower; see BENCHMARKS.md). Stacked and one-by-one training agree to float
     rounding per step, so ``stack`` is an execution setting.
@@ -155,12 +159,14 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     threads: int = 0
-    precision: str = "fp32"
+    precision: str = "auto"
     stack: str = "auto"
+    compile: str = "off"
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr", "must be > 0")
-        _choice(self.precision, "train.precision", ("fp32", "bf16"))
+        _choice(self.precision, "train.precision", ("auto", "fp32", "bf16"))
+        _choice(self.compile, "train.compile", ("off", "on"))
         _choice(self.stack, "train.stack", ("auto", "on", "off"))
         _check(0 <= self.rho < 1, "train.rho", "must be in [0, 1)")
         _check(self.eps > 0, "train.eps", "must be > 0")
@@ -199,14 +205,14 @@ class AttackConfig:
     steps: int = 10
     step_size: float = 0.0
     random_start: bool = True
-    batch_size: int = 500
+    batch_size: int = 0
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.eps <= 1.0, "attack.eps",
                f"{self.eps} is outside [0, 1]; eps is on the [0, 1] pixel scale (paper: 0.01)")
         _choice(self.direction, "attack.direction", ("ascent", "descent"))
         _choice(self.sign_zero, "attack.sign_zero", ("torch", "plus"))
-        _check(self.batch_size >= 1, "attack.batch_size", "must be >= 1")
+        _check(self.batch_size >= 0, "attack.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
         _check(self.steps >= 1, "attack.steps", "must be >= 1")
         _check(0.0 <= self.step_size <= 1.0, "attack.step_size",
                f"{self.step_size} is outside [0, 1] (0 = 2.5 * eps / steps)")
@@ -218,15 +224,20 @@ class AttackConfig:
 class EvalConfig:
     """Evaluation grid. Clean accuracy is always measured on the full test set.
     ``test_per_class``: attack the first N test images of each class (0 = all; the paper
-    attacks all 1,000). ``examples``: adversarial images stored per attack job for figures."""
+    attacks all 1,000). ``examples``: adversarial images stored per attack job for figures.
+    ``batch_size``: images per forward pass (0 = auto: 500 on a CPU, 4096 on a GPU).
+    ``group_attacks``: run all attack jobs of one grid together (each model loaded once,
+    every gradient model's images attacked and classified in big batches); their results
+    are identical to running the jobs one by one (an execution setting)."""
 
     test_per_class: int = 0
-    batch_size: int = 500
+    batch_size: int = 0
     examples: int = 8
+    group_attacks: bool = True
 
     def __post_init__(self) -> None:
         _check(self.test_per_class >= 0, "eval.test_per_class", "must be >= 0 (0 = all)")
-        _check(self.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        _check(self.batch_size >= 0, "eval.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
         _check(self.examples >= 0, "eval.examples", "must be >= 0")
 
 
@@ -280,8 +291,8 @@ class ExperimentConfig:
 #: content is checked by its fingerprint instead of its path)
 EXECUTION_KEYS = (
     ("data", "dir"), ("data", "cache_dir"), ("data", "download"),
-    ("train", "device"), ("train", "threads"), ("train", "stack"), ("attack", "batch_size"),
-    ("eval", "batch_size"),
+    ("train", "device"), ("train", "threads"), ("train", "stack"), ("train", "compile"),
+    ("attack", "batch_size"), ("eval", "batch_size"), ("eval", "group_attacks"),
 )
 
 

@@ -82,28 +82,39 @@ def attack_spec(cfg: AttackConfig) -> dict[str, Any]:
     return d
 
 
+def random_start(n: int, image_shape: tuple[int, int, int], eps: float, seed: int) -> torch.Tensor:
+    """PGD's random start offsets, uniform in [-eps, eps], float NCHW ``(n, C, H, W)`` drawn
+    on the CPU from ``seed`` (so they depend neither on the device nor on batching)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.empty((n, *image_shape)).uniform_(-eps, eps, generator=g)
+
+
 def attack_images(grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
                   cfg: AttackConfig, classes: tuple[str, ...],
-                  channels_last: bool = True, seed: int = 0) -> torch.Tensor:
+                  channels_last: bool = True, seed: int = 0,
+                  start: torch.Tensor | None = None) -> torch.Tensor:
     """Adversarial images (float NCHW) of uint8 NHWC ``x_u8`` from ``grad_model``'s gradient,
-    in batches of ``cfg.batch_size``. Each image's attack is independent of the others, and
-    a random start (PGD) is drawn for all images at once on the CPU from ``seed``, so the
-    result depends neither on the batch size nor on the device's random generator."""
+    in batches of ``cfg.batch_size`` (0 = the device's default, ``devices.AUTO_BATCH``).
+    Each image's attack is independent of the others, so the result does not depend on the
+    batch size or on which other images share the call. A random start (PGD) is ``start``
+    (offsets from :func:`random_start`, one row per image) or else drawn for all images from
+    ``seed``."""
+    from advimb.devices import auto_batch
+
     attack = get_attack(cfg.name)
     kwargs = attack_kwargs(cfg, classes)
-    start = None
-    if kwargs.get("random_start"):
-        g = torch.Generator().manual_seed(seed)
-        shape = (x_u8.shape[0], x_u8.shape[3], x_u8.shape[1], x_u8.shape[2])
-        start = torch.empty(shape).uniform_(-cfg.eps, cfg.eps, generator=g)
+    if kwargs.get("random_start") and start is None:
+        start = random_start(x_u8.shape[0], (x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]), cfg.eps, seed)
+    bs = auto_batch(cfg.batch_size, x_u8.device)
     out = []
-    for i in range(0, len(x_u8), cfg.batch_size):
-        xb = to_float(x_u8[i:i + cfg.batch_size], channels_last)
+    for i in range(0, len(x_u8), bs):
+        xb = to_float(x_u8[i:i + bs], channels_last)
         kw = dict(kwargs)
-        if start is not None:
-            kw["x_init"] = xb + start[i:i + cfg.batch_size].to(xb.device, xb.dtype)
-        out.append(attack(grad_model, xb, y[i:i + cfg.batch_size], **kw))
-    return torch.cat(out)
+        if kwargs.get("random_start"):
+            kw["x_init"] = xb + start[i:i + bs].to(xb.device, xb.dtype)
+        out.append(attack(grad_model, xb, y[i:i + bs], **kw))
+    return torch.cat(out) if out else torch.zeros((0, x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]),
+                                                  device=x_u8.device)
 
 
 def histogram(pred: np.ndarray, num_classes: int) -> list[int]:

@@ -22,29 +22,37 @@ def log(msg: str) -> None:
 
 
 def run_local(jobs: Sequence[Job], run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Run every unfinished job; return counts of run / skipped / recomputed jobs."""
+    """Run every unfinished job; return counts of run / skipped / recomputed jobs (a group
+    counts its members: a stacked training group of ten is ten jobs)."""
     from tqdm.auto import tqdm
 
     stats = {"run": 0, "skipped": 0, "recomputed": 0, "seconds": {}}
     todo = []
+    total = 0
     for job in jobs:
-        st = job.status(run_dir)
-        if st == "done":
-            stats["skipped"] += 1
-            continue
-        if st != "missing":
-            log(f"{st}; recomputing {job.name}")
-            stats["recomputed"] += 1
-        todo.append(job)
+        parts = job.parts()
+        total += len(parts)
+        pending = 0
+        for part in parts:
+            st = part.status(run_dir)
+            if st == "done":
+                stats["skipped"] += 1
+                continue
+            pending += 1
+            if st != "missing":
+                log(f"{st}; recomputing {part.name}")
+                stats["recomputed"] += 1
+        if pending:
+            todo.append((job, pending))
     if stats["skipped"]:
-        log(f"{stats['skipped']} of {len(jobs)} jobs already done in {run_dir}; continuing")
-    bar = tqdm(total=len(todo), desc="study", unit="job", disable=not progress, position=0)
-    for job in todo:
+        log(f"{stats['skipped']} of {total} jobs already done in {run_dir}; continuing")
+    bar = tqdm(total=sum(n for _, n in todo), desc="study", unit="job", disable=not progress, position=0)
+    for job, pending in todo:
         bar.set_postfix_str(job.name)
         t0 = time.perf_counter()
         job.run(run_dir, progress=progress)
         stats["seconds"][job.name] = round(time.perf_counter() - t0, 2)
-        stats["run"] += 1
-        bar.update(1)
+        stats["run"] += pending
+        bar.update(pending)
     bar.close()
     return stats

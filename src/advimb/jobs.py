@@ -26,8 +26,9 @@ import torch
 from advimb import artifacts
 from advimb.config import ExperimentConfig, derive_seed, stable_hash
 from advimb.data import Dataset, load_dataset, eval_subset
-from advimb.evaluate import (attack_images, attack_spec, clean_metrics, histogram, min_eps_summary,
-                             minimal_eps, predict)
+from advimb.devices import auto_batch, resolve_device
+from advimb.evaluate import (attack_images, attack_kwargs, attack_spec, clean_metrics, histogram,
+                             min_eps_summary, minimal_eps, predict, random_start)
 from advimb.imbalance import (Scenario, class_counts, paper_scenarios, select_indices,
                               stratified_split, target_classes)
 from advimb.models import build_model
@@ -36,14 +37,14 @@ from advimb.train import fit
 # ----------------------------------------------------------------------------- run folder
 
 
+def _log(msg: str) -> None:
+    from advimb.executor import log
+
+    log(msg)
+
+
 def model_dir(run_dir: Path, slug: str) -> Path:
     return Path(run_dir) / "models" / slug
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @functools.lru_cache(maxsize=2)
@@ -93,6 +94,10 @@ class Job:
 
     def spec(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def parts(self) -> tuple["Job", ...]:
+        """The jobs whose artifacts this one writes: itself, or a group's members."""
+        return (self,)
 
     @property
     def key(self) -> str:
@@ -252,6 +257,8 @@ class TrainJob(Job):
                 resume = st if st.get("job_key") == self.key else None
             except Exception:  # a partial or foreign file: start this model again
                 resume = None
+        if resume is not None:
+            _log(f"resuming {self.name} after epoch {resume['epoch']} (checkpoint {state_path})")
 
         def checkpoint(state: dict[str, Any]) -> None:
             with artifacts.atomic_path(state_path) as tmp:
@@ -281,18 +288,14 @@ class TrainGroupJob(Job):
     def spec(self) -> dict[str, Any]:
         return {"members": [m.key for m in self.members]}
 
-    @property
-    def member_keys(self) -> tuple[str, ...]:
-        return tuple(m.key for m in self.members)
-
     def marker(self, run_dir: Path) -> Path:
         return model_dir(run_dir, f"_stack-{self.key}") / "meta.json"
 
+    def parts(self) -> tuple[Job, ...]:
+        return self.members
+
     def status(self, run_dir: Path) -> str:
-        bad = [st for st in (m.status(run_dir) for m in self.members) if st != "done"]
-        if not bad:
-            return "done"
-        return "missing" if all(b == "missing" for b in bad) else bad[0]
+        return _group_status(self.members, run_dir)
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         from advimb.stacked import fit_stacked
@@ -312,6 +315,8 @@ class TrainGroupJob(Job):
                 resume = st if ok else None
             except Exception:  # a partial or foreign file: start again
                 resume = None
+        if resume is not None:
+            _log(f"resuming {self.name} after epoch {resume['epoch']} (checkpoint {state_path})")
 
         def checkpoint(state: dict[str, Any]) -> None:
             with artifacts.atomic_path(state_path) as tmp:
@@ -321,8 +326,7 @@ class TrainGroupJob(Job):
             [p["model"] for p in preps], arr["x_train"], arr["y_train"], [p["train_idx"] for p in preps],
             [p["val"] for p in preps], cfg.train, seeds=[m.seeds()["train"] for m in todo],
             augment=[p["augment"] for p in preps], on_epoch_end=checkpoint, resume=resume,
-            desc=self.name, progress=progress,
-            autocast_dtype=torch.bfloat16 if cfg.train.precision == "bf16" else None)
+            desc=self.name, progress=progress)
         secs = time.time() - t0
         infos = [m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
                  for m, p, r in zip(todo, preps, results)]
@@ -381,7 +385,7 @@ class CleanEvalJob(Job):
         model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.scenario), device)
         idx = np.arange(len(ds.y_test))  # the full test set, whatever eval.test_per_class says
         arr = device_arrays(ds, device)
-        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], cfg.eval.batch_size,
+        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], auto_batch(cfg.eval.batch_size, device),
                           cfg.train.channels_last)
         metrics = clean_metrics(ds.y_test[idx], pred, ds.num_classes)
         npz = self.marker(run_dir).with_suffix(".npz")
@@ -433,26 +437,26 @@ class AttackJob(Job):
         return (Path(run_dir) / self.subdir
                 / f"{self.scenario_slug(self.gradient)}__{self.classes[self.target]}.json")
 
+    def test_indices(self, ds: Dataset) -> np.ndarray:
+        idx = eval_subset(ds, self.config.eval.test_per_class)
+        return idx[ds.y_test[idx] == self.target]
+
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        return run_attacks([self], run_dir, progress=False)[0]
+
+    def record(self, run_dir: Path, ds: Dataset, idx: np.ndarray, x_u8: torch.Tensor, x_adv: torch.Tensor,
+               preds: dict[Scenario, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+               models: "ModelCache") -> dict[str, Any]:
+        """Write this job's artifacts from its adversarial images ``x_adv`` and, per evaluated
+        model, (clean labels, clean probabilities, adversarial labels, adversarial
+        probabilities) of its images."""
         cfg = self.config
-        ds = self.dataset()
-        device = resolve_device(cfg.train.device)
-        cl = cfg.train.channels_last
-        idx = eval_subset(ds, cfg.eval.test_per_class)
-        idx = idx[ds.y_test[idx] == self.target]
-        arr = device_arrays(ds, device)
-        sel = torch.from_numpy(idx).to(device)
-        x_u8, y = arr["x_test"][sel], arr["y_test"][sel]
-        grad_model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.gradient), device)
-        x_adv = attack_images(grad_model, x_u8, y, cfg.attack, ds.classes, cl, seed=self.seed())
         k = min(cfg.eval.examples, len(idx))
         arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_clean": x_u8[:k].cpu().numpy(),
                                          "example_adversarial": x_adv[:k].cpu().numpy()}
         combos = []
         for s in self.evaluated:
-            model = grad_model if s == self.gradient else load_weights(cfg, ds, run_dir, self.scenario_slug(s), device)
-            p_clean, pr_clean = predict(model, x_u8, cfg.eval.batch_size, cl)
-            p_adv, pr_adv = predict(model, x_adv, cfg.eval.batch_size, cl)
+            p_clean, pr_clean, p_adv, pr_adv = preds[s]
             slug = self.scenario_slug(s)
             arrays[f"pred_clean__{slug}"] = p_clean.astype(np.int16)
             arrays[f"pred_adv__{slug}"] = p_adv.astype(np.int16)
@@ -462,8 +466,10 @@ class AttackJob(Job):
             correct = p_clean == self.target
             extra = {}
             if self.min_eps_max > 0:
-                me = minimal_eps(model, grad_model, x_u8, y, cfg.attack, ds.classes, self.min_eps_max,
-                                 cfg.eval.batch_size, cl)
+                y = torch.full((n,), self.target, dtype=torch.long, device=x_u8.device)
+                me = minimal_eps(models.get(s), models.get(self.gradient), x_u8, y, cfg.attack, ds.classes,
+                                 self.min_eps_max, auto_batch(cfg.eval.batch_size, x_u8.device),
+                                 cfg.train.channels_last)
                 arrays[f"min_eps__{slug}"] = me
                 extra = min_eps_summary(me[correct], self.min_eps_max)
             combos.append({
@@ -487,6 +493,116 @@ class AttackJob(Job):
         return info
 
 
+class ModelCache:
+    """Each trained model loaded once per attack group."""
+
+    def __init__(self, job: Job, ds: Dataset, run_dir: Path, device: torch.device) -> None:
+        self.job, self.ds, self.run_dir, self.device = job, ds, run_dir, device
+        self.models: dict[Scenario, torch.nn.Module] = {}
+
+    def get(self, s: Scenario) -> torch.nn.Module:
+        if s not in self.models:
+            self.models[s] = load_weights(self.job.config, self.ds, self.run_dir, self.job.scenario_slug(s),
+                                          self.device)
+        return self.models[s]
+
+
+def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
+    """Run attack jobs of one grid point together, in big batches: each model is loaded once;
+    each gradient model attacks the images of all its jobs in one batched pass; each
+    evaluated model classifies all the clean and adversarial images it is asked about in one
+    batched pass. Every image's attack and prediction is independent of the others in its
+    batch, so each job's artifacts are what it would write alone."""
+    from tqdm.auto import tqdm
+
+    first = jobs[0]
+    cfg = first.config
+    if any(j.config != cfg or j.subdir != first.subdir for j in jobs):
+        raise ValueError("run_attacks: the jobs must share one config and folder")  # a bug
+    ds = first.dataset()
+    device = resolve_device(cfg.train.device)
+    cl, bs = cfg.train.channels_last, auto_batch(cfg.eval.batch_size, device)
+    arr = device_arrays(ds, device)
+    models = ModelCache(first, ds, run_dir, device)
+    idx = {j: j.test_indices(ds) for j in jobs}
+    sel = {j: torch.from_numpy(idx[j]).to(device) for j in jobs}
+    grads = list(dict.fromkeys(j.gradient for j in jobs))
+    evaluated = list(dict.fromkeys(s for j in jobs for s in j.evaluated))
+    bar = tqdm(total=len(grads) + len(evaluated), desc=f"attack {first.subdir.split('/')[-1]}", unit="model",
+               leave=False, disable=not progress, mininterval=0.5)
+    x_adv: dict[AttackJob, torch.Tensor] = {}
+    for g in grads:  # one attack pass per gradient model over all its jobs' images
+        js = [j for j in jobs if j.gradient == g]
+        s_all = torch.cat([sel[j] for j in js])
+        start = None
+        if attack_kwargs(cfg.attack, ds.classes).get("random_start"):
+            shape = (ds.image_shape[0], ds.image_shape[1], ds.image_shape[2])
+            start = torch.cat([random_start(len(idx[j]), shape, cfg.attack.eps, j.seed()) for j in js])
+        adv = attack_images(models.get(g), arr["x_test"][s_all], arr["y_test"][s_all], cfg.attack, ds.classes,
+                            cl, start=start)
+        for j, a in zip(js, adv.split([len(idx[j]) for j in js])):
+            x_adv[j] = a
+        bar.update(1)
+    preds: dict[AttackJob, dict[Scenario, tuple]] = {j: {} for j in jobs}
+    for s in evaluated:  # one classification pass per evaluated model
+        js = [j for j in jobs if s in j.evaluated]
+        targets = list(dict.fromkeys(j.target for j in js))  # clean images: once per class
+        t_sel = {t: next(sel[j] for j in js if j.target == t) for t in targets}
+        p_c, pr_c = predict(models.get(s), arr["x_test"][torch.cat([t_sel[t] for t in targets])], bs, cl)
+        p_a, pr_a = predict(models.get(s), torch.cat([x_adv[j] for j in js]), bs, cl)
+        n_t = [len(t_sel[t]) for t in targets]
+        clean = {t: (a, b) for t, a, b in zip(targets, np.split(p_c, np.cumsum(n_t)[:-1]),
+                                               np.split(pr_c, np.cumsum(n_t)[:-1]))}
+        n_j = np.cumsum([len(idx[j]) for j in js])[:-1]
+        for j, a, b in zip(js, np.split(p_a, n_j), np.split(pr_a, n_j)):
+            preds[j][s] = (*clean[j.target], a, b)
+        bar.update(1)
+    bar.close()
+    return [j.record(run_dir, ds, idx[j], arr["x_test"][sel[j]], x_adv[j], preds[j], models) for j in jobs]
+
+
+@dataclass(frozen=True)
+class AttackGroupJob(Job):
+    """The attack jobs of one grid point (``eval.group_attacks``), run together by
+    :func:`run_attacks`. Each member writes exactly what it would write alone (its own
+    marker and key), so the group is done when its members are."""
+
+    members: tuple[AttackJob, ...] = ()
+    kind = "attack_group"
+
+    @property
+    def name(self) -> str:
+        return f"attack {len(self.members)} jobs ({self.members[0].subdir})"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for m in self.members for k in m.deps))
+
+    def spec(self) -> dict[str, Any]:
+        return {"members": [m.key for m in self.members]}
+
+    def parts(self) -> tuple[Job, ...]:
+        return self.members
+
+    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
+        return Path(run_dir) / self.members[0].subdir / f"_group-{self.key}.json"
+
+    def status(self, run_dir: Path) -> str:
+        return _group_status(self.members, run_dir)
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        todo = [m for m in self.members if m.status(run_dir) != "done"]
+        infos = run_attacks(todo, run_dir, progress) if todo else []
+        return {"members": [m.name for m in todo], "combinations": sum(len(i["combinations"]) for i in infos)}
+
+
+def _group_status(members: tuple[Job, ...], run_dir: Path) -> str:
+    bad = [st for st in (m.status(run_dir) for m in members) if st != "done"]
+    if not bad:
+        return "done"
+    return "missing" if all(b == "missing" for b in bad) else bad[0]
+
+
 # ----------------------------------------------------------------------------- plan
 
 
@@ -497,7 +613,7 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
     scenarios = paper_scenarios(config.imbalance, classes)
     train = {s: TrainJob(config, classes, fp, scenario=s) for s in scenarios}
     clean = [CleanEvalJob(config, classes, fp, scenario=s, model_key=train[s].key) for s in scenarios]
-    attacks: list[Job] = []
+    attacks: list[AttackJob] = []
     bal = Scenario("balanced")
     for c in target_classes(config.imbalance, classes):
         under, over = Scenario("under", c), Scenario("over", c)
@@ -508,7 +624,19 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
             for cfg, sub, me in sweep_grid(config):
                 attacks.append(AttackJob(cfg, classes, fp, gradient=grad, target=c, evaluated=evaluated,
                                          model_keys=keys, subdir=sub, min_eps_max=me))
-    return [*group_training(list(train.values()), config, ds), *clean, *attacks]
+    return [*group_training(list(train.values()), config, ds), *clean, *group_attacks(attacks, config)]
+
+
+def group_attacks(jobs: list[AttackJob], config: ExperimentConfig) -> list[Job]:
+    """With ``eval.group_attacks``, the attack jobs of each grid point (main grid, each sweep
+    point) become one :class:`AttackGroupJob`."""
+    if not config.eval.group_attacks:
+        return list(jobs)
+    groups: dict[str, list[AttackJob]] = {}
+    for j in jobs:
+        groups.setdefault(j.subdir, []).append(j)
+    return [g[0] if len(g) == 1 else AttackGroupJob(g[0].config, g[0].classes, g[0].fingerprint, members=tuple(g))
+            for g in groups.values()]
 
 
 def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, float]]:

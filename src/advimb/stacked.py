@@ -31,7 +31,8 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from advimb.config import TrainConfig, derive_seed
-from advimb.train import EarlyStopping, FitResult, keras_lr
+from advimb.devices import autocast_dtype
+from advimb.train import EarlyStopping, FitResult, compiled, keras_lr
 
 
 def _float(x_u8: torch.Tensor) -> torch.Tensor:
@@ -57,14 +58,14 @@ def fit_stacked(
     resume: dict[str, Any] | None = None,
     desc: str = "train",
     progress: bool = True,
-    autocast_dtype: torch.dtype | None = None,
 ) -> list[FitResult]:
     """Train ``models`` (same architecture) together; returns one :class:`FitResult` each.
 
     ``x_train``/``y_train``: the whole training set, uint8 NHWC / int64, on the device;
     ``train_idx[m]``: model m's training indices into it (all of one length); ``val[m]``:
     model m's validation images and labels (all of one length). ``seeds``/``augment``: per
-    model, as ``fit``'s ``seed``/``augment``. ``autocast_dtype``: e.g. ``torch.bfloat16``.
+    model, as ``fit``'s ``seed``/``augment``. Precision (``cfg.precision``)
+    and ``cfg.compile`` as in ``fit``.
     """
     from tqdm.auto import tqdm
 
@@ -73,6 +74,7 @@ def fit_stacked(
     if any(len(t) != n for t in train_idx) or any(len(v[0]) != len(val[0][0]) for v in val):
         raise ValueError("stacked models need equal numbers of training and of validation images")
     device = x_train.device
+    amp = autocast_dtype(cfg.precision, device)
     base = copy.deepcopy(models[0]).to("meta")
     params, buffers = stack_module_state(list(models))
     params = {k: v.detach().clone() for k, v in params.items()}
@@ -80,17 +82,19 @@ def fit_stacked(
     randomness = "different" if _has_dropout(models[0]) else "error"
 
     def loss_fn(p, b, x, y):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             out = functional_call(base, (p, b), (x,))
         return F.cross_entropy(out.float(), y), out
 
-    step_fn = vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0), randomness=randomness)
+    step_fn = compiled(vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0), randomness=randomness),
+                       cfg.compile, device)
 
     def eval_fn(p, b, x):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             return functional_call(base, (p, b), (x,)).float()
 
     eval_v = vmap(eval_fn, in_dims=(0, 0, 0))
+    graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
     active = list(range(m_all))  # model numbers still in the stack, in stack order
     stoppers = [EarlyStopping(cfg.min_delta, cfg.patience) for _ in range(m_all)]
     histories: list[list[dict[str, float]]] = [[] for _ in range(m_all)]
@@ -127,13 +131,18 @@ def fit_stacked(
             fb = flip[:, s:s + cfg.batch_size]
             xb = torch.where(fb[:, :, None, None, None], xb.flip(4), xb)
             yb = y_train[ib]
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             grads, (loss, out) = step_fn(params, buffers, xb, yb)
             lr = keras_lr(cfg.lr, cfg.decay, step)
-            with torch.no_grad():
-                for k, p in params.items():  # torch.optim.RMSprop's update, alpha = rho
-                    g = grads[k]
-                    sq[k].mul_(cfg.rho).addcmul_(g, g, value=1 - cfg.rho)
-                    p.addcdiv_(g, sq[k].sqrt().add_(cfg.eps), value=-lr)
+            with torch.no_grad():  # torch.optim.RMSprop's update (alpha = rho), as foreach ops:
+                keys = list(params)    # a handful of kernel launches for all parameters
+                p_l, s_l, g_l = [params[k] for k in keys], [sq[k] for k in keys], [grads[k] for k in keys]
+                torch._foreach_mul_(s_l, cfg.rho)
+                torch._foreach_addcmul_(s_l, g_l, g_l, value=1 - cfg.rho)
+                denom = torch._foreach_sqrt(s_l)
+                torch._foreach_add_(denom, cfg.eps)
+                torch._foreach_addcdiv_(p_l, g_l, denom, value=-lr)
                 loss_sum += loss.detach() * ib.shape[1]
                 correct += (out.argmax(2) == yb).sum(1)
             step += 1

@@ -11,20 +11,15 @@ from typing import Any
 from advimb.config import ExperimentConfig
 from advimb.data import load_dataset
 from advimb.executor import log, run_local
-from advimb.jobs import TrainGroupJob, TrainJob, plan, resolve_device
+from advimb.devices import describe, resolve_device, resolve_runtime
+from advimb.jobs import TrainJob, plan
 from advimb.runfolder import check_dataset, environment, now, open_run, update_manifest
 from advimb.tables import build_tables
 
 
 def train_jobs(jobs) -> list[TrainJob]:
     """Every TrainJob, including the members of stacked groups."""
-    out = []
-    for j in jobs:
-        if isinstance(j, TrainGroupJob):
-            out.extend(j.members)
-        elif isinstance(j, TrainJob):
-            out.append(j)
-    return out
+    return [p for j in jobs for p in j.parts() if isinstance(p, TrainJob)]
 
 
 def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
@@ -51,23 +46,27 @@ def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    cfg = resolve_runtime(cfg)  # precision "auto" -> what this device runs natively
     run_dir = open_run(out, cfg)
     ds = load_dataset(cfg.data, progress)
     check_dataset(run_dir, ds.fingerprint)
     jobs = plan(cfg, ds)
     preflight(cfg, ds, jobs)
     inv_id = uuid.uuid4().hex[:12]
-    device = str(resolve_device(cfg.train.device))
+    dev = resolve_device(cfg.train.device)
+    device = str(dev)
+    n_jobs = sum(len(j.parts()) for j in jobs)
     seeds = {j.scenario.name(ds.classes): j.seeds() for j in train_jobs(jobs)}
     update_manifest(
-        run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=environment(device),
-        jobs=len(jobs), status="running",
+        run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds,
+        environment={**environment(device), **describe(dev)},
+        jobs=n_jobs, status="running",
         invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv,
                     "started": now(), "status": "running"},
     )
     t0 = time.perf_counter()
-    log(f"{cfg.preset} study: {len(jobs)} jobs on {ds.name} ({ds.origin}), device {device}, "
-        f"run folder {run_dir}")
+    log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {device} "
+        f"({cfg.train.precision}), run folder {run_dir}")
     try:
         stats = run_local(jobs, run_dir, progress)
     except BaseException as e:

@@ -1,0 +1,71 @@
+"""Where and in what precision the study runs: device, bf16 support, batch sizes.
+
+``auto`` settings are resolved here, once, before a run folder is written, so the resolved
+values (not ``auto``) go into ``config.toml`` and into every job's key: a run resumed on
+hardware that would resolve differently is refused instead of silently mixing results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+#: default attack / evaluation batch per device type when the config says 0 (auto): big
+#: batches amortise launches on a GPU; on a CPU 500 images already keep every core busy
+AUTO_BATCH = {"cuda": 4096, "cpu": 500}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Does ``device`` run bf16 matrix work natively (so autocast pays)?
+
+    CUDA: compute capability >= 8.0 (Ampere and later). CPU: AVX-512 BF16 or AMX tiles,
+    which oneDNN uses for bf16 convolutions; without them bf16 is emulated and slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where :func:`bf16_native`, else ``fp32``."""
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    return precision
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16 if resolve_precision(precision, device) == "bf16" else None
+
+
+def auto_batch(batch_size: int, device: torch.device) -> int:
+    return batch_size or AUTO_BATCH.get(device.type, 500)
+
+
+def resolve_runtime(cfg: Any) -> Any:
+    """``cfg`` (an ExperimentConfig) with ``train.precision`` resolved for its device."""
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)
+    if precision == cfg.train.precision:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision))
+
+
+def describe(device: torch.device) -> dict[str, Any]:
+    """What the manifest records about the hardware's speed-relevant features."""
+    d: dict[str, Any] = {"bf16_native": bf16_native(device),
+                         "torch_interop_threads": torch.get_num_interop_threads()}
+    if device.type == "cpu":
+        d["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return d
