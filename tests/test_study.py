@@ -227,3 +227,29 @@ def test_any_image_folder_dataset_runs_the_study(tmp_path):
     lines = (run / "tables" / "table1.csv").read_text().splitlines()
     assert [x.split(",")[0] for x in lines[1:]] == ["circle", "square", "stripe", "average"]
     assert json.loads((run / "manifest.json").read_text())["dataset"]["classes"] == ["circle", "square", "stripe"]
+
+
+def test_precision_auto_is_resolved_into_the_run_config(smoke_cfg, tmp_path):
+    """train.precision='auto' becomes what the device runs natively before anything is
+    written; the run folder records the resolved value, and a rerun asking for the other
+    precision is refused (results would mix)."""
+    import dataclasses
+
+    from advimb.config import load_toml
+    from advimb.devices import bf16_native, resolve_device, resolve_precision
+    from advimb.errors import UserError
+
+    cpu = resolve_device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    expected = "bf16" if bf16_native(cpu) else "fp32"
+    assert resolve_precision("auto", cpu) == expected
+    cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, precision="auto", device="cpu",
+                                                                   max_epochs=1))
+    res = run_study(cfg, tmp_path / "run", progress=False)
+    run = Path(res["run_dir"])
+    assert load_toml(run / "config.toml")["train"]["precision"] == expected
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["environment"]["bf16_native"] == bf16_native(cpu)
+    other = "fp32" if expected == "bf16" else "bf16"
+    with pytest.raises(UserError, match=f"train.precision: '{expected}' -> '{other}'"):
+        run_study(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=other)), run, progress=False)

@@ -1,5 +1,10 @@
 """Atomic artifact I/O: every file is written to a temporary name and renamed into place,
-so a killed run never leaves a half-written artifact under its final name."""
+so a killed run never leaves a half-written artifact under its final name.
+
+Each write also remembers (per thread) the size and sha256 of the bytes it wrote, so a
+job's marker can record what *this* task wrote rather than what is on disk when the marker
+is made: if a duplicate of the task (a Dask retry racing the original) replaced a file with
+different bytes, the marker and the file disagree and the job counts as corrupt."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,9 +22,24 @@ import numpy as np
 from advimb.errors import UserError
 
 
+_written = threading.local()
+
+
+def _registry() -> dict[str, dict[str, Any]]:
+    if not hasattr(_written, "records"):
+        _written.records = {}
+    return _written.records
+
+
+def written_record(path: str | Path) -> dict[str, Any]:
+    """Size and sha256 of what this thread last wrote to ``path`` (else of the file now)."""
+    return _registry().get(str(Path(path).resolve())) or file_record(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync and rename it into place."""
+    """Yield a temporary path beside ``path``; on success fsync, record its size and
+    sha256 (:func:`written_record`) and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,6 +49,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        _registry()[str(path.resolve())] = file_record(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

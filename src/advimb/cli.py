@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, help="base seed (selection, split, init, order)")
         sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
         sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+        sp.add_argument("--executor", choices=("local", "dask"),
+                        help="who runs the jobs: local (default, this process) or dask (Dask distributed)")
+        sp.add_argument("--scheduler", metavar="ADDRESS",
+                        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default $DASK_SCHEDULER_ADDRESS; "
+                             "neither: start a local cluster)")
+        sp.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (dask scheduler --scheduler-file)")
         sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="set any config field, e.g. --set train.max_epochs=5 (repeatable)")
 
@@ -89,6 +95,9 @@ def _resolve(args: argparse.Namespace):
         overrides.append({"attack": {"eps": args.eps}})
     if args.device is not None:
         overrides.append({"train": {"device": args.device}})
+    for flag, key in (("executor", "name"), ("scheduler", "scheduler"), ("scheduler_file", "scheduler_file")):
+        if getattr(args, flag) is not None:
+            overrides.append({"executor": {key: getattr(args, flag)}})
     if getattr(args, "attacks", None) is not None:
         try:
             eps = [float(e) for e in args.epsilons.split(",") if e.strip()]

@@ -260,6 +260,38 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """Who runs the jobs; never what they compute, so it is not part of the science config.
+
+    ``name``: ``local`` (this process, in order) or ``dask`` (Dask distributed; ``pip
+    install "advimb[dask]"``). For ``dask``: ``scheduler`` is a scheduler address
+    (``tcp://host:8786``; empty = ``$DASK_SCHEDULER_ADDRESS``), else ``scheduler_file`` (a
+    file written by ``dask scheduler --scheduler-file``), else advimb starts a LocalCluster
+    on 127.0.0.1 with ``workers`` worker processes (0 = one per GPU on CUDA, else one per
+    two CPU cores). ``retries``: how often a task that raised is retried (a task whose worker
+    died is rescheduled by Dask, up to its ``allowed-failures``). ``resources``: ``auto``
+    declares GPU=1 for every task when the device is CUDA (workers started with
+    ``--resources GPU=1``), ``none`` declares nothing. ``connect_timeout``: seconds to wait
+    for the scheduler.
+    """
+
+    name: str = "local"
+    scheduler: str = ""
+    scheduler_file: str = ""
+    workers: int = 0
+    retries: int = 2
+    resources: str = "auto"
+    connect_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        _choice(self.name, "executor.name", ("local", "dask"))
+        _check(self.workers >= 0, "executor.workers", "must be >= 0 (0 = automatic)")
+        _check(0 <= self.retries <= 20, "executor.retries", "must be in [0, 20]")
+        _choice(self.resources, "executor.resources", ("auto", "none"))
+        _check(self.connect_timeout > 0, "executor.connect_timeout", "must be > 0 (seconds)")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole study. ``seed`` drives selection, validation split, initialisation and
     batch order of every model (per-job seeds are derived from it and recorded)."""
@@ -273,6 +305,7 @@ class ExperimentConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -284,6 +317,7 @@ class ExperimentConfig:
         for section, key in EXECUTION_KEYS:
             d[section].pop(key, None)
         d.pop("sweep")  # additive grids: they add results and change none
+        d.pop("executor")  # who runs the jobs, not what they compute
         return d
 
 

@@ -75,6 +75,11 @@ def load_weights(cfg: ExperimentConfig, ds: Dataset, run_dir: Path, slug: str,
 # ----------------------------------------------------------------------------- base
 
 
+class ArtifactRace(RuntimeError):
+    """A job's files changed between writing them and writing its marker (another task
+    wrote the same job): the executor retries the job."""
+
+
 @dataclass(frozen=True)
 class Job:
     config: ExperimentConfig
@@ -123,10 +128,16 @@ class Job:
         return "done"
 
     def _finish(self, run_dir: Path, meta: dict[str, Any], files: list[Path]) -> None:
+        """Write the marker (last): the job's key and the size and sha256 of the bytes this
+        task wrote to each file. If a concurrent duplicate has meanwhile replaced a file
+        with other bytes, the check fails, the job counts as unfinished and is recomputed."""
         m = self.marker(run_dir)
         meta = {"job": self.name, "job_key": self.key, **meta,
-                "files": {str(f.relative_to(run_dir)): artifacts.file_record(f) for f in files}}
+                "files": {str(f.relative_to(run_dir)): artifacts.written_record(f) for f in files}}
         artifacts.write_json(m, meta)
+        st = self.status(run_dir)
+        if st != "done":
+            raise ArtifactRace(f"{self.name}: {st} right after writing it (a duplicate task?)")
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         raise NotImplementedError
@@ -237,6 +248,7 @@ class TrainJob(Job):
                 "stopped_epoch": result.stopped_epoch, "steps": result.steps,
                 "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
                 "history": result.history, "augment": prep["augment"], "device": str(device),
+                "torch_threads": torch.get_num_threads(),
                 "stacked_with": stacked, "seconds": seconds}
         self._finish(run_dir, info, [weights, mdir / "history.csv", Path(run_dir) / "scenarios" / f"{slug}.npz"])
         return info

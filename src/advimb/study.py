@@ -10,10 +10,9 @@ from typing import Any
 
 from advimb.config import ExperimentConfig
 from advimb.data import load_dataset
-from advimb.executor import log, run_local
-from advimb.devices import describe, resolve_device, resolve_runtime
+from advimb.executor import log, open_executor
 from advimb.jobs import TrainJob, plan
-from advimb.runfolder import check_dataset, environment, now, open_run, update_manifest
+from advimb.runfolder import check_dataset, now, open_run, update_manifest
 from advimb.tables import build_tables
 
 
@@ -41,38 +40,46 @@ def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
 
 def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
               argv: list[str] | None = None) -> dict[str, Any]:
-    """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary."""
+    """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary.
+    ``train.threads`` applies to this call only (the caller's thread count is restored)."""
     import torch
 
+    threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    cfg = resolve_runtime(cfg)  # precision "auto" -> what this device runs natively
-    run_dir = open_run(out, cfg)
-    ds = load_dataset(cfg.data, progress)
-    check_dataset(run_dir, ds.fingerprint)
-    jobs = plan(cfg, ds)
-    preflight(cfg, ds, jobs)
-    inv_id = uuid.uuid4().hex[:12]
-    dev = resolve_device(cfg.train.device)
-    device = str(dev)
-    n_jobs = sum(len(j.parts()) for j in jobs)
-    seeds = {j.scenario.name(ds.classes): j.seeds() for j in train_jobs(jobs)}
-    update_manifest(
-        run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds,
-        environment={**environment(device), **describe(dev)},
-        jobs=n_jobs, status="running",
-        invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv,
-                    "started": now(), "status": "running"},
-    )
-    t0 = time.perf_counter()
-    log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {device} "
-        f"({cfg.train.precision}), run folder {run_dir}")
     try:
-        stats = run_local(jobs, run_dir, progress)
-    except BaseException as e:
-        update_manifest(run_dir, status="interrupted",
-                        invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
-        raise
+        return _run_study(cfg, out, progress, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: list[str] | None) -> dict[str, Any]:
+    with open_executor(cfg) as ex:
+        cfg = ex.resolve(cfg)  # precision "auto" -> what the device the jobs run on runs natively
+        run_dir = open_run(out, cfg)
+        ds = load_dataset(cfg.data, progress)
+        check_dataset(run_dir, ds.fingerprint)
+        jobs = plan(cfg, ds)
+        preflight(cfg, ds, jobs)
+        inv_id = uuid.uuid4().hex[:12]
+        env = ex.environment(cfg)
+        n_jobs = sum(len(j.parts()) for j in jobs)
+        seeds = {j.scenario.name(ds.classes): j.seeds() for j in train_jobs(jobs)}
+        update_manifest(
+            run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
+            status="running",
+            invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv, "started": now(),
+                        "status": "running", "executor": ex.describe()},
+        )
+        t0 = time.perf_counter()
+        log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
+            f"({cfg.train.precision}), {ex.name} executor, run folder {run_dir}")
+        try:
+            stats = ex.run(jobs, run_dir, progress)
+        except BaseException as e:
+            update_manifest(run_dir, status="interrupted",
+                            invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
+            raise
     summary = build_tables(run_dir)
     wall = time.perf_counter() - t0
     update_manifest(run_dir, status="complete", finished=now(),

@@ -1,0 +1,217 @@
+"""The study on a real Dask cluster, on 127.0.0.1 only: the same tables as the local
+executor, a worker killed mid-run, a driver killed mid-run. The cluster (a ``dask scheduler``
+and two ``dask worker`` processes under one nanny) is started here and stopped at the end
+of the module; every wait is bounded.
+
+Every run here, local or Dask, uses one torch thread per job (``train.threads=1``): the
+number of threads changes the order of float reductions in the convolutions, and RMSProp
+turns such rounding into different weights, so bit-identical tables need equal thread
+counts (as they need the same device)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from advimb.study import run_study
+
+TABLES = ["table1.csv", "clean_target_accuracy.csv", "relative_difference.csv", "flip_rates.csv",
+          "clean_accuracy.csv"]
+
+
+def _tables(run):
+    return {t: (Path(run) / "tables" / t).read_text() for t in TABLES}
+
+
+def _wait(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A scheduler and 2 single-threaded workers (one nanny) bound to 127.0.0.1; yields the
+    scheduler file. Everything runs in its own process group and is killed at the end."""
+    from distributed import Client
+
+    d = tmp_path_factory.mktemp("dask")
+    sched_file = d / "scheduler.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    common = dict(env=env, start_new_session=True, stdout=open(d / "log.txt", "w"), stderr=subprocess.STDOUT)
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(sched_file), "--idle-timeout", "900"],
+                              **common)]
+    try:
+        _wait(sched_file.exists, 60, "the scheduler file")
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file),
+                                       "--host", "127.0.0.1", "--nworkers", "2", "--nthreads", "1",
+                                       "--no-dashboard", "--death-timeout", "120"], **common))
+        with Client(scheduler_file=str(sched_file), timeout=30) as c:
+            c.wait_for_workers(2, timeout=90)
+            assert c.scheduler.address.startswith("tcp://127.0.0.1:")
+            assert all(w.startswith("tcp://127.0.0.1:") for w in c.scheduler_info()["workers"])
+        yield sched_file
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def one_thread_cfg(smoke_cfg):
+    import dataclasses
+
+    return dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, threads=1))
+
+
+@pytest.fixture(scope="module")
+def local_ref(one_thread_cfg, tmp_path_factory):
+    """The smoke study on the local executor, one thread per job: the reference tables."""
+    return run_study(one_thread_cfg, tmp_path_factory.mktemp("local-ref"), progress=False)["run_dir"]
+
+
+def _dask_cfg(cfg, sched_file):
+    import dataclasses
+
+    return dataclasses.replace(cfg, executor=dataclasses.replace(cfg.executor, name="dask",
+                                                                 scheduler_file=str(sched_file)))
+
+
+def _driver(out, sched_file, *extra):
+    return [sys.executable, "-m", "advimb", "run", "--preset", "smoke", "--out", str(out), "--no-progress",
+            "--no-report", "--set", "train.threads=1", "--executor", "dask", "--scheduler-file", str(sched_file),
+            *extra]
+
+
+ENV = {**os.environ, "ADVIMB_DATA": ""}
+
+
+def test_dask_study_equals_the_local_one(local_ref, one_thread_cfg, dask_cluster, tmp_path):
+    res = run_study(_dask_cfg(one_thread_cfg, dask_cluster), tmp_path / "run", progress=False)
+    assert res["stats"]["run"] == 72
+    assert _tables(res["run_dir"]) == _tables(local_ref)
+    inv = json.loads((Path(res["run_dir"]) / "manifest.json").read_text())["invocations"][-1]
+    assert inv["executor"]["name"] == "dask" and inv["executor"]["workers"] == 2
+    assert inv["executor"]["scheduler"].startswith("tcp://127.0.0.1:")
+    # a rerun finds everything done; the local executor may continue a Dask run and vice versa
+    again = run_study(one_thread_cfg, tmp_path / "run", progress=False)
+    assert again["stats"]["run"] == 0 and again["stats"]["skipped"] == 72
+
+
+def test_a_killed_worker_does_not_change_the_results(local_ref, dask_cluster, tmp_path):
+    """SIGKILL the worker process that is running a task, mid-study: Dask reschedules its
+    tasks (its nanny starts a fresh worker) and the study ends with the local tables."""
+    from distributed import Client
+
+    out = tmp_path / "run"
+    drv = subprocess.Popen(_driver(out, dask_cluster), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        with Client(scheduler_file=str(dask_cluster), timeout=30) as c:
+            def busy_worker():
+                busy = [w for w, keys in c.processing().items() if keys]
+                return busy[0] if busy and len(list(out.glob("models/*/meta.json"))) >= 3 else None
+            _wait(lambda: busy_worker() is not None, 120, "a worker busy with a task after 3 models")
+            victim = busy_worker()
+            pid = c.run(os.getpid, workers=[victim])[victim]
+            done_at_kill = len(list(out.glob("models/*/meta.json")))
+            os.kill(pid, signal.SIGKILL)
+            stdout, stderr = drv.communicate(timeout=300)
+            assert drv.returncode == 0, stderr
+            assert done_at_kill < 21, "the kill should land mid-study"
+            _wait(lambda: len(c.scheduler_info()["workers"]) == 2, 60, "the nanny to restart the worker")
+            assert victim not in c.scheduler_info()["workers"]
+        assert f"Worker process {pid} was killed by signal 9" in (dask_cluster.parent / "log.txt").read_text()
+    finally:
+        if drv.poll() is None:
+            drv.kill()
+    assert _tables(out) == _tables(local_ref)
+
+
+def test_a_killed_driver_resumes_without_recomputing(local_ref, dask_cluster, tmp_path):
+    """SIGKILL the driver mid-study; the same command again finishes the study, recomputes
+    nothing that was finished, and ends with the local tables."""
+    out = tmp_path / "run"
+    cmd = _driver(out, dask_cluster)
+    drv = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: len(list(out.glob("models/*/meta.json"))) >= 6, 120, "6 trained models")
+    finally:
+        drv.send_signal(signal.SIGKILL)
+        drv.wait(timeout=30)
+    done = {p: p.stat().st_mtime_ns for p in out.glob("**/*.json") if p.parent.name != "tables"
+            and p.name not in ("manifest.json",) and json.loads(p.read_text()).get("job_key")}
+    assert 6 <= len(done) < 72, "the kill should land mid-study"
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "already done" in r.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # nothing finished was redone
+    assert not list(out.rglob("*.tmp"))
+    assert _tables(out) == _tables(local_ref)
+
+
+def test_dask_local_cluster_from_the_cli(local_ref, tmp_path):
+    """--executor dask with no scheduler: advimb starts (and stops) its own LocalCluster on
+    127.0.0.1; the tables equal the local executor's."""
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "advimb", "run", "--preset", "smoke", "--out", str(out),
+                        "--no-progress", "--no-report", "--set", "train.threads=1", "--executor", "dask",
+                        "--set", "executor.workers=2"],
+                       env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "starting a Dask LocalCluster on 127.0.0.1: 2 worker process(es)" in r.stderr
+    inv = json.loads((out / "manifest.json").read_text())["invocations"][-1]
+    assert inv["executor"]["local_cluster"] and inv["executor"]["scheduler"].startswith("tcp://127.0.0.1:")
+    assert _tables(out) == _tables(local_ref)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--scheduler", "tcp://127.0.0.1:9", "--set", "executor.connect_timeout=2"],
+     "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+    (["--scheduler-file", "/nonexistent/scheduler.json"], "Dask scheduler file /nonexistent/scheduler.json does not exist"),
+    (["--set", "executor.retries=-1"], "executor.retries: must be in [0, 20]"),
+])
+def test_bad_cluster_input_is_one_line(tmp_path, capsys, argv, msg):
+    from advimb.cli import main
+
+    assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"),
+                 "--executor", "dask", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("advimb: error:") and msg in err and "\n" not in err
+
+
+def test_the_local_executor_never_imports_dask(tmp_path):
+    code = ("import sys; from advimb.presets import resolve_config; from advimb.study import run_study; "
+            "import dataclasses; c = resolve_config('smoke', env={}); "
+            "c = dataclasses.replace(c, train=dataclasses.replace(c.train, max_epochs=1)); "
+            f"run_study(c, {str(tmp_path / 'run')!r}, progress=False); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
+            "assert not bad, bad; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_run_study_restores_the_callers_thread_count(one_thread_cfg, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the study asks for 1
+    try:
+        run_study(one_thread_cfg, tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
