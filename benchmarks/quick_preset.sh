@@ -2,7 +2,7 @@
 # Wall time of the quick preset end to end (train 21 models, 50 combinations, tables,
 # report), each configuration into a fresh run folder, one after the other:
 #   before   the settings before the speed work: float32, attack jobs run one by one
-#            (--set train.precision='fp32' --set eval.group_attacks=false)
+#            (--set train.precision='fp32' --set eval.group_attacks='off')
 #   default  the preset as it ships (precision auto: bf16 where the CPU runs it natively;
 #            attack jobs grouped)
 # Usage: bash benchmarks/quick_preset.sh [DATA_DIR] [OUT_PREFIX] [CONFIGS]
@@ -14,7 +14,7 @@ CONFIGS="${3:-before default}"
 mkdir -p benchmarks/results "$(dirname "$OUT")"
 for conf in $CONFIGS; do
     case "$conf" in
-        before) sets=(--set "train.precision='fp32'" --set "eval.group_attacks=false") ;;
+        before) sets=(--set "train.precision='fp32'" --set "eval.group_attacks='off'") ;;
         default) sets=() ;;
         fp32) sets=(--set "train.precision='fp32'") ;;
         *) echo "unknown configuration $conf (before, default, fp32)" >&2; exit 2 ;;

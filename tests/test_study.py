@@ -143,15 +143,17 @@ def test_rerun_with_another_config_is_refused_and_keeps_results(smoke_run, smoke
     assert sorted(p for p in run.rglob("*") if p.is_file()) == files
 
 
-@pytest.mark.parametrize("grouped", [True, False])
-def test_jobs_are_small_and_picklable(smoke_cfg, grouped):
+@pytest.mark.parametrize("mode,executor,grouped", [("auto", "local", True), ("off", "local", False),
+                                                   ("auto", "dask", False), ("on", "dask", True)])
+def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
     import dataclasses
     import pickle
 
     from advimb.data import load_dataset
     from advimb.jobs import AttackGroupJob, plan
 
-    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=grouped))
+    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=mode),
+                              executor=dataclasses.replace(smoke_cfg.executor, name=executor))
     jobs = plan(cfg, load_dataset(cfg.data))
     # grouped: the 30 attack jobs (50 combinations) are one AttackGroupJob
     assert len(jobs) == 21 + 21 + (1 if grouped else 30)
@@ -178,7 +180,7 @@ def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_
     from advimb.jobs import AttackJob, plan, run_attacks
 
     cfg = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
-                              eval=dataclasses.replace(smoke_cfg.eval, group_attacks=False))
+                              eval=dataclasses.replace(smoke_cfg.eval, group_attacks="off"))
     jobs = [j for j in plan(cfg, load_dataset(cfg.data)) if isinstance(j, AttackJob)]
     runs = {}
     for mode in ("single", "grouped"):

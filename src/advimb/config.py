@@ -226,18 +226,21 @@ class EvalConfig:
     ``test_per_class``: attack the first N test images of each class (0 = all; the paper
     attacks all 1,000). ``examples``: adversarial images stored per attack job for figures.
     ``batch_size``: images per forward pass (0 = auto: 500 on a CPU, 4096 on a GPU).
-    ``group_attacks``: run all attack jobs of one grid together (each model loaded once,
-    every gradient model's images attacked and classified in big batches); their results
-    are identical to running the jobs one by one (an execution setting)."""
+    ``group_attacks``: ``on`` runs all attack jobs of one grid point as one job (each model
+    loaded once, every gradient model's images attacked and classified in big batches),
+    ``off`` runs them one by one, ``auto`` = ``on`` with the local executor and ``off`` with
+    Dask (each attack job its own task, spread over the workers). Results are identical
+    either way (an execution setting)."""
 
     test_per_class: int = 0
     batch_size: int = 0
     examples: int = 8
-    group_attacks: bool = True
+    group_attacks: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.test_per_class >= 0, "eval.test_per_class", "must be >= 0 (0 = all)")
         _check(self.batch_size >= 0, "eval.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
+        _choice(self.group_attacks, "eval.group_attacks", ("auto", "on", "off"))
         _check(self.examples >= 0, "eval.examples", "must be >= 0")
 
 

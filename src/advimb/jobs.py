@@ -640,9 +640,10 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
 
 
 def group_attacks(jobs: list[AttackJob], config: ExperimentConfig) -> list[Job]:
-    """With ``eval.group_attacks``, the attack jobs of each grid point (main grid, each sweep
-    point) become one :class:`AttackGroupJob`."""
-    if not config.eval.group_attacks:
+    """With ``eval.group_attacks`` on (``auto``: on with the local executor), the attack jobs
+    of each grid point (main grid, each sweep point) become one :class:`AttackGroupJob`."""
+    mode = config.eval.group_attacks
+    if mode == "off" or (mode == "auto" and config.executor.name == "dask"):
         return list(jobs)
     groups: dict[str, list[AttackJob]] = {}
     for j in jobs:
