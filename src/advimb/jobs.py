@@ -540,7 +540,7 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
     sel = {j: torch.from_numpy(idx[j]).to(device) for j in jobs}
     grads = list(dict.fromkeys(j.gradient for j in jobs))
     evaluated = list(dict.fromkeys(s for j in jobs for s in j.evaluated))
-    bar = tqdm(total=len(grads) + len(evaluated), desc=f"attack {first.subdir.split('/')[-1]}", unit="model",
+    bar = tqdm(total=len(grads) + len(evaluated), desc=f"{len(jobs)} attack jobs ({first.subdir})", unit="model",
                leave=False, disable=not progress, mininterval=0.5)
     x_adv: dict[AttackJob, torch.Tensor] = {}
     for g in grads:  # one attack pass per gradient model over all its jobs' images
