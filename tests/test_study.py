@@ -255,3 +255,35 @@ def test_precision_auto_is_resolved_into_the_run_config(smoke_cfg, tmp_path):
     other = "fp32" if expected == "bf16" else "bf16"
     with pytest.raises(UserError, match=f"train.precision: '{expected}' -> '{other}'"):
         run_study(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=other)), run, progress=False)
+
+
+def test_a_file_replaced_by_a_duplicate_task_is_caught(smoke_run, smoke_cfg, tmp_path, monkeypatch):
+    """Markers record the bytes *this* task wrote: if a duplicate task (another thread here,
+    another worker on a cluster) replaces a file with other bytes before the marker is
+    written, the job raises ArtifactRace, counts as unfinished, and a rerun repairs it."""
+    import threading
+
+    from advimb import artifacts
+    from advimb.data import load_dataset
+    from advimb.jobs import ArtifactRace, CleanEvalJob, plan
+
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run["run_dir"], run)
+    job = next(j for j in plan(smoke_cfg, load_dataset(smoke_cfg.data)) if isinstance(j, CleanEvalJob))
+    npz = job.marker(run).with_suffix(".npz")
+    real = artifacts.write_json
+
+    def duplicate_writes_first(path, obj):
+        if Path(path) == job.marker(run):  # the other task's npz lands just before our marker
+            t = threading.Thread(target=artifacts.write_npz, args=(npz,), kwargs={"other": np.arange(3)})
+            t.start()
+            t.join()
+        real(path, obj)
+
+    monkeypatch.setattr(artifacts, "write_json", duplicate_writes_first)
+    with pytest.raises(ArtifactRace, match="missing or corrupt"):
+        job.run(run)
+    monkeypatch.setattr(artifacts, "write_json", real)
+    assert job.status(run) != "done"
+    job.run(run)
+    assert job.status(run) == "done"

@@ -153,6 +153,34 @@ class Job:
         return s.slug(self.classes)
 
 
+@dataclass(frozen=True)
+class GroupJob(Job):
+    """Jobs run together as one (a stacked training group, a batched attack group). Each
+    member writes exactly what it would write alone (its own marker and key), so the group
+    is done when its members are, and a rerun runs only the unfinished ones."""
+
+    members: tuple[Job, ...] = ()
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for m in self.members for k in m.deps))
+
+    def spec(self) -> dict[str, Any]:
+        return {"members": [m.key for m in self.members]}
+
+    def parts(self) -> tuple[Job, ...]:
+        return self.members
+
+    def todo(self, run_dir: Path) -> list[Job]:
+        return [m for m in self.members if m.status(run_dir) != "done"]
+
+    def status(self, run_dir: Path) -> str:
+        bad = [st for st in (m.status(run_dir) for m in self.members) if st != "done"]
+        if not bad:
+            return "done"
+        return "missing" if all(b == "missing" for b in bad) else bad[0]
+
+
 # ----------------------------------------------------------------------------- train
 
 
@@ -285,10 +313,9 @@ class TrainJob(Job):
 
 
 @dataclass(frozen=True)
-class TrainGroupJob(Job):
+class TrainGroupJob(GroupJob):
     """Several TrainJobs of one architecture and equal training-set size, trained together
-    as one stacked model (``advimb.stacked``). Each member writes exactly what it would
-    write alone (its own marker and key), so the group is done when its members are."""
+    as one stacked model (``advimb.stacked``)."""
 
     members: tuple[TrainJob, ...] = ()
     kind = "train_group"
@@ -297,23 +324,14 @@ class TrainGroupJob(Job):
     def name(self) -> str:
         return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind})"
 
-    def spec(self) -> dict[str, Any]:
-        return {"members": [m.key for m in self.members]}
-
-    def marker(self, run_dir: Path) -> Path:
+    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
         return model_dir(run_dir, f"_stack-{self.key}") / "meta.json"
-
-    def parts(self) -> tuple[Job, ...]:
-        return self.members
-
-    def status(self, run_dir: Path) -> str:
-        return _group_status(self.members, run_dir)
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         from advimb.stacked import fit_stacked
 
         cfg, t0 = self.config, time.time()
-        todo = [m for m in self.members if m.status(run_dir) != "done"]
+        todo = self.todo(run_dir)
         ds = self.dataset(progress)
         device = resolve_device(cfg.train.device)
         preps = [m.prepare(run_dir, ds, device) for m in todo]
@@ -574,10 +592,9 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
 
 
 @dataclass(frozen=True)
-class AttackGroupJob(Job):
+class AttackGroupJob(GroupJob):
     """The attack jobs of one grid point (``eval.group_attacks``), run together by
-    :func:`run_attacks`. Each member writes exactly what it would write alone (its own
-    marker and key), so the group is done when its members are."""
+    :func:`run_attacks`."""
 
     members: tuple[AttackJob, ...] = ()
     kind = "attack_group"
@@ -586,33 +603,13 @@ class AttackGroupJob(Job):
     def name(self) -> str:
         return f"attack {len(self.members)} jobs ({self.members[0].subdir})"
 
-    @property
-    def deps(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(k for m in self.members for k in m.deps))
-
-    def spec(self) -> dict[str, Any]:
-        return {"members": [m.key for m in self.members]}
-
-    def parts(self) -> tuple[Job, ...]:
-        return self.members
-
     def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
         return Path(run_dir) / self.members[0].subdir / f"_group-{self.key}.json"
 
-    def status(self, run_dir: Path) -> str:
-        return _group_status(self.members, run_dir)
-
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-        todo = [m for m in self.members if m.status(run_dir) != "done"]
+        todo = self.todo(run_dir)
         infos = run_attacks(todo, run_dir, progress) if todo else []
         return {"members": [m.name for m in todo], "combinations": sum(len(i["combinations"]) for i in infos)}
-
-
-def _group_status(members: tuple[Job, ...], run_dir: Path) -> str:
-    bad = [st for st in (m.status(run_dir) for m in members) if st != "done"]
-    if not bad:
-        return "done"
-    return "missing" if all(b == "missing" for b in bad) else bad[0]
 
 
 # ----------------------------------------------------------------------------- plan
