@@ -59,24 +59,36 @@ class Outcomes:
     def sources(self) -> list[str]:
         return sorted({e["source"] for v in self.cells.values() for e in v})
 
+    @property
+    def n_seeds(self) -> int:
+        return min((len(v) for v in self.cells.values()), default=0)
+
+    def seed(self, s: int) -> "Outcomes":
+        """The outcomes of replicate ``s`` alone."""
+        return Outcomes(self.classes, {k: [v[s]] for k, v in self.cells.items()})
+
 
 def load_outcomes(run_dir: Path) -> Outcomes:
-    """Read every attack artifact of a run folder (one seed per run folder)."""
+    """Read every attack artifact of the paper's grid in a run folder and its replicates
+    (``experiments.seeds``): one entry per seed in every cell, in seed order."""
+    from advimb.tables import replicate_roots
+
     run_dir = Path(run_dir)
     out: Outcomes | None = None
-    for f in sorted((run_dir / "eval" / "attack").glob("*.json")):
-        d = artifacts.read_json(f)
-        classes = tuple(d["classes"])
-        out = out or Outcomes(classes)
-        npz_path = f.with_suffix(".npz")
-        with np.load(npz_path) as z:
-            for c in d["combinations"]:
-                slug = parse_scenario(c["evaluated_model"], classes).slug(classes)
-                out.cells.setdefault((c["class"], c["model_kind"], c["gradient"]), []).append({
-                    "clean": z[f"pred_clean__{slug}"].astype(np.int64),
-                    "adv": z[f"pred_adv__{slug}"].astype(np.int64),
-                    "source": str(npz_path.relative_to(run_dir)),
-                })
+    for root in replicate_roots(run_dir):
+        for f in sorted((root / "eval" / "attack").glob("*.json")):
+            d = artifacts.read_json(f)
+            classes = tuple(d["classes"])
+            out = out or Outcomes(classes)
+            npz_path = f.with_suffix(".npz")
+            with np.load(npz_path) as z:
+                for c in d["combinations"]:
+                    slug = parse_scenario(c["evaluated_model"], classes).slug(classes)
+                    out.cells.setdefault((c["class"], c["model_kind"], c["gradient"]), []).append({
+                        "clean": z[f"pred_clean__{slug}"].astype(np.int64),
+                        "adv": z[f"pred_adv__{slug}"].astype(np.int64),
+                        "source": str(npz_path.relative_to(run_dir)),
+                    })
     if out is None:
         from advimb.errors import UserError
         raise UserError(f"{run_dir} holds no attack results yet; run `advimb run` into it first")
@@ -156,17 +168,44 @@ def default_pair(classes: tuple[str, ...], confusion: np.ndarray | None = None) 
 
 def check_claims(oc: Outcomes, reference: dict[str, Any] | None = None,
                  pair: tuple[str, str] | None = None, boot: Bootstrap | None = None,
-                 n_seeds: int = 1) -> dict[str, Any]:
+                 n_seeds: int | None = None) -> dict[str, Any]:
     """All four claims as a JSON-ready dict: measured values with intervals, the paper's
-    values, the differences tested, the verdict and notes."""
-    boot = boot or Bootstrap()
+    values, the differences tested, the verdict and notes. With several seeds every
+    comparison also gets a paired t-test over seeds (:func:`seed_tests`)."""
+    n_seeds = oc.n_seeds if n_seeds is None else n_seeds
+    res = _check_claims(oc, reference, pair, boot or Bootstrap(), n_seeds)
+    if n_seeds > 1:
+        seed_tests(oc, res, reference, pair)
+    return res
+
+
+def seed_tests(oc: Outcomes, res: dict[str, Any], reference, pair) -> None:
+    """Add to every comparison a paired t-test over seeds: the comparison's difference
+    (e.g. balanced - under, both measured on the same classes' images in the same seed) is
+    computed per seed and tested against 0 (``scipy.stats.ttest_1samp``, two-sided)."""
+    from scipy import stats
+
+    per_seed = [_check_claims(oc.seed(s), reference, pair, Bootstrap(n_boot=100), 1) for s in range(oc.n_seeds)]
+    for i, claim in enumerate(res["claims"]):
+        for j, comp in enumerate(claim["comparisons"]):
+            vals = np.array([p["claims"][i]["comparisons"][j]["value"] for p in per_seed], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            t, p = stats.ttest_1samp(vals, 0.0) if len(vals) > 1 and np.ptp(vals) > 0 else (float("nan"),) * 2
+            comp["seed_test"] = {"test": "paired t-test over seeds (difference per seed vs 0, two-sided)",
+                                 "seeds": int(len(vals)), "per_seed": [round(float(v), 2) for v in vals],
+                                 "t": round(float(t), 3), "p": float(p), "df": int(len(vals) - 1)}
+
+
+def _check_claims(oc: Outcomes, reference: dict[str, Any] | None, pair: tuple[str, str] | None,
+                  boot: Bootstrap, n_seeds: int) -> dict[str, Any]:
     m = _Measure(oc, boot)
     ref = reference or {}
     paper = _paper_means(ref, oc.targets) if ref else {}
     acc = {k: m.accuracy(k, "same_model") for k in KINDS}
     transfer = {k: m.accuracy(k, "different_model") for k in ("under", "over")}
     clean_target = {k: m.accuracy(k, "same_model", "clean") for k in KINDS}
-    ci = f"95% {'two-level (seeds, then images)' if n_seeds > 1 else 'paired'} bootstrap over test images"
+    ci = (f"95% paired two-level bootstrap ({n_seeds} seeds, then test images within each class)"
+          if n_seeds > 1 else "95% paired bootstrap over test images")
     notes_floor = []
     if np.isfinite(clean_target["under"][0]) and clean_target["under"][0] < FLOOR_PERCENT:
         notes_floor.append(
@@ -233,6 +272,7 @@ def check_claims(oc: Outcomes, reference: dict[str, Any] | None = None,
                 else bool(v["lo"] <= c["paper"][k] <= v["hi"]))
             for k, v in c["measured"].items()}
     return {"claims": claims, "n_boot": boot.n_boot, "level": boot.level, "bootstrap_seed": boot.seed,
+            "seeds": n_seeds,
             "classes": oc.targets, "sources": oc.sources(),
             "clean_target_accuracy_percent": {k: _est(boot, clean_target[k]) for k in KINDS}}
 

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="local dataset (CIFAR-10 batches, image folders or an archive); "
                              "default $ADVIMB_DATA, else download CIFAR-10")
         sp.add_argument("--seed", type=int, help="base seed (selection, split, init, order)")
+        sp.add_argument("--seeds", type=int, metavar="N",
+                        help="independent replicates of every job (default 1); tables show means and 95%% intervals")
         sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
         sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
         sp.add_argument("--executor", choices=("local", "dask"),
@@ -91,6 +93,8 @@ def _resolve(args: argparse.Namespace):
         overrides.append({"data": {"dir": args.data_dir}})
     if args.seed is not None:
         overrides.append({"seed": args.seed})
+    if args.seeds is not None:
+        overrides.append({"experiments": {"seeds": args.seeds}})
     if args.eps is not None:
         overrides.append({"attack": {"eps": args.eps}})
     if args.device is not None:

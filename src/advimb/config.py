@@ -262,6 +262,64 @@ class SweepConfig:
         _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
 
 
+#: training-time defences (``experiments.defences``)
+DEFENCES = ("class_weight", "resample", "fgsm_at", "pgd_at")
+
+
+@dataclass(frozen=True)
+class ExperimentsConfig:
+    """Experiments beyond the paper's grid. Each adds models and evaluations to the same
+    run folder and changes no result of the main grid, so the table is not part of the
+    science config; every job it adds carries in its own key whatever defines it.
+
+    ``seeds``: independent replicates of every job (data selection, validation split,
+    initialisation, batch order, PGD starts); replicate 0 uses ``seed``, replicate k > 0
+    ``derive_seed(seed, "replicate", k)`` and lives in ``replicates/<k>/``.
+    ``counts``: imbalance sweep: for every class in ``count_classes`` (empty = the grid's
+    target classes) and every count n, an under-sampled model with n images of the class
+    and ``imbalance.majority_count`` of the others (when n < majority_count) and an
+    over-sampled one with n and ``imbalance.minority_count`` of the others (when n >
+    minority_count); the paper's own under/over models are the points n = minority_count
+    and n = majority_count. ``long_tail``: profiles ``exp:<rho>`` (n_i = majority_count *
+    rho^(-i/(C-1)) for class i) and ``step:<rho>`` (the last half of the classes at
+    majority_count / rho), each one model, every class attacked. ``defences``: training
+    options from ``DEFENCES`` applied to the under-sampled models of ``defence_classes``
+    (empty = the grid's target classes), and for adversarial training to the balanced
+    model too: ``class_weight`` (loss weighted by N / (C n_c)), ``resample`` (the minority
+    class re-sampled with replacement up to the largest class, with horizontal flips),
+    ``fgsm_at`` / ``pgd_at`` (training on FGSM / PGD images of eps ``adv_eps``, 0 =
+    ``attack.eps``; PGD with ``adv_steps`` steps); ``adv_scope`` ``all`` or ``minority``
+    (perturb only the under-sampled class's images).
+    """
+
+    seeds: int = 1
+    counts: tuple[int, ...] = ()
+    count_classes: tuple[str, ...] = ()
+    long_tail: tuple[str, ...] = ()
+    defences: tuple[str, ...] = ()
+    defence_classes: tuple[str, ...] = ()
+    adv_scope: str = "all"
+    adv_eps: float = 0.0
+    adv_steps: int = 7
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.seeds <= 100, "experiments.seeds", "must be in [1, 100]")
+        _check(all(n >= 1 for n in self.counts), "experiments.counts", "every count must be >= 1")
+        _check(len(set(self.counts)) == len(self.counts), "experiments.counts", "has duplicates")
+        for p in self.long_tail:
+            kind, _, rho = p.partition(":")
+            try:
+                ok = kind in ("exp", "step") and float(rho) >= 1
+            except ValueError:
+                ok = False
+            _check(ok, "experiments.long_tail", f"{p!r} is not exp:<rho> or step:<rho> with rho >= 1, e.g. exp:10")
+        for d in self.defences:
+            _choice(d, "experiments.defences", DEFENCES)
+        _choice(self.adv_scope, "experiments.adv_scope", ("all", "minority"))
+        _check(0.0 <= self.adv_eps <= 1.0, "experiments.adv_eps", f"{self.adv_eps} is outside [0, 1] (0 = attack.eps)")
+        _check(self.adv_steps >= 1, "experiments.adv_steps", "must be >= 1")
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Who runs the jobs; never what they compute, so it is not part of the science config.
@@ -308,6 +366,7 @@ class ExperimentConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -320,6 +379,7 @@ class ExperimentConfig:
         for section, key in EXECUTION_KEYS:
             d[section].pop(key, None)
         d.pop("sweep")  # additive grids: they add results and change none
+        d.pop("experiments")  # additive too: each added job's key says what defines it
         d.pop("executor")  # who runs the jobs, not what they compute
         return d
 

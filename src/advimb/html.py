@@ -67,7 +67,9 @@ def _table1(t1: dict[str, Any]) -> str:
     for r in [*t1["rows"], t1["average"]]:
         cells = []
         for c in cols:
-            cells.append(f"<td>{fmt(r['measured'][c])}</td>")
+            ci = (r.get("ci") or {}).get(c)
+            extra = f" <small>[{fmt(ci[0])}, {fmt(ci[1])}]</small>" if ci and ci[0] is not None else ""
+            cells.append(f"<td>{fmt(r['measured'][c])}{extra}</td>")
             if comp:
                 d = r["difference"][c]
                 cls = "" if d is None else ("diff-pos" if d > 0 else "diff-neg")
@@ -123,6 +125,9 @@ def _captions(res: dict[str, Any]) -> dict[str, str]:
                            f"confidence, the perturbation amplified {d['amplification']:g}x around mid-grey so it "
                            "is visible, and the adversarial image with the label and confidence after the attack. "
                            "Images the attack flipped are preferred when the stored examples include one.")
+    from advimb.experiment_report import CAPTIONS
+
+    out.update({k: v for k, v in CAPTIONS.items() if any(f["id"] == k for f in res.get("figures", []))})
     return out
 
 
@@ -138,7 +143,8 @@ def _claims(claims: dict[str, Any]) -> str:
             f"<tr><td>{escape(_label(k))}</td><td>{_ci(v)}</td>"
             f"<td>{fmt(c['paper'].get(k)) + '%' + mark[inside.get(k)] if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
             for k, v in c["measured"].items())
-        comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{_ci(x, '')}</td></tr>" for x in c["comparisons"])
+        comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{_ci(x, '')}</td><td>{_seed_test(x)}</td></tr>"
+                        for x in c["comparisons"])
         other = {k: v for k, v in c["paper"].items() if not isinstance(v, (int, float)) and v is not None}
         other_html = "".join(f"<p>Paper: {escape(str(v))}</p>" for v in other.values())
         notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in c["notes"])
@@ -146,9 +152,17 @@ def _claims(claims: dict[str, Any]) -> str:
             f"<div class='claim' id='{c['id']}'><h3>{c['id']} {_badge(c['verdict'])}</h3><p>{escape(c['statement'])}</p>"
             f"<table><thead><tr><th>{'quantity' if c['id'] == 'C4' else 'measured (mean over classes)'}</th><th>this run [95% CI]</th><th>paper</th></tr>"
             f"</thead><tbody>{meas}</tbody></table>{other_html}"
-            f"<table><thead><tr><th>difference the claim predicts &gt; 0</th><th>estimate [95% CI]</th></tr></thead>"
+            f"<table><thead><tr><th>difference the claim predicts &gt; 0</th><th>estimate [95% CI]</th>"
+            f"<th>paired t-test over seeds</th></tr></thead>"
             f"<tbody>{comps}</tbody></table>{notes}</div>")
     return "".join(parts)
+
+
+def _seed_test(x: dict[str, Any]) -> str:
+    t = x.get("seed_test")
+    if not t:
+        return "one seed"
+    return f"t({t['df']}) = {fmt(t['t'], 2)}, p = {fmt(t['p'], 4)} (per seed: {', '.join(fmt(v) for v in t['per_seed'])})"
 
 
 def _manifest(m: dict[str, Any]) -> str:
@@ -196,6 +210,8 @@ def _sweep(sw: dict[str, Any] | None) -> str:
 
 def render(res: dict[str, Any]) -> str:
     """The whole page as a string."""
+    from advimb.experiment_report import section as experiment_section
+
     caps = _captions(res)
     run, claims = res["run"], res["claims"]
     verdicts = "".join(
@@ -245,6 +261,7 @@ Built {escape(res['generated'])} by advimb {escape(__version__)} from stored art
 <h2>Figures</h2>
 {''.join(figs)}
 {_sweep(res.get('sweep'))}
+{experiment_section(res)}
 <h2>Claims, checked</h2>
 {_claims(claims)}
 {paper_notes}

@@ -19,18 +19,40 @@ KINDS = ("balanced", "under", "over")
 
 @dataclass(frozen=True, order=True)
 class Scenario:
-    """``balanced``, ``under`` or ``over`` with a target class index (None for balanced)."""
+    """A training set (and how it is trained).
+
+    ``kind``: ``balanced``, ``under`` or ``over`` with a ``target`` class index (None for
+    balanced), or ``longtail`` with a ``profile`` (``exp`` or ``step``) and ``rho``.
+    ``count`` (> 0): the target class's training count, overriding the paper's (imbalance
+    sweeps). ``defence``: a training-time defence (``config.DEFENCES``), "" for none.
+    """
 
     kind: str
     target: int | None = None
+    count: int = 0
+    profile: str = ""
+    rho: float = 0.0
+    defence: str = ""
 
     def name(self, classes: tuple[str, ...]) -> str:
-        """Canonical name, e.g. ``under:cat``."""
-        return self.kind if self.target is None else f"{self.kind}:{classes[self.target]}"
+        """Canonical name, e.g. ``under:cat``, ``under:cat@250``, ``longtail:exp10``,
+        ``under:cat+pgd_at``."""
+        if self.kind == "longtail":
+            base = f"longtail:{self.profile}{self.rho:g}"
+        else:
+            base = self.kind if self.target is None else f"{self.kind}:{classes[self.target]}"
+        if self.count:
+            base += f"@{self.count}"
+        return base + (f"+{self.defence}" if self.defence else "")
 
     def slug(self, classes: tuple[str, ...]) -> str:
-        """File-system-safe name, e.g. ``under-cat``."""
+        """File-system-safe name, e.g. ``under-cat``, ``under-cat@250``, ``under-cat+pgd_at``."""
         return self.name(classes).replace(":", "-")
+
+    @property
+    def plain(self) -> bool:
+        """One of the paper's 21 scenarios (no count override, no defence, not long-tailed)."""
+        return self.kind in KINDS and not self.count and not self.defence
 
 
 def parse_class(text: str | int, classes: tuple[str, ...]) -> int:
@@ -47,17 +69,36 @@ def parse_class(text: str | int, classes: tuple[str, ...]) -> int:
 
 
 def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
-    """``balanced``, ``under:<class>`` or ``over:<class>`` (class by name or index)."""
-    kind, _, cls = text.strip().partition(":")
+    """A scenario from its name: ``balanced``, ``under:<class>``, ``over:<class>`` (class by
+    name or index), ``longtail:exp10`` / ``longtail:step10``, with an optional count
+    (``under:cat@250``) and defence (``under:cat+pgd_at``)."""
+    import re
+
+    from advimb.config import DEFENCES
+
+    text = text.strip()
+    body, _, defence = text.partition("+")
+    if defence and defence not in DEFENCES:
+        raise UserError(f"scenario {text!r}: unknown defence {defence!r}; choose one of: {', '.join(DEFENCES)}")
+    body, _, count = body.partition("@")
+    if count and not count.isdigit():
+        raise UserError(f"scenario {text!r}: the count after @ must be a positive integer")
+    n = int(count) if count else 0
+    kind, _, cls = body.partition(":")
+    if kind == "longtail":
+        m = re.fullmatch(r"(exp|step)([0-9.]+)", cls)
+        if not m:
+            raise UserError(f"scenario {text!r}: use longtail:exp<rho> or longtail:step<rho>, e.g. longtail:exp10")
+        return Scenario("longtail", profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
     if kind not in KINDS:
         raise UserError(f"unknown scenario {text!r}; use balanced, under:<class> or over:<class>")
     if kind == "balanced":
         if cls:
             raise UserError(f"scenario {text!r}: balanced takes no class")
-        return Scenario("balanced")
+        return Scenario("balanced", count=n, defence=defence)
     if not cls:
         raise UserError(f"scenario {text!r} needs a class, e.g. {kind}:cat or {kind}:3")
-    return Scenario(kind, parse_class(cls, classes))
+    return Scenario(kind, parse_class(cls, classes), count=n, defence=defence)
 
 
 def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
@@ -75,13 +116,28 @@ def paper_scenarios(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[Scen
 
 
 def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[int]:
-    """Images per class in scenario ``s`` (majority/minority counts, paper Sec. 3.1)."""
+    """Images per class in scenario ``s`` (majority/minority counts, paper Sec. 3.1; a
+    ``count`` overrides the target's; long-tailed profiles from ``majority_count``)."""
     hi, lo = cfg.majority_count, cfg.minority_count
+    if s.kind == "longtail":
+        return long_tail_counts(s.profile, s.rho, hi, num_classes)
     if s.kind == "balanced":
         return [hi] * num_classes
     if s.kind == "under":
-        return [lo if c == s.target else hi for c in range(num_classes)]
-    return [hi if c == s.target else lo for c in range(num_classes)]
+        return [(s.count or lo) if c == s.target else hi for c in range(num_classes)]
+    return [(s.count or hi) if c == s.target else lo for c in range(num_classes)]
+
+
+def long_tail_counts(profile: str, rho: float, n_max: int, num_classes: int) -> list[int]:
+    """The standard long-tailed profiles (Cui et al. 2019; Cao et al. 2019), classes in label
+    order: ``exp``: n_i = floor(n_max * rho^(-i/(C-1))); ``step``: the first ceil(C/2)
+    classes keep n_max, the other floor(C/2) get floor(n_max / rho)."""
+    c = num_classes
+    if profile == "exp":
+        return [max(1, int(n_max * rho ** (-i / max(c - 1, 1)))) for i in range(c)]
+    if profile == "step":
+        return [n_max if i < c - c // 2 else max(1, int(n_max / rho)) for i in range(c)]
+    raise ValueError(f"unknown long-tail profile {profile!r}")  # validated in the config
 
 
 def select_indices(

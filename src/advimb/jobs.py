@@ -32,7 +32,7 @@ from advimb.evaluate import (attack_images, attack_kwargs, attack_spec, clean_me
 from advimb.imbalance import (Scenario, class_counts, paper_scenarios, select_indices,
                               stratified_split, target_classes)
 from advimb.models import build_model
-from advimb.train import fit
+from advimb.train import Regime, balanced_weights, fit
 
 # ----------------------------------------------------------------------------- run folder
 
@@ -82,11 +82,24 @@ class ArtifactRace(RuntimeError):
 
 @dataclass(frozen=True)
 class Job:
+    """``replicate`` k > 0 (``experiments.seeds``): the job's artifacts live in
+    ``replicates/<k>/`` of the run folder, and its ``config.seed`` is the replicate's."""
+
     config: ExperimentConfig
     classes: tuple[str, ...]
     fingerprint: str
+    replicate: int = 0
 
     kind = "job"
+
+    def root(self, run_dir: Path) -> Path:
+        """Where this job's replicate keeps its artifacts."""
+        return Path(run_dir) / "replicates" / str(self.replicate) if self.replicate else Path(run_dir)
+
+    @property
+    def tag(self) -> str:
+        """`` [seed k]`` for replicate k > 0, to tell the jobs of replicates apart in logs."""
+        return f" [seed {self.replicate}]" if self.replicate else ""
 
     @property
     def name(self) -> str:
@@ -191,21 +204,48 @@ class TrainJob(Job):
 
     @property
     def name(self) -> str:
-        return f"train {self.scenario.name(self.classes)}"
+        return f"train {self.scenario.name(self.classes)}{self.tag}"
 
     def spec(self) -> dict[str, Any]:
         d = self.config.science_dict()
         train = dict(d["train"])
         if train.get("precision") == "fp32":  # added later; fp32 is what older keys meant
             train.pop("precision")
-        return {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
+        spec = {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
                 "model": d["model"], "train": train, "data": d["data"]}
+        if self.scenario.defence:
+            spec["defence"] = self.defence_spec()
+        return spec
+
+    def defence_spec(self) -> dict[str, Any]:
+        """What defines the scenario's defence (``experiments``' settings that apply to it)."""
+        e, d = self.config.experiments, self.scenario.defence
+        if d in ("fgsm_at", "pgd_at"):
+            out = {"name": d, "eps": e.adv_eps or self.config.attack.eps,
+                   "scope": e.adv_scope if self.scenario.target is not None else "all"}
+            return {**out, "steps": e.adv_steps} if d == "pgd_at" else out
+        return {"name": d}
+
+    def regime(self, y_train: torch.Tensor, num_classes: int) -> Regime:
+        """The training regime of the scenario's defence (the paper's plain one without)."""
+        d = self.defence_spec() if self.scenario.defence else {"name": ""}
+        if d["name"] == "class_weight":
+            return Regime(class_weight=balanced_weights(y_train, num_classes))
+        if d["name"] == "resample":
+            return Regime(resample=True)
+        if d["name"] in ("fgsm_at", "pgd_at"):
+            scope = (self.scenario.target,) if d["scope"] == "minority" else ()
+            return Regime(adversarial=d["name"][:-3], adv_eps=d["eps"], adv_steps=d.get("steps", 7),
+                          adv_classes=scope)
+        return Regime()
 
     def marker(self, run_dir: Path) -> Path:
-        return model_dir(run_dir, self.scenario_slug(self.scenario)) / "meta.json"
+        return model_dir(self.root(run_dir), self.scenario_slug(self.scenario)) / "meta.json"
 
     def seeds(self) -> dict[str, int]:
-        name = self.scenario.name(self.classes)
+        # a defended model shares data, split, initialisation and order with its undefended
+        # twin, so the two differ by the defence alone (a paired comparison)
+        name = dataclasses.replace(self.scenario, defence="").name(self.classes)
         base = self.config.seed
         return {"selection": base, "validation": derive_seed(base, "val", name),
                 "init": derive_seed(base, "init", name), "train": derive_seed(base, "train", name)}
@@ -229,7 +269,7 @@ class TrainJob(Job):
         cfg = self.config
         sel = self.select(ds)
         slug = self.scenario_slug(self.scenario)
-        scen_dir = Path(run_dir) / "scenarios"
+        scen_dir = self.root(run_dir) / "scenarios"
         artifacts.write_npz(scen_dir / f"{slug}.npz", indices=sel["indices"], train=sel["train"], val=sel["val"])
         artifacts.write_json(scen_dir / f"{slug}.json", {
             "scenario": self.scenario.name(ds.classes), "counts": dict(zip(ds.classes, sel["counts"])),
@@ -255,14 +295,17 @@ class TrainJob(Job):
             model.to(memory_format=torch.channels_last)
         augment = cfg.train.augment == "hflip" or (
             cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over")
-        return {"sel": sel, "train_idx": tr, "val": (x_val, y_val), "model": model, "augment": augment}
+        regime = self.regime(torch.from_numpy(ds.y_train[sel["train"]]), ds.num_classes)
+        augment = augment or regime.resample  # re-sampled duplicates get random flips
+        return {"sel": sel, "train_idx": tr, "val": (x_val, y_val), "model": model, "augment": augment,
+                "regime": regime}
 
     def finish(self, run_dir: Path, ds: Dataset, prep: dict[str, Any], result: Any, device: torch.device,
                seconds: float, stacked: int = 1) -> dict[str, Any]:
         """Write the trained model's artifacts and the job marker."""
         cfg = self.config
         slug = self.scenario_slug(self.scenario)
-        mdir = model_dir(run_dir, slug)
+        mdir = model_dir(self.root(run_dir), slug)
         weights = mdir / "weights.pt"
         with artifacts.atomic_path(weights) as tmp:
             torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
@@ -275,10 +318,11 @@ class TrainJob(Job):
                 "counts": prep["sel"]["counts"], "seeds": self.seeds(), "best_epoch": result.best_epoch,
                 "stopped_epoch": result.stopped_epoch, "steps": result.steps,
                 "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
-                "history": result.history, "augment": prep["augment"], "device": str(device),
+                "history": result.history, "augment": prep["augment"], "regime": prep["regime"].to_dict(),
+                "replicate": self.replicate, "device": str(device),
                 "torch_threads": torch.get_num_threads(),
                 "stacked_with": stacked, "seconds": seconds}
-        self._finish(run_dir, info, [weights, mdir / "history.csv", Path(run_dir) / "scenarios" / f"{slug}.npz"])
+        self._finish(run_dir, info, [weights, mdir / "history.csv", self.root(run_dir) / "scenarios" / f"{slug}.npz"])
         return info
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -288,7 +332,7 @@ class TrainJob(Job):
         prep = self.prepare(run_dir, ds, device)
         arr = device_arrays(ds, device)
         x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
-        mdir = model_dir(run_dir, self.scenario_slug(self.scenario))
+        mdir = model_dir(self.root(run_dir), self.scenario_slug(self.scenario))
         state_path = mdir / "train_state.pt"
         resume = None
         if state_path.exists():
@@ -305,8 +349,8 @@ class TrainJob(Job):
                 torch.save({**state, "job_key": self.key}, tmp)
 
         result = fit(prep["model"], (x_tr, y_tr), prep["val"], cfg.train, seed=self.seeds()["train"],
-                     augment=prep["augment"], resume=resume, on_epoch_end=checkpoint,
-                     desc=f"train {self.scenario.name(ds.classes)}", progress=progress)
+                     augment=prep["augment"], regime=prep["regime"], resume=resume, on_epoch_end=checkpoint,
+                     desc=self.name, progress=progress)
         info = self.finish(run_dir, ds, prep, result, device, time.time() - t0)
         state_path.unlink(missing_ok=True)
         return info
@@ -322,10 +366,10 @@ class TrainGroupJob(GroupJob):
 
     @property
     def name(self) -> str:
-        return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind})"
+        return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind}){self.tag}"
 
     def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return model_dir(run_dir, f"_stack-{self.key}") / "meta.json"
+        return model_dir(self.root(run_dir), f"_stack-{self.key}") / "meta.json"
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         from advimb.stacked import fit_stacked
@@ -336,7 +380,7 @@ class TrainGroupJob(GroupJob):
         device = resolve_device(cfg.train.device)
         preps = [m.prepare(run_dir, ds, device) for m in todo]
         arr = device_arrays(ds, device)
-        state_path = model_dir(run_dir, f"_stack-{self.key}") / "train_state.pt"
+        state_path = model_dir(self.root(run_dir), f"_stack-{self.key}") / "train_state.pt"
         resume = None
         if state_path.exists():
             try:
@@ -372,16 +416,23 @@ def stack_enabled(config: ExperimentConfig) -> bool:
 
 def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """With stacking on, TrainJobs of equal training- and validation-set size become
-    TrainGroupJobs (the study's ten under-sampled and ten over-sampled models)."""
-    if not stack_enabled(config):
+    TrainGroupJobs (the study's ten under-sampled and ten over-sampled models). Defended
+    models (their own training regime) and models with batch norm train one by one."""
+    from advimb.stacked import stackable
+
+    if not stack_enabled(config) or not stackable(build_model(config.model, ds.num_classes, ds.image_shape)):
         return list(jobs)
     groups: dict[tuple[int, int], list[TrainJob]] = {}
+    out: list[Job] = []
     for j in jobs:
+        if j.scenario.defence:
+            out.append(j)
+            continue
         sel = j.select(ds)
         groups.setdefault((len(sel["train"]), len(sel["val"])), []).append(j)
-    out: list[Job] = []
     for g in groups.values():
-        out.append(g[0] if len(g) == 1 else TrainGroupJob(config, ds.classes, ds.fingerprint, members=tuple(g)))
+        out.append(g[0] if len(g) == 1 else TrainGroupJob(config, ds.classes, ds.fingerprint, g[0].replicate,
+                                                          members=tuple(g)))
     return out
 
 
@@ -396,7 +447,7 @@ class CleanEvalJob(Job):
 
     @property
     def name(self) -> str:
-        return f"clean {self.scenario.name(self.classes)}"
+        return f"clean {self.scenario.name(self.classes)}{self.tag}"
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -406,13 +457,13 @@ class CleanEvalJob(Job):
         return {"scenario": self.scenario.name(self.classes), "model_key": self.model_key}
 
     def marker(self, run_dir: Path) -> Path:
-        return Path(run_dir) / "eval" / "clean" / f"{self.scenario_slug(self.scenario)}.json"
+        return self.root(run_dir) / "eval" / "clean" / f"{self.scenario_slug(self.scenario)}.json"
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         cfg = self.config
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
-        model = load_weights(cfg, ds, run_dir, self.scenario_slug(self.scenario), device)
+        model = load_weights(cfg, ds, self.root(run_dir), self.scenario_slug(self.scenario), device)
         idx = np.arange(len(ds.y_test))  # the full test set, whatever eval.test_per_class says
         arr = device_arrays(ds, device)
         pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], auto_batch(cfg.eval.batch_size, device),
@@ -443,7 +494,7 @@ class AttackJob(Job):
 
     @property
     def name(self) -> str:
-        return f"attack {self.classes[self.target]} with {self.gradient.name(self.classes)}"
+        return f"attack {self.classes[self.target]} with {self.gradient.name(self.classes)}{self.tag}"
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -464,7 +515,7 @@ class AttackJob(Job):
         return derive_seed(self.config.seed, "attack", self.gradient.name(self.classes), self.target)
 
     def marker(self, run_dir: Path) -> Path:
-        return (Path(run_dir) / self.subdir
+        return (self.root(run_dir) / self.subdir
                 / f"{self.scenario_slug(self.gradient)}__{self.classes[self.target]}.json")
 
     def test_indices(self, ds: Dataset) -> np.ndarray:
@@ -532,8 +583,8 @@ class ModelCache:
 
     def get(self, s: Scenario) -> torch.nn.Module:
         if s not in self.models:
-            self.models[s] = load_weights(self.job.config, self.ds, self.run_dir, self.job.scenario_slug(s),
-                                          self.device)
+            self.models[s] = load_weights(self.job.config, self.ds, self.job.root(self.run_dir),
+                                          self.job.scenario_slug(s), self.device)
         return self.models[s]
 
 
@@ -601,10 +652,10 @@ class AttackGroupJob(GroupJob):
 
     @property
     def name(self) -> str:
-        return f"attack {len(self.members)} jobs ({self.members[0].subdir})"
+        return f"attack {len(self.members)} jobs ({self.members[0].subdir}){self.tag}"
 
     def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return Path(run_dir) / self.members[0].subdir / f"_group-{self.key}.json"
+        return self.root(run_dir) / self.members[0].subdir / f"_group-{self.key}.json"
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         todo = self.todo(run_dir)
@@ -616,23 +667,42 @@ class AttackGroupJob(GroupJob):
 
 
 def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
-    """The paper's grid as jobs, in an order where every job follows its dependencies:
-    21 trainings, 21 clean evaluations, 30 attack jobs holding the 50 combinations."""
+    """The study as jobs, in an order where every job follows its dependencies: for each
+    replicate (``experiments.seeds``), the paper's grid (21 trainings, 21 clean
+    evaluations, 30 attack jobs holding the 50 combinations, plus any attack/eps sweep)
+    and the experiments' models and attacks (``advimb.experiments``)."""
+    from advimb.experiments import replicate_config
+
+    out: list[Job] = []
+    for k in range(config.experiments.seeds):
+        out += _plan_replicate(replicate_config(config, k), ds, k)
+    return out
+
+
+def _plan_replicate(config: ExperimentConfig, ds: Dataset, k: int) -> list[Job]:
+    from advimb.experiments import experiment_grid
+
     classes, fp = ds.classes, ds.fingerprint
     scenarios = paper_scenarios(config.imbalance, classes)
-    train = {s: TrainJob(config, classes, fp, scenario=s) for s in scenarios}
-    clean = [CleanEvalJob(config, classes, fp, scenario=s, model_key=train[s].key) for s in scenarios]
+    extra, extra_attacks = experiment_grid(config, classes)
+    train = {s: TrainJob(config, classes, fp, k, scenario=s) for s in [*scenarios, *extra]}
+    clean = [CleanEvalJob(config, classes, fp, k, scenario=s, model_key=j.key) for s, j in train.items()]
     attacks: list[AttackJob] = []
+
+    def attack(cfg: ExperimentConfig, grad: Scenario, target: int, evaluated: tuple[Scenario, ...], **kw) -> None:
+        keys = tuple(dict.fromkeys(train[s].key for s in (grad, *evaluated)))
+        attacks.append(AttackJob(cfg, classes, fp, k, gradient=grad, target=target, evaluated=evaluated,
+                                 model_keys=keys, **kw))
+
     bal = Scenario("balanced")
     for c in target_classes(config.imbalance, classes):
         under, over = Scenario("under", c), Scenario("over", c)
         for grad, evaluated in ((bal, (bal, under, over)), (under, (under,)), (over, (over,))):
-            keys = tuple(dict.fromkeys(train[s].key for s in (grad, *evaluated)))
-            attacks.append(AttackJob(config, classes, fp, gradient=grad, target=c,
-                                     evaluated=evaluated, model_keys=keys))
-            for cfg, sub, me in sweep_grid(config):
-                attacks.append(AttackJob(cfg, classes, fp, gradient=grad, target=c, evaluated=evaluated,
-                                         model_keys=keys, subdir=sub, min_eps_max=me))
+            attack(config, grad, c, evaluated)
+            for cfg, sub, me in sweep_grid(config) if k == 0 else ():  # attack sweeps: first seed
+                attack(cfg, grad, c, evaluated, subdir=sub, min_eps_max=me)
+    for a in extra_attacks:
+        attack(config, a["gradient"], a["target"], a["evaluated"], subdir=a["subdir"])
     return [*group_training(list(train.values()), config, ds), *clean, *group_attacks(attacks, config)]
 
 
@@ -642,10 +712,11 @@ def group_attacks(jobs: list[AttackJob], config: ExperimentConfig) -> list[Job]:
     mode = config.eval.group_attacks
     if mode == "off" or (mode == "auto" and config.executor.name == "dask"):
         return list(jobs)
-    groups: dict[str, list[AttackJob]] = {}
+    groups: dict[tuple[int, str], list[AttackJob]] = {}
     for j in jobs:
-        groups.setdefault(j.subdir, []).append(j)
-    return [g[0] if len(g) == 1 else AttackGroupJob(g[0].config, g[0].classes, g[0].fingerprint, members=tuple(g))
+        groups.setdefault((j.replicate, j.subdir), []).append(j)
+    return [g[0] if len(g) == 1 else AttackGroupJob(g[0].config, g[0].classes, g[0].fingerprint, g[0].replicate,
+                                                    members=tuple(g))
             for g in groups.values()]
 
 

@@ -78,13 +78,16 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
     bal_conf = clean["balanced"]["confusion"] if "balanced" in clean else None
     pair = _parse_pair(pair, classes, bal_conf)
 
-    # Table 1, the paper's and the difference
+    # Table 1 (means over seeds, with t-intervals when there are several), the paper's, the difference
+    seeds = summary.get("seeds", 1)
+    agg = {r["class"]: r for r in summary["rows"]["table1"]}
     t1_rows = []
     for c in targets:
         row: dict[str, Any] = {"class": c, "measured": {}, "paper": {}, "difference": {}}
+        if seeds > 1:
+            row["ci"] = {col: [agg[c][f"{col}_ci_lo"], agg[c][f"{col}_ci_hi"]] for col, _, _ in TABLE1_COLUMNS}
         for j, (col, kind, grad) in enumerate(TABLE1_COLUMNS):
-            cell = by_cell.get((c, kind, grad))
-            row["measured"][col] = _pct(cell["adversarial_accuracy"]) if cell else float("nan")
+            row["measured"][col] = round(float(agg[c][col]), 2)
             if paper_comparable:
                 p = float(ref["table1_percent"][c][j])
                 row["paper"][col] = p
@@ -94,6 +97,9 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
                                          for col, _, _ in TABLE1_COLUMNS}
                                    for part in (("measured", "paper", "difference") if paper_comparable
                                                 else ("measured",))}}
+    if seeds > 1:
+        avg["ci"] = {col: [agg["average"][f"{col}_ci_lo"], agg["average"][f"{col}_ci_hi"]]
+                     for col, _, _ in TABLE1_COLUMNS}
     table1 = {"columns": [c for c, _, _ in TABLE1_COLUMNS], "rows": t1_rows, "average": avg,
               "paper_comparable": paper_comparable,
               "sources": sorted({c["source"] for c in combos}) + ["advimb/reference/possas_zhou.json"]}
@@ -161,6 +167,10 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
         "confusion": {"balanced": bal_conf, "source": clean["balanced"]["source"] if "balanced" in clean else None},
         "claims": claims,
         "sweep": _sweep(run_dir, summary.get("sweep")),
+        "experiments": {"seeds": seeds, "long_tail": summary.get("long_tail"), "defences": summary.get("defences"),
+                        "rows": {k: v for k, v in summary["rows"].items() if k != "table1"},
+                        "sources": {k: v for k, v in artifacts.read_json(run_dir / "tables" / "sources.json").items()
+                                    if k in summary["rows"]}},
         "notes": notes,
     }
 
@@ -261,6 +271,10 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> list[dict
         sw = results["sweep"]
         add("fig7", "Fig. 7: accuracy under attack against eps, per attack",
             figures.sweep_curves(sw["summary"], fig_dir), sw["sources"])
+    from advimb import experiment_report
+
+    exp = results["experiments"]
+    experiment_report.draw(exp["rows"], exp, fig_dir, add, exp["sources"])
     fr = results["flip_rates"]
     add("fig6b", "Fig. 6b: flip rates, true class x predicted class",
         figures.flip_heatmaps({k: np.array(v, dtype=float) for k, v in fr["percent"].items()}, targets, classes,

@@ -40,6 +40,12 @@ def _float(x_u8: torch.Tensor) -> torch.Tensor:
     return x_u8.permute(0, 1, 4, 2, 3).float().div_(255)
 
 
+def stackable(model: nn.Module) -> bool:
+    """Batch norm keeps running statistics in place, which vmap-ed training cannot update
+    per model: such models train one by one."""
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def _has_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
 

@@ -64,7 +64,7 @@ def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: lis
         inv_id = uuid.uuid4().hex[:12]
         env = ex.environment(cfg)
         n_jobs = sum(len(j.parts()) for j in jobs)
-        seeds = {j.scenario.name(ds.classes): j.seeds() for j in train_jobs(jobs)}
+        seeds = {f"{j.scenario.name(ds.classes)}{j.tag}": j.seeds() for j in train_jobs(jobs)}
         update_manifest(
             run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
             status="running",

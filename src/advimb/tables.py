@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from advimb import artifacts
 from advimb.errors import UserError
 
@@ -42,9 +44,19 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def load_results(run_dir: Path) -> dict[str, Any]:
-    """All combinations and clean evaluations stored in ``run_dir``."""
+def replicate_roots(run_dir: Path) -> list[Path]:
+    """The run folder and its replicates' folders (``experiments.seeds``), in seed order."""
     run_dir = Path(run_dir)
+    reps = sorted((p for p in (run_dir / "replicates").glob("*") if p.name.isdigit() and (p / "eval").is_dir()),
+                  key=lambda p: int(p.name))
+    return [run_dir, *reps]
+
+
+def load_results(run_dir: Path, base: Path | None = None) -> dict[str, Any]:
+    """All combinations and clean evaluations stored in ``run_dir`` (one replicate's
+    folder); sources are named relative to ``base`` (default ``run_dir``)."""
+    run_dir = Path(run_dir)
+    base = Path(base or run_dir)
     attack_files = sorted((run_dir / "eval" / "attack").glob("*.json"))
     clean_files = sorted((run_dir / "eval" / "clean").glob("*.json"))
     if not attack_files or not clean_files:
@@ -54,25 +66,56 @@ def load_results(run_dir: Path) -> dict[str, Any]:
         d = artifacts.read_json(f)
         classes = tuple(d["classes"])
         for c in d["combinations"]:
-            combos.append({**c, "source": str(f.relative_to(run_dir))})
+            combos.append({**c, "source": str(f.relative_to(base))})
     clean = {}
     for f in clean_files:
         d = artifacts.read_json(f)
-        clean[d["model"]] = {**d, "source": str(f.relative_to(run_dir))}
+        clean[d["model"]] = {**d, "source": str(f.relative_to(base))}
     return {"classes": classes, "combinations": combos, "clean": clean}
 
 
-def build_tables(run_dir: Path) -> dict[str, Any]:
-    """Write every table into ``run_dir/tables`` and return the summary."""
-    run_dir = Path(run_dir)
-    res = load_results(run_dir)
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of independent replicates (seeds)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    h = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - h, m + h
+
+
+def aggregate(tables: list[list[dict[str, Any]]], keys: list[str]) -> list[dict[str, Any]]:
+    """Rows of one table from several replicates, matched on ``keys``: every numeric
+    column becomes its mean over replicates with ``<col>_ci_lo`` / ``<col>_ci_hi`` (95%
+    t-interval over seeds); a single replicate comes back unchanged."""
+    if len(tables) == 1:
+        return tables[0]
+    index = [{tuple(r[k] for k in keys): r for r in t} for t in tables]
+    out = []
+    for row in tables[0]:
+        key = tuple(row[k] for k in keys)
+        rows = [ix.get(key) for ix in index]
+        agg: dict[str, Any] = {}
+        for col, v in row.items():
+            if col in keys or isinstance(v, str) or isinstance(v, bool):
+                agg[col] = v
+                continue
+            m, lo, hi = t_interval([float(r[col]) if r else float("nan") for r in rows])
+            agg[col], agg[f"{col}_ci_lo"], agg[f"{col}_ci_hi"] = m, lo, hi
+        agg["seeds"] = sum(r is not None for r in rows)
+        out.append(agg)
+    return out
+
+
+def compute_tables(res: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """One replicate's tables (rows) from its results (:func:`load_results`)."""
     classes, combos, clean = res["classes"], res["combinations"], res["clean"]
-    out = run_dir / "tables"
     by_cell = {(c["class"], c["model_kind"], c["gradient"]): c for c in combos}
     targets = [c for c in classes if any(k[0] == c for k in by_cell)]
-    sources: dict[str, list[str]] = {}
-
-    # Table 1 (percent under attack)
     rows = []
     for c in targets:
         row: dict[str, Any] = {"class": c}
@@ -81,16 +124,6 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
             row[col] = 100 * cell["adversarial_accuracy"] if cell else float("nan")
         rows.append(row)
     avg = {"class": "average", **{col: _mean([r[col] for r in rows]) for col, _, _ in TABLE1_COLUMNS}}
-    cols = ["class"] + [c for c, _, _ in TABLE1_COLUMNS]
-    artifacts.write_text(out / "table1.csv", _csv(rows + [avg], cols))
-    md = ["| Class | Different model: under | Different model: over | Same model: balanced "
-          "| Same model: under | Same model: over |", "|---|---:|---:|---:|---:|---:|"]
-    for r in rows + [avg]:
-        md.append(f"| {r['class']} | " + " | ".join(f"{r[c]:.1f}%" for c in cols[1:]) + " |")
-    artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
-    sources["table1"] = sorted({c["source"] for c in combos})
-
-    # Fig. 2 data: clean accuracy of the target class per model kind
     fig2 = []
     for c in targets:
         r: dict[str, Any] = {"class": c}
@@ -98,17 +131,9 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
             m = clean.get(model)
             r[kind] = 100 * m["per_class_accuracy"][classes.index(c)] if m else float("nan")
         fig2.append(r)
-    artifacts.write_text(out / "clean_target_accuracy.csv", _csv(fig2, ["class", "balanced", "under", "over"]))
-    sources["clean_target_accuracy"] = sorted(m["source"] for m in clean.values())
-
-    # every model's clean accuracy, overall and per class
     rows_clean = [{"model": name, "accuracy": 100 * m["accuracy"],
                    **{c: 100 * a for c, a in zip(classes, m["per_class_accuracy"])}}
                   for name, m in sorted(clean.items(), key=lambda kv: _model_order(kv[0], classes))]
-    artifacts.write_text(out / "clean_accuracy.csv", _csv(rows_clean, ["model", "accuracy", *classes]))
-    sources["clean_accuracy"] = sources["clean_target_accuracy"]
-
-    # Fig. 4 data: relative difference (clean - perturbed) / clean, per class and model
     rel = []
     for c in targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
@@ -120,10 +145,6 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
                         "evaluated_model": cell["evaluated_model"],
                         "clean_accuracy": 100 * ca, "adversarial_accuracy": 100 * aa,
                         "relative_difference": 100 * (ca - aa) / ca if ca > 0 else float("nan")})
-    artifacts.write_text(out / "relative_difference.csv", _csv(rel, list(rel[0]) if rel else ["class"]))
-    sources["relative_difference"] = sources["table1"]
-
-    # Fig. 6 data: where the perturbed images of class c go
     flips = []
     for cell in sorted(combos, key=lambda c: (classes.index(c["class"]), c["model_kind"], c["gradient"])):
         n = cell["n"]
@@ -133,18 +154,70 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
                           "predicted_class": classes[j], "count": cnt,
                           "clean_count": cell["clean_histogram"][j],
                           "share": cnt / n if n else float("nan")})
-    artifacts.write_text(out / "flip_rates.csv", _csv(flips, list(flips[0]) if flips else ["class"]))
-    sources["flip_rates"] = sources["table1"]
+    return {"table1": rows + [avg], "clean_target_accuracy": fig2, "clean_accuracy": rows_clean,
+            "relative_difference": rel, "flip_rates": flips}
 
-    summary = summarise(rows, rel, fig2)
-    summary["balanced_clean_accuracy"] = 100 * clean["balanced"]["accuracy"] if "balanced" in clean else None
+
+#: the key columns that match a table's rows across replicates
+TABLE_KEYS = {"table1": ["class"], "clean_target_accuracy": ["class"], "clean_accuracy": ["model"],
+              "relative_difference": ["class", "model_kind", "gradient", "evaluated_model"],
+              "flip_rates": ["class", "evaluated_model", "gradient_model", "gradient", "predicted_class"]}
+
+
+def _ci_text(r: dict[str, Any], col: str) -> str:
+    if f"{col}_ci_lo" in r and not math.isnan(r[f"{col}_ci_lo"]):
+        return f"{r[col]:.1f}% [{r[f'{col}_ci_lo']:.1f}, {r[f'{col}_ci_hi']:.1f}]"
+    return f"{r[col]:.1f}%"
+
+
+def build_tables(run_dir: Path) -> dict[str, Any]:
+    """Write every table into ``run_dir/tables`` and return the summary (as written to
+    ``summary.json``) plus ``rows``: Table 1 and the experiments' tables as rows. With
+    several replicates (``experiments.seeds``) every table holds means over seeds with 95%
+    t-intervals (``<column>_ci_lo`` / ``_ci_hi``)."""
+    run_dir = Path(run_dir)
+    roots = replicate_roots(run_dir)
+    results = [load_results(r, run_dir) for r in roots]
+    per = [compute_tables(r) for r in results]
+    t = {name: aggregate([p[name] for p in per], TABLE_KEYS[name]) for name in TABLE_KEYS}
+    classes = results[0]["classes"]
+    out = run_dir / "tables"
+    combo_sources = sorted({c["source"] for r in results for c in r["combinations"]})
+    clean_sources = sorted({m["source"] for r in results for m in r["clean"].values()})
+    sources: dict[str, list[str]] = {"table1": combo_sources, "clean_target_accuracy": clean_sources,
+                                     "clean_accuracy": clean_sources, "relative_difference": combo_sources,
+                                     "flip_rates": combo_sources}
+    for name in TABLE_KEYS:
+        rows = t[name]
+        artifacts.write_text(out / f"{name}.csv", _csv(rows, list(rows[0]) if rows else list(TABLE_KEYS[name])))
+    cols = [c for c, _, _ in TABLE1_COLUMNS]
+    head = "Table 1 - accuracy under attack, mean over seeds [95% t-interval]" if len(per) > 1 else ""
+    md = ([head, ""] if head else []) + [
+        "| Class | Different model: under | Different model: over | Same model: balanced "
+        "| Same model: under | Same model: over |", "|---|---:|---:|---:|---:|---:|"]
+    for r in t["table1"]:
+        md.append(f"| {r['class']} | " + " | ".join(_ci_text(r, c) for c in cols) + " |")
+    artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
+
+    summary = summarise(t["table1"][:-1], t["relative_difference"], t["clean_target_accuracy"])
+    summary["seeds"] = len(per)
+    bal = [r["clean"]["balanced"]["accuracy"] for r in results if "balanced" in r["clean"]]
+    summary["balanced_clean_accuracy"] = 100 * float(np.mean(bal)) if bal else None
+    if len(per) > 1:
+        summary["table1_average_ci_percent"] = {
+            c: [t["table1"][-1][f"{c}_ci_lo"], t["table1"][-1][f"{c}_ci_hi"]] for c in cols}
     sweep_rows, sweep = build_sweep_tables(run_dir)
     if sweep:
         summary["sweep"] = sweep
         sources["sweep"] = sorted({r["source"] for r in sweep_rows})
+    from advimb.experiment_tables import build_experiment_tables
+
+    exp_summary, exp_rows = build_experiment_tables(run_dir, sources)
+    summary.update(exp_summary)
     artifacts.write_json(out / "summary.json", summary)
     artifacts.write_json(out / "sources.json", sources)
-    return summary
+    # for the report, not written: the rows it draws (means over seeds with intervals)
+    return {**summary, "rows": {"table1": t["table1"], **exp_rows}}
 
 
 def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:

@@ -103,6 +103,75 @@ def compiled(fn: Callable, mode: str, device: torch.device) -> Callable:
     return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else "default")
 
 
+@dataclass(frozen=True)
+class Regime:
+    """How a model is trained beyond the optimiser (``experiments.defences``); the default
+    is the paper's plain training.
+
+    ``class_weight``: per-class loss weights (Keras ``class_weight`` semantics: each
+    image's loss times its class's weight, averaged over the batch). ``resample``: every
+    epoch, each class with fewer images than the largest is topped up to it by drawing its
+    images again with replacement (fresh draws each epoch). ``adversarial``: ``fgsm`` or
+    ``pgd``: each batch is replaced by adversarial images crafted against the current
+    model (eval mode) with eps ``adv_eps`` (PGD: ``adv_steps`` steps of 2.5 eps / steps from
+    a random start), only for images whose label is in ``adv_classes`` when that is given.
+    """
+
+    class_weight: tuple[float, ...] = ()
+    resample: bool = False
+    adversarial: str = ""
+    adv_eps: float = 0.01
+    adv_steps: int = 7
+    adv_classes: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def balanced_weights(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
+    """N / (C * n_c) for every class c present (scikit-learn's ``balanced``), 0 if absent."""
+    n = torch.bincount(y.cpu(), minlength=num_classes).double()
+    present = int((n > 0).sum())
+    return tuple(float(len(y) / (present * v)) if v > 0 else 0.0 for v in n.tolist())
+
+
+def epoch_order(y: torch.Tensor, regime: Regime, gen: torch.Generator) -> torch.Tensor:
+    """Positions into the training set for one epoch, shuffled (CPU tensor). Without
+    ``resample`` this is ``randperm(n)`` (the paper's order); with it, every class is topped
+    up to the largest class's count by draws with replacement."""
+    n = len(y)
+    perm = torch.randperm(n, generator=gen)
+    if not regime.resample:
+        return perm
+    y = y.cpu()
+    counts = torch.bincount(y)
+    top = int(counts.max())
+    extra = []
+    for c, k in enumerate(counts.tolist()):
+        if 0 < k < top:
+            members = torch.nonzero(y == c).flatten()
+            extra.append(members[torch.randint(0, k, (top - k,), generator=gen)])
+    order = torch.cat([perm, *extra])
+    return order[torch.randperm(len(order), generator=gen)]
+
+
+def adversarial_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, regime: Regime,
+                      gen: torch.Generator) -> torch.Tensor:
+    """The batch as adversarial training sees it (see :class:`Regime`)."""
+    from advimb.attacks import fgsm, pgd
+
+    if regime.adversarial == "fgsm":
+        x_adv = fgsm(model, xb, yb, eps=regime.adv_eps)
+    else:
+        noise = torch.empty(xb.shape).uniform_(-regime.adv_eps, regime.adv_eps, generator=gen)
+        x_adv = pgd(model, xb, yb, eps=regime.adv_eps, steps=regime.adv_steps,
+                    x_init=xb + noise.to(xb.device, xb.dtype))
+    if regime.adv_classes:
+        mask = torch.isin(yb, torch.tensor(regime.adv_classes, device=yb.device))
+        x_adv = torch.where(mask[:, None, None, None], x_adv, xb)
+    return x_adv.detach()
+
+
 @dataclass
 class FitResult:
     state_dict: dict[str, torch.Tensor]
@@ -120,6 +189,7 @@ def fit(
     *,
     seed: int,
     augment: bool = False,
+    regime: Regime = Regime(),
     resume: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     desc: str = "train",
@@ -130,6 +200,7 @@ def fit(
     ``resume``: a state from ``on_epoch_end`` (tensors and plain values only), to continue
     an interrupted run. ``on_epoch_end(state)`` is called after every epoch with that
     state. Returns the best-validation-loss weights when ``cfg.restore_best``.
+    ``regime``: class weights, re-sampling, adversarial training (:class:`Regime`).
     """
     from tqdm.auto import tqdm
 
@@ -151,7 +222,7 @@ def fit(
         best_state = resume["best_state"]
         history = list(resume["history"])
         start_epoch, step = int(resume["epoch"]), int(resume["step"])
-    n = len(x_tr)
+    weight = torch.tensor(regime.class_weight, device=device) if regime.class_weight else None
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.max_epochs):
         if stopper.should_stop:
@@ -160,7 +231,8 @@ def fit(
         model.train()
         torch.manual_seed(derive_seed(seed, "dropout", epoch))
         gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch))
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = epoch_order(y_tr, regime, gen).to(device)
+        n = len(perm)
         flips = (torch.rand(n, generator=gen) < 0.5).to(device) if augment else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -173,13 +245,19 @@ def fit(
                 f = flips[i:i + cfg.batch_size]
                 xb = torch.where(f[:, None, None, None], xb.flip(3), xb)
             yb = y_tr[idx]
+            if regime.adversarial:
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    xb = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
             for g in opt.param_groups:
                 g["lr"] = keras_lr(cfg.lr, cfg.decay, step)
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = forward(xb)
-            loss = F.cross_entropy(out.float(), yb)
+            if weight is None:
+                loss = F.cross_entropy(out.float(), yb)
+            else:  # Keras class_weight: weighted per-image losses, averaged over the batch
+                loss = (F.cross_entropy(out.float(), yb, reduction="none") * weight[yb]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,174 @@
+"""The report's part for the experiments beyond the paper: figures (imbalance sweep, long
+tails, defences) and the page's sections, drawn from the tables' rows only."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from advimb.figures import KIND_COLOURS, OKABE_ITO, save
+from advimb.html import fmt
+
+CYCLE = list(OKABE_ITO.values())
+
+
+def _err(rows: list[dict[str, Any]], col: str) -> np.ndarray:
+    v = np.array([r[col] for r in rows], dtype=float)
+    lo = np.array([r.get(f"{col}_lo", np.nan) for r in rows], dtype=float)
+    hi = np.array([r.get(f"{col}_hi", np.nan) for r in rows], dtype=float)
+    return np.nan_to_num(np.stack([v - lo, hi - v]), nan=0.0).clip(min=0)
+
+
+def imbalance_sweep(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig8_imbalance_sweep") -> dict[str, str]:
+    """Target-class accuracy (clean, same-model attack, transfer attack) against the
+    imbalance ratio (log), one panel per swept class, 95% intervals as error bars."""
+    classes = list(dict.fromkeys(r["class"] for r in rows))
+    fig = Figure(figsize=(4.2 * len(classes) + 1.8, 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(classes), sharey=True))
+    for ax, cls in zip(axes, classes):
+        rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: r["ratio"])
+        x = [r["ratio"] for r in rs]
+        for col, colour, ls, label in (("clean_target_accuracy", OKABE_ITO["black"], ":", "clean"),
+                                       ("adversarial_accuracy_same", KIND_COLOURS["under"], "-", "attack, same model"),
+                                       ("adversarial_accuracy_transfer", KIND_COLOURS["balanced"], "--",
+                                        "attack, balanced model's gradient")):
+            pts = [r for r in rs if r.get(col) not in (None, "")]
+            ax.errorbar([r["ratio"] for r in pts], [r[col] for r in pts], yerr=_err(pts, col), fmt=ls, marker="o",
+                        ms=4, capsize=2, color=colour, label=label)
+        ax.axvline(1.0, color="grey", lw=0.8, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:.3g}" for v in x], rotation=45)
+        ax.minorticks_off()
+        ax.set_xlabel("imbalance ratio: target count / other classes' count (log)")
+        ax.set_title(cls)
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("target-class accuracy (%)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+    return save(fig, out_dir, stem)
+
+
+def long_tail(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig9_long_tail") -> dict[str, str]:
+    """Per-class accuracy under attack (same model) and clean accuracy against the class's
+    training count (log), one colour per profile."""
+    profiles = list(dict.fromkeys(r["profile"] for r in rows))
+    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, p in enumerate(profiles):
+        rs = sorted((r for r in rows if r["profile"] == p), key=lambda r: r["train_count"])
+        x = [r["train_count"] for r in rs]
+        c = CYCLE[i % len(CYCLE)]
+        ax.errorbar(x, [r["adversarial_accuracy_same"] for r in rs], yerr=_err(rs, "adversarial_accuracy_same"),
+                    fmt="-", marker="o", ms=4, capsize=2, color=c, label=f"{p}: under attack")
+        ax.plot(x, [r["clean_accuracy"] for r in rs], ":", marker=".", color=c, label=f"{p}: clean")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log)")
+    ax.set_ylabel("class accuracy on its attacked test images (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, out_dir, stem)
+
+
+def defences(summary: list[dict[str, Any]], out_dir: Path, stem: str = "fig10_defences") -> dict[str, str]:
+    """Mean accuracy under attack (same model) over the defended classes: plain and
+    defended under-sampled model, balanced model (and defended balanced for adversarial
+    training), with 95% intervals; clean-accuracy cost in the labels."""
+    names = [s["defence"] for s in summary]
+    series = (("under", "under-sampled, no defence", KIND_COLOURS["under"]),
+              ("defended", "under-sampled, defended", OKABE_ITO["orange"]),
+              ("balanced", "balanced, no defence", KIND_COLOURS["balanced"]),
+              ("defended_balanced", "balanced, defended", OKABE_ITO["sky"]))
+    fig = Figure(figsize=(max(6.0, 1.8 * len(names) + 2), 4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    w = 0.8 / len(series)
+    for i, (k, label, colour) in enumerate(series):
+        est = [s[f"{k}_adversarial_accuracy"] for s in summary]
+        v = np.array([e["value"] if e["value"] is not None else np.nan for e in est], dtype=float)
+        lo = np.array([e["lo"] if e["lo"] is not None else np.nan for e in est], dtype=float)
+        hi = np.array([e["hi"] if e["hi"] is not None else np.nan for e in est], dtype=float)
+        ax.bar(x + (i - 1.5) * w, np.nan_to_num(v), w, color=colour, label=label, edgecolor="white")
+        ax.errorbar(x + (i - 1.5) * w, v, yerr=np.nan_to_num(np.stack([v - lo, hi - v])).clip(min=0), fmt="none",
+                    ecolor="black", capsize=2, lw=0.8)
+    ax.set_xticks(x, [f"{n}\nclean cost {fmt(s['clean_accuracy_cost_pp'])} pp" for n, s in zip(names, summary)])
+    ax.set_ylabel("target-class accuracy under attack (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return save(fig, out_dir, stem)
+
+
+def draw(rows: dict[str, list[dict[str, Any]]], summary: dict[str, Any], fig_dir: Path, add, sources) -> None:
+    """Draw the experiments' figures that have data; ``add`` registers each with the report."""
+    if rows.get("imbalance_sweep"):
+        add("fig8", "Fig. 8: target-class accuracy against the imbalance ratio",
+            imbalance_sweep(rows["imbalance_sweep"], fig_dir), sources.get("imbalance_sweep", []))
+    if rows.get("long_tail"):
+        add("fig9", "Fig. 9: long-tailed training sets, per-class accuracy against class frequency",
+            long_tail(rows["long_tail"], fig_dir), sources.get("long_tail", []))
+    if summary.get("defences"):
+        add("fig10", "Fig. 10: defences against the under-sampled models' vulnerability",
+            defences(summary["defences"], fig_dir), sources.get("defences", []))
+
+
+CAPTIONS = {
+    "fig8": "Each swept class's training count against every other class's (1 = balanced; left of it "
+            "under-sampling, right of it over-sampling): clean accuracy of the class, and its accuracy under "
+            "the attack with the model's own gradient and with the balanced model's. Error bars: 95% two-level "
+            "bootstrap (seeds, then test images).",
+    "fig9": "One model per long-tailed training set; each point is a class, placed at its number of training "
+            "images. Error bars: 95% two-level bootstrap (seeds, then test images).",
+    "fig10": "Means over the defended classes; error bars: 95% two-level bootstrap, paired on the same test "
+             "images. The label gives the loss in overall clean test accuracy of the defended under-sampled "
+             "models against the plain ones.",
+}
+
+
+def _ci(e: dict[str, Any] | None) -> str:
+    if not e:
+        return ""
+    return f"{fmt(e['value'])} [{fmt(e['lo'])}, {fmt(e['hi'])}]"
+
+
+def section(res: dict[str, Any]) -> str:
+    """The page's section on the experiments (empty when none ran)."""
+    exp = res.get("experiments") or {}
+    parts = []
+    if exp.get("seeds", 1) > 1:
+        parts.append(f"<p>This run holds <b>{exp['seeds']} seeds</b> (independent replicates of every job). Table 1 "
+                     "shows means over seeds with 95% t-intervals; the claims use a paired two-level bootstrap "
+                     "(seeds, then test images) and a paired t-test over seeds; the figures of the paper's grid show "
+                     "the first seed.</p>")
+    lt = exp.get("long_tail") or []
+    if lt:
+        body = "".join(
+            f"<tr><td>{escape(r['profile'])}</td><td>{fmt(r['spearman_rho_count_vs_adversarial_accuracy'], 2)}</td>"
+            f"<td>{fmt(r['spearman_p'], 4)}</td><td>{escape(r['tail_classes'])}</td>"
+            f"<td>{fmt(r['tail_minus_head_adversarial_accuracy'])} [{fmt(r['tail_minus_head_adversarial_accuracy_lo'])}, "
+            f"{fmt(r['tail_minus_head_adversarial_accuracy_hi'])}]</td></tr>" for r in lt)
+        parts.append("<h3>Long-tailed training sets</h3><table><thead><tr><th>profile</th><th>Spearman rho (count "
+                     "vs accuracy under attack)</th><th>p</th><th>rarer half</th><th>rarer minus frequent half, "
+                     f"pp [95%]</th></tr></thead><tbody>{body}</tbody></table>")
+    de = exp.get("defences") or []
+    if de:
+        body = "".join(
+            f"<tr><td>{escape(r['defence'])}</td><td>{_ci(r['under_adversarial_accuracy'])}</td>"
+            f"<td>{_ci(r['defended_adversarial_accuracy'])}</td><td>{_ci(r['balanced_adversarial_accuracy'])}</td>"
+            f"<td>{_ci(r['gap_plain_pp'])}</td><td>{_ci(r['gap_defended_pp'])}</td><td>{_ci(r['gap_closed_pp'])}</td>"
+            f"<td>{fmt(r['clean_accuracy_cost_pp'])}</td><td>{escape(r['verdict'])}</td></tr>" for r in de)
+        parts.append("<h3>Defences</h3><p>Same-model accuracy under attack of the under-sampled target class, "
+                     "mean over the defended classes, % [95% interval]; the gap is balanced minus under-sampled; "
+                     "the clean cost is the drop in overall clean test accuracy. Verdict: <i>closes the gap</i> when "
+                     "the defence raises the under-sampled model's accuracy (interval above 0) and the remaining gap's "
+                     "interval reaches 0, <i>narrows</i> when only the first holds.</p><table><thead><tr><th>defence</th>"
+                     "<th>under, plain</th><th>under, defended</th><th>balanced</th><th>gap before (pp)</th>"
+                     "<th>gap after (pp)</th><th>closed (pp)</th><th>clean cost (pp)</th><th>verdict</th></tr></thead>"
+                     f"<tbody>{body}</tbody></table>")
+    if not parts and not exp.get("figures"):
+        return ""
+    return "<h2>Beyond the paper</h2>" + "".join(parts)
