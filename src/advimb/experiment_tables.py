@@ -193,8 +193,10 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     for m in s.models("defences"):
         if "+" in m and not m.startswith("balanced"):
             by_def.setdefault(m.split("+")[1], []).append(m)
+    from advimb.config import DEFENCES
+
     rows, summary = [], []
-    for d, models in by_def.items():
+    for d, models in sorted(by_def.items(), key=lambda kv: DEFENCES.index(kv[0])):
         ests: dict[str, list] = {k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended",
                                                   "closed", "defended_balanced")}
         for model in models:

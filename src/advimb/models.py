@@ -95,12 +95,64 @@ def vgg_authors(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128),
                block_dropout=0.25, fc_dropout=0.5)
 
 
+class BasicBlock(nn.Module):
+    """He et al. (2016) basic residual block: two 3x3 convs with batch norm, identity or
+    1x1-conv shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small CIFAR ResNet: a 3x3 stem, three stages of ``blocks`` basic blocks of
+    ``widths`` channels (strides 1, 2, 2), global average pooling, a linear classifier.
+    ``blocks = 1`` is ResNet-8, ``3`` is He et al.'s ResNet-20 (widths 16/32/64)."""
+
+    def __init__(self, num_classes: int, image_shape=(3, 32, 32), widths=(16, 32, 64), blocks: int = 1) -> None:
+        super().__init__()
+        c = image_shape[0]
+        self.normalize = Normalize(c)
+        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        c = widths[0]
+        for i, w in enumerate(widths):
+            for b in range(blocks):
+                layers.append(BasicBlock(c, w, 2 if i > 0 and b == 0 else 1))
+                c = w
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.stem(self.normalize(x))))
+
+
+@register_model("resnet_small")
+def resnet_small(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
+    """A second architecture to check the effect beyond VGG: ResNet-8 (one basic block per
+    stage, batch norm) with the config's ``widths``; ``fc`` is unused (global pooling).
+    Batch norm makes it train one model at a time (no stacking)."""
+    return ResNet(num_classes, image_shape, widths, blocks=1)
+
+
 def keras_init_(model: nn.Module) -> None:
     """Keras defaults: Glorot-uniform kernels, zero biases."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def build_model(

@@ -75,6 +75,8 @@ def fit_stacked(
     """
     from tqdm.auto import tqdm
 
+    if not stackable(models[0]):
+        raise ValueError("models with batch norm cannot be trained stacked; train them one by one (fit)")
     m_all = len(models)
     n = len(train_idx[0])
     if any(len(t) != n for t in train_idx) or any(len(v[0]) != len(val[0][0]) for v in val):

@@ -1,0 +1,210 @@
+"""Experiments beyond the paper: seeds, imbalance sweeps, long-tailed profiles, defences,
+a second architecture. Exact properties first, then one smoke study with all of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advimb.cli import main
+from advimb.config import ImbalanceConfig
+from advimb.imbalance import Scenario, class_counts, long_tail_counts, parse_scenario
+from advimb.train import Regime, adversarial_batch, balanced_weights, epoch_order
+
+CLASSES = tuple(f"class{i}" for i in range(10))
+
+
+def test_long_tail_profiles_follow_their_formulas():
+    exp = long_tail_counts("exp", 10.0, 5000, 10)
+    assert exp[0] == 5000 and exp[-1] == 500
+    assert exp == [int(5000 * 10 ** (-i / 9)) for i in range(10)]
+    assert all(a > b for a, b in zip(exp, exp[1:]))
+    assert long_tail_counts("step", 10.0, 5000, 10) == [5000] * 5 + [500] * 5
+    assert long_tail_counts("step", 4.0, 100, 3) == [100, 100, 25]  # odd C: the rarer half rounds down
+
+
+def test_scenario_names_round_trip_and_counts():
+    cfg = ImbalanceConfig()
+    for name, counts in [("under:class3@250", [5000] * 3 + [250] + [5000] * 6),
+                         ("over:class3@2500", [1000] * 3 + [2500] + [1000] * 6),
+                         ("under:class3+pgd_at", [5000] * 3 + [1000] + [5000] * 6),
+                         ("longtail:step10", [5000] * 5 + [500] * 5)]:
+        s = parse_scenario(name, CLASSES)
+        assert s.name(CLASSES) == name and class_counts(s, 10, cfg) == counts
+        assert not s.plain
+    assert parse_scenario("over:class3", CLASSES).plain
+
+
+def test_class_weights_and_resampling():
+    y = torch.tensor([0] * 6 + [1] * 2 + [2] * 4)
+    w = balanced_weights(y, 4)
+    assert w == pytest.approx((12 / 18, 12 / 6, 12 / 12, 0.0))
+    g = torch.Generator().manual_seed(0)
+    plain = epoch_order(y, Regime(), torch.Generator().manual_seed(0))
+    assert torch.equal(plain, torch.randperm(12, generator=torch.Generator().manual_seed(0)))
+    order = epoch_order(y, Regime(resample=True), g)
+    assert torch.bincount(y[order]).tolist() == [6, 6, 6]  # every class topped up to the largest
+    assert set(range(12)) <= set(order.tolist())  # every original image still in the epoch
+
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+def test_adversarial_training_batches(kind):
+    from advimb.config import ModelConfig
+    from advimb.models import build_model
+
+    model = build_model(ModelConfig(widths=(4, 8, 8), fc=16), 3, (3, 16, 16), seed=0).train()
+    x, y = torch.rand(12, 3, 16, 16), torch.tensor([0, 1, 2] * 4)
+    g = torch.Generator().manual_seed(0)
+    adv = adversarial_batch(model, x, y, Regime(adversarial=kind, adv_eps=0.03, adv_steps=3), g)
+    assert (adv - x).abs().max() <= 0.03 + 1e-6 and (adv - x).abs().max() > 0.01
+    assert model.training  # put back in training mode
+    minority = adversarial_batch(model, x, y, Regime(adversarial=kind, adv_eps=0.03, adv_classes=(2,)), g)
+    changed = (minority - x).flatten(1).abs().amax(1) > 0
+    assert changed.tolist() == (y == 2).tolist()  # only the minority class is perturbed
+
+
+def test_defended_models_share_their_undefended_twins_data_and_init(smoke_cfg):
+    from advimb.data import load_dataset
+    from advimb.jobs import TrainJob
+
+    ds = load_dataset(smoke_cfg.data)
+    plain = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 3))
+    defended = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 3, defence="pgd_at"))
+    assert plain.seeds() == defended.seeds() and plain.key != defended.key
+    assert np.array_equal(plain.select(ds)["train"], defended.select(ds)["train"])
+
+
+def test_t_interval_matches_the_textbook():
+    from scipy import stats
+
+    from advimb.tables import aggregate, t_interval
+
+    v = [10.0, 12.0, 17.0]
+    m, lo, hi = t_interval(v)
+    h = stats.t.ppf(0.975, 2) * np.std(v, ddof=1) / math.sqrt(3)
+    assert m == pytest.approx(13.0) and lo == pytest.approx(13 - h) and hi == pytest.approx(13 + h)
+    rows = aggregate([[{"k": "a", "x": 1.0}], [{"k": "a", "x": 3.0}]], ["k"])
+    assert rows[0]["x"] == 2.0 and rows[0]["seeds"] == 2 and rows[0]["x_ci_lo"] < 2.0 < rows[0]["x_ci_hi"]
+
+
+EXPERIMENTS = ["--seeds", "2", "--set", "experiments.counts=[5, 20, 50]", "--set", "experiments.count_classes=['class3']",
+               "--set", "experiments.long_tail=['exp:10', 'step:5']",
+               "--set", "experiments.defences=['class_weight', 'resample', 'fgsm_at', 'pgd_at']",
+               "--set", "experiments.defence_classes=['class3', 'class5']", "--set", "experiments.adv_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def exp_run(tmp_path_factory, smoke_run):
+    """The smoke study (its 72 jobs copied from smoke_run: adding experiments must reuse
+    them) plus every experiment, two seeds, through the CLI, with the report."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("experiments") / "run"
+    shutil.copytree(smoke_run["run_dir"], out)
+    assert main(["run", "--preset", "smoke", "--out", str(out), "--no-progress", "--n-boot", "200", *EXPERIMENTS]) == 0
+    return out
+
+
+def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
+    inv = json.loads((exp_run / "manifest.json").read_text())["invocations"][-1]
+    assert inv["jobs_skipped"] == 72  # the first seed's paper grid was already there
+    t = exp_run / "tables"
+    sweep = (t / "imbalance_sweep.csv").read_text().splitlines()
+    # class3 by imbalance ratio: under@5 (5/50), under (10/50), under@20, balanced, over@20 (20/10), over (50/10)
+    models = [line.split(",")[1] for line in sweep[1:]]
+    assert models == ["under:class3@5", "under:class3", "under:class3@20", "balanced", "over:class3@20", "over:class3"]
+    lt = (t / "long_tail.csv").read_text().splitlines()
+    assert len(lt) == 1 + 2 * 10 and lt[1].startswith("longtail:exp10,class0,50,")
+    summary = json.loads((t / "summary.json").read_text())
+    assert summary["seeds"] == 2 and summary["experiments"]["seeds"] == 2
+    assert [d["defence"] for d in summary["defences"]] == ["class_weight", "resample", "fgsm_at", "pgd_at"]
+    for d in summary["defences"]:
+        assert d["classes"] == 2 and d["verdict"] in ("closes the gap", "narrows the gap", "no measurable effect",
+                                                      "widens the gap")
+        e = d["gap_closed_pp"]
+        assert e["lo"] <= e["value"] <= e["hi"]
+    assert {r["profile"] for r in summary["long_tail"]} == {"longtail:exp10", "longtail:step5"}
+    header = (t / "table1.csv").read_text().splitlines()[0]
+    assert "same_model_under_ci_lo" in header and header.endswith(",seeds")
+    assert "95% t-interval" in (t / "table1.md").read_text()
+    sources = json.loads((t / "sources.json").read_text())
+    for name in ("imbalance_sweep", "long_tail", "defences"):
+        assert sources[name] and all((exp_run / s).exists() for s in sources[name])
+
+
+def test_replicates_are_independent(exp_run):
+    a = json.loads((exp_run / "models" / "under-class3" / "meta.json").read_text())
+    b = json.loads((exp_run / "replicates" / "1" / "models" / "under-class3" / "meta.json").read_text())
+    assert a["seeds"] != b["seeds"] and b["replicate"] == 1
+    with np.load(exp_run / "scenarios" / "under-class3.npz") as za, \
+            np.load(exp_run / "replicates" / "1" / "scenarios" / "under-class3.npz") as zb:
+        assert not np.array_equal(za["indices"], zb["indices"])  # its own data selection
+
+
+def test_defended_models_train_with_their_regime(exp_run):
+    meta = json.loads((exp_run / "models" / "under-class3+pgd_at" / "meta.json").read_text())
+    assert meta["regime"]["adversarial"] == "pgd" and meta["regime"]["adv_steps"] == 2
+    assert meta["regime"]["adv_eps"] == 0.01 and meta["regime"]["adv_classes"] == []
+    cw = json.loads((exp_run / "models" / "under-class5+class_weight" / "meta.json").read_text())["regime"]
+    assert cw["class_weight"][5] > cw["class_weight"][0]  # the minority class weighs more
+    rs = json.loads((exp_run / "models" / "under-class5+resample" / "meta.json").read_text())
+    assert rs["regime"]["resample"] and rs["augment"]
+
+
+def test_report_shows_the_experiments(exp_run):
+    res = json.loads((exp_run / "report" / "results.json").read_text())
+    ids = {f["id"] for f in res["figures"]}
+    assert {"fig8", "fig9", "fig10"} <= ids
+    for f in res["figures"]:
+        for path in f["files"].values():
+            assert (exp_run / "report" / path).stat().st_size > 1000
+    html = (exp_run / "report" / "index.html").read_text()
+    assert "Beyond the paper" in html and "2 seeds" in html and "paired t-test over seeds" in html
+    comp = res["claims"]["claims"][0]["comparisons"][0]
+    assert comp["seed_test"]["seeds"] == 2 and len(comp["seed_test"]["per_seed"]) == 2
+    assert res["claims"]["seeds"] == 2 and "two-level" in res["claims"]["claims"][0]["interval"]
+    assert res["table1"]["rows"][0]["ci"]
+
+
+def test_rerun_with_experiments_skips_everything(exp_run):
+    from advimb.presets import resolve_config
+    from advimb.config import parse_assignment
+    from advimb.study import run_study
+
+    sets = [parse_assignment(s) for s in EXPERIMENTS[3::2]]
+    cfg = resolve_config("smoke", overrides=[{"experiments": {"seeds": 2}}, *sets], env={})
+    res = run_study(cfg, exp_run, progress=False)
+    assert res["stats"]["run"] == 0
+
+
+def test_a_second_architecture_runs_the_study(tmp_path):
+    """resnet_small (batch norm: never stacked, even with train.stack=on) on three classes."""
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", "--out", str(out), "--no-progress", "--no-report",
+                 "--set", "model.name='resnet_small'", "--set", "train.stack='on'",
+                 "--set", "imbalance.classes=['class0', 'class1']"]) == 0
+    meta = json.loads((out / "models" / "under-class0" / "meta.json").read_text())
+    assert meta["stacked_with"] == 1
+    assert len((out / "tables" / "table1.csv").read_text().splitlines()) == 1 + 2 + 1
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--set", "experiments.defences=['dropout']"], "experiments.defences: 'dropout' is not one of"),
+    (["--set", "experiments.long_tail=['exp']"], "experiments.long_tail: 'exp' is not exp:<rho> or step:<rho>"),
+    (["--set", "experiments.long_tail=['step:0.5']"], "rho >= 1"),
+    (["--seeds", "0"], "experiments.seeds: must be in [1, 100]"),
+    (["--set", "imbalance.classes=['class0']", "--set", "experiments.counts=[5]",
+      "--set", "experiments.count_classes=['class1']"], "experiments.count_classes: 'class1' is not a target class"),
+    (["--set", "experiments.counts=[500]"], "asks for 500"),
+    (["--set", "experiments.adv_eps=2"], "experiments.adv_eps: 2.0 is outside [0, 1]"),
+])
+def test_bad_experiment_input_is_one_line(tmp_path, capsys, argv, msg):
+    assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("advimb: error:") and msg in err and "\n" not in err
