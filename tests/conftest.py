@@ -57,3 +57,49 @@ def smoke_run(tmp_path_factory, smoke_cfg):
     out = tmp_path_factory.mktemp("smoke-run")
     res = run_study(smoke_cfg, out, progress=False, argv=["test"])
     return res
+
+
+@pytest.fixture(scope="session")
+def chromium(request) -> str:
+    """Path of headless Chromium for the browser tests; fails (does not skip) when it is
+    missing unless the run says so (``--no-browser`` / ``ADVIMB_NO_BROWSER=1``)."""
+    import shutil
+
+    path = os.environ.get("ADVIMB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if request.config.getoption("--no-browser") or os.environ.get("ADVIMB_NO_BROWSER") == "1":
+        pytest.skip("Chromium declared absent (--no-browser)")
+    pytest.fail("Chromium not found: install Debian's chromium (apt-get install chromium, as .ci/run does) or "
+                "set ADVIMB_CHROMIUM=/path/to/chromium; if it is absent on purpose, run pytest --no-browser",
+                pytrace=False)
+
+
+def render_in_chromium(exe: str, page: Path, shot: Path) -> tuple[list[str], list[str], int, int]:
+    """Open ``page`` in headless Chromium (laptop viewport), screenshot it (screen and
+    print media); returns (console errors/warnings, failed or network requests and page
+    errors), images that did not load, the number of images and the page's scroll width."""
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            pg = browser.new_page(viewport={"width": 1366, "height": 768})
+            pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                  if m.type in ("error", "warning") else None)
+            pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            pg.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+            pg.on("request", lambda r: problems.append(f"network request: {r.url}")
+                  if not r.url.startswith("file://") else None)
+            pg.goto(Path(page).resolve().as_uri(), wait_until="load")
+            broken = pg.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
+                                 ".map(i => i.src)")
+            n_images = pg.evaluate("document.images.length")
+            width = pg.evaluate("document.documentElement.scrollWidth")
+            pg.screenshot(path=str(shot), full_page=True)
+            pg.emulate_media(media="print")  # the print stylesheet applies without errors
+            pg.screenshot(path=str(shot.with_name(shot.stem + "-print.png")), full_page=True)
+        finally:
+            browser.close()
+    return problems, broken, n_images, width

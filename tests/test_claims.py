@@ -159,3 +159,26 @@ def test_reference_table_matches_the_papers_text():
     assert mean["different_model_under"] == pytest.approx(ref["text"]["different_model_under_average_percent"])
     assert mean["same_model_balanced"] == pytest.approx(ref["text"]["same_model_under_average_percent_as_stated"])
     assert mean["same_model_under"] == pytest.approx(14.17)
+
+
+def test_several_seeds_get_a_paired_t_test_per_comparison():
+    """Three seeds, each paper-like: every comparison gets a paired t-test over seeds whose
+    per-seed values are the one-seed estimates, and the interval is the two-level one."""
+    from scipy import stats
+
+    seeds = [_outcomes(PAPERLIKE, n=200, seed=s) for s in range(3)]
+    oc = Outcomes(CIFAR, {k: [s.cells[k][0] for s in seeds] for k in seeds[0].cells})
+    assert oc.n_seeds == 3 and oc.seed(1).cells[("cat", "under", "same_model")][0] is seeds[1].cells[
+        ("cat", "under", "same_model")][0]
+    res = check_claims(oc, reference(), boot=Bootstrap(n_boot=300))
+    assert res["seeds"] == 3 and "two-level" in res["claims"][0]["interval"]
+    comp = res["claims"][0]["comparisons"][0]  # balanced - under
+    t = comp["seed_test"]
+    singles = [check_claims(s, reference(), boot=Bootstrap(n_boot=100))["claims"][0]["comparisons"][0]["value"]
+               for s in seeds]
+    assert t["per_seed"] == pytest.approx(singles, abs=0.01) and t["df"] == 2
+    ref = stats.ttest_1samp(singles, 0.0)
+    assert t["t"] == pytest.approx(ref.statistic, abs=1e-2) and t["p"] == pytest.approx(ref.pvalue, rel=1e-2)
+    assert t["p"] < 0.05  # ~12 pp in every seed
+    one = check_claims(seeds[0], reference(), boot=Bootstrap(n_boot=100))
+    assert "seed_test" not in one["claims"][0]["comparisons"][0]

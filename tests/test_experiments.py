@@ -3,10 +3,8 @@ a second architecture. Exact properties first, then one smoke study with all of 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +206,16 @@ def test_bad_experiment_input_is_one_line(tmp_path, capsys, argv, msg):
     assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("advimb: error:") and msg in err and "\n" not in err
+
+
+@pytest.mark.browser
+def test_experiment_report_renders_in_headless_chromium(exp_run, chromium, tmp_path):
+    from conftest import render_in_chromium
+
+    problems, broken, n_images, width = render_in_chromium(chromium, exp_run / "report" / "index.html",
+                                                           tmp_path / "report.png")
+    assert not problems, problems
+    assert not broken, f"images that did not load: {broken}"
+    res = json.loads((exp_run / "report" / "results.json").read_text())
+    assert n_images == len(res["figures"])
+    assert width <= 1366, "the page scrolls sideways on a laptop screen"

@@ -8,8 +8,6 @@ analysis are exercised; and from the synthetic smoke run (no paper comparison).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -150,45 +148,12 @@ def test_report_of_a_non_cifar_run(smoke_run):
 # ----------------------------------------------------------------------------- browser
 
 
-def _chromium(request) -> str:
-    path = os.environ.get("ADVIMB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if request.config.getoption("--no-browser") or os.environ.get("ADVIMB_NO_BROWSER") == "1":
-        pytest.skip("Chromium declared absent (--no-browser)")
-    pytest.fail("Chromium not found: install Debian's chromium (apt-get install chromium, as .ci/run does) or "
-                "set ADVIMB_CHROMIUM=/path/to/chromium; if it is absent on purpose, run pytest --no-browser",
-                pytrace=False)
-
-
 @pytest.mark.browser
-def test_page_renders_in_headless_chromium(cifar_named_run, request, tmp_path):
-    from playwright.sync_api import sync_playwright
+def test_page_renders_in_headless_chromium(cifar_named_run, chromium, tmp_path):
+    from conftest import render_in_chromium
 
-    exe = _chromium(request)
-    page_file = (cifar_named_run / "report" / "index.html").resolve()
-    problems: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
-            page.on("request", lambda r: problems.append(f"network request: {r.url}")
-                    if not r.url.startswith("file://") else None)
-            page.goto(page_file.as_uri(), wait_until="load")
-            broken = page.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
-                                   ".map(i => i.src)")
-            n_images = page.evaluate("document.images.length")
-            width = page.evaluate("document.documentElement.scrollWidth")
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-            page.emulate_media(media="print")  # the print stylesheet applies without errors
-            page.screenshot(path=str(tmp_path / "print.png"), full_page=True)
-        finally:
-            browser.close()
+    shot = tmp_path / "report.png"
+    problems, broken, n_images, width = render_in_chromium(chromium, cifar_named_run / "report" / "index.html", shot)
     assert not problems, problems
     assert not broken, f"images that did not load: {broken}"
     assert n_images == len(FIGURES)

@@ -24,31 +24,39 @@ def _err(rows: list[dict[str, Any]], col: str) -> np.ndarray:
 
 
 def imbalance_sweep(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig8_imbalance_sweep") -> dict[str, str]:
-    """Target-class accuracy (clean, same-model attack, transfer attack) against the
-    imbalance ratio (log), one panel per swept class, 95% intervals as error bars."""
+    """Against the imbalance ratio (log), one column of panels per swept class: target-class
+    accuracy (clean, same-model attack, transfer attack; top) and the relative difference
+    (clean - attacked) / clean of the same-model attack (bottom); 95% intervals as bars."""
     classes = list(dict.fromkeys(r["class"] for r in rows))
-    fig = Figure(figsize=(4.2 * len(classes) + 1.8, 3.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(classes), sharey=True))
-    for ax, cls in zip(axes, classes):
+    fig = Figure(figsize=(4.2 * len(classes) + 1.8, 6.4), layout="constrained")
+    axes = np.array(fig.subplots(2, len(classes), sharey="row", squeeze=False))
+    for k, cls in enumerate(classes):
         rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: r["ratio"])
         x = [r["ratio"] for r in rs]
+        top, bottom = axes[0, k], axes[1, k]
         for col, colour, ls, label in (("clean_target_accuracy", OKABE_ITO["black"], ":", "clean"),
                                        ("adversarial_accuracy_same", KIND_COLOURS["under"], "-", "attack, same model"),
                                        ("adversarial_accuracy_transfer", KIND_COLOURS["balanced"], "--",
                                         "attack, balanced model's gradient")):
             pts = [r for r in rs if r.get(col) not in (None, "")]
-            ax.errorbar([r["ratio"] for r in pts], [r[col] for r in pts], yerr=_err(pts, col), fmt=ls, marker="o",
-                        ms=4, capsize=2, color=colour, label=label)
-        ax.axvline(1.0, color="grey", lw=0.8, alpha=0.6)
-        ax.set_xscale("log")
-        ax.set_xticks(x, [f"{v:.3g}" for v in x], rotation=45)
-        ax.minorticks_off()
-        ax.set_xlabel("imbalance ratio: target count / other classes' count (log)")
-        ax.set_title(cls)
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("target-class accuracy (%)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+            top.errorbar([r["ratio"] for r in pts], [r[col] for r in pts], yerr=_err(pts, col), fmt=ls, marker="o",
+                         ms=4, capsize=2, color=colour, label=label)
+        pts = [r for r in rs if r.get("relative_difference") is not None and np.isfinite(r["relative_difference"])]
+        bottom.errorbar([r["ratio"] for r in pts], [r["relative_difference"] for r in pts],
+                        yerr=_err(pts, "relative_difference"), fmt="-", marker="o", ms=4, capsize=2,
+                        color=KIND_COLOURS["under"])
+        top.set_title(cls)
+        top.set_ylim(-2, 102)
+        for ax in (top, bottom):
+            ax.axvline(1.0, color="grey", lw=0.8, alpha=0.6)
+            ax.set_xscale("log")
+            ax.set_xticks(x, [f"{v:.3g}" for v in x], rotation=45)
+            ax.minorticks_off()
+            ax.grid(alpha=0.3)
+        bottom.set_xlabel("imbalance ratio: target count / other classes' count (log)")
+    axes[0, 0].set_ylabel("target-class accuracy (%)")
+    axes[1, 0].set_ylabel("relative difference, same model (%)")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
     return save(fig, out_dir, stem)
 
 
@@ -118,9 +126,10 @@ def draw(rows: dict[str, list[dict[str, Any]]], summary: dict[str, Any], fig_dir
 
 CAPTIONS = {
     "fig8": "Each swept class's training count against every other class's (1 = balanced; left of it "
-            "under-sampling, right of it over-sampling): clean accuracy of the class, and its accuracy under "
-            "the attack with the model's own gradient and with the balanced model's. Error bars: 95% two-level "
-            "bootstrap (seeds, then test images).",
+            "under-sampling, right of it over-sampling). Top: clean accuracy of the class, and its accuracy under "
+            "the attack with the model's own gradient and with the balanced model's. Bottom: the relative "
+            "difference (clean - attacked) / clean of the same-model attack (undefined where the class is never "
+            "recognised clean). Error bars: 95% two-level bootstrap (seeds, then test images).",
     "fig9": "One model per long-tailed training set; each point is a class, placed at its number of training "
             "images. Error bars: 95% two-level bootstrap (seeds, then test images).",
     "fig10": "Means over the defended classes; error bars: 95% two-level bootstrap, paired on the same test "

@@ -83,9 +83,6 @@ class Store:
         return 100 * float(np.mean(accs)) if len(accs) == len(self.clean) else float("nan")
 
 
-NAN_EST = (float("nan"), np.full(BOOT, np.nan))
-
-
 class Quantities:
     """Bootstrap estimates (point, replicates) of per-class quantities, paired by class."""
 
@@ -94,7 +91,9 @@ class Quantities:
 
     def acc(self, evaluated: str, gradient: str, cls: str, which: str = "adv"):
         v = self.s.values(evaluated, gradient, cls, which)
-        return NAN_EST if v is None else self.boot.mean(v, key=("class", cls))
+        if v is None:
+            return float("nan"), np.full(self.boot.n_boot, np.nan)
+        return self.boot.mean(v, key=("class", cls))
 
     def rel(self, model: str, cls: str):
         (pc, rc), (pa, ra) = self.acc(model, model, cls, "clean"), self.acc(model, model, cls)
@@ -140,8 +139,8 @@ def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
                    "other_count": others[0], "ratio": counts[i] / others[0]}
             row.update(q.cols("clean_target_accuracy", q.acc(model, model, cls, "clean")))
             row.update(q.cols("adversarial_accuracy_same", q.acc(model, model, cls)))
-            if model != "balanced":
-                row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, "balanced", cls)))
+            # for the balanced model the balanced model's gradient is its own
+            row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, "balanced", cls)))
             row.update(q.cols("relative_difference", q.rel(model, cls)))
             rows.append(row)
     return sorted(rows, key=lambda r: (s.classes.index(r["class"]), r["ratio"]))

@@ -180,7 +180,6 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
     results = [load_results(r, run_dir) for r in roots]
     per = [compute_tables(r) for r in results]
     t = {name: aggregate([p[name] for p in per], TABLE_KEYS[name]) for name in TABLE_KEYS}
-    classes = results[0]["classes"]
     out = run_dir / "tables"
     combo_sources = sorted({c["source"] for r in results for c in r["combinations"]})
     clean_sources = sorted({m["source"] for r in results for m in r["clean"].values()})
