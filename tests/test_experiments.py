@@ -3,6 +3,7 @@ a second architecture. Exact properties first, then one smoke study with all of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -219,3 +220,19 @@ def test_experiment_report_renders_in_headless_chromium(exp_run, chromium, tmp_p
     res = json.loads((exp_run / "report" / "results.json").read_text())
     assert n_images == len(res["figures"])
     assert width <= 1366, "the page scrolls sideways on a laptop screen"
+
+
+def test_minority_only_adversarial_training_perturbs_the_under_sampled_class(smoke_cfg):
+    from advimb.data import load_dataset
+    from advimb.jobs import TrainJob
+
+    ds = load_dataset(smoke_cfg.data)
+    cfg = dataclasses.replace(smoke_cfg, experiments=dataclasses.replace(
+        smoke_cfg.experiments, adv_scope="minority", adv_eps=0.02, adv_steps=3))
+    y = torch.from_numpy(ds.y_train)
+    under = TrainJob(cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 4, defence="pgd_at"))
+    assert under.regime(y, 10) == Regime(adversarial="pgd", adv_eps=0.02, adv_steps=3, adv_classes=(4,))
+    bal = TrainJob(cfg, ds.classes, ds.fingerprint, scenario=Scenario("balanced", defence="fgsm_at"))
+    assert bal.regime(y, 10) == Regime(adversarial="fgsm", adv_eps=0.02, adv_classes=())  # nothing is minority
+    plain_scope = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 4, defence="pgd_at"))
+    assert plain_scope.key != under.key  # the scope and eps are part of what the job computes

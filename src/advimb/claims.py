@@ -28,7 +28,7 @@ import numpy as np
 
 from advimb import artifacts
 from advimb.imbalance import parse_scenario
-from advimb.stats import Bootstrap, Estimate, mean_over_groups, verdict
+from advimb.stats import REPRODUCED, Bootstrap, Estimate, mean_over_groups, verdict
 
 #: the (model kind, gradient) pairs of Table 1
 KINDS = ("balanced", "under", "over")
@@ -194,6 +194,12 @@ def seed_tests(oc: Outcomes, res: dict[str, Any], reference, pair) -> None:
             comp["seed_test"] = {"test": "paired t-test over seeds (difference per seed vs 0, two-sided)",
                                  "seeds": int(len(vals)), "per_seed": [round(float(v), 2) for v in vals],
                                  "t": round(float(t), 3), "p": float(p), "df": int(len(vals) - 1)}
+        weak = [c["label"] for c in claim["comparisons"] if not c["seed_test"]["p"] < 0.05]
+        if weak and claim["verdict"] == REPRODUCED:
+            claim["notes"].append(
+                f"The paired t-test over the {oc.n_seeds} seeds does not reject 0 at the 5% level for "
+                f"{'; '.join(weak)}: the bootstrap interval resamples {oc.n_seeds} seeds with replacement and "
+                "understates the seed-to-seed spread when there are few; more seeds would settle it.")
 
 
 def _check_claims(oc: Outcomes, reference: dict[str, Any] | None, pair: tuple[str, str] | None,

@@ -53,7 +53,7 @@ def imbalance_sweep(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig8
             ax.set_xticks(x, [f"{v:.3g}" for v in x], rotation=45)
             ax.minorticks_off()
             ax.grid(alpha=0.3)
-        bottom.set_xlabel("imbalance ratio: target count / other classes' count (log)")
+    fig.supxlabel("imbalance ratio: target count / every other class's count (log; 1 = balanced)", fontsize=10)
     axes[0, 0].set_ylabel("target-class accuracy (%)")
     axes[1, 0].set_ylabel("relative difference, same model (%)")
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
@@ -61,24 +61,37 @@ def imbalance_sweep(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig8
 
 
 def long_tail(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig9_long_tail") -> dict[str, str]:
-    """Per-class accuracy under attack (same model) and clean accuracy against the class's
-    training count (log), one colour per profile."""
+    """Per-class accuracy under attack (same model; filled, with 95% intervals) and clean
+    (open) against the class's training count (log), one colour per profile; each point a
+    class, labelled; classes that share a count are spread slightly apart."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     profiles = list(dict.fromkeys(r["profile"] for r in rows))
-    fig = Figure(figsize=(7.5, 4), layout="constrained")
+    fig = Figure(figsize=(8, 4.4), layout="constrained")
     ax = fig.subplots()
     for i, p in enumerate(profiles):
         rs = sorted((r for r in rows if r["profile"] == p), key=lambda r: r["train_count"])
-        x = [r["train_count"] for r in rs]
+        seen: dict[int, int] = {}
+        x = []
+        for r in rs:  # spread ties (step profiles) so every class stays visible
+            k = seen.get(r["train_count"], 0)
+            seen[r["train_count"]] = k + 1
+            x.append(r["train_count"] * (1 + 0.035 * k))
         c = CYCLE[i % len(CYCLE)]
         ax.errorbar(x, [r["adversarial_accuracy_same"] for r in rs], yerr=_err(rs, "adversarial_accuracy_same"),
-                    fmt="-", marker="o", ms=4, capsize=2, color=c, label=f"{p}: under attack")
-        ax.plot(x, [r["clean_accuracy"] for r in rs], ":", marker=".", color=c, label=f"{p}: clean")
+                    fmt="o", ms=5, capsize=2, color=c, label=f"{p}: under attack (same model)")
+        ax.plot(x, [r["clean_accuracy"] for r in rs], "o", mfc="none", color=c, label=f"{p}: clean")
+        for xi, r in zip(x, rs):
+            ax.annotate(r["class"], (xi, r["adversarial_accuracy_same"]), fontsize=6, color=c,
+                        xytext=(3, -8 if i else 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training images of the class (log)")
     ax.set_ylabel("class accuracy on its attacked test images (%)")
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     return save(fig, out_dir, stem)
 
 
@@ -100,7 +113,8 @@ def defences(summary: list[dict[str, Any]], out_dir: Path, stem: str = "fig10_de
         v = np.array([e["value"] if e["value"] is not None else np.nan for e in est], dtype=float)
         lo = np.array([e["lo"] if e["lo"] is not None else np.nan for e in est], dtype=float)
         hi = np.array([e["hi"] if e["hi"] is not None else np.nan for e in est], dtype=float)
-        ax.bar(x + (i - 1.5) * w, np.nan_to_num(v), w, color=colour, label=label, edgecolor="white")
+        bars = ax.bar(x + (i - 1.5) * w, np.nan_to_num(v), w, color=colour, label=label, edgecolor="white")
+        ax.bar_label(bars, ["" if not np.isfinite(t) else f"{t:.0f}" for t in v], fontsize=7, padding=1)
         ax.errorbar(x + (i - 1.5) * w, v, yerr=np.nan_to_num(np.stack([v - lo, hi - v])).clip(min=0), fmt="none",
                     ecolor="black", capsize=2, lw=0.8)
     ax.set_xticks(x, [f"{n}\nclean cost {fmt(s['clean_accuracy_cost_pp'])} pp" for n, s in zip(names, summary)])
