@@ -75,7 +75,8 @@ def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
     import dataclasses
 
     from advimb.data import load_dataset
-    from advimb.jobs import TrainGroupJob, plan
+    from advimb.jobs import TrainGroupJob
+    from advimb.plan import plan
     from advimb.study import run_study
 
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on"))

@@ -150,7 +150,8 @@ def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
     import pickle
 
     from advimb.data import load_dataset
-    from advimb.jobs import AttackGroupJob, plan
+    from advimb.attack_jobs import AttackGroupJob
+    from advimb.plan import plan
 
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=mode),
                               executor=dataclasses.replace(smoke_cfg.executor, name=executor))
@@ -177,7 +178,8 @@ def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_
     import dataclasses
 
     from advimb.data import load_dataset
-    from advimb.jobs import AttackJob, plan, run_attacks
+    from advimb.attack_jobs import AttackJob, run_attacks
+    from advimb.plan import plan
 
     cfg = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
                               eval=dataclasses.replace(smoke_cfg.eval, group_attacks="off"))
@@ -265,7 +267,8 @@ def test_a_file_replaced_by_a_duplicate_task_is_caught(smoke_run, smoke_cfg, tmp
 
     from advimb import artifacts
     from advimb.data import load_dataset
-    from advimb.jobs import ArtifactRace, CleanEvalJob, plan
+    from advimb.jobs import ArtifactRace, CleanEvalJob
+    from advimb.plan import plan
 
     run = tmp_path / "copy"
     shutil.copytree(smoke_run["run_dir"], run)

@@ -11,7 +11,8 @@ from typing import Any
 from advimb.config import ExperimentConfig
 from advimb.data import load_dataset
 from advimb.executor import log, open_executor
-from advimb.jobs import TrainJob, plan
+from advimb.jobs import TrainJob
+from advimb.plan import plan
 from advimb.runfolder import check_dataset, now, open_run, update_manifest
 from advimb.tables import build_tables
 
