@@ -43,8 +43,8 @@ class Store:
                 for c in d["combinations"]:
                     idx[(c["evaluated_model"], c["gradient_model"], c["class"])] = f.with_suffix(".npz")
             self.index.append(idx)
-            self.clean.append({artifacts.read_json(f)["model"]: {**artifacts.read_json(f), "path": f}
-                               for f in sorted(root.glob("eval/clean/*.json"))})
+            clean = [{**artifacts.read_json(f), "path": f} for f in sorted(root.glob("eval/clean/*.json"))]
+            self.clean.append({d["model"]: d for d in clean})
         self._npz: dict[Path, dict[str, np.ndarray]] = {}
 
     def models(self, folder: str) -> list[str]:
@@ -76,11 +76,9 @@ class Store:
 
     def clean_accuracy(self, model: str) -> float:
         """Overall clean test accuracy (%), mean over replicates (nan if missing)."""
-        accs = [c[model]["accuracy"] for c in self.clean if model in c]
-        for c in self.clean:
-            if model in c:
-                self.used.add(str(Path(c[model]["path"]).relative_to(self.run_dir)))
-        return 100 * float(np.mean(accs)) if len(accs) == len(self.clean) else float("nan")
+        found = [c[model] for c in self.clean if model in c]
+        self.used.update(str(Path(d["path"]).relative_to(self.run_dir)) for d in found)
+        return 100 * float(np.mean([d["accuracy"] for d in found])) if len(found) == len(self.clean) else float("nan")
 
 
 class Quantities:
