@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from advimb.figures import KIND_COLOURS, OKABE_ITO, save
-from advimb.html import fmt
+from advimb.html import ci, fmt
 
 CYCLE = list(OKABE_ITO.values())
 
@@ -152,10 +152,10 @@ CAPTIONS = {
 }
 
 
-def _ci(e: dict[str, Any] | None) -> str:
-    if not e:
-        return ""
-    return f"{fmt(e['value'])} [{fmt(e['lo'])}, {fmt(e['hi'])}]"
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def section(res: dict[str, Any]) -> str:
@@ -169,29 +169,26 @@ def section(res: dict[str, Any]) -> str:
                      "the first seed.</p>")
     lt = exp.get("long_tail") or []
     if lt:
-        body = "".join(
-            f"<tr><td>{escape(r['profile'])}</td><td>{fmt(r['spearman_rho_count_vs_adversarial_accuracy'], 2)}</td>"
-            f"<td>{fmt(r['spearman_p'], 4)}</td><td>{escape(r['tail_classes'])}</td>"
-            f"<td>{fmt(r['tail_minus_head_adversarial_accuracy'])} [{fmt(r['tail_minus_head_adversarial_accuracy_lo'])}, "
-            f"{fmt(r['tail_minus_head_adversarial_accuracy_hi'])}]</td></tr>" for r in lt)
-        parts.append("<h3>Long-tailed training sets</h3><table><thead><tr><th>profile</th><th>Spearman rho (count "
-                     "vs accuracy under attack)</th><th>p</th><th>rarer half</th><th>rarer minus frequent half, "
-                     f"pp [95%]</th></tr></thead><tbody>{body}</tbody></table>")
+        rows = [[escape(r["profile"]), fmt(r["spearman_rho_count_vs_adversarial_accuracy"], 2),
+                 fmt(r["spearman_p"], 4), escape(r["tail_classes"]),
+                 ci({"value": r["tail_minus_head_adversarial_accuracy"],
+                     "lo": r["tail_minus_head_adversarial_accuracy_lo"],
+                     "hi": r["tail_minus_head_adversarial_accuracy_hi"]}, "")] for r in lt]
+        parts.append("<h3>Long-tailed training sets</h3>" + _table(
+            ["profile", "Spearman rho (count vs accuracy under attack)", "p", "rarer half",
+             "rarer minus frequent half, pp [95%]"], rows))
     de = exp.get("defences") or []
     if de:
-        body = "".join(
-            f"<tr><td>{escape(r['defence'])}</td><td>{_ci(r['under_adversarial_accuracy'])}</td>"
-            f"<td>{_ci(r['defended_adversarial_accuracy'])}</td><td>{_ci(r['balanced_adversarial_accuracy'])}</td>"
-            f"<td>{_ci(r['gap_plain_pp'])}</td><td>{_ci(r['gap_defended_pp'])}</td><td>{_ci(r['gap_closed_pp'])}</td>"
-            f"<td>{fmt(r['clean_accuracy_cost_pp'])}</td><td>{escape(r['verdict'])}</td></tr>" for r in de)
+        rows = [[escape(r["defence"]), *(ci(r[k], "") for k in ("under_adversarial_accuracy",
+                 "defended_adversarial_accuracy", "balanced_adversarial_accuracy", "gap_plain_pp", "gap_defended_pp",
+                 "gap_closed_pp")), fmt(r["clean_accuracy_cost_pp"]), escape(r["verdict"])] for r in de]
         parts.append("<h3>Defences</h3><p>Same-model accuracy under attack of the under-sampled target class, "
                      "mean over the defended classes, % [95% interval]; the gap is balanced minus under-sampled; "
                      "the clean cost is the drop in overall clean test accuracy. Verdict: <i>closes the gap</i> when "
                      "the defence raises the under-sampled model's accuracy (interval above 0) and the remaining gap's "
-                     "interval reaches 0, <i>narrows</i> when only the first holds.</p><table><thead><tr><th>defence</th>"
-                     "<th>under, plain</th><th>under, defended</th><th>balanced</th><th>gap before (pp)</th>"
-                     "<th>gap after (pp)</th><th>closed (pp)</th><th>clean cost (pp)</th><th>verdict</th></tr></thead>"
-                     f"<tbody>{body}</tbody></table>")
+                     "interval reaches 0, <i>narrows</i> when only the first holds.</p>" + _table(
+                         ["defence", "under, plain", "under, defended", "balanced", "gap before (pp)",
+                          "gap after (pp)", "closed (pp)", "clean cost (pp)", "verdict"], rows))
     if not parts and not exp.get("figures"):
         return ""
     return "<h2>Beyond the paper</h2>" + "".join(parts)

@@ -112,13 +112,14 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
         for s in lt:
             add(s, c, (s,), "long_tail")
         add(bal, c, tuple(lt), "long_tail")
-    for d, lst in defence_scenarios(config, classes).items():
+    defended = defence_scenarios(config, classes)
+    for d, lst in defended.items():
         scenarios += lst
         for s in lst:
             targets = target_classes(config.imbalance, classes) if s.target is None else [s.target]
             for c in targets:
                 add(s, c, (s,), "defences")
-    under_def = [s for lst in defence_scenarios(config, classes).values() for s in lst if s.target is not None]
+    under_def = [s for lst in defended.values() for s in lst if s.target is not None]
     for c in sorted({s.target for s in under_def}):
         add(bal, c, tuple(s for s in under_def if s.target == c), "defences")
     return list(dict.fromkeys(scenarios)), attacks

@@ -46,7 +46,8 @@ def _badge(verdict: str) -> str:
     return f'<span class="verdict v-{verdict.replace(" ", "-")}">{escape(verdict)}</span>'
 
 
-def _ci(d: dict[str, Any] | None, unit: str = "%") -> str:
+def ci(d: dict[str, Any] | None, unit: str = "%") -> str:
+    """``value [lo, hi]`` of an estimate dict, ``n/a`` when not measured."""
     if not d:
         return "n/a"
     if d.get("value") is None:
@@ -140,10 +141,10 @@ def _claims(claims: dict[str, Any]) -> str:
         inside = c.get("paper_value_in_interval", {})
         mark = {True: " (inside the CI)", False: " (outside the CI)", None: ""}
         meas = "".join(
-            f"<tr><td>{escape(_label(k))}</td><td>{_ci(v)}</td>"
+            f"<tr><td>{escape(_label(k))}</td><td>{ci(v)}</td>"
             f"<td>{fmt(c['paper'].get(k)) + '%' + mark[inside.get(k)] if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
             for k, v in c["measured"].items())
-        comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{_ci(x, '')}</td><td>{_seed_test(x)}</td></tr>"
+        comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{ci(x, '')}</td><td>{_seed_test(x)}</td></tr>"
                         for x in c["comparisons"])
         other = {k: v for k, v in c["paper"].items() if not isinstance(v, (int, float)) and v is not None}
         other_html = "".join(f"<p>Paper: {escape(str(v))}</p>" for v in other.values())

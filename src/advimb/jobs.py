@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from advimb import artifacts
-from advimb.config import ExperimentConfig, derive_seed, stable_hash
+from advimb.config import ExperimentConfig, derive_seed, stable_hash, to_dict
 from advimb.data import Dataset, load_dataset
 from advimb.devices import auto_batch, resolve_device
 from advimb.evaluate import clean_metrics, predict
@@ -317,7 +317,7 @@ class TrainJob(Job):
                 "counts": prep["sel"]["counts"], "seeds": self.seeds(), "best_epoch": result.best_epoch,
                 "stopped_epoch": result.stopped_epoch, "steps": result.steps,
                 "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
-                "history": result.history, "augment": prep["augment"], "regime": prep["regime"].to_dict(),
+                "history": result.history, "augment": prep["augment"], "regime": to_dict(prep["regime"]),
                 "replicate": self.replicate, "device": str(device),
                 "torch_threads": torch.get_num_threads(),
                 "stacked_with": stacked, "seconds": seconds}

@@ -29,7 +29,7 @@ from advimb.claims import check_claims, default_pair, load_outcomes
 from advimb.config import tomllib
 from advimb.errors import UserError
 from advimb.stats import Bootstrap
-from advimb.tables import TABLE1_COLUMNS, build_tables, load_results
+from advimb.tables import TABLE1_COLUMNS, build_tables
 
 KINDS = ("balanced", "under", "over")
 
@@ -67,7 +67,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (no files written)."""
     run_dir = Path(run_dir)
     summary = build_tables(run_dir)  # the tables are derived too; rebuilding keeps them in step
-    res = load_results(run_dir)
+    res = summary["results"]
     classes, combos, clean = res["classes"], res["combinations"], res["clean"]
     manifest = artifacts.read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     config_text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""

@@ -172,7 +172,8 @@ def _ci_text(r: dict[str, Any], col: str) -> str:
 
 def build_tables(run_dir: Path) -> dict[str, Any]:
     """Write every table into ``run_dir/tables`` and return the summary (as written to
-    ``summary.json``) plus ``rows``: Table 1 and the experiments' tables as rows. With
+    ``summary.json``) plus ``rows`` (Table 1 and the experiments' tables as rows) and
+    ``results`` (the first seed's :func:`load_results`, for the report). With
     several replicates (``experiments.seeds``) every table holds means over seeds with 95%
     t-intervals (``<column>_ci_lo`` / ``_ci_hi``)."""
     run_dir = Path(run_dir)
@@ -216,7 +217,7 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
     artifacts.write_json(out / "summary.json", summary)
     artifacts.write_json(out / "sources.json", sources)
     # for the report, not written: the rows it draws (means over seeds with intervals)
-    return {**summary, "rows": {"table1": t["table1"], **exp_rows}}
+    return {**summary, "rows": {"table1": t["table1"], **exp_rows}, "results": results[0]}
 
 
 def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:

@@ -124,9 +124,6 @@ class Regime:
     adv_steps: int = 7
     adv_classes: tuple[int, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
 
 def balanced_weights(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
     """N / (C * n_c) for every class c present (scikit-learn's ``balanced``), 0 if absent."""
