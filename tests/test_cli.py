@@ -113,3 +113,93 @@ def test_sigterm_stops_cleanly_and_the_rerun_finishes(tmp_path):
     assert not list(out.rglob("*.tmp"))
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     assert (out / "tables" / "table1.csv").exists()
+
+
+# ----------------------------------------------------------------------------- nothing written before every check
+
+
+def _gray(root, classes=("zero", "one", "two", "three"), n=8, size=28):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for i, c in enumerate(classes):
+            (root / split / c).mkdir(parents=True)
+            for j in range(n):
+                a = rng.integers(0, 40, (size, size)).astype(np.uint8)
+                a[3 + 5 * i:7 + 5 * i, 4:24] = 220  # a bar whose row tells the class
+                Image.fromarray(a, mode="L").save(root / split / c / f"{j}.png")
+    return root
+
+
+FOLDER = ["run", "--preset", "smoke", "--no-progress", "--set", "data.source='folder'", "--n-boot", "200",
+          "--set", "imbalance.majority_count=6", "--set", "imbalance.minority_count=2"]
+
+
+def test_grayscale_28x28_runs_end_to_end_with_one_channel_after_data_pad(capsys, tmp_path):
+    import json
+
+    import torch
+
+    data, out = _gray(tmp_path / "digits"), tmp_path / "run"
+    code, err = _err(capsys, [*FOLDER, "--data-dir", str(data), "--out", str(out)])
+    assert code == 2 and "images are 28x28: set data.pad = 2 (28x28 -> 32x32) or data.resize = 32" in err
+    assert "\n" not in err and not out.exists()
+    assert main([*FOLDER, "--data-dir", str(data), "--out", str(out), "--set", "data.pad=2"]) == 0
+    state = torch.load(out / "models" / "balanced" / "weights.pt", weights_only=True)
+    assert state["features.0.weight"].shape[1] == 1  # the model sees one channel
+    with np.load(out / "eval" / "attack" / "balanced__one.npz") as z:
+        assert z["example_adversarial"].shape[1:] == (1, 32, 32)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"]["image_shape"] == [1, 32, 32] and manifest["dataset"]["source_image_shape"] == [1, 28, 28]
+    assert (out / "report" / "figures" / "fig3_adversarial_examples.png").is_file()
+
+
+def test_one_class_folder_exits_2_and_writes_nothing(capsys, tmp_path):
+    data = _images(tmp_path / "data", classes=("cat",))
+    code, err = _err(capsys, [*FOLDER, "--data-dir", str(data), "--out", str(tmp_path / "o")])
+    assert code == 2 and "holds 1 class (cat)" in err and "needs at least two" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("device,msg", [("gpu", "device 'gpu' is not a device name; use auto, cpu, cuda or cuda:N"),
+                                        ("cuda:99", "device 'cuda:99': ")])
+def test_bad_device_is_one_line(capsys, tmp_path, device, msg):
+    code, err = _err(capsys, [*SMOKE, "--device", device, "--out", str(tmp_path / "o")])
+    assert code == 2 and err.startswith(f"advimb: error: {msg}") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (["--set", "model.name='vgg_paperr'"], "unknown model 'vgg_paperr'"),
+    (["--set", "imbalance.majority_count=1000"], "asks for 1000"),
+    (["--pair", "class3,zebra"], "unknown class 'zebra' in --pair"),
+    (["--pair", "class3"], "must name two classes"),
+    (["--n-boot", "5"], "--n-boot 5 is too small"),
+    (["--set", "attack.name='fgsmm'"], "unknown attack"),
+])
+def test_a_refused_run_leaves_out_as_it_was_and_the_corrected_command_runs(capsys, tmp_path, bad, msg):
+    out = tmp_path / "o"
+    code, err = _err(capsys, [*SMOKE, "--out", str(out), *bad])
+    assert code == 2 and msg in err and "\n" not in err
+    assert not out.exists(), "a refused run wrote into --out"
+    assert main([*SMOKE, "--out", str(out), "--n-boot", "200"]) == 0
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code, err = _err(capsys, [*SMOKE, "--out", str(out), *bad])  # refused again: the finished run is untouched
+    assert code == 2 and err.startswith("advimb: error: ") and "\n" not in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_artifacts_respect_the_umask(tmp_path, umask, mode):
+    import os
+
+    old = os.umask(umask)
+    try:
+        assert main([*SMOKE, "--out", str(tmp_path / "o"), "--n-boot", "100",
+                     "--set", "imbalance.classes=['class3']"]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
+    assert len(files) > 30
+    wrong = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o777 != mode}
+    assert not wrong, wrong

@@ -134,3 +134,66 @@ def test_test_subset_takes_the_first_images_of_each_class():
     assert len(eval_subset(ds, 0)) == 100
     with pytest.raises(UserError, match="asks for 11"):
         eval_subset(ds, 11)
+
+
+# ----------------------------------------------------------------------------- channels, size, classes
+
+
+def _gray_folder(root, classes=("zero", "one"), n=3, size=28, mode="L"):
+    for split in ("train", "test"):
+        for i, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for j in range(n):
+                a = np.full((size, size), 10 * (i + 1) + j, np.uint8)
+                Image.fromarray(a, mode=mode).save(d / f"{j}.png")
+    return root
+
+
+def test_grayscale_images_keep_one_channel(tmp_path):
+    ds = _load(_gray_folder(tmp_path / "g"), tmp_path / "cache")
+    assert ds.x_train.shape == (6, 28, 28, 1) and ds.image_shape == (1, 28, 28)
+    assert ds.classes == ("one", "zero") and ds.x_train[1, 0, 0, 0] == 21  # "one", image 1, its own grey level
+    assert ds.summary()["image_shape"] == [1, 28, 28]
+
+
+def test_a_colour_image_among_grayscale_makes_a_colour_dataset(tmp_path):
+    root = _gray_folder(tmp_path / "g")
+    Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(root / "train" / "zero" / "9.png")
+    ds = _load(root, tmp_path / "cache")
+    assert ds.x_train.shape == (7, 28, 28, 3) and ds.x_test.shape[3] == 3
+    gray = ds.x_train[0]
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+
+
+def test_pad_and_resize(tmp_path):
+    from advimb.data import transform
+
+    ds = _load(_gray_folder(tmp_path / "g"), tmp_path / "cache")
+    padded = transform(ds, pad=2)
+    assert padded.x_train.shape == (6, 32, 32, 1) and padded.image_shape == (1, 32, 32)
+    assert (padded.x_train[:, :2] == 0).all() and (padded.x_train[:, :, -2:] == 0).all()
+    assert np.array_equal(padded.x_train[:, 2:-2, 2:-2], ds.x_train)
+    assert padded.fingerprint == ds.fingerprint and padded.summary()["source_image_shape"] == [1, 28, 28]
+    resized = transform(ds, resize=16)
+    assert resized.x_test.shape == (6, 16, 16, 1)
+    assert np.array_equal(resized.x_train[:, :, :, 0], ds.x_train[:, :16, :16, 0])  # constant images stay constant
+    both = transform(ds, resize=24, pad=4)
+    assert both.image_shape == (1, 32, 32)
+    cfg = DataConfig(source="folder", dir=str(tmp_path / "g"), cache_dir=str(tmp_path / "cache"), pad=2)
+    load_dataset.cache_clear()
+    assert load_dataset(cfg).image_shape == (1, 32, 32)
+
+
+def test_one_class_is_refused(tmp_path):
+    root = _folder(tmp_path / "solo", classes=("cat",))
+    with pytest.raises(UserError, match=r"holds 1 class \(cat\); .* needs at least two"):
+        _load(root, tmp_path / "cache")
+
+
+def test_size_advice_names_the_setting():
+    from advimb.models import size_advice
+
+    assert size_advice(28, 28) == "set data.pad = 2 (28x28 -> 32x32) or data.resize = 32"
+    assert size_advice(29, 29) == "set data.resize = 32 (29x29 -> 32x32)"
+    assert size_advice(28, 20) == "set data.resize = 32 (28x20 -> 32x32)"

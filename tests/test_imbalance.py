@@ -73,3 +73,12 @@ def test_stratified_split():
     assert np.bincount(LABELS[val], minlength=10).tolist() == [10, 10, 10, 2, 10, 10, 10, 10, 10, 10]
     tr2, val2 = stratified_split(idx, LABELS, 0.25, seed=0)
     assert np.array_equal(val, val2)
+
+
+def test_a_scenario_that_leaves_a_class_empty_is_refused():
+    from advimb.errors import UserError
+    from advimb.imbalance import select_indices
+
+    labels = np.repeat(np.arange(3), 5)
+    with pytest.raises(UserError, match="leaves class 'b' with no training images"):
+        select_indices(labels, [5, 0, 5], selection="random", seed=0, classes=("a", "b", "c"), scenario_name="x")

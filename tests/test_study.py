@@ -126,6 +126,10 @@ def test_interrupted_run_resumes_to_identical_results(smoke_run, tmp_path):
     assert "already done" in r.stderr
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("models/*/meta.json")}
     assert all(after[k] == v for k, v in done_before.items())  # finished work was not redone
+    invs = json.loads((out / "manifest.json").read_text())["invocations"]
+    assert len(invs) == 2 and invs[1]["status"] == "complete"
+    assert invs[0]["status"].startswith("interrupted"), "the killed invocation still reads as running"
+    assert "marked interrupted" in r.stderr
     assert not list(out.rglob("*.tmp"))
     assert _tables(out) == _tables(smoke_run["run_dir"])
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 import threading
 from pathlib import Path
@@ -36,15 +37,28 @@ def written_record(path: str | Path) -> dict[str, Any]:
     return _registry().get(str(Path(path).resolve())) or file_record(path)
 
 
+def _new_temp(path: Path) -> Path:
+    """Create an empty temporary file beside ``path`` with the mode a plain ``open`` gives
+    (0666 less the umask: ``tempfile.mkstemp`` would make it 0600, and the artifact would
+    keep that after the rename, unreadable to the other users of shared storage)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync, record its size and
-    sha256 (:func:`written_record`) and rename it into place."""
+    sha256 (:func:`written_record`) and rename it into place. The file gets the mode the
+    umask allows, like any file the user writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp(path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -108,6 +122,23 @@ def verify_record(path: str | Path, record: dict[str, Any]) -> bool:
         return p.stat().st_size == record["size"] and sha256_file(p) == record["sha256"]
     except (OSError, KeyError, TypeError):
         return False
+
+
+def check_writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Raise a :class:`UserError` unless ``path`` could be created (or is) a writable folder;
+    creates nothing, so a refused run leaves no trace."""
+    p = Path(path).expanduser()
+    hint = "; choose another with --out" if what == "output folder" else ""
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {p} is not writable ({probe} is not a folder){hint}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {p} is not writable (no write permission in {probe}){hint}")
+    return p
 
 
 def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:

@@ -153,17 +153,45 @@ def _paper_means(reference: dict[str, Any], classes: list[str]) -> dict[str, flo
     return {col: round(float(np.mean([r[i] for r in rows])), 2) for i, col in enumerate(cols)}
 
 
-def default_pair(classes: tuple[str, ...], confusion: np.ndarray | None = None) -> tuple[str, str]:
-    """(cat, dog) when both exist, else the pair the balanced model confuses most."""
-    if "cat" in classes and "dog" in classes:
+def default_pair(classes: tuple[str, ...], targets: list[str] | None = None,
+                 confusion: np.ndarray | None = None) -> tuple[str, str]:
+    """The pair for Fig. 6 and C4, chosen among the studied classes ``targets`` (default:
+    all): (cat, dog) when both are studied; else the pair of studied classes the balanced
+    model confuses most (row-normalised clean confusion); with one studied class, that
+    class and the class it is most often taken for."""
+    targets = list(targets or classes)
+    if "cat" in targets and "dog" in targets:
         return "cat", "dog"
-    if confusion is None or len(classes) < 2:
-        return classes[0], classes[min(1, len(classes) - 1)]
+    if confusion is None:
+        return targets[0], (targets[1] if len(targets) > 1 else next(c for c in classes if c != targets[0]))
     cm = np.asarray(confusion, dtype=np.float64)
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     np.fill_diagonal(cm, -1)
-    i, j = np.unravel_index(np.argmax(cm), cm.shape)
-    return classes[i], classes[j]
+    rows = [classes.index(c) for c in targets]
+    cols = rows if len(rows) > 1 else list(range(len(classes)))
+    sub = cm[np.ix_(rows, cols)]
+    i, j = np.unravel_index(np.argmax(sub), sub.shape)
+    return classes[rows[i]], classes[cols[j]]
+
+
+def parse_pair(pair: str | tuple[str, str], classes: tuple[str, ...], targets: list[str]) -> tuple[str, str]:
+    """``--pair A,B`` checked: two different classes of the dataset, A a studied class (C4
+    and Fig. 6 use the model trained with A under-sampled). Raises :class:`UserError`."""
+    from advimb.errors import UserError
+
+    parts = [p.strip() for p in (pair.split(",") if isinstance(pair, str) else pair)]
+    if len(parts) != 2:
+        raise UserError(f"--pair {pair!r} must name two classes, e.g. --pair cat,dog")
+    a, b = parts
+    for c in (a, b):
+        if c not in classes:
+            raise UserError(f"unknown class {c!r} in --pair; choose from {', '.join(classes)}")
+    if a == b:
+        raise UserError("--pair needs two different classes, e.g. --pair cat,dog")
+    if a not in targets:
+        raise UserError(f"--pair {a},{b}: {a!r} is not a studied class (imbalance.classes), so there is no "
+                        f"under:{a} model; put one of {', '.join(targets)} first")
+    return a, b
 
 
 def check_claims(oc: Outcomes, reference: dict[str, Any] | None = None,
@@ -271,7 +299,7 @@ def _check_claims(oc: Outcomes, reference: dict[str, Any] | None, pair: tuple[st
         "verdict": verdict(d3), "interval": ci, "notes": notes3,
     })
 
-    claims.append(_claim_c4(oc, m, boot, pair or default_pair(oc.classes), text, ci))
+    claims.append(_claim_c4(oc, m, boot, pair or default_pair(oc.classes, oc.targets), text, ci))
     for c in claims:
         c["paper_value_in_interval"] = {
             k: (None if not isinstance(c["paper"].get(k), (int, float)) or not np.isfinite(v["lo"])

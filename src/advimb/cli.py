@@ -123,7 +123,10 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = _resolve(args)
     out = args.out or f"runs/{cfg.preset}"
-    res = run_study(cfg, out, progress=not args.no_progress, argv=["advimb", *sys.argv[1:]])
+    if not args.no_report:
+        _check_n_boot(args.n_boot)
+    res = run_study(cfg, out, progress=not args.no_progress, argv=["advimb", *sys.argv[1:]],
+                    pair=None if args.no_report else args.pair)
     st = res["stats"]
     done = f"done in {res['wall_seconds']:.0f} s ({st['run']} jobs run, {st['skipped']} already done)"
     if args.no_report:
@@ -138,9 +141,13 @@ def _run(args: argparse.Namespace) -> int:
 def _report_to_terminal(run_dir, args: argparse.Namespace) -> None:
     from advimb.report import build_report, format_report_summary
 
-    if args.n_boot < 100:
-        raise UserError(f"--n-boot {args.n_boot} is too small for a 95% interval; use at least 100 (default 2000)")
+    _check_n_boot(args.n_boot)
     print(format_report_summary(build_report(run_dir, args.pair, args.n_boot)))
+
+
+def _check_n_boot(n: int) -> None:
+    if n < 100:
+        raise UserError(f"--n-boot {n} is too small for a 95% interval; use at least 100 (default 2000)")
 
 
 def _report(args: argparse.Namespace) -> int:

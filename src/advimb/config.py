@@ -58,17 +58,26 @@ class DataConfig:
     official python batches, their tar.gz, an image-folder tree or an archive of one),
     ``folder`` (any image-folder dataset in ``dir``: ``train/<class>/*``, ``test/<class>/*``)
     or ``synthetic``. ``dir`` defaults to ``$ADVIMB_DATA``; ``cache_dir`` to
-    ``$ADVIMB_CACHE`` or ``~/.cache/advimb``.
+    ``$ADVIMB_CACHE`` or ``~/.cache/advimb``. Images keep their channels (1 for a
+    grayscale dataset, 3 for colour). ``resize`` (0 = off): every image resized to
+    ``resize`` x ``resize`` (bilinear, antialiased); then ``pad`` (0 = off): that many
+    pixels of zeros added on every side (e.g. 28x28 MNIST-like images with ``pad = 2`` give
+    the 32x32 the VGG needs: its three 2x2 pools need sides divisible by 8).
     """
 
     source: str = "cifar10"
     dir: Optional[str] = None
     cache_dir: Optional[str] = None
     download: bool = True
+    resize: int = 0
+    pad: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
         _choice(self.source, "data.source", ("cifar10", "folder", "synthetic"))
+        _check(0 <= self.resize <= 1024, "data.resize",
+               "must be in [0, 1024] (0 = keep the size; N = resize every image to N x N)")
+        _check(0 <= self.pad <= 64, "data.pad", "must be in [0, 64] (pixels of zeros added on every side)")
         _check(
             self.source != "folder" or self.dir is not None,
             "data.dir",

@@ -1,14 +1,16 @@
 """Datasets as uint8 arrays: CIFAR-10 (torchvision download or a local copy in any of its
 layouts), any image-folder dataset, and a seeded synthetic dataset for tests.
 
-Every loader returns a :class:`Dataset` whose images are ``(N, H, W, 3)`` uint8 in [0, 255]
-(the model scales to [0, 1]) and whose labels are int64 class indices into ``classes``.
+Every loader returns a :class:`Dataset` whose images are ``(N, H, W, C)`` uint8 in [0, 255]
+(the model scales to [0, 1]; C = 1 for a grayscale dataset, 3 for colour: images keep their
+channels) and whose labels are int64 class indices into ``classes``.
 Decoded arrays are cached (``<cache>/arrays/<key>.npz``) so a second load takes a fraction
 of a second; the key is derived from the source files' paths, sizes and mtimes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -38,7 +40,9 @@ CIFAR_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"  # torchvision's published ch
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images ``(N, H, W, 3)`` uint8 and labels ``(N,)`` int64, train and test."""
+    """Images ``(N, H, W, C)`` uint8 (C = 1 or 3) and labels ``(N,)`` int64, train and test.
+    ``fingerprint`` is the sha256 of the decoded source images (before ``data.resize`` /
+    ``data.pad``, which the config records)."""
 
     name: str
     classes: tuple[str, ...]
@@ -48,6 +52,11 @@ class Dataset:
     y_test: np.ndarray
     fingerprint: str
     origin: str
+    source_shape: tuple[int, int, int] = (0, 0, 0)
+
+    def __post_init__(self) -> None:
+        if self.source_shape == (0, 0, 0):  # the images as decoded, before resize / pad
+            object.__setattr__(self, "source_shape", self.image_shape)
 
     @property
     def num_classes(self) -> int:
@@ -68,6 +77,7 @@ class Dataset:
             "train_per_class": np.bincount(self.y_train, minlength=self.num_classes).tolist(),
             "test_per_class": np.bincount(self.y_test, minlength=self.num_classes).tolist(),
             "image_shape": list(self.image_shape),
+            **({"source_image_shape": list(self.source_shape)} if self.source_shape != self.image_shape else {}),
         }
 
 
@@ -198,20 +208,37 @@ def _list_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[Path
     return train_classes, files
 
 
+#: PIL modes decoded as one grayscale channel; every other mode becomes RGB
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
 def _decode_chunk(paths: list[str]) -> np.ndarray | str:
+    """Decode ``paths`` to ``(N, H, W, C)`` uint8: C = 1 when every image is grayscale, else
+    3 (grayscale images of a mixed chunk are repeated to three channels); or an error line."""
     from PIL import Image
 
     out = []
     for p in paths:
         try:
             with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB")))
+                gray = im.mode in GRAY_MODES
+                a = np.asarray(im.convert("L" if gray else "RGB"))
+                out.append(a[..., None] if gray else a)
         except Exception as e:  # PIL raises many types for bad files
             return f"cannot decode image {p} ({type(e).__name__}: {e}); replace or delete it"
-        if out[-1].shape != out[0].shape:
+        if out[-1].shape[:2] != out[0].shape[:2]:
             return (f"image {p} is {out[-1].shape[1]}x{out[-1].shape[0]} but others are "
-                    f"{out[0].shape[1]}x{out[0].shape[0]}; all images must share one size")
-    return np.stack(out)
+                    f"{out[0].shape[1]}x{out[0].shape[0]}; all images must share one size "
+                    "(or set data.resize)")
+    return _same_channels(out)
+
+
+def _same_channels(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack ``(…, H, W, C)`` arrays; when some are grayscale and some colour, the grayscale
+    ones are repeated to three channels (the dataset is a colour dataset)."""
+    if len({a.shape[-1] for a in arrays}) > 1:
+        arrays = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in arrays]
+    return np.stack(arrays) if arrays[0].ndim == 3 else np.concatenate(arrays)
 
 
 def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
@@ -237,10 +264,10 @@ def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
     for r in parts:
         if isinstance(r, str):
             raise UserError(r)
-    shapes = {r.shape[1:] for r in parts}
-    if len(shapes) > 1:
-        raise UserError(f"images have different sizes {sorted(shapes)}; all must share one size")
-    return np.concatenate(parts)
+    sizes = {r.shape[1:3] for r in parts}
+    if len(sizes) > 1:
+        raise UserError(f"images have different sizes {sorted(sizes)}; all must share one size (or set data.resize)")
+    return _same_channels(parts)
 
 
 def _load_image_folder(root: Path, name: str, progress: bool, origin: str | None = None) -> Dataset:
@@ -249,8 +276,10 @@ def _load_image_folder(root: Path, name: str, progress: bool, origin: str | None
     for split in ("train", "test"):
         paths = [p for p, _ in files[split]]
         arrays[split] = (_decode_all(paths, progress), np.array([lab for _, lab in files[split]]))
-    if arrays["train"][0].shape[1:] != arrays["test"][0].shape[1:]:
+    if arrays["train"][0].shape[1:3] != arrays["test"][0].shape[1:3]:
         raise UserError(f"{root}: train and test images differ in size")
+    if arrays["train"][0].shape[3] != arrays["test"][0].shape[3]:  # one split grayscale, one colour
+        arrays = {k: (np.repeat(x, 3, axis=-1) if x.shape[3] == 1 else x, y) for k, (x, y) in arrays.items()}
     return _make(name, classes, *arrays["train"], *arrays["test"], origin or f"image folder {root}")
 
 
@@ -322,8 +351,9 @@ def cache_root(cfg: DataConfig) -> Path:
     return Path(root).expanduser()
 
 
-#: bump when what a cache entry holds changes, so old entries are not reused
-CACHE_VERSION = "v1"
+#: bump when what a cache entry holds changes, so old entries are not reused (v2: grayscale
+#: images keep one channel instead of being converted to RGB)
+CACHE_VERSION = "v2"
 
 
 def _cached(cache: Path, key: str, build) -> Dataset:
@@ -409,7 +439,54 @@ def _check_cifar(cfg: DataConfig, ds: Dataset) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def load_dataset(cfg: DataConfig, progress: bool = False) -> Dataset:
-    """Load (and cache) the dataset that ``cfg`` names. Raises :class:`UserError`."""
+    """Load (and cache) the dataset that ``cfg`` names, checked and with ``data.resize`` /
+    ``data.pad`` applied. Raises :class:`UserError`."""
+    ds = _load_source(cfg, progress)
+    check_usable(ds, cfg)
+    return transform(ds, cfg.resize, cfg.pad)
+
+
+def check_usable(ds: Dataset, cfg: DataConfig) -> None:
+    """A study compares classes: refuse a dataset with fewer than two, or with a class that
+    has no training or no test image."""
+    where = cfg.dir or ds.origin
+    if ds.num_classes < 2:
+        raise UserError(
+            f"{where} holds {ds.num_classes} class ({', '.join(ds.classes) or 'none'}); the study compares "
+            "classes (imbalanced against balanced training), so it needs at least two class folders")
+    for split, y in (("training", ds.y_train), ("test", ds.y_test)):
+        n = np.bincount(y, minlength=ds.num_classes)
+        if (n == 0).any():
+            c = ds.classes[int(np.argmin(n))]
+            raise UserError(f"{where}: class {c!r} has no {split} images; every class needs both")
+
+
+def transform(ds: Dataset, resize: int = 0, pad: int = 0) -> Dataset:
+    """``ds`` with every image resized to ``resize`` x ``resize`` (bilinear, antialiased; 0 =
+    keep) and then ``pad`` pixels of zeros added on every side (0 = none). Deterministic
+    (CPU), so the same config gives the same pixels."""
+    if not resize and not pad:
+        return ds
+
+    def one(x: np.ndarray) -> np.ndarray:
+        if resize and x.shape[1:3] != (resize, resize):
+            import torch
+            import torch.nn.functional as F
+
+            parts = []
+            for i in range(0, len(x), 2048):
+                xt = torch.from_numpy(x[i:i + 2048]).permute(0, 3, 1, 2).float()
+                xt = F.interpolate(xt, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
+                parts.append(xt.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+            x = np.concatenate(parts) if parts else np.zeros((0, resize, resize, x.shape[3]), np.uint8)
+        if pad:
+            x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        return np.ascontiguousarray(x)
+
+    return dataclasses.replace(ds, x_train=one(ds.x_train), x_test=one(ds.x_test), source_shape=ds.source_shape)
+
+
+def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
     if cfg.source == "synthetic":
         return make_synthetic(cfg.synthetic)
     if cfg.dir is not None:

@@ -111,16 +111,18 @@ def examples(items: list[dict[str, Any]], eps: float, factor: float, out_dir: Pa
     fig = Figure(figsize=(6.0, 2.1 * n), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n, 3))
     for row, it in zip(axes, items):
-        clean = it["clean"].astype(np.float64) / 255.0  # HWC
+        clean = it["clean"].astype(np.float64) / 255.0  # HWC, C = 1 or 3
         adv = np.transpose(it["adversarial"], (1, 2, 0)).astype(np.float64)
         delta = adv - clean
+        if clean.shape[-1] == 1:  # a grayscale dataset: one channel, drawn in grey levels
+            clean, adv, delta = clean[..., 0], adv[..., 0], delta[..., 0]
         for ax, img, title in (
             (row[0], clean, f"clean: {it['pred_clean']} ({100 * it['conf_clean']:.0f}%)\ntrue class: {it['true']}"),
             (row[1], np.clip(0.5 + factor * delta, 0, 1),
              f"perturbation x{factor:g}\n(|delta| <= {eps:g}; grey = 0)"),
             (row[2], np.clip(adv, 0, 1), f"adversarial: {it['pred_adv']} ({100 * it['conf_adv']:.0f}%)"),
         ):
-            ax.imshow(img, interpolation="nearest")
+            ax.imshow(img, interpolation="nearest", cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=8.5)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -153,6 +153,9 @@ def select_indices(
     """
     chosen = []
     for c, n in enumerate(counts):
+        if n < 1:
+            raise UserError(f"scenario {scenario_name or '?'} leaves class {classes[c]!r} with no training images; "
+                            "every class needs at least one (a model cannot be asked about a class it never saw)")
         members = np.flatnonzero(labels == c)
         if len(members) < n:
             raise UserError(

@@ -210,8 +210,9 @@ class TrainJob(Job):
         train = dict(d["train"])
         if train.get("precision") == "fp32":  # added later; fp32 is what older keys meant
             train.pop("precision")
+        data = {k: v for k, v in d["data"].items() if not (k in ("resize", "pad") and v == 0)}  # added later too
         spec = {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
-                "model": d["model"], "train": train, "data": d["data"]}
+                "model": d["model"], "train": train, "data": data}
         if self.scenario.defence:
             spec["defence"] = self.defence_spec()
         return spec

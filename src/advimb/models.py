@@ -40,6 +40,16 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def size_advice(h: int, w: int, multiple: int = 8) -> str:
+    """The data setting that makes ``h`` x ``w`` images fit a model needing sides divisible
+    by ``multiple``: ``data.pad`` when zeros on every side reach the next multiple, else
+    ``data.resize``."""
+    up = -(-max(h, w) // multiple) * multiple
+    if h == w and (up - h) % 2 == 0:
+        return f"set data.pad = {(up - h) // 2} ({h}x{w} -> {up}x{up}) or data.resize = {up}"
+    return f"set data.resize = {up} ({h}x{w} -> {up}x{up})"
+
+
 class VGG(nn.Module):
     """The paper's reduced VGG (Sec. 3.1): three blocks of 2, 3, 3 3x3 'same' convs,
     2x2 max-pool after each, FC-512 with ReLU, linear output (softmax is in the loss).
@@ -58,7 +68,8 @@ class VGG(nn.Module):
         super().__init__()
         c, h, w = image_shape
         if h % 8 or w % 8:
-            raise UserError(f"VGG needs image sides divisible by 8 (three 2x2 pools); got {h}x{w}")
+            raise UserError(f"the VGG needs image sides divisible by 8 (three 2x2 pools), but the images are "
+                            f"{h}x{w}: {size_advice(h, w)}, or use a size-agnostic model (model.name = 'resnet_small')")
         self.normalize = Normalize(c)
         layers: list[nn.Module] = []
         for width, depth, relu_each in zip(widths, depths, inner_relu):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts, figures
-from advimb.claims import check_claims, default_pair, load_outcomes
+from advimb.claims import check_claims, default_pair, load_outcomes, parse_pair
 from advimb.config import tomllib
 from advimb.errors import UserError
 from advimb.stats import Bootstrap
@@ -48,19 +48,8 @@ def _pct(x: float) -> float:
     return float("nan") if x is None or not np.isfinite(x) else round(100 * float(x), 2)
 
 
-def _parse_pair(pair: str | tuple[str, str] | None, classes: tuple[str, ...], confusion) -> tuple[str, str]:
-    if pair is None:
-        return default_pair(classes, confusion)
-    parts = [p.strip() for p in (pair.split(",") if isinstance(pair, str) else pair)]
-    if len(parts) != 2:
-        raise UserError(f"--pair {pair!r} must name two classes, e.g. --pair cat,dog")
-    a, b = parts
-    for c in (a, b):
-        if c not in classes:
-            raise UserError(f"unknown class {c!r} in --pair; choose from {', '.join(classes)}")
-    if a == b:
-        raise UserError("--pair needs two different classes, e.g. --pair cat,dog")
-    return a, b
+def _parse_pair(pair, classes: tuple[str, ...], targets: list[str], confusion) -> tuple[str, str]:
+    return default_pair(classes, targets, confusion) if pair is None else parse_pair(pair, classes, targets)
 
 
 def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
@@ -76,7 +65,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
     ref = reference()
     paper_comparable = set(targets) <= set(ref["table1_percent"])
     bal_conf = clean["balanced"]["confusion"] if "balanced" in clean else None
-    pair = _parse_pair(pair, classes, bal_conf)
+    pair = _parse_pair(pair, classes, targets, bal_conf)
 
     # Table 1 (means over seeds, with t-intervals when there are several), the paper's, the difference
     seeds = summary.get("seeds", 1)

@@ -60,9 +60,11 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
-def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
-    """Create or reopen run folder ``out`` for ``cfg``; refuse a folder holding another study."""
-    run_dir = artifacts.ensure_writable_dir(out)
+def check_run_folder(out: str | Path, cfg: ExperimentConfig, fingerprint: str) -> Path:
+    """Check, writing nothing, that ``out`` can hold the study ``cfg`` on the dataset with
+    ``fingerprint``: a writable (or creatable) folder, empty or holding the same study (same
+    science config, same data). Raises :class:`UserError`; returns the folder's path."""
+    run_dir = artifacts.check_writable_dir(out)
     cfg_path = run_dir / "config.toml"
     if cfg_path.exists():
         try:
@@ -76,8 +78,51 @@ def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
                 f"{run_dir} holds a run with a different config (differs in {', '.join(diffs[:4])}); "
                 "rerun with the same settings to resume, or choose another --out"
             )
-    artifacts.write_text(cfg_path, dump_toml(cfg))
+    check_dataset(run_dir, fingerprint)
     return run_dir
+
+
+def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
+    """Create or reopen run folder ``out`` and write ``cfg`` into it (after
+    :func:`check_run_folder` has passed, and every other check)."""
+    run_dir = artifacts.ensure_writable_dir(out)
+    artifacts.write_text(run_dir / "config.toml", dump_toml(cfg))
+    return run_dir
+
+
+def close_stale_invocations(run_dir: Path) -> list[str]:
+    """Mark invocations that the manifest still lists as ``running`` but whose process is
+    gone (killed with SIGKILL, or its machine died) as interrupted; returns their ids. An
+    invocation whose process still runs on this machine is left alone."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        return []
+    m = artifacts.read_json(path)
+    closed = []
+    for inv in m.get("invocations", []):
+        if inv.get("status") != "running" or _alive(inv):
+            continue
+        inv["status"] = "interrupted: its process ended without recording an end (killed?)"
+        closed.append(inv.get("id", "?"))
+    if closed:
+        artifacts.write_json(path, m)
+    return closed
+
+
+def _alive(inv: dict[str, Any]) -> bool:
+    """Is the process that started invocation ``inv`` still running (on this machine)?"""
+    import os
+
+    pid, host = inv.get("pid"), inv.get("host")
+    if not pid or host != platform.node() or pid == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:

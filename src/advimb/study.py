@@ -8,12 +8,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from advimb import artifacts
 from advimb.config import ExperimentConfig
 from advimb.data import load_dataset
 from advimb.executor import log, open_executor
 from advimb.jobs import TrainJob
 from advimb.plan import plan
-from advimb.runfolder import check_dataset, now, open_run, update_manifest
+from advimb.runfolder import check_run_folder, close_stale_invocations, now, open_run, update_manifest
 from advimb.tables import build_tables
 
 
@@ -22,11 +23,13 @@ def train_jobs(jobs) -> list[TrainJob]:
     return [p for j in jobs for p in j.parts() if isinstance(p, TrainJob)]
 
 
-def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
-    """Every check that can fail on bad input, before any work starts (raises UserError)."""
+def preflight(cfg: ExperimentConfig, ds, jobs, pair=None) -> None:
+    """Every check that can fail on bad input, before anything is written (raises UserError)."""
     from advimb.attacks import get_attack
+    from advimb.claims import parse_pair
     from advimb.data import eval_subset
     from advimb.evaluate import attack_kwargs
+    from advimb.imbalance import target_classes
     from advimb.models import build_model
 
     build_model(cfg.model, ds.num_classes, ds.image_shape)
@@ -37,31 +40,43 @@ def preflight(cfg: ExperimentConfig, ds, jobs) -> None:
     eval_subset(ds, cfg.eval.test_per_class)
     for job in train_jobs(jobs):
         job.select(ds)
+    if pair is not None:
+        parse_pair(pair, ds.classes, [ds.classes[c] for c in target_classes(cfg.imbalance, ds.classes)])
 
 
 def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
-              argv: list[str] | None = None) -> dict[str, Any]:
+              argv: list[str] | None = None, pair=None) -> dict[str, Any]:
     """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary.
-    ``train.threads`` applies to this call only (the caller's thread count is restored)."""
+    Everything is checked (device, data, config against a folder's earlier run, every
+    scenario's counts, models, attacks, the report's ``pair``) before anything is written
+    into ``out``. ``train.threads`` applies to this call only (the caller's thread count is
+    restored)."""
     import torch
 
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _run_study(cfg, out, progress, argv)
+        return _run_study(cfg, out, progress, argv, pair)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: list[str] | None) -> dict[str, Any]:
+def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: list[str] | None,
+               pair) -> dict[str, Any]:
+    import os
+    import platform
+
+    artifacts.check_writable_dir(out)
     with open_executor(cfg) as ex:
-        cfg = ex.resolve(cfg)  # precision "auto" -> what the device the jobs run on runs natively
-        run_dir = open_run(out, cfg)
+        cfg = ex.resolve(cfg)  # device checked; precision "auto" -> what the device runs natively
         ds = load_dataset(cfg.data, progress)
-        check_dataset(run_dir, ds.fingerprint)
+        check_run_folder(out, cfg, ds.fingerprint)
         jobs = plan(cfg, ds)
-        preflight(cfg, ds, jobs)
+        preflight(cfg, ds, jobs, pair)
+        run_dir = open_run(out, cfg)  # the first write into the run folder
+        for old in close_stale_invocations(run_dir):
+            log(f"an earlier invocation ({old}) ended without recording it (killed?); marked interrupted")
         inv_id = uuid.uuid4().hex[:12]
         env = ex.environment(cfg)
         n_jobs = sum(len(j.parts()) for j in jobs)
@@ -70,7 +85,8 @@ def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: lis
             run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
             status="running",
             invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv, "started": now(),
-                        "status": "running", "executor": ex.describe()},
+                        "status": "running", "executor": ex.describe(), "pid": os.getpid(),
+                        "host": platform.node()},
         )
         t0 = time.perf_counter()
         log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
