@@ -1,14 +1,19 @@
 """Statistics and verdict logic on constructed results whose answers are known."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from advimb.claims import Outcomes, check_claims, default_pair
-from advimb.report import reference
+from advimb.claims import check_claims, default_pair, magnitude_text, parse_pair
+from advimb.errors import UserError
+from advimb.metrics import GridMetrics
+from advimb.reference import reference
+from advimb.results import Cell, GridResults
 from advimb.stats import (
     INCONCLUSIVE,
+    NOT_MEASURABLE,
     NOT_REPRODUCED,
     REPRODUCED,
     Bootstrap,
@@ -29,8 +34,9 @@ CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"
     ([(0, 0, 0)], INCONCLUSIVE),                   # a degenerate tie: no evidence either way
     ([(5, 1, 9), (-4, -7, -1)], NOT_REPRODUCED),  # one comparison goes the other way
     ([(-4, -7, -1), (1, -2, 4)], NOT_REPRODUCED),
-    ([(float("nan"),) * 3], INCONCLUSIVE),         # could not be measured
-    ([], INCONCLUSIVE),
+    ([(float("nan"),) * 3], NOT_MEASURABLE),       # could not be measured
+    ([(5, 1, 9), (float("nan"),) * 3], NOT_MEASURABLE),
+    ([], NOT_MEASURABLE),
 ])
 def test_verdict(intervals, expected):
     assert verdict([Estimate(*i) for i in intervals]) == expected
@@ -77,21 +83,29 @@ def test_seeds_widen_the_interval():
 # ----------------------------------------------------------------------------- claims
 
 
-def _outcomes(acc, n=400, cat_to_dog=0.45, clean=None, seed=0):
-    """Constructed per-image predictions with the given accuracy under attack per
-    (model kind, gradient); wrong predictions of a cat go to dog with ``cat_to_dog``."""
+def _grid(acc, n=400, cat_to_dog=0.45, clean=None, seed=0, clean_cat_to_dog=0.0, classes=CIFAR, targets=None):
+    """Constructed per-image predictions with the given accuracy under attack per (model
+    kind, gradient); wrong predictions go to the next classes; under cat under-sampling a
+    fixed share of the perturbed cats (``cat_to_dog``) and of the clean cats
+    (``clean_cat_to_dog``) is predicted dog."""
     rng = np.random.default_rng(seed)
     clean = clean or {"balanced": 0.8, "under": 0.5, "over": 0.95}
-    oc = Outcomes(CIFAR)
-    for t, c in enumerate(CIFAR):
+    cells = {}
+    k = len(classes)
+    for t, c in enumerate(classes):
         for (kind, grad), p in acc.items():
-            adv = np.where(rng.random(n) < p, t, (t + 1 + rng.integers(0, 9, n)) % 10)
-            if c == "cat" and kind == "under":  # a fixed share of the perturbed cats becomes dog
-                k = int(cat_to_dog * n)
-                adv[:k] = CIFAR.index("dog")
-            cl = np.where(rng.random(n) < clean[kind], t, (t + 1) % 10)
-            oc.cells[(c, kind, grad)] = [{"clean": cl, "adv": adv, "source": f"eval/attack/{kind}__{c}.npz"}]
-    return oc
+            adv = np.where(rng.random(n) < p, t, (t + 1 + rng.integers(0, k - 1, n)) % k)
+            cl = np.where(rng.random(n) < clean[kind], t, (t + 1) % k)
+            if c == "cat" and kind == "under":
+                adv[:int(cat_to_dog * n)] = classes.index("dog")
+                cl[n - int(clean_cat_to_dog * n):] = classes.index("dog")
+            cells[(c, kind, grad)] = [Cell(cl, adv, f"eval/attack/{kind}__{c}.npz",
+                                           {"class": c, "n": n, "evaluated_model": kind, "gradient_model": kind})]
+    return GridResults(Path("."), classes, list(targets or classes), 1, cells)
+
+
+def _claims(res, ref=True, n_boot=500, pair=None):
+    return check_claims(GridMetrics(res, Bootstrap(n_boot=n_boot)), reference() if ref else None, pair)
 
 
 PAPERLIKE = {("balanced", "same_model"): 0.26, ("under", "same_model"): 0.14, ("over", "same_model"): 0.44,
@@ -103,13 +117,23 @@ def _verdicts(res):
 
 
 def test_claims_reproduced_on_paperlike_results():
-    res = check_claims(_outcomes(PAPERLIKE), reference(), boot=Bootstrap(n_boot=500))
-    assert _verdicts(res) == {"C1": REPRODUCED, "C2": REPRODUCED, "C3": REPRODUCED, "C4": REPRODUCED}
+    res = _claims(_grid(PAPERLIKE))
+    assert _verdicts(res) == {"C1": REPRODUCED, "C2": REPRODUCED, "C3": REPRODUCED, "C4a": REPRODUCED,
+                              "C4b": REPRODUCED}
+    assert {c["shown_as"] for c in res["claims"]} == {"direction reproduced"}
     c1 = res["claims"][0]
     assert c1["measured"]["same_model_under_accuracy_percent"]["lo"] < 14 < \
         c1["measured"]["same_model_under_accuracy_percent"]["hi"] + 1
     assert c1["paper"]["same_model_under_accuracy_percent"] == pytest.approx(14.17)
     assert c1["paper"]["same_model_balanced_accuracy_percent"] == pytest.approx(25.8)
+    assert "sign" in c1["test"]
+    mag = {x["quantity"]: x for x in c1["magnitude"]}
+    assert set(mag) == {f"same_model_{k}_accuracy_percent" for k in ("balanced", "under", "over")}
+    assert mag["same_model_under_accuracy_percent"]["paper"] == pytest.approx(14.17)
+    for x in mag.values():
+        e = x["this_run"]
+        assert x["inside"] == (e["lo"] <= x["paper"] <= e["hi"])
+    assert "vs paper 14.17% (" in magnitude_text(c1)
     c3 = res["claims"][2]
     assert any("25.8%" in n and "14.17%" in n for n in c3["notes"])  # the paper's inconsistency
     c4 = res["claims"][3]
@@ -121,32 +145,72 @@ def test_claims_reproduced_on_paperlike_results():
 
 def test_claims_not_reproduced_when_the_order_is_reversed():
     rev = {**PAPERLIKE, ("under", "same_model"): 0.60, ("under", "different_model"): 0.30}
-    v = _verdicts(check_claims(_outcomes(rev, cat_to_dog=0.0), reference(), boot=Bootstrap(n_boot=500)))
+    v = _verdicts(_claims(_grid(rev, cat_to_dog=0.0)))
     assert v["C1"] == NOT_REPRODUCED   # under-sampled models are the *least* vulnerable here
     assert v["C3"] == NOT_REPRODUCED   # transfer is stronger than same-model for them
-    assert v["C4"] == NOT_REPRODUCED   # no perturbed cat goes to dog
+    assert v["C4a"] == NOT_REPRODUCED  # no perturbed cat goes to dog
 
 
 def test_claims_inconclusive_when_the_difference_is_within_noise():
     close = {**PAPERLIKE, ("under", "same_model"): 0.25, ("balanced", "same_model"): 0.26}
-    res = check_claims(_outcomes(close, n=30, seed=5), reference(), boot=Bootstrap(n_boot=500))
+    res = _claims(_grid(close, n=30, seed=5))
     c1 = res["claims"][0]
     lo, hi = c1["comparisons"][0]["lo"], c1["comparisons"][0]["hi"]
     assert lo < 0 < hi
-    assert c1["verdict"] == INCONCLUSIVE
+    assert c1["verdict"] == INCONCLUSIVE and c1["shown_as"] == "inconclusive"
 
 
-def test_floor_effect_is_noted():
-    res = check_claims(_outcomes(PAPERLIKE, clean={"balanced": 0.8, "under": 0.01, "over": 0.95}),
-                       reference(), boot=Bootstrap(n_boot=200))
-    assert any("Floor effect" in n for n in res["claims"][0]["notes"])
+def test_intensification_is_tested_apart_from_absorption():
+    """The paper-scale case: dog is the cats' top wrong label (absorption holds) but the
+    attack sends fewer of them to dog than the clean images went there (at paper scale 37% -> 35%;
+    here 50% -> about 35%)."""
+    res = _claims(_grid(PAPERLIKE, n=1000, cat_to_dog=0.30, clean_cat_to_dog=0.50))
+    c4a, c4b = res["claims"][3], res["claims"][4]
+    assert (c4a["id"], c4b["id"]) == ("C4a", "C4b") and c4a["verdict"] == REPRODUCED
+    key = "under_cat_clean_cat_predicted_dog_percent"
+    assert c4b["measured"][key]["value"] == pytest.approx(50.0)
+    comp = c4b["comparisons"][0]
+    adv = c4b["measured"]["under_cat_perturbed_cat_predicted_dog_percent"]["value"]
+    assert 30 < adv < 40  # 30% sent to dog, plus the random wrong labels that land there
+    assert comp["value"] == pytest.approx(adv - 50.0, abs=0.01) and comp["hi"] < 0
+    assert c4b["verdict"] == NOT_REPRODUCED and c4b["shown_as"] == "direction not reproduced"
+    assert "paired" in comp["label"]
 
 
-def test_default_pair():
+def test_floor_effect_is_shown_as_such_not_as_reproduced():
+    res = _claims(_grid(PAPERLIKE, clean={"balanced": 0.8, "under": 0.01, "over": 0.95}), n_boot=200)
+    c1 = res["claims"][0]
+    assert c1["verdict"] == REPRODUCED and c1["shown_as"] == "floor effect"  # the sign test alone would say so
+    assert c1["floor_effect"].startswith("Floor effect") and c1["comparisons"][0]["floor_effect"]
+    assert not c1["comparisons"][1]["floor_effect"]  # over - balanced does not involve under-sampled models
+    assert all(c["shown_as"] == "floor effect" for c in res["claims"])  # C4: the under:cat model too
+
+
+def test_no_paper_comparison_without_the_reference():
+    res = _claims(_grid(PAPERLIKE), ref=False)
+    for c in res["claims"]:
+        assert c["magnitude"] == [] and c["magnitude_note"].startswith("no comparison with the paper")
+        assert not any(isinstance(v, (int, float)) for v in c["paper"].values())
+
+
+def test_default_pair_is_chosen_among_the_studied_classes():
     assert default_pair(CIFAR) == ("cat", "dog")
-    cm = np.eye(3) * 10
-    cm[2, 0] = 7
-    assert default_pair(("a", "b", "c"), cm) == ("c", "a")
+    cm = np.eye(10) * 10
+    cm[3, 5] = 9  # cat -> dog, but neither is studied
+    cm[8, 9] = 3  # ship -> truck
+    cm[9, 1] = 7  # truck -> automobile
+    assert default_pair(CIFAR, ["ship", "truck"], cm) == ("ship", "truck")
+    assert default_pair(CIFAR, ["truck"], cm) == ("truck", "automobile")
+    assert default_pair(CIFAR, ["cat", "dog", "ship"], cm) == ("cat", "dog")
+    cm3 = np.eye(3) * 10
+    cm3[2, 0] = 7
+    assert default_pair(("a", "b", "c"), None, cm3) == ("c", "a")
+
+
+def test_the_pair_must_start_with_a_studied_class():
+    assert parse_pair("ship,cat", CIFAR, ["ship"]) == ("ship", "cat")
+    with pytest.raises(UserError, match="'cat' is not a studied class"):
+        parse_pair("cat,dog", CIFAR, ["ship", "truck"])
 
 
 def test_reference_table_matches_the_papers_text():
@@ -166,19 +230,17 @@ def test_several_seeds_get_a_paired_t_test_per_comparison():
     per-seed values are the one-seed estimates, and the interval is the two-level one."""
     from scipy import stats
 
-    seeds = [_outcomes(PAPERLIKE, n=200, seed=s) for s in range(3)]
-    oc = Outcomes(CIFAR, {k: [s.cells[k][0] for s in seeds] for k in seeds[0].cells})
-    assert oc.n_seeds == 3 and oc.seed(1).cells[("cat", "under", "same_model")][0] is seeds[1].cells[
-        ("cat", "under", "same_model")][0]
-    res = check_claims(oc, reference(), boot=Bootstrap(n_boot=300))
+    seeds = [_grid(PAPERLIKE, n=200, seed=s) for s in range(3)]
+    oc = GridResults(Path("."), CIFAR, list(CIFAR), 3, {k: [s.cells[k][0] for s in seeds] for k in seeds[0].cells})
+    assert oc.seed(1).cells[("cat", "under", "same_model")][0] is seeds[1].cells[("cat", "under", "same_model")][0]
+    res = _claims(oc, n_boot=300)
     assert res["seeds"] == 3 and "two-level" in res["claims"][0]["interval"]
     comp = res["claims"][0]["comparisons"][0]  # balanced - under
     t = comp["seed_test"]
-    singles = [check_claims(s, reference(), boot=Bootstrap(n_boot=100))["claims"][0]["comparisons"][0]["value"]
-               for s in seeds]
+    singles = [_claims(s, n_boot=100)["claims"][0]["comparisons"][0]["value"] for s in seeds]
     assert t["per_seed"] == pytest.approx(singles, abs=0.01) and t["df"] == 2
     ref = stats.ttest_1samp(singles, 0.0)
     assert t["t"] == pytest.approx(ref.statistic, abs=1e-2) and t["p"] == pytest.approx(ref.pvalue, rel=1e-2)
     assert t["p"] < 0.05  # ~12 pp in every seed
-    one = check_claims(seeds[0], reference(), boot=Bootstrap(n_boot=100))
+    one = _claims(seeds[0], n_boot=100)
     assert "seed_test" not in one["claims"][0]["comparisons"][0]

@@ -1,11 +1,11 @@
 """The report: figures, results.json, the page and its rendering in headless Chromium.
 
 Built from a smoke-sized study on a 10-class image folder that uses CIFAR-10's class
-names (synthetic gratings saved as PNGs), so the paper comparison and the cat/dog
-analysis are exercised; and from the synthetic smoke run (no paper comparison).
+names (synthetic gratings saved as PNGs): the cat/dog analysis is exercised, and the paper's
+numbers must NOT be shown (it is not CIFAR-10, nor the paper's counts); from a 4-class
+64x64 folder named cat/dog/ship/truck; and from the synthetic smoke run. The report beside
+the paper is tested on the published paper-scale run (tests/test_reproduction.py).
 """
-
-from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
@@ -68,15 +68,21 @@ def test_run_ends_with_a_report(cifar_named_run, capsys):
     rep = cifar_named_run / "report"
     assert (rep / "index.html").is_file() and (rep / "results.json").is_file()
     res = _results(cifar_named_run)
-    assert {f["id"] for f in res["figures"]} == FIGURES
-    assert res["table1"]["paper_comparable"] is True
+    assert {f["id"] for f in res["figures"]} == FIGURES and res["figures_not_drawn"] == []
+    assert res["table1"]["paper_comparable"] is False and res["paper_comparison"]["shown"] is False
+    reasons = " ".join(res["paper_comparison"]["reasons"])
+    assert "data.source is 'folder'" in reasons and "25 / 5 per majority / minority class" in reasons
     assert [r["class"] for r in res["table1"]["rows"]] == list(CIFAR)
     cat = next(r for r in res["table1"]["rows"] if r["class"] == "cat")
-    assert cat["paper"]["same_model_under"] == 0.5
-    assert cat["difference"]["same_model_under"] == pytest.approx(cat["measured"]["same_model_under"] - 0.5, abs=0.01)
-    assert [c["id"] for c in res["claims"]["claims"]] == ["C1", "C2", "C3", "C4"]
-    assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in res["claims"]["claims"])
+    assert cat["paper"] == {} and cat["difference"] == {}
+    assert all(lo <= cat["measured"][c] <= hi for c, (lo, hi) in cat["ci"].items())
+    assert [c["id"] for c in res["claims"]["claims"]] == ["C1", "C2", "C3", "C4a", "C4b"]
+    for c in res["claims"]["claims"]:
+        assert c["shown_as"] in ("direction reproduced", "direction not reproduced", "inconclusive",
+                                 "not measurable", "floor effect")
+        assert c["magnitude"] == [] and c["magnitude_note"].startswith("no comparison with the paper")
     assert res["pair"]["classes"] == ["cat", "dog"]
+    assert res["run"]["attack_words"] == "FGSM, eps 0.01, ascent on the true label"
 
 
 def test_every_number_traces_to_an_artifact(cifar_named_run):
@@ -116,14 +122,18 @@ def test_page_references_only_files_that_exist(cifar_named_run):
         assert (rep / r).is_file(), f"the page references a missing file: {r}"
     for f in _results(cifar_named_run)["figures"]:
         assert f["files"]["png"] in refs
-    for word in ("C1", "C4", "Notes on the paper", "25.8%", "14.2%", "Configuration", "Manifest"):
+    for word in ("C1", "C4a", "C4b", "Configuration", "Manifest", "No comparison with the paper",
+                 "attack: FGSM, eps 0.01, ascent on the true label", "sign test"):
         assert word in html
+    for word in ("Notes on the paper", "25.8%", "this run beside the paper", '"eps": 0.01'):
+        assert word not in html
 
 
 def test_report_command_and_bad_input(cifar_named_run, capsys, tmp_path):
     assert main(["report", str(cifar_named_run), "--n-boot", "200", "--pair", "automobile,truck"]) == 0
     out = capsys.readouterr().out
-    assert "Table 1" in out and "C1 " in out and "C4 " in out
+    assert "Table 1" in out and "C1 " in out and "C4a " in out and "C4b " in out
+    assert "no comparison with the paper: " in out and " / " not in out.split("Table 1")[1].split("average")[0]
     assert _results(cifar_named_run)["pair"]["classes"] == ["automobile", "truck"]
     for argv, msg in ((["report", str(tmp_path / "nope")], "does not exist"),
                       (["report", str(cifar_named_run), "--pair", "cat,zebra"], "unknown class 'zebra'"),
@@ -140,9 +150,41 @@ def test_report_of_a_non_cifar_run(smoke_run):
 
     res = build_report(smoke_run["run_dir"], n_boot=200)
     assert res["table1"]["paper_comparable"] is False
-    assert "paper" not in res["table1"]["average"]
+    assert res["table1"]["average"]["paper"] == {}
+    assert "not CIFAR-10's ten" in " ".join(res["paper_comparison"]["reasons"])
     html = (Path(smoke_run["run_dir"]) / "report" / "index.html").read_text()
-    assert "not CIFAR-10" in html
+    assert "No comparison with the paper" in html and "not CIFAR-10&#x27;s ten" in html
+
+
+def test_four_classes_named_like_cifar_get_no_paper_comparison(tmp_path, capsys):
+    """cat/dog/ship/truck at 64x64: the names match CIFAR-10's, the setting does not, so the
+    paper's numbers are shown nowhere - page, results.json, terminal - and each says why."""
+    classes = ("cat", "dog", "ship", "truck")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 6)):
+        for i, c in enumerate(classes):
+            d = tmp_path / "data" / split / c
+            d.mkdir(parents=True)
+            for j in range(n):
+                img = rng.integers(0, 60, (64, 64, 3)).astype(np.uint8)
+                img[8 * i:8 * i + 16, :, i % 3] = 230
+                Image.fromarray(img).save(d / f"{j}.png")
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", "--no-progress", "--data-dir", str(tmp_path / "data"),
+                 "--set", "data.source='folder'", "--set", "imbalance.majority_count=10",
+                 "--set", "imbalance.minority_count=3", "--n-boot", "200", "--out", str(out)]) == 0
+    term = capsys.readouterr().out
+    res = _results(out)
+    assert res["paper_comparison"]["shown"] is False and res["table1"]["paper_comparable"] is False
+    reasons = " ".join(res["paper_comparison"]["reasons"])
+    assert "cat, dog, ship, truck (4), not CIFAR-10's ten" in reasons and "3x64x64" in reasons
+    assert all(r["paper"] == {} for r in [*res["table1"]["rows"], res["table1"]["average"]])
+    assert all(c["magnitude"] == [] for c in res["claims"]["claims"])
+    assert "advimb/reference/possas_zhou.json" not in res["table1"]["sources"]
+    assert "no comparison with the paper: the dataset's classes are cat, dog, ship, truck (4)" in term
+    assert "(this run / paper)" not in term
+    html = (out / "report" / "index.html").read_text()
+    assert "No comparison with the paper" in html and "Notes on the paper" not in html
 
 
 # ----------------------------------------------------------------------------- browser

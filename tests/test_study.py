@@ -66,8 +66,14 @@ def test_checkpoints_load_with_weights_only(smoke_run):
 
 def test_table1_layout(smoke_run):
     lines = (Path(smoke_run["run_dir"]) / "tables" / "table1.csv").read_text().splitlines()
-    assert lines[0] == "class,different_model_under,different_model_over,same_model_balanced,same_model_under,same_model_over"
+    cols = ["different_model_under", "different_model_over", "same_model_balanced", "same_model_under",
+            "same_model_over"]
+    assert lines[0] == "class," + ",".join(f"{c},{c}_lo,{c}_hi" for c in cols)
     assert len(lines) == 1 + 10 + 1 and lines[-1].startswith("average,")
+    md = (Path(smoke_run["run_dir"]) / "tables" / "table1.md").read_text()
+    assert "95% percentile bootstrap (2,000 replicates; test images resampled within each class)" in md.splitlines()[0]
+    readme = (Path(smoke_run["run_dir"]) / "tables" / "README.md").read_text()
+    assert "**both on the attacked images**" in readme and "full test set" in readme
 
 
 def test_tables_come_from_artifacts_only(smoke_run, tmp_path):

@@ -49,8 +49,9 @@ def test_sweep_metrics(sweep_run):
         if correct:
             assert 0 <= float(r["success_rate"]) <= 1
     me = [r for r in rows if r["attack"] == "fgsm" and float(r["eps"]) == 0.04]
-    assert all(r["min_eps_flippable_share"] != "" for r in me)  # searched once, at the largest eps
-    assert all(r["min_eps_mean"] == "" for r in rows if float(r["eps"]) == 0.01)
+    assert me and all(float(r["min_eps_max"]) == 0.04 for r in me)  # searched once, at the largest eps
+    assert all(r["min_eps_flippable_share"] != "" for r in me if int(r["n_clean_correct"]))
+    assert all(r["min_eps_mean"] == r["min_eps_max"] == "" for r in rows if float(r["eps"]) == 0.01)
     for r in me:
         if r["min_eps_mean"] not in ("", "nan"):
             assert 0 < float(r["min_eps_mean"]) <= 0.04

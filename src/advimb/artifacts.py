@@ -9,8 +9,11 @@ different bytes, the marker and the file disagree and the job counts as corrupt.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -79,16 +82,39 @@ def _default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
-        return float(o)
+        return json_safe(float(o))
     if isinstance(o, np.ndarray):
-        return o.tolist()
+        return json_safe(o.tolist())
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
+def json_safe(o: Any) -> Any:
+    """``o`` with NaN and infinities (undefined numbers) as None: strict JSON for any reader."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_safe(v) for v in o]
+    return o
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=1, default=_default) + "\n")
+    """``obj`` as strict JSON (an undefined number is written as null)."""
+    write_text(path, json.dumps(json_safe(obj), indent=1, default=_default, allow_nan=False) + "\n")
+
+
+def csv_text(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    """Rows as CSV; floats with 4 decimals, an undefined float as an empty cell."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (("" if not math.isfinite(v) else f"{v:.4f}") if isinstance(v, float) else v)
+                    for k, v in r.items()})
+    return buf.getvalue()
 
 
 def read_json(path: str | Path) -> Any:

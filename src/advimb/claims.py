@@ -1,11 +1,13 @@
 """The paper's claims (PROTOCOL.md C1-C4), measured with intervals and given a verdict.
 
-Input is the per-image outcome of every combination (``eval/attack/*.npz``: the labels
-each evaluated model predicts for the target class's test images, clean and perturbed).
-Every quantity is a mean over target classes of a per-class mean over test images, so
-its interval comes from :class:`advimb.stats.Bootstrap` (paired where two quantities share
-images). A claim is a list of differences the paper says are positive; the verdict is
-:func:`advimb.stats.verdict` of their intervals.
+Every quantity is a mean over the studied classes of a per-class mean over attacked test
+images (:mod:`advimb.metrics`, one definition each), with its 95% interval from the
+bootstrap of :mod:`advimb.stats` (paired where two quantities share images). A claim is a
+list of differences the paper says are positive, and its verdict is a **sign test** of
+their intervals (:func:`advimb.stats.verdict`): it says whether the direction holds, not
+whether the size matches. The size is reported beside it as *magnitude agreement* - this
+run's value, the paper's, and whether the paper's lies inside this run's interval - only
+when the run is in the paper's setting (:mod:`advimb.reference`).
 
 - C1 under-sampled models are the most vulnerable, over-sampled the least: same-model
   accuracy under attack, balanced - under > 0 and over - balanced > 0.
@@ -13,144 +15,36 @@ images). A claim is a list of differences the paper says are positive; the verdi
   and smallest for over-sampled: under - balanced > 0 and balanced - over > 0.
 - C3 the different-model (transfer) attack is weaker than the same-model attack:
   different - same > 0 for the under- and the over-sampled models.
-- C4 similar classes absorb the perturbed images: for the pair (cat, dog), the share of
-  perturbed cats that an under:cat model calls dog exceeds the share of every other wrong
-  label (the paper: about 40%).
+- C4 similar classes absorb the perturbed images (pair a, b; the paper's cat, dog), tested
+  twice on the under:a model's perturbed a images: C4a *absorption*, b is their most
+  frequent wrong label (its share minus the largest other wrong label's > 0); C4b
+  *intensification*, the attack sends more of them to b than the clean images went there
+  (perturbed minus clean share > 0, paired on the same images).
+
+A comparison that involves under-sampled models which hardly ever predict their minority
+class on clean images (below ``FLOOR_PERCENT``) rests on a floor effect: the accuracy
+under attack is bounded by the class prior, not measuring a gradient effect. Such a claim
+is shown as ``floor effect`` whatever its sign test says.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from advimb import artifacts
-from advimb.imbalance import parse_scenario
-from advimb.stats import REPRODUCED, Bootstrap, Estimate, mean_over_groups, verdict
+from advimb.errors import UserError
+from advimb.metrics import GridMetrics, Quantity, difference
+from advimb.results import KINDS, GridResults
+from advimb.stats import NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, Bootstrap, Estimate, interval_method, verdict
 
-#: the (model kind, gradient) pairs of Table 1
-KINDS = ("balanced", "under", "over")
-#: below this mean clean target accuracy (%) the under-sampled comparisons are a floor effect
+#: below this clean accuracy (%) of the under-sampled models on their own class's attacked
+#: images, their comparisons are a floor effect
 FLOOR_PERCENT = 5.0
-
-
-@dataclass
-class Outcomes:
-    """Per-image predictions of every combination, per seed.
-
-    ``cells[(class, model_kind, gradient)]`` is a list (one entry per seed) of dicts with
-    ``clean`` and ``adv`` (predicted label of each attacked test image, int arrays) and
-    ``source`` (the artifact they were read from).
-    """
-
-    classes: tuple[str, ...]
-    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
-
-    def get(self, c: str, kind: str, grad: str) -> list[dict[str, Any]] | None:
-        return self.cells.get((c, kind, grad))
-
-    @property
-    def targets(self) -> list[str]:
-        present = {k[0] for k in self.cells}
-        return [c for c in self.classes if c in present]
-
-    def sources(self) -> list[str]:
-        return sorted({e["source"] for v in self.cells.values() for e in v})
-
-    @property
-    def n_seeds(self) -> int:
-        return min((len(v) for v in self.cells.values()), default=0)
-
-    def seed(self, s: int) -> "Outcomes":
-        """The outcomes of replicate ``s`` alone."""
-        return Outcomes(self.classes, {k: [v[s]] for k, v in self.cells.items()})
-
-
-def load_outcomes(run_dir: Path) -> Outcomes:
-    """Read every attack artifact of the paper's grid in a run folder and its replicates
-    (``experiments.seeds``): one entry per seed in every cell, in seed order."""
-    from advimb.tables import replicate_roots
-
-    run_dir = Path(run_dir)
-    out: Outcomes | None = None
-    for root in replicate_roots(run_dir):
-        for f in sorted((root / "eval" / "attack").glob("*.json")):
-            d = artifacts.read_json(f)
-            classes = tuple(d["classes"])
-            out = out or Outcomes(classes)
-            npz_path = f.with_suffix(".npz")
-            with np.load(npz_path) as z:
-                for c in d["combinations"]:
-                    slug = parse_scenario(c["evaluated_model"], classes).slug(classes)
-                    out.cells.setdefault((c["class"], c["model_kind"], c["gradient"]), []).append({
-                        "clean": z[f"pred_clean__{slug}"].astype(np.int64),
-                        "adv": z[f"pred_adv__{slug}"].astype(np.int64),
-                        "source": str(npz_path.relative_to(run_dir)),
-                    })
-    if out is None:
-        from advimb.errors import UserError
-        raise UserError(f"{run_dir} holds no attack results yet; run `advimb run` into it first")
-    return out
-
-
-# ----------------------------------------------------------------------------- quantities
-
-
-class _Measure:
-    """Class-averaged quantities with paired bootstrap replicates (all in percent)."""
-
-    def __init__(self, oc: Outcomes, boot: Bootstrap):
-        self.oc, self.boot = oc, boot
-
-    def _acc(self, c: str, kind: str, grad: str, which: str, label: int | None = None):
-        cell = self.oc.get(c, kind, grad)
-        if not cell:
-            return float("nan"), np.full(self.boot.n_boot, np.nan)
-        lab = self.oc.classes.index(c) if label is None else label
-        # key = the images: same class -> same resample, whichever model or label
-        return self.boot.mean([100.0 * (e[which] == lab) for e in cell], key=("class", c))
-
-    def accuracy(self, kind: str, grad: str, which: str = "adv"):
-        """Mean over classes of the target-class accuracy (clean or under attack)."""
-        per = [self._acc(c, kind, grad, which) for c in self.oc.targets]
-        return mean_over_groups([p for p, _ in per], [r for _, r in per])
-
-    def relative_difference(self, kind: str, grad: str = "same_model"):
-        """Mean over classes of 100 * (clean - perturbed) / clean (paper Fig. 4)."""
-        pts, reps = [], []
-        for c in self.oc.targets:
-            pc, rc = self._acc(c, kind, grad, "clean")
-            pa, ra = self._acc(c, kind, grad, "adv")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pts.append(100 * (pc - pa) / pc if pc > 0 else float("nan"))
-                reps.append(np.where(rc > 0, 100 * (rc - ra) / rc, np.nan))
-        return mean_over_groups(pts, reps)
-
-    def share(self, c: str, kind: str, grad: str, label: int):
-        """Share (%) of class ``c``'s perturbed images predicted as ``label``."""
-        return self._acc(c, kind, grad, "adv", label)
-
-
-def _diff(boot: Bootstrap, a, b) -> Estimate:
-    return boot.interval(a[0] - b[0], a[1] - b[1])
-
-
-def _est(boot: Bootstrap, a) -> dict[str, float]:
-    return boot.interval(*a).to_dict()
-
-
-def _comparison(label: str, est: Estimate) -> dict[str, Any]:
-    return {"label": label, **est.to_dict()}
-
-
-def _paper_means(reference: dict[str, Any], classes: list[str]) -> dict[str, float]:
-    cols = reference["table1_columns"]
-    rows = [reference["table1_percent"][c] for c in classes if c in reference["table1_percent"]]
-    if not rows:
-        return {}
-    return {col: round(float(np.mean([r[i] for r in rows])), 2) for i, col in enumerate(cols)}
+#: how a verdict is shown (the verdict itself is a sign test)
+SHOWN_AS = {REPRODUCED: "direction reproduced", NOT_REPRODUCED: "direction not reproduced",
+            "inconclusive": "inconclusive", NOT_MEASURABLE: "not measurable"}
+FLOOR = "floor effect"
 
 
 def default_pair(classes: tuple[str, ...], targets: list[str] | None = None,
@@ -177,8 +71,6 @@ def default_pair(classes: tuple[str, ...], targets: list[str] | None = None,
 def parse_pair(pair: str | tuple[str, str], classes: tuple[str, ...], targets: list[str]) -> tuple[str, str]:
     """``--pair A,B`` checked: two different classes of the dataset, A a studied class (C4
     and Fig. 6 use the model trained with A under-sampled). Raises :class:`UserError`."""
-    from advimb.errors import UserError
-
     parts = [p.strip() for p in (pair.split(",") if isinstance(pair, str) else pair)]
     if len(parts) != 2:
         raise UserError(f"--pair {pair!r} must name two classes, e.g. --pair cat,dog")
@@ -194,26 +86,196 @@ def parse_pair(pair: str | tuple[str, str], classes: tuple[str, ...], targets: l
     return a, b
 
 
-def check_claims(oc: Outcomes, reference: dict[str, Any] | None = None,
-                 pair: tuple[str, str] | None = None, boot: Bootstrap | None = None,
-                 n_seeds: int | None = None) -> dict[str, Any]:
-    """All four claims as a JSON-ready dict: measured values with intervals, the paper's
-    values, the differences tested, the verdict and notes. With several seeds every
+def _paper_means(reference: dict[str, Any], classes: list[str]) -> dict[str, float]:
+    """The paper's Table 1 column means over ``classes``."""
+    cols = reference["table1_columns"]
+    rows = [reference["table1_percent"][c] for c in classes if c in reference["table1_percent"]]
+    if not rows:
+        return {}
+    return {col: round(float(np.mean([r[i] for r in rows])), 2) for i, col in enumerate(cols)}
+
+
+class _Claims:
+    """Builds the claims of one run (or one seed of it)."""
+
+    def __init__(self, m: GridMetrics, reference: dict[str, Any] | None, pair: tuple[str, str]) -> None:
+        self.m, self.ref, self.pair = m, reference, pair
+        self.paper = _paper_means(reference, m.res.targets) if reference else {}
+        self.text = (reference or {}).get("text", {})
+        self.ci = (f"95% paired two-level bootstrap ({m.res.seeds} seeds, then test images within each class)"
+                   if m.res.seeds > 1 else "95% paired bootstrap over test images")
+
+    def est(self, q: Quantity) -> Estimate:
+        return self.m.estimate(q)
+
+    def mean(self, fn) -> Quantity:
+        return self.m.mean_over_targets(fn)
+
+    def claim(self, cid: str, statement: str, measured: dict[str, Quantity], paper: dict[str, Any],
+              comparisons: list[tuple[str, Quantity, bool]], notes: list[str], floor: str | None = None,
+              magnitude_note: str = "") -> dict[str, Any]:
+        """A claim's JSON: ``comparisons`` are (label, difference, rests on the floor?)."""
+        ests = [self.est(q) for _, q, _ in comparisons]
+        v = verdict(ests)
+        floor_hit = floor if floor and any(f for _, _, f in comparisons) else None
+        meas = {k: self.est(q).to_dict() for k, q in measured.items()}
+        magnitude = []
+        for k, p in paper.items():
+            if isinstance(p, (int, float)) and k in meas:
+                e = meas[k]
+                inside = None if e["lo"] != e["lo"] else bool(e["lo"] <= p <= e["hi"])
+                magnitude.append({"quantity": k, "this_run": e, "paper": p, "inside": inside})
+        if self.ref is None:
+            magnitude_note = "no comparison with the paper: this run is not in the paper's setting"
+        return {
+            "id": cid, "statement": statement, "measured": meas, "paper": paper,
+            "comparisons": [{"label": lab, **e.to_dict(), "floor_effect": bool(f and floor_hit)}
+                            for (lab, _, f), e in zip(comparisons, ests)],
+            "verdict": v, "test": "sign of each difference (every 95% interval above 0: reproduced; any below 0: "
+                                  "not reproduced; else inconclusive)",
+            "shown_as": FLOOR if floor_hit else SHOWN_AS[v], "floor_effect": floor_hit,
+            "magnitude": magnitude, "magnitude_note": magnitude_note,
+            "paper_value_in_interval": {x["quantity"]: x["inside"] for x in magnitude},
+            "interval": self.ci, "notes": notes,
+        }
+
+    def floor_under(self) -> str | None:
+        """The floor-effect text when the under-sampled models hardly predict their class."""
+        clean = self.est(self.mean(lambda c: self.m.accuracy(c, "under", "same_model", "clean")))
+        if np.isfinite(clean.value) and clean.value < FLOOR_PERCENT:
+            return (f"Floor effect: the under-sampled models predict their own class for only {clean.value:.1f}% "
+                    "of its clean test images, so their accuracy under attack is bounded by the class prior rather "
+                    "than measuring a gradient effect; the sign test of the comparisons with them says little.")
+        return None
+
+    def build(self) -> dict[str, Any]:
+        m, paper = self.m, self.paper
+        acc = {k: self.mean(lambda c, k=k: m.accuracy(c, k, "same_model")) for k in KINDS}
+        transfer = {k: self.mean(lambda c, k=k: m.accuracy(c, k, "different_model")) for k in ("under", "over")}
+        floor = self.floor_under()
+        claims = [self.claim(
+            "C1", "Under-sampled models are the most vulnerable to the attack, over-sampled models the least "
+                  "(same-model accuracy under attack).",
+            {f"same_model_{k}_accuracy_percent": acc[k] for k in KINDS},
+            {f"same_model_{k}_accuracy_percent": paper.get(f"same_model_{k}") for k in KINDS},
+            [("balanced - under (pp)", difference(acc["balanced"], acc["under"]), True),
+             ("over - balanced (pp)", difference(acc["over"], acc["balanced"]), False)], [], floor)]
+
+        rd = {k: self.mean(lambda c, k=k: m.relative_difference(c, k)) for k in KINDS}
+        notes2 = []
+        undefined = [c for c in m.res.targets if not np.isfinite(m.relative_difference(c, "under")[0])]
+        if undefined:
+            notes2.append(f"The relative difference of the under-sampled models is undefined for {', '.join(undefined)}"
+                          " (their clean accuracy on the attacked images is 0), so its mean over classes is too.")
+        claims.append(self.claim(
+            "C2", "The relative accuracy drop (clean - perturbed) / clean, both on the attacked images, is largest "
+                  "for under-sampled models and smallest for over-sampled ones.",
+            {f"relative_difference_{k}_percent": rd[k] for k in KINDS},
+            {"order": "under > balanced > over (Fig. 4; values only shown graphically)"},
+            [("under - balanced (pp)", difference(rd["under"], rd["balanced"]), True),
+             ("balanced - over (pp)", difference(rd["balanced"], rd["over"]), False)], notes2, floor,
+            magnitude_note="the paper gives Fig. 4 only, no numbers"))
+
+        notes3 = []
+        if "same_model_under_average_percent_as_stated" in self.text and paper:
+            stated = self.text["same_model_under_average_percent_as_stated"]
+            notes3.append(
+                f"The paper's text gives the same-model average for under-sampled models as {stated}%, but its "
+                f"Table 1 column averages {paper.get('same_model_under')}%; {stated}% is the balanced column's "
+                f"average ({paper.get('same_model_balanced')}%). We compare with Table 1.")
+        claims.append(self.claim(
+            "C3", "The different-model (transfer) attack, using the balanced model's gradient, is weaker than the "
+                  "same-model attack.",
+            {"different_model_under_accuracy_percent": transfer["under"],
+             "same_model_under_accuracy_percent": acc["under"],
+             "different_model_over_accuracy_percent": transfer["over"],
+             "same_model_over_accuracy_percent": acc["over"]},
+            {"different_model_under_accuracy_percent": paper.get("different_model_under"),
+             "same_model_under_accuracy_percent": paper.get("same_model_under"),
+             "different_model_over_accuracy_percent": paper.get("different_model_over"),
+             "same_model_over_accuracy_percent": paper.get("same_model_over")},
+            [("different - same, under-sampled (pp)", difference(transfer["under"], acc["under"]), True),
+             ("different - same, over-sampled (pp)", difference(transfer["over"], acc["over"]), False)],
+            notes3, floor))
+        claims += self.c4()
+        return {"claims": claims, "n_boot": m.boot.n_boot, "level": m.boot.level, "bootstrap_seed": m.boot.seed,
+                "seeds": m.res.seeds, "interval_method": interval_method(m.boot.n_boot, m.res.seeds),
+                "classes": m.res.targets, "sources": m.res.attack_sources(), "pair": list(self.pair),
+                "clean_target_accuracy_percent": {
+                    k: self.est(self.mean(lambda c, k=k: m.accuracy(c, k, "same_model", "clean"))).to_dict()
+                    for k in KINDS}}
+
+    def c4(self) -> list[dict[str, Any]]:
+        m, (a, b) = self.m, self.pair
+        pts, reps = m.shares(a, "under", "same_model")
+        others = [j for j in range(len(m.res.classes)) if j not in (m.label(a), m.label(b))]
+        to_b_adv = m.accuracy(a, "under", "same_model", "adv", label=b)
+        to_b_clean = m.accuracy(a, "under", "same_model", "clean", label=b)
+        clean_a = self.est(m.accuracy(a, "under", "same_model", "clean"))
+        floor = None
+        if np.isfinite(clean_a.value) and clean_a.value < FLOOR_PERCENT:
+            floor = (f"Floor effect: the under:{a} model predicts {a} for only {clean_a.value:.1f}% of the clean "
+                     f"{a} images, so where they go reflects its clean confusion more than the attack.")
+        key_adv = f"under_{a}_perturbed_{a}_predicted_{b}_percent"
+        measured = {key_adv: to_b_adv}
+        for kind in ("under", "over"):  # the reverse direction, both readings of the paper's 39%
+            if b in m.res.targets:
+                measured[f"{kind}_{b}_perturbed_{b}_predicted_{a}_percent"] = m.accuracy(
+                    b, kind, "same_model", "adv", label=a)
+        paper: dict[str, Any] = {}
+        notes = []
+        if self.pair == ("cat", "dog") and self.ref is not None:
+            paper = {key_adv: self.text.get("cat_under_perturbed_predicted_dog_percent"),
+                     f"over_{b}_perturbed_{b}_predicted_{a}_percent": self.text.get("dog_predicted_cat_over_sampling_percent")}
+            notes.append("The paper's second figure (39% of dogs predicted cat 'on the over-sampling one') does not say "
+                         "which model; we set it beside the over:dog model and also show the under:dog model. "
+                         "The verdict uses only the first quantity.")
+        absorption = self.claim(
+            "C4a", f"Similar classes absorb the perturbed images: under {a} under-sampling, perturbed {a} images go "
+                   f"to {b} more than to any other wrong label.",
+            measured, paper,
+            [(f"share {a}->{b} - largest other wrong-label share (pp)",
+              difference(to_b_adv, (max(pts[j] for j in others), np.max(reps[:, others], 1))), True)]
+            if others else [], notes if others else [*notes, f"With two classes {b} is the only wrong label: "
+                                                          "absorption cannot be told from misclassification."],
+            floor)
+        absorption["pair"] = [a, b]
+        intens = self.claim(
+            "C4b", f"The attack intensifies the confusion: under {a} under-sampling, more of the {a} images are "
+                   f"predicted {b} after the attack than before it.",
+            {f"under_{a}_clean_{a}_predicted_{b}_percent": to_b_clean, key_adv: to_b_adv,
+             f"balanced_perturbed_{a}_predicted_{b}_percent": m.accuracy(a, "balanced", "same_model", "adv",
+                                                                          label=b)},
+            {}, [(f"perturbed - clean share {a}->{b} (pp, paired on the same images)",
+                  difference(to_b_adv, to_b_clean), True)],
+            ["The paper says cats are 'increasingly misclassified as dogs' under attack but gives no clean share; "
+             "this tests that reading on the same images before and after the attack. The balanced model's share "
+             "is shown for context."], floor, magnitude_note="the paper gives no clean share to compare with")
+        intens["pair"] = [a, b]
+        return [absorption, intens]
+
+
+def check_claims(m: GridMetrics, reference: dict[str, Any] | None = None,
+                 pair: tuple[str, str] | None = None) -> dict[str, Any]:
+    """All claims as a JSON-ready dict: measured values with intervals, the differences
+    tested with their sign-test verdict, floor effects, magnitude agreement with the paper
+    (``reference`` given only in the paper's setting) and notes. With several seeds every
     comparison also gets a paired t-test over seeds (:func:`seed_tests`)."""
-    n_seeds = oc.n_seeds if n_seeds is None else n_seeds
-    res = _check_claims(oc, reference, pair, boot or Bootstrap(), n_seeds)
-    if n_seeds > 1:
-        seed_tests(oc, res, reference, pair)
+    pair = pair or default_pair(m.res.classes, m.res.targets)
+    res = _Claims(m, reference, pair).build()
+    if m.res.seeds > 1:
+        seed_tests(m.res, res, reference, pair)
     return res
 
 
-def seed_tests(oc: Outcomes, res: dict[str, Any], reference, pair) -> None:
+def seed_tests(grid: GridResults, res: dict[str, Any], reference, pair) -> None:
     """Add to every comparison a paired t-test over seeds: the comparison's difference
     (e.g. balanced - under, both measured on the same classes' images in the same seed) is
     computed per seed and tested against 0 (``scipy.stats.ttest_1samp``, two-sided)."""
     from scipy import stats
 
-    per_seed = [_check_claims(oc.seed(s), reference, pair, Bootstrap(n_boot=100), 1) for s in range(oc.n_seeds)]
+    per_seed = [_Claims(GridMetrics(grid.seed(s), Bootstrap(n_boot=100)), reference, pair).build()
+                for s in range(grid.seeds)]
     for i, claim in enumerate(res["claims"]):
         for j, comp in enumerate(claim["comparisons"]):
             vals = np.array([p["claims"][i]["comparisons"][j]["value"] for p in per_seed], dtype=float)
@@ -225,121 +287,20 @@ def seed_tests(oc: Outcomes, res: dict[str, Any], reference, pair) -> None:
         weak = [c["label"] for c in claim["comparisons"] if not c["seed_test"]["p"] < 0.05]
         if weak and claim["verdict"] == REPRODUCED:
             claim["notes"].append(
-                f"The paired t-test over the {oc.n_seeds} seeds does not reject 0 at the 5% level for "
-                f"{'; '.join(weak)}: the bootstrap interval resamples {oc.n_seeds} seeds with replacement and "
+                f"The paired t-test over the {grid.seeds} seeds does not reject 0 at the 5% level for "
+                f"{'; '.join(weak)}: the bootstrap interval resamples {grid.seeds} seeds with replacement and "
                 "understates the seed-to-seed spread when there are few; more seeds would settle it.")
 
 
-def _check_claims(oc: Outcomes, reference: dict[str, Any] | None, pair: tuple[str, str] | None,
-                  boot: Bootstrap, n_seeds: int) -> dict[str, Any]:
-    m = _Measure(oc, boot)
-    ref = reference or {}
-    paper = _paper_means(ref, oc.targets) if ref else {}
-    acc = {k: m.accuracy(k, "same_model") for k in KINDS}
-    transfer = {k: m.accuracy(k, "different_model") for k in ("under", "over")}
-    clean_target = {k: m.accuracy(k, "same_model", "clean") for k in KINDS}
-    ci = (f"95% paired two-level bootstrap ({n_seeds} seeds, then test images within each class)"
-          if n_seeds > 1 else "95% paired bootstrap over test images")
-    notes_floor = []
-    if np.isfinite(clean_target["under"][0]) and clean_target["under"][0] < FLOOR_PERCENT:
-        notes_floor.append(
-            f"Floor effect: the under-sampled models predict their minority class for only "
-            f"{clean_target['under'][0]:.1f}% of its clean test images, so their accuracy under attack "
-            "is bounded by the class prior rather than measuring a gradient effect.")
-    claims = []
-
-    # C1
-    d1 = [_diff(boot, acc["balanced"], acc["under"]), _diff(boot, acc["over"], acc["balanced"])]
-    claims.append({
-        "id": "C1", "statement": "Under-sampled models are the most vulnerable to the attack, "
-                                 "over-sampled models the least (same-model accuracy under attack).",
-        "measured": {f"same_model_{k}_accuracy_percent": _est(boot, acc[k]) for k in KINDS},
-        "paper": {f"same_model_{k}_accuracy_percent": paper.get(f"same_model_{k}") for k in KINDS},
-        "comparisons": [_comparison("balanced - under (pp)", d1[0]), _comparison("over - balanced (pp)", d1[1])],
-        "verdict": verdict(d1), "interval": ci, "notes": list(notes_floor),
-    })
-
-    # C2
-    rd = {k: m.relative_difference(k) for k in KINDS}
-    d2 = [_diff(boot, rd["under"], rd["balanced"]), _diff(boot, rd["balanced"], rd["over"])]
-    claims.append({
-        "id": "C2", "statement": "The relative accuracy drop (clean - perturbed) / clean is largest "
-                                 "for under-sampled models and smallest for over-sampled ones.",
-        "measured": {f"relative_difference_{k}_percent": _est(boot, rd[k]) for k in KINDS},
-        "paper": {"order": "under > balanced > over (Fig. 4; values only shown graphically)"},
-        "comparisons": [_comparison("under - balanced (pp)", d2[0]), _comparison("balanced - over (pp)", d2[1])],
-        "verdict": verdict(d2), "interval": ci, "notes": list(notes_floor),
-    })
-
-    # C3
-    d3 = [_diff(boot, transfer["under"], acc["under"]), _diff(boot, transfer["over"], acc["over"])]
-    notes3 = list(notes_floor)
-    text = ref.get("text", {})
-    if "same_model_under_average_percent_as_stated" in text and paper:
-        notes3.append(
-            f"The paper's text gives the same-model average for under-sampled models as "
-            f"{text['same_model_under_average_percent_as_stated']}%, but its Table 1 column averages "
-            f"{paper.get('same_model_under')}%; {text['same_model_under_average_percent_as_stated']}% is the "
-            f"balanced column's average ({paper.get('same_model_balanced')}%). We compare with Table 1.")
-    claims.append({
-        "id": "C3", "statement": "The different-model (transfer) attack, using the balanced model's "
-                                 "gradient, is weaker than the same-model attack.",
-        "measured": {
-            "different_model_under_accuracy_percent": _est(boot, transfer["under"]),
-            "same_model_under_accuracy_percent": _est(boot, acc["under"]),
-            "different_model_over_accuracy_percent": _est(boot, transfer["over"]),
-            "same_model_over_accuracy_percent": _est(boot, acc["over"]),
-        },
-        "paper": {"different_model_under_accuracy_percent": paper.get("different_model_under"),
-                  "same_model_under_accuracy_percent": paper.get("same_model_under"),
-                  "different_model_over_accuracy_percent": paper.get("different_model_over"),
-                  "same_model_over_accuracy_percent": paper.get("same_model_over")},
-        "comparisons": [_comparison("different - same, under-sampled (pp)", d3[0]),
-                        _comparison("different - same, over-sampled (pp)", d3[1])],
-        "verdict": verdict(d3), "interval": ci, "notes": notes3,
-    })
-
-    claims.append(_claim_c4(oc, m, boot, pair or default_pair(oc.classes, oc.targets), text, ci))
-    for c in claims:
-        c["paper_value_in_interval"] = {
-            k: (None if not isinstance(c["paper"].get(k), (int, float)) or not np.isfinite(v["lo"])
-                else bool(v["lo"] <= c["paper"][k] <= v["hi"]))
-            for k, v in c["measured"].items()}
-    return {"claims": claims, "n_boot": boot.n_boot, "level": boot.level, "bootstrap_seed": boot.seed,
-            "seeds": n_seeds,
-            "classes": oc.targets, "sources": oc.sources(),
-            "clean_target_accuracy_percent": {k: _est(boot, clean_target[k]) for k in KINDS}}
-
-
-def _claim_c4(oc: Outcomes, m: _Measure, boot: Bootstrap, pair: tuple[str, str],
-              text: dict[str, Any], ci: str) -> dict[str, Any]:
-    a, b = pair
-    statement = (f"Similar classes absorb the perturbed images: under {a} under-sampling, perturbed "
-                 f"{a} images go to {b} more than to any other wrong label.")
-    if a not in oc.classes or b not in oc.classes or not oc.get(a, "under", "same_model"):
-        return {"id": "C4", "statement": statement, "measured": {}, "paper": {}, "comparisons": [],
-                "verdict": verdict([]), "interval": ci,
-                "notes": [f"no under:{a} same-model result in this run"]}
-    ia, ib = oc.classes.index(a), oc.classes.index(b)
-    shares = {k: m.share(a, "under", "same_model", k) for k in range(len(oc.classes)) if k != ia}
-    others = [shares[k] for k in shares if k != ib]
-    if others:
-        best_other = (max(p for p, _ in others), np.max(np.stack([r for _, r in others]), 0))
-        d = [_diff(boot, shares[ib], best_other)]
-    else:
-        d = []
-    measured = {f"under_{a}_perturbed_{a}_predicted_{b}_percent": _est(boot, shares[ib])}
-    for kind in ("under", "over"):  # the reverse direction, both readings of the paper's 39%
-        if oc.get(b, kind, "same_model"):
-            measured[f"{kind}_{b}_perturbed_{b}_predicted_{a}_percent"] = _est(
-                boot, m.share(b, kind, "same_model", ia))
-    paper: dict[str, Any] = {}
-    if pair == ("cat", "dog"):
-        paper = {f"under_{a}_perturbed_{a}_predicted_{b}_percent": text.get("cat_under_perturbed_predicted_dog_percent"),
-                 f"over_{b}_perturbed_{b}_predicted_{a}_percent": text.get("dog_predicted_cat_over_sampling_percent")}
-    notes = ["The paper's second figure (39% of dogs predicted cat 'on the over-sampling one') does not say "
-             "which model; we set it beside the over:dog model and also show the under:dog model. "
-             "The verdict uses only the first quantity."] if pair == ("cat", "dog") else []
-    return {"id": "C4", "statement": statement, "measured": measured, "paper": paper,
-            "comparisons": [_comparison(f"share {a}->{b} - largest other wrong-label share (pp)", x) for x in d],
-            "verdict": verdict(d), "interval": ci, "notes": notes, "pair": [a, b]}
+def magnitude_text(claim: dict[str, Any], digits: int = 1) -> str:
+    """One line: each quantity this run vs the paper's, inside or outside the interval."""
+    if not claim["magnitude"]:
+        return claim.get("magnitude_note") or "no paper value"
+    parts = []
+    for x in claim["magnitude"]:
+        e = x["this_run"]
+        where = {True: "inside", False: "outside", None: "no interval"}[x["inside"]]
+        name = x["quantity"].replace("_percent", "").replace("_accuracy", "").replace("_", " ")
+        parts.append(f"{name} {e['value']:.{digits}f}% [{e['lo']:.{digits}f}, {e['hi']:.{digits}f}] vs paper "
+                     f"{x['paper']:g}% ({where})")
+    return "; ".join(parts)

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
-from advimb.stats import Bootstrap, Estimate, mean_over_groups
-from advimb.tables import _csv, replicate_roots
-
-BOOT = 1000  # replicates: these tables hold many intervals, each a mean over hundreds of images
+from advimb.metrics import relative_difference
+from advimb.results import replicate_roots
+from advimb.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
 
 
 class Store:
@@ -91,13 +90,11 @@ class Quantities:
         v = self.s.values(evaluated, gradient, cls, which)
         if v is None:
             return float("nan"), np.full(self.boot.n_boot, np.nan)
-        return self.boot.mean(v, key=("class", cls))
+        # the same key as the main grid's (advimb.metrics): one class's attacked images, one resample
+        return self.boot.mean(v, key=("attacked", cls))
 
     def rel(self, model: str, cls: str):
-        (pc, rc), (pa, ra) = self.acc(model, model, cls, "clean"), self.acc(model, model, cls)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (100 * (pc - pa) / pc if pc > 0 else float("nan"),
-                    np.where(rc > 0, 100 * (rc - ra) / rc, np.nan))
+        return relative_difference(self.acc(model, model, cls, "clean"), self.acc(model, model, cls))
 
     def cols(self, name: str, est) -> dict[str, float]:
         e = self.boot.interval(*est)
@@ -237,6 +234,25 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     return rows, summary
 
 
+#: why a defences-summary number can be undefined
+UNDEFINED = {"defended_balanced_adversarial_accuracy": "no defended balanced model (only adversarial training "
+                                                       "defends the balanced model)",
+             "gap_closed_share_percent": "no gap to close (the plain under-sampled models are not below the "
+                                         "balanced one)"}
+
+
+def _cell(key: str, v: Any, row: dict[str, Any]) -> Any:
+    """A defences-summary value for the CSV: ``value [lo, hi]`` for an estimate, and
+    ``n/a: reason`` for a number that is undefined, never ``nan``."""
+    if isinstance(v, dict):
+        v, text = v["value"], f"{v['value']} [{v['lo']}, {v['hi']}]"
+    else:
+        text = v
+    if isinstance(v, float) and not np.isfinite(v):
+        return f"n/a: {UNDEFINED.get(key, 'not measurable in this run')}"
+    return text
+
+
 def gap_verdict(closed: Estimate, gap_defended: Estimate) -> str:
     """``closes the gap`` (the defended under-sampled model is no longer below the balanced
     one), ``narrows the gap``, ``no measurable effect`` or ``widens the gap``."""
@@ -250,7 +266,7 @@ def gap_verdict(closed: Estimate, gap_defended: Estimate) -> str:
 
 
 def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
-                            n_boot: int = BOOT) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+                            n_boot: int = N_BOOT) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Write the experiments' tables (those that ran); return (their summaries for
     ``summary.json``, their rows by table name)."""
     run_dir = Path(run_dir)
@@ -271,12 +287,11 @@ def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
     def_rows, def_summary = defences(q)
     if def_rows:
         tables["defences"] = def_rows
-        tables["defences_summary"] = [{k: (v if not isinstance(v, dict) else f"{v['value']} [{v['lo']}, {v['hi']}]")
-                                       for k, v in r.items()} for r in def_summary]
+        tables["defences_summary"] = [{k: _cell(k, v, r) for k, v in r.items()} for r in def_summary]
         summary["defences"] = def_summary
     for name, rows in tables.items():
         cols = list(dict.fromkeys(k for r in rows for k in r))
-        artifacts.write_text(out / f"{name}.csv", _csv([{k: r.get(k, "") for k in cols} for r in rows], cols))
+        artifacts.write_text(out / f"{name}.csv", artifacts.csv_text([{k: r.get(k, "") for k in cols} for r in rows], cols))
         sources[name] = sorted(store.used)
     summary["experiments"] = {"tables": sorted(tables), "seeds": len(store.roots), "n_boot": n_boot}
     return summary, tables

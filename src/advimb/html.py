@@ -7,7 +7,6 @@ One static page: inline CSS, no scripts, no network; figures are PNG files besid
 
 from __future__ import annotations
 
-import json
 from html import escape
 from typing import Any
 
@@ -30,8 +29,8 @@ figure { margin: 1.5em 0; break-inside: avoid; page-break-inside: avoid; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { max-width: 60em; }
 .verdict { font-weight: 700; padding: .05em .45em; border-radius: .3em; color: white; white-space: nowrap; }
-.v-reproduced { background: var(--ok); } .v-not-reproduced { background: var(--bad); }
-.v-inconclusive { background: var(--unk); }
+.v-direction-reproduced { background: var(--ok); } .v-direction-not-reproduced { background: var(--bad); }
+.v-inconclusive, .v-not-measurable { background: var(--unk); } .v-floor-effect { background: #6a5d8c; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 .claim { border-left: 4px solid var(--line); padding-left: 1em; margin: 1.2em 0; break-inside: avoid; }
 @media print { body { max-width: none; font-size: 10pt; } a { color: inherit; } h2 { break-after: avoid; } }
@@ -42,8 +41,8 @@ def fmt(x: Any, digits: int = 1, unit: str = "") -> str:
     return "n/a" if x is None else f"{x:.{digits}f}{unit}"
 
 
-def _badge(verdict: str) -> str:
-    return f'<span class="verdict v-{verdict.replace(" ", "-")}">{escape(verdict)}</span>'
+def _badge(shown_as: str) -> str:
+    return f'<span class="verdict v-{shown_as.replace(" ", "-")}">{escape(shown_as)}</span>'
 
 
 def ci(d: dict[str, Any] | None, unit: str = "%") -> str:
@@ -61,6 +60,8 @@ def _label(key: str) -> str:
 
 
 def _table1(t1: dict[str, Any]) -> str:
+    """Table 1 with each cell's interval (and the paper's value and the difference when the
+    run is in the paper's setting); the caption names the interval method."""
     cols, comp = t1["columns"], t1["paper_comparable"]
     head = "".join(f'<th colspan="{3 if comp else 1}">{escape(_label(c))}</th>' for c in cols)
     sub = "".join("<th>run</th><th>paper</th><th>diff</th>" for _ in cols) if comp else ""
@@ -78,13 +79,26 @@ def _table1(t1: dict[str, Any]) -> str:
         avg = ' class="avg"' if r is t1["average"] else ""
         rows.append(f"<tr{avg}><td>{escape(r['class'])}</td>{''.join(cells)}</tr>")
     subrow = f"<tr><th></th>{sub}</tr>" if comp else ""
-    return (f"<table><thead><tr><th>class</th>{head}</tr>{subrow}</thead>"
+    within = (f" {t1['cells_within_10_points'][0]} of {t1['cells_within_10_points'][1]} cells are within 10 points "
+              "of the paper's." if comp else "")
+    return (f"<table><caption class='note' style='caption-side:bottom;text-align:left'>Accuracy (%) of the target "
+            f"class's attacked test images; [95% interval: {escape(t1['interval'])}].{within}</caption>"
+            f"<thead><tr><th>class</th>{head}</tr>{subrow}</thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _rel_avg(res: dict[str, Any], kind: str) -> str:
+    """The mean relative difference of one kind of model, or why it is undefined."""
+    v = res["relative_difference"]["average"].get(kind)
+    if v is not None:
+        return f"{v:.1f}%"
+    und = res["relative_difference"]["undefined"].get(kind) or []
+    return f"undefined: clean accuracy 0 for {', '.join(und)}" if und else "undefined"
 
 
 def _captions(res: dict[str, Any]) -> dict[str, str]:
     """One paragraph per figure: what it shows, and the number to look at."""
-    t1, rd = res["table1"], res["relative_difference"]["average"]
+    t1 = res["table1"]
     pair = res["pair"]["classes"]
     out = {
         "table1": "Accuracy (%) of each target class's attacked test images, for the five model/gradient "
@@ -92,13 +106,16 @@ def _captions(res: dict[str, Any]) -> dict[str, str]:
                   "the cell-wise difference this run minus paper in percentage points (purple: lower than the "
                   "paper, orange: higher)." if t1["paper_comparable"] else
                   "Accuracy (%) of each target class's attacked test images for the five combinations of Table 1.",
-        "fig2": "Clean accuracy (%) of each target class for the balanced model, the model trained with that "
-                "class under-sampled, and the model trained with it over-sampled (all other classes reduced). "
-                "Imbalance moves the decision boundary: minority classes lose recall, majority classes gain it.",
-        "fig4": f"Relative difference 100 x (clean - perturbed) / clean of the target class under the same-model "
-                f"attack; the last group is the mean over classes (balanced {fmt(rd['balanced'])}%, under-sampled "
-                f"{fmt(rd['under'])}%, over-sampled {fmt(rd['over'])}%). Higher means the attack removes a larger "
-                "share of what the model got right. A class whose clean accuracy is 0 has no bar.",
+        "fig2": "Clean accuracy (%) of each target class on the full test set for the balanced model, the model "
+                "trained with that class under-sampled, and the model trained with it over-sampled (all other "
+                "classes reduced). Imbalance moves the decision boundary: minority classes lose recall, majority "
+                "classes gain it.",
+        "fig4": "Relative difference 100 x (clean - perturbed) / clean of the target class under the same-model "
+                "attack, both accuracies on the attacked test images; the last group is the mean over classes ("
+                + ", ".join(f"{name} {_rel_avg(res, kind)}" for kind, name in
+                            (("balanced", "balanced"), ("under", "under-sampled"), ("over", "over-sampled")))
+                + "). Higher means the attack removes a larger share of what the model got right. A class whose "
+                "clean accuracy is 0 has no bar (its relative difference is undefined).",
         "fig6": f"Predicted-label distribution of the {pair[0]} and {pair[1]} test images, clean (hatched) and "
                 f"after the same-model attack (solid), for the models trained with each class under-sampled and "
                 "over-sampled (the paper's Fig. 6 layout). A tall perturbed bar on the other class of the pair "
@@ -119,7 +136,7 @@ def _captions(res: dict[str, Any]) -> dict[str, str]:
                            f"({d['epochs']} epochs; best validation loss {d['best_val_loss']} at epoch "
                            f"{d['best_epoch']}, whose weights are kept) and its confusion matrix on the clean test "
                            f"set, each row normalised to 100% (overall accuracy "
-                           f"{fmt(res['balanced_clean_accuracy_percent'])}%).")
+                           f"{ci(res['balanced_clean_accuracy'])}).")
         if f["id"] == "fig3":
             out["fig3"] = (f"Test images attacked with the balanced model's own gradient (FGSM, eps {d['eps']:g} "
                            f"on the [0, 1] pixel scale): the clean image with the predicted label and its softmax "
@@ -132,11 +149,25 @@ def _captions(res: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+VERDICT_HELP = ("Each claim's verdict is a <b>sign test</b>: the difference the paper predicts is positive is "
+                "<b>direction reproduced</b> when every such difference has its 95% interval above 0, <b>direction "
+                "not reproduced</b> when any interval lies below 0, <b>inconclusive</b> when an interval contains 0, "
+                "and <b>not measurable</b> when a difference is undefined in this run. It says nothing about size: "
+                "<i>magnitude</i> sets this run's values beside the paper's (inside or outside this run's interval), "
+                "shown only when the run is in the paper's setting. A comparison that rests on under-sampled models "
+                "which hardly ever predict their own class on clean images is shown as <b>floor effect</b>, "
+                "whatever its sign test says.")
+
+
+def _magnitude(c: dict[str, Any]) -> str:
+    from advimb.claims import magnitude_text
+
+    return escape(magnitude_text(c))
+
+
 def _claims(claims: dict[str, Any]) -> str:
-    parts = [f"<p class='note'>Intervals: {escape(claims['claims'][0]['interval'])}, "
-             f"{claims['n_boot']} replicates, percentile method; a claim is <b>reproduced</b> when every "
-             "difference it predicts has its interval above 0, <b>not reproduced</b> when any interval lies "
-             "below 0, and <b>inconclusive</b> otherwise.</p>"]
+    parts = [f"<p class='note'>Intervals: {escape(claims['interval_method'])}, paired where two quantities share "
+             f"images. {VERDICT_HELP}</p>"]
     for c in claims["claims"]:
         inside = c.get("paper_value_in_interval", {})
         mark = {True: " (inside the CI)", False: " (outside the CI)", None: ""}
@@ -144,18 +175,22 @@ def _claims(claims: dict[str, Any]) -> str:
             f"<tr><td>{escape(_label(k))}</td><td>{ci(v)}</td>"
             f"<td>{fmt(c['paper'].get(k)) + '%' + mark[inside.get(k)] if isinstance(c['paper'].get(k), (int, float)) else 'n/a'}</td></tr>"
             for k, v in c["measured"].items())
-        comps = "".join(f"<tr><td>{escape(x['label'])}</td><td>{ci(x, '')}</td><td>{_seed_test(x)}</td></tr>"
-                        for x in c["comparisons"])
+        comps = "".join(f"<tr><td>{escape(x['label'])}{' (floor effect)' if x.get('floor_effect') else ''}</td>"
+                        f"<td>{ci(x, '')}</td><td>{_seed_test(x)}</td></tr>" for x in c["comparisons"])
         other = {k: v for k, v in c["paper"].items() if not isinstance(v, (int, float)) and v is not None}
         other_html = "".join(f"<p>Paper: {escape(str(v))}</p>" for v in other.values())
+        floor = f"<p class='note'><b>{escape(c['floor_effect'])}</b> Sign test alone: {escape(c['verdict'])}.</p>" \
+            if c["floor_effect"] else ""
         notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in c["notes"])
         parts.append(
-            f"<div class='claim' id='{c['id']}'><h3>{c['id']} {_badge(c['verdict'])}</h3><p>{escape(c['statement'])}</p>"
-            f"<table><thead><tr><th>{'quantity' if c['id'] == 'C4' else 'measured (mean over classes)'}</th><th>this run [95% CI]</th><th>paper</th></tr>"
+            f"<div class='claim' id='{c['id']}'><h3>{c['id']} {_badge(c['shown_as'])}</h3><p>{escape(c['statement'])}</p>"
+            f"<table><thead><tr><th>{'quantity' if c['id'].startswith('C4') else 'measured (mean over classes)'}</th>"
+            f"<th>this run [95% CI]</th><th>paper</th></tr>"
             f"</thead><tbody>{meas}</tbody></table>{other_html}"
-            f"<table><thead><tr><th>difference the claim predicts &gt; 0</th><th>estimate [95% CI]</th>"
+            f"<table><thead><tr><th>difference the claim predicts &gt; 0 (sign test)</th><th>estimate [95% CI]</th>"
             f"<th>paired t-test over seeds</th></tr></thead>"
-            f"<tbody>{comps}</tbody></table>{notes}</div>")
+            f"<tbody>{comps or '<tr><td colspan=3>none measurable in this run</td></tr>'}</tbody></table>"
+            f"<p><i>Magnitude:</i> {_magnitude(c)}.</p>{floor}{notes}</div>")
     return "".join(parts)
 
 
@@ -216,8 +251,10 @@ def render(res: dict[str, Any]) -> str:
     caps = _captions(res)
     run, claims = res["run"], res["claims"]
     verdicts = "".join(
-        f"<tr><td><a href='#{c['id']}'>{c['id']}</a></td><td style='text-align:left'>{escape(c['statement'])}</td>"
-        f"<td>{_badge(c['verdict'])}</td></tr>" for c in claims["claims"])
+        f"<tr><td><a href='#{c['id']}'>{c['id']}</a></td><td style='text-align:left'>{escape(c['statement'])}"
+        f"{'<br><small>' + escape(c['floor_effect']) + '</small>' if c['floor_effect'] else ''}</td>"
+        f"<td>{_badge(c['shown_as'])}</td><td style='text-align:left'><small>{_magnitude(c)}</small></td></tr>"
+        for c in claims["claims"])
     figs = []
     for f in res["figures"]:
         if f["id"] == "table1":
@@ -227,6 +264,8 @@ def render(res: dict[str, Any]) -> str:
                     f"<figcaption><b>{escape(f['title'])}.</b> {escape(caps.get(f['id'], ''))} "
                     f"<span class='note'>Data: {escape(', '.join(f['sources'][:3]))}"
                     f"{' and more' if len(f['sources']) > 3 else ''}. {links}</span></figcaption></figure>")
+    figs += [f"<p class='note' id='{escape(f['id'])}'><b>{escape(f['title'])}</b> is not drawn: {escape(f['reason'])}.</p>"
+             for f in res.get("figures_not_drawn", [])]
     t1fig = next((f for f in res["figures"] if f["id"] == "table1"), None)
     t1img = (f"<figure><img src='{escape(t1fig['files']['png'])}' alt='Table 1 heatmaps'><figcaption>"
              f"{escape(caps['table1'])}</figcaption></figure>") if t1fig else ""
@@ -244,18 +283,20 @@ def render(res: dict[str, Any]) -> str:
             f"({fmt(avg['different_model_under'])}%). This report compares with Table 1 throughout.</p>"
             f"<p class='note'>Reference values: {escape(ref['citation'])} ({escape(ref['source'])}).</p>")
     files = " · ".join(f"<a href='{escape(p)}'>{escape(p)}</a>" for p in [res["files"]["results"], *res["files"]["tables"]])
-    acc = res.get("balanced_clean_accuracy_percent")
+    acc = res["balanced_clean_accuracy"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(res['title'])}</title><style>{CSS}</style></head><body>
 <h1>{escape(res['title'])}</h1>
 <p class="meta">Class imbalance and adversarial vulnerability (Possas &amp; Zhou), preset <b>{escape(str(run['preset']))}</b>,
-seed {escape(str(run['seed']))}, attack {escape(json.dumps(run['attack']))}. Run folder <code>{escape(run['dir'])}</code>.
+seed {escape(str(run['seed']))}, attack: {escape(run['attack_words'])}. Run folder <code>{escape(run['dir'])}</code>.
 Built {escape(res['generated'])} by advimb {escape(__version__)} from stored artifacts only.</p>
 {notes}
 <h2>At a glance</h2>
-<p>Balanced model, clean test accuracy: <b>{fmt(acc)}%</b>.</p>
-<table><thead><tr><th>claim</th><th>statement</th><th>verdict</th></tr></thead><tbody>{verdicts}</tbody></table>
+<p>Balanced model, clean test accuracy: <b>{ci(acc)}</b>.</p>
+<table><thead><tr><th>claim</th><th>statement</th><th>sign test</th><th>magnitude: this run vs the paper</th></tr></thead>
+<tbody>{verdicts}</tbody></table>
+<p class="note">{VERDICT_HELP}</p>
 <h2>Table 1: accuracy of the target class under attack (%)</h2>
 {_table1(res['table1'])}
 {t1img}

@@ -8,35 +8,32 @@ self-contained ``report/index.html``, built only from stored artifacts.
       tables/*.csv      copies of the run's tables (the page links to them)
 
 It never trains or attacks: inputs are ``config.toml``, ``manifest.json``,
-``models/balanced/history.csv``, ``eval/clean/*.json`` and ``eval/attack/*.json|npz``.
+``models/balanced/history.csv``, ``eval/clean/*.json`` and ``eval/attack/*.json|npz`` (read
+through :mod:`advimb.results`) and the tables built from them (:mod:`advimb.tables`). The
+paper's numbers appear only when the run is in the paper's setting
+(:func:`advimb.reference.paper_setting`); otherwise the page, ``results.json`` and the
+terminal say why not.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from advimb import artifacts, figures
-from advimb.claims import check_claims, default_pair, load_outcomes, parse_pair
-from advimb.config import tomllib
+from advimb.claims import check_claims, default_pair, magnitude_text, parse_pair
 from advimb.errors import UserError
-from advimb.stats import Bootstrap
-from advimb.tables import TABLE1_COLUMNS, build_tables
-
-KINDS = ("balanced", "under", "over")
-
-
-def reference() -> dict[str, Any]:
-    """The paper's published numbers (Table 1 and the text), shipped as package data."""
-    return json.loads(resources.files("advimb").joinpath("reference/possas_zhou.json").read_text())
+from advimb.reference import PAPER_SETTING, describe_attack, paper_setting, reference  # noqa: F401 (re-export)
+from advimb.results import KINDS, TABLE1_COLUMNS
+from advimb.metrics import GridMetrics
+from advimb.stats import N_BOOT, Bootstrap
+from advimb.tables import build_tables
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -44,122 +41,122 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _pct(x: float) -> float:
-    return float("nan") if x is None or not np.isfinite(x) else round(100 * float(x), 2)
+def _r(x: float, digits: int = 2) -> float:
+    return float("nan") if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
-def _parse_pair(pair, classes: tuple[str, ...], targets: list[str], confusion) -> tuple[str, str]:
-    return default_pair(classes, targets, confusion) if pair is None else parse_pair(pair, classes, targets)
+def _est(row: dict[str, Any], col: str) -> dict[str, float]:
+    return {"value": _r(row[col]), "lo": _r(row.get(f"{col}_lo")), "hi": _r(row.get(f"{col}_hi"))}
 
 
-def collect(run_dir: Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
-    """Everything the page shows, as one JSON-ready dict (no files written)."""
+def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
+    """Everything the page shows, as one JSON-ready dict (no files written but the tables)."""
     run_dir = Path(run_dir)
     summary = build_tables(run_dir)  # the tables are derived too; rebuilding keeps them in step
-    res = summary["results"]
-    classes, combos, clean = res["classes"], res["combinations"], res["clean"]
-    manifest = artifacts.read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+    grid, m, rows = summary["grid"], summary["metrics"], summary["rows"]
+    if n_boot != m.boot.n_boot:  # the claims' replicates; the tables always use N_BOOT, so they never change
+        m = GridMetrics(grid, Bootstrap(n_boot=n_boot, seed=0))
+    classes, targets, cfg = grid.classes, grid.targets, grid.config
     config_text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
-    by_cell = {(c["class"], c["model_kind"], c["gradient"]): c for c in combos}
-    targets = [c for c in classes if any(k[0] == c for k in by_cell)]
     ref = reference()
-    paper_comparable = set(targets) <= set(ref["table1_percent"])
-    bal_conf = clean["balanced"]["confusion"] if "balanced" in clean else None
-    pair = _parse_pair(pair, classes, targets, bal_conf)
+    why_not = paper_setting(cfg, grid.manifest.get("dataset", {}))
+    comparable = not why_not
+    bal_conf = grid.clean["balanced"][0].confusion
+    pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
 
-    # Table 1 (means over seeds, with t-intervals when there are several), the paper's, the difference
-    seeds = summary.get("seeds", 1)
-    agg = {r["class"]: r for r in summary["rows"]["table1"]}
+    # Table 1 (means over seeds with intervals), the paper's, the difference
     t1_rows = []
-    for c in targets:
-        row: dict[str, Any] = {"class": c, "measured": {}, "paper": {}, "difference": {}}
-        if seeds > 1:
-            row["ci"] = {col: [agg[c][f"{col}_ci_lo"], agg[c][f"{col}_ci_hi"]] for col, _, _ in TABLE1_COLUMNS}
-        for j, (col, kind, grad) in enumerate(TABLE1_COLUMNS):
-            row["measured"][col] = round(float(agg[c][col]), 2)
-            if paper_comparable:
-                p = float(ref["table1_percent"][c][j])
-                row["paper"][col] = p
-                row["difference"][col] = round(row["measured"][col] - p, 2)
+    for r in rows["table1"]:
+        row: dict[str, Any] = {"class": r["class"], "measured": {}, "ci": {}, "paper": {}, "difference": {}}
+        for j, (col, _, _) in enumerate(TABLE1_COLUMNS):
+            e = _est(r, col)
+            row["measured"][col], row["ci"][col] = e["value"], [e["lo"], e["hi"]]
+            if comparable and r["class"] != "average":
+                p = float(ref["table1_percent"][r["class"]][j])
+                row["paper"][col], row["difference"][col] = p, round(e["value"] - p, 2)
         t1_rows.append(row)
-    avg = {"class": "average", **{part: {col: round(float(np.nanmean([r[part][col] for r in t1_rows])), 2)
-                                         for col, _, _ in TABLE1_COLUMNS}
-                                   for part in (("measured", "paper", "difference") if paper_comparable
-                                                else ("measured",))}}
-    if seeds > 1:
-        avg["ci"] = {col: [agg["average"][f"{col}_ci_lo"], agg["average"][f"{col}_ci_hi"]]
-                     for col, _, _ in TABLE1_COLUMNS}
+    avg = t1_rows.pop()
+    if comparable:
+        for col, _, _ in TABLE1_COLUMNS:
+            avg["paper"][col] = round(float(np.mean([r["paper"][col] for r in t1_rows])), 2)
+            avg["difference"][col] = round(avg["measured"][col] - avg["paper"][col], 2)
+    attack_src = grid.attack_sources()
     table1 = {"columns": [c for c, _, _ in TABLE1_COLUMNS], "rows": t1_rows, "average": avg,
-              "paper_comparable": paper_comparable,
-              "sources": sorted({c["source"] for c in combos}) + ["advimb/reference/possas_zhou.json"]}
+              "paper_comparable": comparable, "interval": summary["interval"],
+              "sources": attack_src + (["advimb/reference/possas_zhou.json"] if comparable else [])}
+    if comparable:
+        diffs = [abs(r["difference"][c]) for r in t1_rows for c in table1["columns"]]
+        table1["cells_within_10_points"] = [sum(d <= 10 for d in diffs), len(diffs)]
 
-    # Fig. 2 / Fig. 4 / Fig. 6 data
-    clean_target = []
-    for c in targets:
-        r = {"class": c}
-        for kind, model in (("balanced", "balanced"), ("under", f"under:{c}"), ("over", f"over:{c}")):
-            r[kind] = _pct(clean[model]["per_class_accuracy"][classes.index(c)]) if model in clean else float("nan")
-        clean_target.append(r)
-    rel = []
-    for c in targets:
-        r = {"class": c}
-        for kind in KINDS:
-            cell = by_cell.get((c, kind, "same_model"))
-            ca = cell["clean_accuracy"] if cell else float("nan")
-            r[kind] = round(100 * (ca - cell["adversarial_accuracy"]) / ca, 2) if cell and ca > 0 else float("nan")
-        rel.append(r)
-    rel_avg = {"class": "average", **{k: round(float(np.nanmean([r[k] for r in rel])), 2)
-                                      if np.isfinite([r[k] for r in rel]).any() else float("nan") for k in KINDS}}
-    flips = {kind: [[_share(by_cell.get((c, kind, "same_model")), j) for j in range(len(classes))] for c in targets]
+    # Fig. 2 / Fig. 4 / Fig. 6 data, from the tables' rows
+    clean_target = [{"class": r["class"], **{k: _r(r[k]) for k in KINDS}, "ci": {k: [_r(r[f"{k}_lo"]), _r(r[f"{k}_hi"])]
+                                                                             for k in KINDS}}
+                    for r in rows["clean_target_accuracy"]]
+    rel = {}
+    for r in rows["relative_difference"]:
+        if r["gradient"] == "same_model":
+            rel.setdefault(r["class"], {"class": r["class"]})[r["model_kind"]] = _r(r["relative_difference"])
+    rd_avg = summary["relative_difference_average_percent"]
+    flip = {(r["class"], r["evaluated_model"], r["gradient"], r["predicted_class"]): r for r in rows["flip_rates"]}
+
+    def model(kind: str, c: str) -> str:
+        return "balanced" if kind == "balanced" else f"{kind}:{c}"
+
+    flips = {kind: [[_r(flip[(c, model(kind, c), "same_model", lab)]["share"]) for lab in classes] for c in targets]
              for kind in KINDS}
     panels = []
     for c in pair:
         for kind in ("under", "over"):
-            cell = by_cell.get((c, kind, "same_model"))
-            if cell:
-                panels.append({"class": c, "kind": kind, "model": cell["evaluated_model"],
-                               "clean": [100 * h / max(cell["n"], 1) for h in cell["clean_histogram"]],
-                               "adversarial": [100 * h / max(cell["n"], 1) for h in cell["adversarial_histogram"]],
-                               "n": cell["n"], "source": cell["source"]})
+            if c in targets:
+                fr = [flip[(c, model(kind, c), "same_model", lab)] for lab in classes]
+                panels.append({"class": c, "kind": kind, "model": model(kind, c),
+                               "clean": [_r(x["clean_share"]) for x in fr], "adversarial": [_r(x["share"]) for x in fr],
+                               "n": fr[0]["attacked_images"], "source": grid.first(c, kind, "same_model")["source"]})
 
-    claims = check_claims(load_outcomes(run_dir), ref if paper_comparable else None, pair,
-                          Bootstrap(n_boot=n_boot, seed=0))
+    claims = check_claims(m, ref if comparable else None, pair)
     hist_path = run_dir / "models" / "balanced" / "history.csv"
-    cfg = tomllib.loads(config_text) if config_text else {}
-    attack = cfg.get("attack", {})
     notes = []
-    if paper_comparable and (attack.get("name", "fgsm") != "fgsm" or attack.get("eps") != ref["attack"]["eps"]
-                             or attack.get("direction", "ascent") != "ascent"):
-        notes.append(f"This run's attack ({attack.get('name')}, eps {attack.get('eps')}, "
-                     f"{attack.get('direction')}) differs from the paper's (FGSM, eps 0.01, ascent); "
-                     "the paper's numbers are shown for orientation only.")
-    if not paper_comparable:
-        notes.append("This run's classes are not CIFAR-10's, so the paper's numbers are not shown beside it.")
+    if not comparable:
+        notes.append("No comparison with the paper: " + "; ".join(why_not) + ". The paper's numbers belong to its "
+                     f"setting ({PAPER_SETTING}), so they are not shown beside this run.")
+    manifest = grid.manifest
+    bal = summary["balanced_clean_accuracy"], *summary["balanced_clean_accuracy_interval"]
+    attack = cfg.to_dict()["attack"] if cfg else {}
     return {
         "title": f"advimb report: {run_dir.resolve().name}",
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "run": {"dir": str(run_dir.resolve()), "config_toml": config_text, "manifest": manifest,
-                "preset": cfg.get("preset"), "seed": cfg.get("seed"), "attack": attack,
+        "run": {"dir": str(run_dir), "config_toml": config_text, "manifest": manifest,
+                "preset": cfg.preset if cfg else None, "seed": cfg.seed if cfg else None, "attack": attack,
+                "attack_words": describe_attack(cfg.attack) if cfg else "unknown (no config.toml)",
                 "sources": ["config.toml", "manifest.json"]},
         "reference": {"citation": ref["citation"], "source": ref["source"], "text": ref["text"]},
-        "balanced_clean_accuracy_percent": _pct(clean["balanced"]["accuracy"]) if "balanced" in clean else None,
-        "balanced_clean_source": clean["balanced"]["source"] if "balanced" in clean else None,
+        "paper_comparison": {"shown": comparable, "reasons": why_not, "paper_setting": PAPER_SETTING},
+        "interval_method": summary["interval"],
+        "balanced_clean_accuracy_percent": _r(bal[0]),
+        "balanced_clean_accuracy": {"value": _r(bal[0]), "lo": _r(bal[1]), "hi": _r(bal[2])},
+        "balanced_clean_source": grid.clean["balanced"][0].source,
         "table1": table1,
-        "clean_target_accuracy": {"rows": clean_target, "sources": sorted(m["source"] for m in clean.values())},
-        "relative_difference": {"rows": rel, "average": rel_avg, "gradient": "same_model",
-                                "sources": table1["sources"][:-1]},
-        "flip_rates": {"targets": targets, "classes": list(classes), "percent": flips,
-                       "sources": table1["sources"][:-1]},
+        "clean_target_accuracy": {"rows": clean_target, "sources": grid.clean_sources(),
+                                  "definition": "clean accuracy of the class on the full test set"},
+        "relative_difference": {
+            "rows": [rel[c] for c in targets],
+            "average": {"class": "average", **{k: _r(rd_avg[k]) if rd_avg[k] is not None else float("nan")
+                                               for k in KINDS}},
+            "undefined": summary["relative_difference_undefined_classes"], "gradient": "same_model",
+            "definition": "100 x (clean - attacked) / clean, both on the attacked test images",
+            "sources": attack_src},
+        "flip_rates": {"targets": targets, "classes": list(classes), "percent": flips, "sources": attack_src},
         "pair": {"classes": list(pair), "panels": panels},
         "history": {"rows": _read_history(hist_path) if hist_path.exists() else [],
                     "source": str(hist_path.relative_to(run_dir))},
-        "confusion": {"balanced": bal_conf, "source": clean["balanced"]["source"] if "balanced" in clean else None},
+        "confusion": {"balanced": bal_conf.tolist(), "source": grid.clean["balanced"][0].source},
         "claims": claims,
         "sweep": _sweep(run_dir, summary.get("sweep")),
-        "experiments": {"seeds": seeds, "long_tail": summary.get("long_tail"), "defences": summary.get("defences"),
-                        "rows": {k: v for k, v in summary["rows"].items() if k != "table1"},
+        "experiments": {"seeds": grid.seeds, "long_tail": summary.get("long_tail"),
+                        "defences": summary.get("defences"),
+                        "rows": {k: v for k, v in rows.items() if k in summary.get("experiments", {}).get("tables", [])},
                         "sources": {k: v for k, v in artifacts.read_json(run_dir / "tables" / "sources.json").items()
-                                    if k in summary["rows"]}},
+                                    if k in summary.get("experiments", {}).get("tables", [])}},
         "notes": notes,
     }
 
@@ -173,25 +170,12 @@ def _sweep(run_dir: Path, rows: list[dict[str, Any]] | None) -> dict[str, Any] |
             "attacks": sorted({r["attack"] for r in rows}), "epsilons": sorted({r["eps"] for r in rows})}
 
 
-def _finite(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
-
-
-def _share(cell: dict[str, Any] | None, j: int) -> float:
-    return round(100 * cell["adversarial_histogram"][j] / cell["n"], 2) if cell and cell["n"] else float("nan")
-
-
 def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[list[dict[str, Any]], list[str]]:
     """Up to ``rows`` stored examples of the balanced model's attack, one per class, the
     pair's classes first, preferring images the attack flipped."""
     classes = results["flip_rates"]["classes"]
-    order = list(dict.fromkeys([*results["pair"]["classes"], *results["flip_rates"]["targets"]]))
+    order = list(dict.fromkeys([*(c for c in results["pair"]["classes"] if c in results["flip_rates"]["targets"]),
+                                *results["flip_rates"]["targets"]]))
     items, sources = [], []
     for c in order:
         path = run_dir / "eval" / "attack" / f"balanced__{c}.npz"
@@ -212,13 +196,15 @@ def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[li
     return items, sources
 
 
-def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> list[dict[str, Any]]:
-    """Draw every figure into ``out/figures``; returns their entries for ``results``."""
+def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Draw every figure into ``out/figures``; returns their entries for ``results`` and,
+    for each figure of the paper's grid that could not be drawn, why (never dropped silently)."""
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     classes = results["flip_rates"]["classes"]
     targets = results["flip_rates"]["targets"]
-    entries = []
+    entries: list[dict[str, Any]] = []
+    not_drawn: list[dict[str, str]] = []
 
     def add(fid: str, title: str, files: dict[str, str], sources: list[str], **data: Any) -> None:
         entries.append({"id": fid, "title": title, "files": {k: f"figures/{v}" for k, v in files.items()},
@@ -229,15 +215,19 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> list[dict
     meas = np.array([[r["measured"][c] for c in cols] for r in t1["rows"]], dtype=float)
     paper = (np.array([[r["paper"][c] for c in cols] for r in t1["rows"]], dtype=float)
              if t1["paper_comparable"] else None)
-    add("table1", "Table 1: accuracy of the target class under attack, this run beside the paper",
+    add("table1", "Table 1: accuracy of the target class under attack" + (", this run beside the paper"
+                                                                            if paper is not None else ""),
         figures.table1(meas, paper, targets, cols, fig_dir), t1["sources"])
     hist, conf = results["history"]["rows"], results["confusion"]["balanced"]
-    if hist and conf is not None:
+    if hist:
         best = min(hist, key=lambda h: h["val_loss"])
         add("fig1", "Fig. 1: the balanced model", figures.training(hist, np.array(conf), classes, fig_dir),
             [results["history"]["source"], results["confusion"]["source"]],
             epochs=len(hist), best_epoch=int(best["epoch"]), best_val_loss=round(best["val_loss"], 4),
             best_val_accuracy_percent=round(100 * best["val_accuracy"], 2))
+    else:
+        not_drawn.append({"id": "fig1", "title": "Fig. 1: the balanced model",
+                          "reason": f"{results['history']['source']} is missing from the run folder"})
     add("fig2", "Fig. 2: clean accuracy of the target class",
         figures.clean_target(results["clean_target_accuracy"]["rows"], fig_dir),
         results["clean_target_accuracy"]["sources"])
@@ -248,14 +238,19 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> list[dict
         add("fig3", "Fig. 3: adversarial examples (balanced model, same-model attack)",
             figures.examples(items, eps, factor, fig_dir), src, amplification=factor, eps=eps,
             examples=[{k: v for k, v in it.items() if k not in ("clean", "adversarial")} for it in items])
+    else:
+        not_drawn.append({"id": "fig3", "title": "Fig. 3: adversarial examples",
+                          "reason": "the run stored no example images (eval.examples = 0)"})
     rd = results["relative_difference"]
     add("fig4", "Fig. 4: relative difference per class",
         figures.relative_difference(rd["rows"] + [rd["average"]], fig_dir), rd["sources"])
+    a, b = results["pair"]["classes"]
     if results["pair"]["panels"]:
-        a, b = results["pair"]["classes"]
         add("fig6", f"Fig. 6: where perturbed {a} and {b} images go",
             figures.label_distributions(results["pair"]["panels"], classes, fig_dir),
             sorted({p["source"] for p in results["pair"]["panels"]}))
+    else:  # pragma: no cover - the pair's first class is always studied (parse_pair, default_pair)
+        not_drawn.append({"id": "fig6", "title": "Fig. 6", "reason": f"neither {a} nor {b} is a studied class"})
     if results.get("sweep"):
         sw = results["sweep"]
         add("fig7", "Fig. 7: accuracy under attack against eps, per attack",
@@ -268,47 +263,61 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> list[dict
     add("fig6b", "Fig. 6b: flip rates, true class x predicted class",
         figures.flip_heatmaps({k: np.array(v, dtype=float) for k, v in fr["percent"].items()}, targets, classes,
                               fig_dir), fr["sources"])
-    return entries
+    return entries, not_drawn
 
 
-def build_report(run_dir: str | Path, pair=None, n_boot: int = 2000) -> dict[str, Any]:
+def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Build ``run_dir/report`` (page, figures, results.json, tables); returns the results."""
     from advimb.html import render
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
+    results = collect(run_dir, pair, n_boot)  # every check (pair, completeness) before the first write
     out = artifacts.ensure_writable_dir(run_dir / "report", "report folder")
-    results = collect(run_dir, pair, n_boot)
-    results["figures"] = draw_figures(run_dir, results, out)
+    results["figures"], results["figures_not_drawn"] = draw_figures(run_dir, results, out)
     (out / "tables").mkdir(exist_ok=True)
     results["files"] = {"results": "results.json", "tables": []}
     for f in sorted((run_dir / "tables").glob("*")):
         shutil.copyfile(f, out / "tables" / f.name)
         results["files"]["tables"].append(f"tables/{f.name}")
-    results = _finite(results)  # NaN (not measured) -> null: strict JSON for any reader
     artifacts.write_json(out / "results.json", results)
     artifacts.write_text(out / "index.html", render(results))
     return results
 
 
 def format_report_summary(results: dict[str, Any]) -> str:
-    """Table 1 (with the paper's values) and the verdicts, for the terminal."""
+    """Table 1 (with the paper's values when the run is in its setting, else why not) and
+    each claim's sign-test verdict with its magnitude agreement, for the terminal."""
     from advimb.html import fmt as _num
 
     t1 = results["table1"]
     comp = t1["paper_comparable"]
     short = ["diff under", "diff over", "same bal", "same under", "same over"]
-    lines = ["Table 1 - accuracy of the target class under attack, % " + ("(this run / paper)" if comp else ""),
+    lines = [f"attack: {results['run']['attack_words']}",
+             "Table 1 - accuracy of the target class under attack, % " + ("(this run / paper)" if comp else "(this run)"),
              f"{'class':12s}" + "".join(f"{s:>15s}" for s in short)]
     for r in [*t1["rows"], t1["average"]]:
         cells = [_num(r["measured"][c]) + (f" / {_num(r['paper'][c])}" if comp else "") for c in t1["columns"]]
         lines.append(f"{r['class']:12s}" + "".join(f"{x:>15s}" for x in cells))
-    if results.get("balanced_clean_accuracy_percent") is not None:
-        lines.append(f"balanced model, clean test accuracy: {results['balanced_clean_accuracy_percent']:.1f}%")
-    lines.append("claims (95% bootstrap intervals):")
+    a = t1["average"]
+    lines.append("average, 95% interval: " + ", ".join(
+        f"{s} [{_num(a['ci'][c][0])}, {_num(a['ci'][c][1])}]" for s, c in zip(short, t1["columns"]))
+        + f"  ({results['interval_method']})")
+    if comp:
+        w, n = t1["cells_within_10_points"]
+        lines.append(f"{w} of {n} cells within 10 points of the paper's Table 1")
+    else:
+        lines.append("no comparison with the paper: " + "; ".join(results["paper_comparison"]["reasons"]))
+    b = results["balanced_clean_accuracy"]
+    lines.append(f"balanced model, clean test accuracy: {_num(b['value'])}% [{_num(b['lo'])}, {_num(b['hi'])}]")
+    lines.append("claims - verdict = sign test of each difference (95% interval above 0); magnitude = this run vs "
+                 "the paper:")
     for c in results["claims"]["claims"]:
         comps = "; ".join(f"{x['label']} {_num(x['value'])} [{_num(x['lo'])}, {_num(x['hi'])}]"
                           for x in c["comparisons"]) or "not measurable in this run"
-        lines.append(f"  {c['id']} {c['verdict'].upper():15s} {comps}")
+        lines.append(f"  {c['id']:4s} {c['shown_as'].upper():26s} {comps}")
+        if c["floor_effect"]:
+            lines.append(f"       {c['floor_effect']} (sign test alone: {c['verdict']})")
+        lines.append(f"       magnitude: {magnitude_text(c)}")
     return "\n".join(lines)

@@ -90,23 +90,31 @@ def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
     return run_dir
 
 
-def close_stale_invocations(run_dir: Path) -> list[str]:
+def close_stale_invocations(run_dir: Path) -> tuple[list[str], bool]:
     """Mark invocations that the manifest still lists as ``running`` but whose process is
-    gone (killed with SIGKILL, or its machine died) as interrupted; returns their ids. An
-    invocation whose process still runs on this machine is left alone."""
+    gone (killed with SIGKILL, or its machine died) as interrupted, and remove the temporary
+    files such a process left behind; returns (their ids, whether another invocation still
+    runs). An invocation whose process still runs on this machine is left alone, and then
+    so are the temporary files (they may be its writes in progress)."""
     path = Path(run_dir) / "manifest.json"
     if not path.exists():
-        return []
+        return [], False
     m = artifacts.read_json(path)
-    closed = []
+    closed, running = [], False
     for inv in m.get("invocations", []):
-        if inv.get("status") != "running" or _alive(inv):
+        if inv.get("status") != "running":
+            continue
+        if _alive(inv):
+            running = True
             continue
         inv["status"] = "interrupted: its process ended without recording an end (killed?)"
         closed.append(inv.get("id", "?"))
     if closed:
         artifacts.write_json(path, m)
-    return closed
+    if not running:
+        for tmp in Path(run_dir).rglob(".*.tmp"):  # artifacts.atomic_path's names
+            tmp.unlink(missing_ok=True)
+    return closed, running
 
 
 def _alive(inv: dict[str, Any]) -> bool:

@@ -14,14 +14,24 @@ Intervals are percentile intervals of ``n_boot`` replicates (default 2,000, 95%)
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-#: verdicts a claim can get
+#: verdicts of a sign test (a claim's differences): every interval above 0, any below 0,
+#: neither, or a difference that could not be measured
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+NOT_MEASURABLE = "not measurable"
+#: the default number of bootstrap replicates, for every table, claim and report
+N_BOOT = 2000
+
+
+def interval_method(n_boot: int = N_BOOT, seeds: int = 1, level: float = 0.95) -> str:
+    """The one interval method of every table and of the report, in words."""
+    how = (f"the {seeds} seeds resampled, then the test images within each class of each seed" if seeds > 1
+           else "test images resampled within each class")
+    return f"{100 * level:g}% percentile bootstrap ({n_boot:,} replicates; {how})"
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,25 @@ class Bootstrap:
             reps = np.take_along_axis(reps, draws, 1)
         return float(np.mean(points)), reps.mean(1)
 
+    def shares(self, labels_by_seed: Sequence[np.ndarray], key: object, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Percent of images predicted as each label: points ``(C,)`` and replicates
+        ``(n_boot, C)``, paired with :meth:`mean` calls of the same ``key`` (the same resample)."""
+        per_seed, points = [], []
+        for s, lab in enumerate(labels_by_seed):
+            lab = np.asarray(lab, dtype=np.int64)
+            if lab.size == 0:
+                per_seed.append(np.full((self.n_boot, num_classes), np.nan))
+                points.append(np.full(num_classes, np.nan))
+                continue
+            res = lab[self._indices(key, s, lab.size)]  # (n_boot, n)
+            per_seed.append(np.stack([(res == c).mean(1) for c in range(num_classes)], 1) * 100.0)
+            points.append(np.bincount(lab, minlength=num_classes)[:num_classes] * 100.0 / lab.size)
+        reps = np.stack(per_seed, 1)  # (n_boot, seeds, C)
+        if reps.shape[1] > 1:
+            draws = self._seed_draws(reps.shape[1])
+            reps = np.take_along_axis(reps, draws[:, :, None], 1)
+        return np.mean(points, 0), reps.mean(1)
+
     def interval(self, point: float, reps: np.ndarray) -> Estimate:
         """Percentile interval of ``reps`` around ``point`` (NaN replicates ignored)."""
         reps = np.asarray(reps, dtype=np.float64)
@@ -99,27 +128,34 @@ class Bootstrap:
         return Estimate(float(point), float(lo), float(hi))
 
 
-def mean_over_groups(points: Sequence[float], reps: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
-    """Average of per-group estimates (classes), ignoring groups that are NaN."""
+def mean_over_groups(points: Sequence[float], reps: Sequence[np.ndarray],
+                     weights: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
+    """Average of per-group estimates (classes; weighted by ``weights`` if given). Strict:
+    a group that is undefined (NaN) makes the average undefined, since an average over
+    fewer groups would be a different quantity; a replicate where a group is NaN is NaN."""
     p = np.asarray(points, dtype=np.float64)
-    r = np.stack(reps, 0) if len(reps) else np.zeros((0, 1))
-    with warnings.catch_warnings():  # an all-NaN column is a legitimate "not measured"
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmean(p)) if np.isfinite(p).any() else float("nan"), np.nanmean(r, 0)
+    if not len(p):
+        return float("nan"), np.full(1, np.nan)
+    r = np.stack(reps, 0)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    point = float(np.dot(w, p)) if np.isfinite(p).all() else float("nan")
+    return point, np.tensordot(w, r, axes=1)
 
 
 def verdict(differences: Sequence[Estimate]) -> str:
     """The verdict on a directional claim made of one or more comparisons, each given as
     the interval of a difference that the claim says is positive.
 
-    ``reproduced`` when every interval lies above 0; ``not reproduced`` when any interval
-    lies below 0 (the data contradict the claim's direction); ``inconclusive`` otherwise
-    (an interval contains 0, or a quantity could not be measured).
+    It tests the *sign* of each difference, not its size: ``reproduced`` when every
+    interval lies above 0; ``not reproduced`` when any interval lies below 0 (the data
+    contradict the claim's direction); ``inconclusive`` when an interval contains 0; ``not
+    measurable`` when a difference has no interval (a quantity undefined in this run).
     """
-    if not differences:
-        return INCONCLUSIVE
-    if any(np.isfinite(d.hi) and d.hi < 0 for d in differences):
+    if not differences or any(not np.isfinite(d.lo) for d in differences):
+        return NOT_MEASURABLE
+    if any(d.hi < 0 for d in differences):
         return NOT_REPRODUCED
-    if all(np.isfinite(d.lo) and d.lo > 0 for d in differences):
+    if all(d.lo > 0 for d in differences):
         return REPRODUCED
     return INCONCLUSIVE

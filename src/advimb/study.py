@@ -75,8 +75,11 @@ def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: lis
         jobs = plan(cfg, ds)
         preflight(cfg, ds, jobs, pair)
         run_dir = open_run(out, cfg)  # the first write into the run folder
-        for old in close_stale_invocations(run_dir):
+        closed, running = close_stale_invocations(run_dir)
+        for old in closed:
             log(f"an earlier invocation ({old}) ended without recording it (killed?); marked interrupted")
+        if running:
+            log(f"another advimb process is running a study in {run_dir}; both will skip what the other finished")
         inv_id = uuid.uuid4().hex[:12]
         env = ex.environment(cfg)
         n_jobs = sum(len(j.parts()) for j in jobs)

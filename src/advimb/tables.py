@@ -1,16 +1,19 @@
 """Results tables, derived only from the stored artifacts of a run folder.
 
-Reads ``eval/clean/*.json`` and ``eval/attack/*.json`` (and nothing else); never trains or
-attacks. Writes ``tables/``: ``table1.csv``/``table1.md`` (paper Table 1 layout),
-``clean_target_accuracy.csv`` (Fig. 2 data), ``relative_difference.csv`` (Fig. 4 data),
-``flip_rates.csv`` (Fig. 6 data), ``clean_accuracy.csv`` and ``summary.json`` with the
-paper's orderings checked, plus ``sources.json`` naming the artifacts each table used.
+Reads the paper grid's per-image results through :func:`advimb.results.load_grid` (and
+nothing else); never trains or attacks. Writes ``tables/``: ``table1.csv``/``table1.md``
+(paper Table 1 layout), ``clean_target_accuracy.csv`` (Fig. 2 data),
+``relative_difference.csv`` (Fig. 4 data), ``flip_rates.csv`` (Fig. 6 data),
+``clean_accuracy.csv``, ``summary.json`` with the paper's orderings checked,
+``sources.json`` naming the artifacts each table used and ``README.md`` saying what every
+column means. Every number is in percent, with ``<column>_lo`` / ``<column>_hi``: its 95%
+interval from one method for every table (:func:`advimb.stats.interval_method`: a percentile
+bootstrap over test images within each class, after resampling seeds when the run has
+several), so no interval leaves [0, 100]. Definitions: :mod:`advimb.metrics`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -18,206 +21,132 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
-from advimb.errors import UserError
+from advimb.experiment_tables import build_experiment_tables
+from advimb.metrics import GridMetrics
+from advimb.results import KINDS, TABLE1_COLUMNS, GridResults, load_grid, replicate_roots  # noqa: F401
+from advimb.stats import N_BOOT, Bootstrap, interval_method
 
-#: Table 1's columns: (column name, model kind, gradient)
-TABLE1_COLUMNS = (
-    ("different_model_under", "under", "different_model"),
-    ("different_model_over", "over", "different_model"),
-    ("same_model_balanced", "balanced", "same_model"),
-    ("same_model_under", "under", "same_model"),
-    ("same_model_over", "over", "same_model"),
-)
-
-
-def _csv(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
+#: bump when the tables' columns or definitions change (2: bootstrap intervals in every table,
+#: relative difference on the attacked images stated in its columns, shares in percent)
+TABLES_FORMAT = 2
 
 
 def _mean(xs: list[float]) -> float:
-    xs = [x for x in xs if not math.isnan(x)]
+    """Mean of the defined values (the sweep's success rate is undefined for a class with no
+    correctly classified image)."""
+    xs = [x for x in xs if x is not None and not math.isnan(x)]  # null in JSON, NaN in older artifacts
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def replicate_roots(run_dir: Path) -> list[Path]:
-    """The run folder and its replicates' folders (``experiments.seeds``), in seed order."""
-    run_dir = Path(run_dir)
-    reps = sorted((p for p in (run_dir / "replicates").glob("*") if p.name.isdigit() and (p / "eval").is_dir()),
-                  key=lambda p: int(p.name))
-    return [run_dir, *reps]
+def _put(row: dict[str, Any], name: str, m: GridMetrics, q) -> None:
+    """``row[name]`` and its interval ``row[name_lo]``, ``row[name_hi]`` from quantity ``q``."""
+    e = m.estimate(q)
+    row[name], row[f"{name}_lo"], row[f"{name}_hi"] = e.value, e.lo, e.hi
 
 
-def load_results(run_dir: Path, base: Path | None = None) -> dict[str, Any]:
-    """All combinations and clean evaluations stored in ``run_dir`` (one replicate's
-    folder); sources are named relative to ``base`` (default ``run_dir``)."""
-    run_dir = Path(run_dir)
-    base = Path(base or run_dir)
-    attack_files = sorted((run_dir / "eval" / "attack").glob("*.json"))
-    clean_files = sorted((run_dir / "eval" / "clean").glob("*.json"))
-    if not attack_files or not clean_files:
-        raise UserError(f"{run_dir} holds no evaluation results yet; run `advimb run` into it first")
-    combos, classes = [], None
-    for f in attack_files:
-        d = artifacts.read_json(f)
-        classes = tuple(d["classes"])
-        for c in d["combinations"]:
-            combos.append({**c, "source": str(f.relative_to(base))})
-    clean = {}
-    for f in clean_files:
-        d = artifacts.read_json(f)
-        clean[d["model"]] = {**d, "source": str(f.relative_to(base))}
-    return {"classes": classes, "combinations": combos, "clean": clean}
+def _model(kind: str, c: str) -> str:
+    return "balanced" if kind == "balanced" else f"{kind}:{c}"
 
 
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval of independent replicates (seeds)."""
-    from scipy import stats
-
-    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    h = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - h, m + h
-
-
-def aggregate(tables: list[list[dict[str, Any]]], keys: list[str]) -> list[dict[str, Any]]:
-    """Rows of one table from several replicates, matched on ``keys``: every numeric
-    column becomes its mean over replicates with ``<col>_ci_lo`` / ``<col>_ci_hi`` (95%
-    t-interval over seeds); a single replicate comes back unchanged."""
-    if len(tables) == 1:
-        return tables[0]
-    index = [{tuple(r[k] for k in keys): r for r in t} for t in tables]
-    out = []
-    for row in tables[0]:
-        key = tuple(row[k] for k in keys)
-        rows = [ix.get(key) for ix in index]
-        agg: dict[str, Any] = {}
-        for col, v in row.items():
-            if col in keys or isinstance(v, str) or isinstance(v, bool):
-                agg[col] = v
-                continue
-            m, lo, hi = t_interval([float(r[col]) if r else float("nan") for r in rows])
-            agg[col], agg[f"{col}_ci_lo"], agg[f"{col}_ci_hi"] = m, lo, hi
-        agg["seeds"] = sum(r is not None for r in rows)
-        out.append(agg)
-    return out
-
-
-def compute_tables(res: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """One replicate's tables (rows) from its results (:func:`load_results`)."""
-    classes, combos, clean = res["classes"], res["combinations"], res["clean"]
-    by_cell = {(c["class"], c["model_kind"], c["gradient"]): c for c in combos}
-    targets = [c for c in classes if any(k[0] == c for k in by_cell)]
-    rows = []
+def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
+    """Every table's rows (means over seeds with intervals) from the grid's metrics."""
+    res = m.res
+    classes, targets = res.classes, res.targets
+    table1 = []
     for c in targets:
         row: dict[str, Any] = {"class": c}
         for col, kind, grad in TABLE1_COLUMNS:
-            cell = by_cell.get((c, kind, grad))
-            row[col] = 100 * cell["adversarial_accuracy"] if cell else float("nan")
-        rows.append(row)
-    avg = {"class": "average", **{col: _mean([r[col] for r in rows]) for col, _, _ in TABLE1_COLUMNS}}
+            _put(row, col, m, m.accuracy(c, kind, grad))
+        table1.append(row)
+    avg: dict[str, Any] = {"class": "average"}
+    for col, kind, grad in TABLE1_COLUMNS:
+        _put(avg, col, m, m.mean_over_targets(lambda c, k=kind, g=grad: m.accuracy(c, k, g)))
     fig2 = []
     for c in targets:
-        r: dict[str, Any] = {"class": c}
-        for kind, model in (("balanced", "balanced"), ("under", f"under:{c}"), ("over", f"over:{c}")):
-            m = clean.get(model)
-            r[kind] = 100 * m["per_class_accuracy"][classes.index(c)] if m else float("nan")
-        fig2.append(r)
-    rows_clean = [{"model": name, "accuracy": 100 * m["accuracy"],
-                   **{c: 100 * a for c, a in zip(classes, m["per_class_accuracy"])}}
-                  for name, m in sorted(clean.items(), key=lambda kv: _model_order(kv[0], classes))]
+        row = {"class": c}
+        for kind in KINDS:
+            _put(row, kind, m, m.clean_class(_model(kind, c), c))
+        fig2.append(row)
+    clean_rows = []
+    for name in sorted(res.clean, key=lambda n: _model_order(n, classes)):
+        row = {"model": name}
+        _put(row, "accuracy", m, m.clean_overall(name))
+        for c in classes:
+            _put(row, c, m, m.clean_class(name, c))
+        clean_rows.append(row)
     rel = []
     for c in targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
-            cell = by_cell.get((c, kind, grad))
-            if not cell:
-                continue
-            ca, aa = cell["clean_accuracy"], cell["adversarial_accuracy"]
-            rel.append({"class": c, "model_kind": kind, "gradient": grad,
-                        "evaluated_model": cell["evaluated_model"],
-                        "clean_accuracy": 100 * ca, "adversarial_accuracy": 100 * aa,
-                        "relative_difference": 100 * (ca - aa) / ca if ca > 0 else float("nan")})
+            row = {"class": c, "model_kind": kind, "gradient": grad, "evaluated_model": _model(kind, c),
+                   "attacked_images": len(res.cell(c, kind, grad)[0].adv)}
+            _put(row, "clean_accuracy_attacked_images", m, m.accuracy(c, kind, grad, "clean"))
+            _put(row, "adversarial_accuracy", m, m.accuracy(c, kind, grad))
+            _put(row, "relative_difference", m, m.relative_difference(c, kind, grad))
+            row["note"] = ("" if math.isfinite(row["relative_difference"]) else
+                           f"undefined: {row['evaluated_model']} predicts {c} for none of these clean images")
+            rel.append(row)
     flips = []
-    for cell in sorted(combos, key=lambda c: (classes.index(c["class"]), c["model_kind"], c["gradient"])):
-        n = cell["n"]
-        for j, cnt in enumerate(cell["adversarial_histogram"]):
-            flips.append({"class": cell["class"], "evaluated_model": cell["evaluated_model"],
-                          "gradient_model": cell["gradient_model"], "gradient": cell["gradient"],
-                          "predicted_class": classes[j], "count": cnt,
-                          "clean_count": cell["clean_histogram"][j],
-                          "share": cnt / n if n else float("nan")})
-    return {"table1": rows + [avg], "clean_target_accuracy": fig2, "clean_accuracy": rows_clean,
+    for c in targets:
+        for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:
+            first = res.first(c, kind, grad)
+            (pc, rc), (pa, ra) = m.shares(c, kind, grad, "clean"), m.shares(c, kind, grad, "adv")
+            for j, label in enumerate(classes):
+                row = {"class": c, "evaluated_model": first["evaluated_model"],
+                       "gradient_model": first["gradient_model"], "gradient": grad, "predicted_class": label,
+                       "attacked_images": first["n"]}
+                _put(row, "clean_share", m, (pc[j], rc[:, j]))
+                _put(row, "share", m, (pa[j], ra[:, j]))
+                flips.append(row)
+    return {"table1": [*table1, avg], "clean_target_accuracy": fig2, "clean_accuracy": clean_rows,
             "relative_difference": rel, "flip_rates": flips}
 
 
-#: the key columns that match a table's rows across replicates
-TABLE_KEYS = {"table1": ["class"], "clean_target_accuracy": ["class"], "clean_accuracy": ["model"],
-              "relative_difference": ["class", "model_kind", "gradient", "evaluated_model"],
-              "flip_rates": ["class", "evaluated_model", "gradient_model", "gradient", "predicted_class"]}
-
-
 def _ci_text(r: dict[str, Any], col: str) -> str:
-    if f"{col}_ci_lo" in r and not math.isnan(r[f"{col}_ci_lo"]):
-        return f"{r[col]:.1f}% [{r[f'{col}_ci_lo']:.1f}, {r[f'{col}_ci_hi']:.1f}]"
-    return f"{r[col]:.1f}%"
+    v, lo, hi = r[col], r.get(f"{col}_lo", float("nan")), r.get(f"{col}_hi", float("nan"))
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.1f}% [{lo:.1f}, {hi:.1f}]" if math.isfinite(lo) else f"{v:.1f}%"
 
 
 def build_tables(run_dir: Path) -> dict[str, Any]:
     """Write every table into ``run_dir/tables`` and return the summary (as written to
-    ``summary.json``) plus ``rows`` (Table 1 and the experiments' tables as rows) and
-    ``results`` (the first seed's :func:`load_results`, for the report). With
-    several replicates (``experiments.seeds``) every table holds means over seeds with 95%
-    t-intervals (``<column>_ci_lo`` / ``_ci_hi``)."""
+    ``summary.json``) plus, not written: ``rows`` (every table's rows, the experiments'
+    included), ``grid`` (the :class:`GridResults`) and ``metrics`` (the :class:`GridMetrics`
+    whose bootstrap the claims reuse, so they share resamples with the tables)."""
     run_dir = Path(run_dir)
-    roots = replicate_roots(run_dir)
-    results = [load_results(r, run_dir) for r in roots]
-    per = [compute_tables(r) for r in results]
-    t = {name: aggregate([p[name] for p in per], TABLE_KEYS[name]) for name in TABLE_KEYS}
+    res = load_grid(run_dir)
+    n_boot = N_BOOT  # fixed: the tables of a run never depend on who built them last
+    m = GridMetrics(res, Bootstrap(n_boot=n_boot, seed=0))
+    t = compute_tables(m)
     out = run_dir / "tables"
-    combo_sources = sorted({c["source"] for r in results for c in r["combinations"]})
-    clean_sources = sorted({m["source"] for r in results for m in r["clean"].values()})
-    sources: dict[str, list[str]] = {"table1": combo_sources, "clean_target_accuracy": clean_sources,
-                                     "clean_accuracy": clean_sources, "relative_difference": combo_sources,
-                                     "flip_rates": combo_sources}
-    for name in TABLE_KEYS:
-        rows = t[name]
-        artifacts.write_text(out / f"{name}.csv", _csv(rows, list(rows[0]) if rows else list(TABLE_KEYS[name])))
+    method = interval_method(n_boot, res.seeds)
+    attack_src, clean_src = res.attack_sources(), res.clean_sources()
+    sources: dict[str, list[str]] = {"table1": attack_src, "clean_target_accuracy": clean_src,
+                                     "clean_accuracy": clean_src, "relative_difference": attack_src,
+                                     "flip_rates": attack_src}
+    for name, rows in t.items():
+        artifacts.write_text(out / f"{name}.csv", artifacts.csv_text(rows, list(dict.fromkeys(k for r in rows for k in r))))
     cols = [c for c, _, _ in TABLE1_COLUMNS]
-    head = "Table 1 - accuracy under attack, mean over seeds [95% t-interval]" if len(per) > 1 else ""
-    md = ([head, ""] if head else []) + [
-        "| Class | Different model: under | Different model: over | Same model: balanced "
-        "| Same model: under | Same model: over |", "|---|---:|---:|---:|---:|---:|"]
+    seeds = f", mean over {res.seeds} seeds" if res.seeds > 1 else ""
+    md = [f"Table 1 - accuracy (%) of the target class's attacked test images{seeds}; [95% interval: {method}]", "",
+          "| Class | Different model: under | Different model: over | Same model: balanced "
+          "| Same model: under | Same model: over |", "|---|---:|---:|---:|---:|---:|"]
     for r in t["table1"]:
         md.append(f"| {r['class']} | " + " | ".join(_ci_text(r, c) for c in cols) + " |")
     artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
 
-    summary = summarise(t["table1"][:-1], t["relative_difference"], t["clean_target_accuracy"])
-    summary["seeds"] = len(per)
-    bal = [r["clean"]["balanced"]["accuracy"] for r in results if "balanced" in r["clean"]]
-    summary["balanced_clean_accuracy"] = 100 * float(np.mean(bal)) if bal else None
-    if len(per) > 1:
-        summary["table1_average_ci_percent"] = {
-            c: [t["table1"][-1][f"{c}_ci_lo"], t["table1"][-1][f"{c}_ci_hi"]] for c in cols}
+    summary = summarise(m, t, method)
     sweep_rows, sweep = build_sweep_tables(run_dir)
     if sweep:
         summary["sweep"] = sweep
         sources["sweep"] = sorted({r["source"] for r in sweep_rows})
-    from advimb.experiment_tables import build_experiment_tables
-
-    exp_summary, exp_rows = build_experiment_tables(run_dir, sources)
+    exp_summary, exp_rows = build_experiment_tables(run_dir, sources, n_boot)
     summary.update(exp_summary)
     artifacts.write_json(out / "summary.json", summary)
     artifacts.write_json(out / "sources.json", sources)
-    # for the report, not written: the rows it draws (means over seeds with intervals)
-    return {**summary, "rows": {"table1": t["table1"], **exp_rows}, "results": results[0]}
+    artifacts.write_text(out / "README.md", tables_readme(res, method, sorted([*t, *exp_rows, *(
+        ["sweep", "sweep_summary"] if sweep else [])])))
+    return {**summary, "rows": {**t, **exp_rows}, "grid": res, "metrics": m}
 
 
 def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:
@@ -225,32 +154,82 @@ def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:
     return ({"balanced": 0, "under": 1, "over": 2}.get(kind, 3), classes.index(c) if c in classes else -1)
 
 
-def summarise(table1: list[dict[str, Any]], rel: list[dict[str, Any]],
-              fig2: list[dict[str, Any]]) -> dict[str, Any]:
-    """Column averages and how many classes follow the paper's orderings."""
-    avg = {col: _mean([r[col] for r in table1]) for col, _, _ in TABLE1_COLUMNS}
-    n = len(table1)
+def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -> dict[str, Any]:
+    """Column averages with intervals and how many classes follow the paper's orderings."""
+    res = m.res
+    table1, avg = t["table1"][:-1], t["table1"][-1]
+    cols = [c for c, _, _ in TABLE1_COLUMNS]
 
     def count(pred) -> int:
         return sum(1 for r in table1 if pred(r))
 
-    rd = {}
-    for kind in ("balanced", "under", "over"):
-        rd[kind] = _mean([r["relative_difference"] for r in rel
-                          if r["model_kind"] == kind and r["gradient"] == "same_model"])
+    rd, rd_ci, undefined = {}, {}, {}
+    for kind in KINDS:
+        e = m.estimate(m.mean_over_targets(lambda c, k=kind: m.relative_difference(c, k)))
+        rd[kind], rd_ci[kind] = _finite(e.value), [_finite(e.lo), _finite(e.hi)]
+        undefined[kind] = [r["class"] for r in t["relative_difference"]
+                           if r["model_kind"] == kind and r["gradient"] == "same_model"
+                           and not math.isfinite(r["relative_difference"])]
+    clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(_model(kk, c), c))) for k in KINDS}
+    bal = m.estimate(m.clean_overall("balanced"))
     return {
-        "classes": n,
-        "table1_average_percent": avg,
+        "format": TABLES_FORMAT,
+        "classes": len(table1), "seeds": res.seeds, "attacked_images_per_class": res.n_attacked,
+        "interval": method,
+        "table1_average_percent": {c: avg[c] for c in cols},
+        "table1_average_interval": {c: [avg[f"{c}_lo"], avg[f"{c}_hi"]] for c in cols},
         "relative_difference_average_percent": rd,
-        "clean_target_average_percent": {k: _mean([r[k] for r in fig2]) for k in ("balanced", "under", "over")},
+        "relative_difference_average_interval": rd_ci,
+        "relative_difference_undefined_classes": undefined,
+        "clean_target_average_percent": {k: e.value for k, e in clean_t.items()},
+        "clean_target_average_interval": {k: [e.lo, e.hi] for k, e in clean_t.items()},
+        "balanced_clean_accuracy": bal.value,
+        "balanced_clean_accuracy_interval": [bal.lo, bal.hi],
         "orderings": {
             "same_model_under_lt_balanced": count(lambda r: r["same_model_under"] < r["same_model_balanced"]),
             "same_model_balanced_lt_over": count(lambda r: r["same_model_balanced"] < r["same_model_over"]),
             "transfer_weaker_under": count(lambda r: r["different_model_under"] > r["same_model_under"]),
             "transfer_weaker_over": count(lambda r: r["different_model_over"] > r["same_model_over"]),
-            "of_classes": n,
+            "of_classes": len(table1),
         },
     }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def tables_readme(res: GridResults, method: str, names: list[str]) -> str:
+    """``tables/README.md``: what every table holds, its definitions and its interval method."""
+    n = res.n_attacked
+    attacked = (f"all {n} test images of each class" if res.config is None or res.config.eval.test_per_class == 0
+                else f"the first {n} test images of each class")
+    lines = [
+        "# Tables of this run", "",
+        f"Built by advimb from the stored artifacts (`sources.json` names them). Every number is a percentage; "
+        f"`<column>_lo` / `<column>_hi` are its 95% interval, the same method in every table: {method}. "
+        f"With several seeds a value is the mean over seeds. An empty cell is undefined (the row's `note` says why).",
+        "", f"Attacked images: {attacked}. Clean accuracy of a model: its full test set.", "",
+        "| table | what it holds |", "|---|---|",
+        "| `table1.csv`, `table1.md` | the paper's Table 1: accuracy of each class's attacked images under attack, "
+        "for the different-model (balanced model's gradient) and same-model attacks; last row: mean over classes |",
+        "| `clean_target_accuracy.csv` | Fig. 2: clean accuracy of each class on the full test set, for the balanced "
+        "model and the models with that class under- and over-sampled |",
+        "| `clean_accuracy.csv` | every model's clean accuracy on the full test set, overall and per class |",
+        "| `relative_difference.csv` | Fig. 4: relative difference 100 x (clean - attacked) / clean, **both on the "
+        "attacked images** (`clean_accuracy_attacked_images`, `adversarial_accuracy`); undefined when the clean "
+        "accuracy is 0 |",
+        "| `flip_rates.csv` | Fig. 6: share of each class's attacked images predicted as each label, before "
+        "(`clean_share`) and after (`share`) the attack |",
+        "| `summary.json` | column averages with intervals, the paper's orderings counted over classes |",
+    ]
+    extra = {"sweep": "every attack at every eps of the sweep (first seed; no intervals)",
+             "sweep_summary": "per attack, eps and Table 1 column (first seed; no intervals)",
+             "imbalance_sweep": "the imbalance sweep", "long_tail": "long-tailed profiles, per class",
+             "long_tail_summary": "long-tailed profiles, summary", "defences": "defences, per class",
+             "defences_summary": "defences, summary (`value [lo, hi]`; `n/a: reason` when undefined)"}
+    lines += [f"| `{k}.csv` | {extra[k]} |" for k in names if k in extra]
+    return "\n".join(lines) + "\n"
 
 
 def format_summary(run_dir: Path) -> str:
@@ -259,12 +238,15 @@ def format_summary(run_dir: Path) -> str:
     md = (run_dir / "tables" / "table1.md").read_text()
     s = artifacts.read_json(run_dir / "tables" / "summary.json")
     o = s["orderings"]
-    lines = ["Table 1 - accuracy of the target class under attack (%):", md]
+    lines = [md]
     if s.get("balanced_clean_accuracy") is not None:
-        lines.append(f"balanced model, clean test accuracy: {s['balanced_clean_accuracy']:.1f}%")
+        lo, hi = s["balanced_clean_accuracy_interval"]
+        lines.append(f"balanced model, clean test accuracy: {s['balanced_clean_accuracy']:.1f}% [{lo:.1f}, {hi:.1f}]")
     rd = s["relative_difference_average_percent"]
-    lines.append("relative difference, same model (mean): balanced {balanced:.1f}%, "
-                 "under {under:.1f}%, over {over:.1f}%".format(**rd))
+    lines.append("relative difference, same model (mean over classes, on the attacked images): " + ", ".join(
+        f"{k} {rd[k]:.1f}%" if rd[k] is not None else
+        f"{k} undefined (clean accuracy 0 for {', '.join(s['relative_difference_undefined_classes'][k])})"
+        for k in KINDS))
     n = o["of_classes"]
     lines.append(f"classes with under < balanced (same model): {o['same_model_under_lt_balanced']}/{n}; "
                  f"balanced < over: {o['same_model_balanced_lt_over']}/{n}")
@@ -338,9 +320,9 @@ def build_sweep_tables(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[s
     out = Path(run_dir) / "tables"
     cols = ["attack", "eps", "class", "model_kind", "gradient", "evaluated_model", "gradient_model", "n",
             "clean_accuracy", "adversarial_accuracy", "n_clean_correct", "success_rate",
-            "min_eps_mean", "min_eps_median", "min_eps_flippable_share", "source"]
+            "min_eps_max", "min_eps_mean", "min_eps_median", "min_eps_flippable_share", "source"]
     flat = [{k: r.get(k, "") for k in cols} for r in rows]
-    artifacts.write_text(out / "sweep.csv", _csv(flat, cols))
+    artifacts.write_text(out / "sweep.csv", artifacts.csv_text(flat, cols))
     summary = sweep_summary(rows)
-    artifacts.write_text(out / "sweep_summary.csv", _csv(summary, list(summary[0])))
+    artifacts.write_text(out / "sweep_summary.csv", artifacts.csv_text(summary, list(summary[0])))
     return rows, summary
