@@ -116,6 +116,10 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
         e = d["gap_closed_pp"]
         assert e["lo"] <= e["value"] <= e["hi"]
     assert {r["profile"] for r in summary["long_tail"]} == {"longtail:exp10", "longtail:step5"}
+    ds = (t / "defences_summary.csv").read_text()
+    assert "nan" not in ds.lower()  # an undefined number says why instead
+    cw = next(line for line in ds.splitlines() if line.startswith("class_weight,"))
+    assert "n/a: no defended balanced model (only adversarial training defends the balanced model)" in cw
     header = (t / "table1.csv").read_text().splitlines()[0]
     assert "same_model_under_lo" in header and "same_model_under_hi" in header
     assert "mean over 2 seeds; [95% interval: 95% percentile bootstrap (2,000 replicates; the 2 seeds resampled, " \

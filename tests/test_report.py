@@ -202,3 +202,42 @@ def test_page_renders_in_headless_chromium(cifar_named_run, chromium, tmp_path):
     assert width <= 1366, "the page scrolls sideways on a laptop screen"
     with Image.open(shot) as im:
         assert im.size[0] == 1366 and im.size[1] > 3000
+
+
+def test_a_run_folder_with_missing_results_is_reported_not_averaged(smoke_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run["run_dir"], run)
+    (run / "eval" / "attack" / "under-class3__class3.json").unlink()
+    (run / "eval" / "clean" / "over-class7.json").unlink()
+    before = (run / "tables" / "table1.csv").read_text()
+    for argv in (["tables", str(run)], ["report", str(run), "--n-boot", "200"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is incomplete: 2 result(s) of the grid its config asks for are missing" in err
+        assert "class3 images attacked with under:class3's gradient, classified by under:class3" in err
+        assert "clean evaluation of over:class7" in err and "\n" not in err
+    assert (run / "tables" / "table1.csv").read_text() == before  # nothing rebuilt over fewer classes
+
+
+def test_a_figure_that_cannot_be_drawn_says_why(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(out), "--n-boot", "200",
+                 "--set", "eval.examples=0", "--set", "imbalance.classes=['class3', 'class5']"]) == 0
+    res = _results(out)
+    assert [f["id"] for f in res["figures_not_drawn"]] == ["fig3"]
+    assert "eval.examples = 0" in res["figures_not_drawn"][0]["reason"]
+    assert "fig3" not in {f["id"] for f in res["figures"]}
+    html = (out / "report" / "index.html").read_text()
+    assert "Fig. 3: adversarial examples</b> is not drawn: the run stored no example images" in html
+    assert sorted(res["pair"]["classes"]) == ["class3", "class5"]  # chosen among the studied classes
+
+
+def test_an_undefined_average_says_why():
+    from advimb.html import _rel_avg
+
+    res = {"relative_difference": {"average": {"under": None, "balanced": 61.234},
+                                   "undefined": {"under": ["cat", "dog"], "balanced": []}}}
+    assert _rel_avg(res, "balanced") == "61.2%"
+    assert _rel_avg(res, "under") == "undefined: clean accuracy 0 for cat, dog"

@@ -178,8 +178,8 @@ def _list(_: argparse.Namespace) -> int:
     from advimb.presets import PRESETS
 
     print("presets:")
-    for name, (desc, _) in PRESETS.items():
-        print(f"  {name:9s} {desc}")
+    for name, p in PRESETS.items():
+        print(f"  {name:9s} {p.description}\n  {'':9s} cost: {p.cost}")
     print("models:  " + ", ".join(list_models()))
     print("attacks: " + ", ".join(list_attacks()))
     return 0

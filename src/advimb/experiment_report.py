@@ -163,10 +163,9 @@ def section(res: dict[str, Any]) -> str:
     exp = res.get("experiments") or {}
     parts = []
     if exp.get("seeds", 1) > 1:
-        parts.append(f"<p>This run holds <b>{exp['seeds']} seeds</b> (independent replicates of every job). Table 1 "
-                     "shows means over seeds with 95% t-intervals; the claims use a paired two-level bootstrap "
-                     "(seeds, then test images) and a paired t-test over seeds; the figures of the paper's grid show "
-                     "the first seed.</p>")
+        parts.append(f"<p>This run holds <b>{exp['seeds']} seeds</b> (independent replicates of every job). Every "
+                     "table and figure shows means over seeds with the one interval method "
+                     f"({escape(res.get('interval_method', ''))}); each claim also gets a paired t-test over seeds.</p>")
     lt = exp.get("long_tail") or []
     if lt:
         rows = [[escape(r["profile"]), fmt(r["spearman_rho_count_vs_adversarial_accuracy"], 2),
@@ -183,7 +182,9 @@ def section(res: dict[str, Any]) -> str:
                  "defended_adversarial_accuracy", "balanced_adversarial_accuracy", "gap_plain_pp", "gap_defended_pp",
                  "gap_closed_pp")), fmt(r["clean_accuracy_cost_pp"]), escape(r["verdict"])] for r in de]
         parts.append("<h3>Defences</h3><p>Same-model accuracy under attack of the under-sampled target class, "
-                     "mean over the defended classes, % [95% interval]; the gap is balanced minus under-sampled; "
+                     "mean over the defended classes, % [95% interval: "
+                     f"{escape(res.get('interval_method', ''))}, paired on the same images]; the gap is balanced "
+                     "minus under-sampled; "
                      "the clean cost is the drop in overall clean test accuracy. Verdict: <i>closes the gap</i> when "
                      "the defence raises the under-sampled model's accuracy (interval above 0) and the remaining gap's "
                      "interval reaches 0, <i>narrows</i> when only the first holds.</p>" + _table(

@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from advimb.config import ExperimentConfig, from_dict, load_toml, merge
 from advimb.errors import UserError
 
-#: name -> (one-line description with its cost, overrides of the defaults)
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "smoke": (
-        "synthetic data, tiny models, 21 scenarios and 50 combinations in seconds (tests)",
+#: what each preset costs, as measured (commands and devices in BENCHMARKS.md)
+SMOKE_COST = "about 15 s on a 2-core CPU with the report, 7 s without (--no-report), start-up included"
+QUICK_COST = ("3 to 6 minutes on a 2-core CPU (181 s and 334 s measured on two machines of this kind), plus "
+              "about 17 s for the first decode of the data")
+PAPER_COST = ("583 s of study time on one H200 (measured, default settings); many hours on a 2-core CPU "
+              "(not measured)")
+FAITHFUL_COST = "not measured yet (like paper, plus flips and patience 20)"
+
+class Preset(NamedTuple):
+    """A preset: what it is, what it costs (measured; the README's preset table says the
+    same, a test checks it) and its overrides of the defaults."""
+
+    description: str
+    cost: str
+    overrides: dict[str, Any]
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        "synthetic data, tiny models; all 21 scenarios and 50 combinations (the tests' preset)",
+        SMOKE_COST,
         {
             "data": {"source": "synthetic",
                      "synthetic": {"train_per_class": 60, "test_per_class": 20}},
@@ -28,9 +45,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "eval": {"examples": 4},
         },
     ),
-    "quick": (
-        "real CIFAR-10 at reduced scale: all 21 scenarios and 50 combinations, "
-        "about 8 minutes on a 2-core CPU",
+    "quick": Preset(
+        "real CIFAR-10 at reduced scale; all 21 scenarios and 50 combinations",
+        QUICK_COST,
         {
             # Reduced: 500/100 images per class (paper 5,000/1,000: same 5:1 ratio),
             # half-width VGG (16/32/64, FC-512), at most 8 epochs (patience 3), the first
@@ -43,14 +60,15 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "eval": {"test_per_class": 500},
         },
     ),
-    "paper": (
-        "the protocol as the paper's text describes it (with PROTOCOL.md's corrections): "
-        "hours on a 2-core CPU, minutes on a GPU",
+    "paper": Preset(
+        "the protocol as the paper's text describes it (defaults, with PROTOCOL.md's corrections)",
+        PAPER_COST,
         {},
     ),
-    "faithful": (
+    "faithful": Preset(
         "the authors' code choices: vgg_authors, decay 1e-6, patience 20, test set as "
-        "validation, first-N selection, hflip, sign(0)=+1, no clipping; cost as paper",
+        "validation, first-N selection, hflip, sign(0)=+1, no clipping",
+        FAITHFUL_COST,
         {
             "imbalance": {"selection": "first"},
             "model": {"name": "vgg_authors"},
@@ -78,7 +96,7 @@ def resolve_config(
     name = preset or file_d.get("preset") or "paper"
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    d = merge(PRESETS[name][1], file_d)
+    d = merge(PRESETS[name].overrides, file_d)
     d["preset"] = name
     cli: dict[str, Any] = {}
     for o in overrides or []:

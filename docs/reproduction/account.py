@@ -1,0 +1,221 @@
+"""The numbers of docs/reproduction/README.md, generated from a published run folder.
+
+Every table in this folder's README (and the main README's headline) between
+``<!-- account:NAME RUN -->`` and ``<!-- /account:NAME -->`` is the output of :func:`block` on
+the run folder's stored artifacts (its manifest, config,
+scenario counts, model histories, tables and report), so no number there lacks an artifact
+that explains it. ``--check`` (run by the tests) fails when a block differs from what the
+artifacts give; ``--write`` rewrites the blocks.
+
+    python docs/reproduction/account.py --write     # after regenerating a run's tables/report
+    python docs/reproduction/account.py --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+MAIN_README = HERE.parent.parent / "README.md"
+BLOCK = re.compile(r"<!-- account:(\w+) ([\w./-]+) -->\n(.*?)<!-- /account:\1 -->", re.S)
+COLS = ("different_model_under", "different_model_over", "same_model_balanced", "same_model_under", "same_model_over")
+HEAD = ("different model: under", "different model: over", "same model: balanced", "same model: under",
+        "same model: over")
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _json(path: Path):
+    return json.loads(path.read_text())
+
+
+def _ci(row: dict[str, str], col: str, digits: int = 1) -> str:
+    return f"{float(row[col]):.{digits}f} [{float(row[col + '_lo']):.{digits}f}, {float(row[col + '_hi']):.{digits}f}]"
+
+
+def run_facts(run: Path) -> str:
+    m, cfg = _json(run / "manifest.json"), (run / "config.toml").read_text()
+    inv = m["invocations"][-1]
+    env, ds = m["environment"], m["dataset"]
+    js = inv["job_seconds"]
+    phase = {"training": sum(v for k, v in js.items() if k.startswith("train")),
+             "clean evaluation": sum(v for k, v in js.items() if k.startswith("clean")),
+             "attacks": sum(v for k, v in js.items() if k.startswith("attack"))}
+    train = "; ".join(f"{k.removeprefix('train ')} {v:.1f} s" for k, v in js.items() if k.startswith("train"))
+    prec = re.search(r'precision = "(\w+)"', cfg).group(1)
+    stack = re.search(r'stack = "(\w+)"', cfg).group(1)
+    rows = [
+        ("command", f"`{' '.join(inv['argv'])}`"),
+        ("device", f"{env['device']}, {env['torch_threads']} CPU threads; PyTorch {env['torch']}, torchvision "
+                   f"{env['torchvision']}, numpy {env['numpy']}, Python {env['python']}"),
+        ("code", f"advimb {env['advimb']}; the manifest records git commit `{env['commit'][:7]}` (see Provenance)"),
+        ("settings resolved", f"train.precision = {prec}, train.stack = {stack}, compile off, {inv['executor']['name']} "
+                              "executor"),
+        ("dataset", f"{ds['name']}: {ds['origin']} (fingerprint `{ds['fingerprint'][:16]}...`), "
+                    f"{sum(ds['train_per_class']):,} training and {sum(ds['test_per_class']):,} test images"),
+        ("started / finished", f"{inv['started']} / {inv['finished']}"),
+        ("wall time", f"{inv['wall_seconds']:.0f} s of study time ({inv['jobs_run']} jobs): "
+                      + ", ".join(f"{k} {v:.1f} s" for k, v in phase.items())),
+        ("training by job", train),
+    ]
+    return "| what | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+
+
+def table1(run: Path) -> str:
+    res = _json(run / "report" / "results.json")
+    t1 = res["table1"]
+    rows = _csv(run / "tables" / "table1.csv")
+    out = ["| class | " + " | ".join(HEAD) + " |", "|---|" + "---:|" * len(COLS)]
+    for r, rr in zip(rows, [*t1["rows"], t1["average"]]):
+        cells = [f"{_ci(r, c)} / {rr['paper'][c]:g} / {rr['difference'][c]:+.1f}" for c in COLS]
+        name = f"**{r['class']}**" if r["class"] == "average" else r["class"]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    w, n = t1["cells_within_10_points"]
+    far = sorted(((abs(rr["difference"][c]), rr["class"], h) for rr in t1["rows"] for c, h in zip(COLS, HEAD)),
+                 reverse=True)[:5]
+    return ("Each cell: this run [95% interval] / the paper / difference in points.\n\n" + "\n".join(out) + "\n\n"
+            f"{w} of {n} cells are within 10 points of the paper's. Largest differences: "
+            + "; ".join(f"{cls}, {h} ({d:.1f})" for d, cls, h in far) + ".\n")
+
+
+def claims(run: Path) -> str:
+    from advimb.claims import magnitude_text
+
+    res = _json(run / "report" / "results.json")
+    out = ["| claim | sign test | differences the paper predicts > 0, pp [95% interval] | magnitude: this run vs "
+           "the paper |", "|---|---|---|---|"]
+    for c in res["claims"]["claims"]:
+        comps = "; ".join(f"{x['label'].replace(' (pp)', '')}: {x['value']:+.1f} [{x['lo']:.1f}, {x['hi']:.1f}]"
+                          for x in c["comparisons"])
+        out.append(f"| {c['id']} | {c['shown_as']} | {comps} | {magnitude_text(c)} |")
+    return (f"Intervals: {res['claims']['interval_method']}. Verdict = sign test only.\n\n" + "\n".join(out) + "\n")
+
+
+def models(run: Path) -> str:
+    clean = {r["model"]: r for r in _csv(run / "tables" / "clean_accuracy.csv")}
+    out = ["| model | training / validation images (its class) | best epoch / stopped | best val. loss | val. acc. "
+           "at best | train acc. at best / at stop | clean test acc. | its class, clean test acc. |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name in clean:
+        slug = name.replace(":", "-")
+        meta = _json(run / "models" / slug / "meta.json")
+        sc = _json(run / "scenarios" / f"{slug}.json")
+        hist = meta["history"]
+        best = hist[meta["best_epoch"] - 1]
+        target = meta["target"]
+        i = list(sc["counts"]).index(target) if target else None
+        own = (f"{sc['train_per_class'][i]:,} / {sc['val_per_class'][i]:,}" if target is not None else "-")
+        out.append(
+            f"| {name} | {sc['n_train']:,} / {sc['n_val']:,} ({own}) | {meta['best_epoch']} / {meta['stopped_epoch']} | "
+            f"{best['val_loss']:.3f} | {100 * best['val_accuracy']:.1f}% | {100 * best['accuracy']:.1f}% / "
+            f"{100 * hist[-1]['accuracy']:.1f}% | {_ci(clean[name], 'accuracy')} | "
+            f"{_ci(clean[name], target) if target else '-'} |")
+    return "\n".join(out) + "\n"
+
+
+def per_class(run: Path) -> str:
+    fig2 = _csv(run / "tables" / "clean_target_accuracy.csv")
+    t1 = {r["class"]: r for r in _csv(run / "tables" / "table1.csv")}
+    rel = {(r["class"], r["model_kind"], r["gradient"]): r for r in _csv(run / "tables" / "relative_difference.csv")}
+    out = ["| class | clean: balanced | clean: under-sampled | clean: over-sampled | under-sampled model: attacked "
+           "with the balanced model's gradient | that, as a share of its clean accuracy on those images |",
+           "|---|---:|---:|---:|---:|---:|"]
+    ratios = []
+    for r in fig2:
+        c = r["class"]
+        d = rel[(c, "under", "different_model")]
+        ratio = float(d["adversarial_accuracy"]) / float(d["clean_accuracy_attacked_images"])
+        ratios.append(ratio)
+        out.append(f"| {c} | {_ci(r, 'balanced')} | {_ci(r, 'under')} | {_ci(r, 'over')} | "
+                   f"{_ci(t1[c], 'different_model_under')} | {100 * ratio:.0f}% |")
+    s = _json(run / "tables" / "summary.json")
+    ct = s["clean_target_average_percent"]
+    mean_ratio = sum(ratios) / len(ratios)
+    du = s["table1_average_percent"]["different_model_under"]
+    return ("\n".join(out) + "\n\n"
+            f"Means over classes: clean accuracy of the class {ct['balanced']:.1f}% (balanced model), "
+            f"{ct['under']:.1f}% (under-sampled), {ct['over']:.1f}% (over-sampled). Under the transfer attack the "
+            f"under-sampled models keep {100 * mean_ratio:.0f}% of their clean accuracy on the attacked images (mean of "
+            f"the per-class ratios; {du:.1f}% / {ct['under']:.1f}% = {100 * du / ct['under']:.0f}% as a ratio of the "
+            f"means). The same ratios applied to the balanced model's clean accuracy of the classes "
+            f"({ct['balanced']:.1f}%) give {mean_ratio * ct['balanced']:.1f}% to {du / ct['under'] * ct['balanced']:.1f}%.\n")
+
+
+def pair(run: Path, a: str = "cat", b: str = "dog") -> str:
+    """Where the pair's images go, clean and perturbed (same-model attack), by model."""
+    flips = _csv(run / "tables" / "flip_rates.csv")
+    out = ["| images | model | share predicted as the pair's other class: clean -> perturbed | top wrong labels "
+           "after the attack |",
+           "|---|---|---|---|"]
+    for cls, other, model in ((a, b, "balanced"), (a, b, f"under:{a}"), (a, b, f"over:{a}"),
+                              (b, a, "balanced"), (b, a, f"under:{b}"), (b, a, f"over:{b}")):
+        rows = [r for r in flips if r["class"] == cls and r["evaluated_model"] == model and r["gradient"] == "same_model"]
+        to = next(r for r in rows if r["predicted_class"] == other)
+        wrong = sorted((r for r in rows if r["predicted_class"] != cls), key=lambda r: -float(r["share"]))[:3]
+        out.append(f"| {cls} | {model} | {other}: {_ci(to, 'clean_share')} -> {_ci(to, 'share')} | "
+                   + ", ".join(f"{r['predicted_class']} {float(r['share']):.1f}" for r in wrong) + " |")
+    return "Shares of the class's 1,000 test images, % [95% interval].\n\n" + "\n".join(out) + "\n"
+
+
+def headline(run: Path) -> str:
+    """The main README's summary of a run."""
+    res = _json(run / "report" / "results.json")
+    t1, cl = res["table1"], {c["id"]: c for c in res["claims"]["claims"]}
+    avg = t1["average"]
+    b = res["balanced_clean_accuracy"]
+    ref = res["reference"]["text"]
+    verdicts = ", ".join(f"{i} {cl[i]['shown_as']}" for i in cl)
+    w, n = t1["cells_within_10_points"]
+    return (f"- Claims (sign tests, 95% bootstrap intervals): {verdicts}. C4b: under cat under-sampling the attack "
+            f"does not raise the share of cats called dog ({cl['C4b']['comparisons'][0]['value']:+.1f} points "
+            f"[{cl['C4b']['comparisons'][0]['lo']:.1f}, {cl['C4b']['comparisons'][0]['hi']:.1f}]).\n"
+            f"- Table 1: {w} of {n} cells within 10 points of the paper's; column averages (this run / paper): "
+            + "; ".join(f"{h} {avg['measured'][c]:.1f}% / {avg['paper'][c]:g}%" for c, h in zip(COLS, HEAD)) + ".\n"
+            f"- Balanced model, clean test accuracy: {b['value']:.1f}% [{b['lo']:.1f}, {b['hi']:.1f}] (the authors "
+            f"report {ref['balanced_clean_accuracy_thesis_percent']}% from their code).\n")
+
+
+BLOCKS = {"headline": headline, "run": run_facts, "table1": table1, "claims": claims, "models": models, "per_class": per_class,
+          "pair": pair}
+
+
+def block(name: str, run: str) -> str:
+    return BLOCKS[name](HERE / run)
+
+
+def render(text: str) -> str:
+    return BLOCK.sub(lambda m: f"<!-- account:{m[1]} {m[2]} -->\n{block(m[1], m[2])}<!-- /account:{m[1]} -->", text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--check", action="store_true", help="fail when a block differs from its artifacts")
+    g.add_argument("--write", action="store_true", help="rewrite every block from its artifacts")
+    args = ap.parse_args()
+    stale = []
+    for path in (README, MAIN_README):
+        text = path.read_text()
+        new = render(text)
+        if args.write:
+            path.write_text(new)
+        elif new != text:
+            stale.append(str(path.relative_to(HERE.parent.parent)))
+    if stale:
+        print(f"{', '.join(stale)} out of step with the artifacts; run python docs/reproduction/account.py --write",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The published paper-scale run (docs/reproduction/paper-h200), made on one H200 by an earlier
+version of advimb (commit 585f2a0): its artifacts are the run's own bytes, the current
+advimb reads the folder, recognises every finished job, rebuilds the committed tables
+exactly, builds the report beside the paper, and the READMEs' numbers are the artifacts'."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "docs" / "reproduction" / "paper-h200"
+
+
+def _copy(tmp_path: Path) -> Path:
+    out = tmp_path / "paper-h200"
+    shutil.copytree(RUN, out, ignore=shutil.ignore_patterns("report"))
+    return out
+
+
+def test_the_published_folder_is_small_and_holds_no_weights():
+    files = [p for p in RUN.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 10_000_000
+    assert not [p for p in files if p.suffix in (".pt", ".pth")]
+
+
+def test_every_committed_artifact_is_the_runs_own_bytes():
+    """Each job's marker recorded the size and sha256 of the files it wrote on the GPU: every
+    committed one matches; the only ones absent are the weights and the scenario index arrays."""
+    from advimb.artifacts import verify_record
+
+    checked, absent = 0, set()
+    markers = sorted(RUN.glob("eval/*/*.json")) + sorted(RUN.glob("models/*/meta.json"))
+    assert len(markers) == 21 + 30 + 21
+    for marker in markers:
+        for rel, rec in json.loads(marker.read_text())["files"].items():
+            if (RUN / rel).exists():
+                assert verify_record(RUN / rel, rec), rel
+                checked += 1
+            else:
+                absent.add(rel.rsplit(".", 1)[1])
+    assert checked == 21 + 30 + 21  # clean npz, attack npz, history.csv
+    assert absent == {"pt", "npz"}
+
+
+def test_the_current_code_recognises_every_finished_job():
+    """An earlier version's run folder stays readable: the job keys the current advimb computes
+    from the folder's config.toml and dataset fingerprint are the ones its markers recorded, so
+    `advimb run` into a complete copy (with its weights) would skip all 72 jobs."""
+    import dataclasses
+
+    from advimb.config import ExperimentConfig, from_dict, load_toml
+    from advimb.plan import _plan_replicate
+
+    cfg = from_dict(ExperimentConfig, load_toml(RUN / "config.toml"))
+    # where it ran is not part of any key: plan as on this machine, one job per model
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu", stack="off"),
+                              eval=dataclasses.replace(cfg.eval, group_attacks="off"))
+    ds = json.loads((RUN / "manifest.json").read_text())["dataset"]
+
+    class Data:  # what planning needs of the dataset: its classes and fingerprint
+        classes, fingerprint = tuple(ds["classes"]), ds["fingerprint"]
+        num_classes, image_shape = len(ds["classes"]), tuple(ds["image_shape"])
+
+    jobs = [p for j in _plan_replicate(cfg, Data(), 0) for p in j.parts()]
+    assert len(jobs) == 72
+    for job in jobs:
+        assert json.loads(job.marker(RUN).read_text())["job_key"] == job.key, job.name
+
+
+def test_tables_rebuild_to_the_committed_ones(tmp_path):
+    from advimb.tables import build_tables
+
+    run = _copy(tmp_path)
+    shutil.rmtree(run / "tables")
+    build_tables(run)
+    committed = sorted(p.name for p in (RUN / "tables").iterdir())
+    assert sorted(p.name for p in (run / "tables").iterdir()) == committed
+    for name in committed:
+        assert (run / "tables" / name).read_bytes() == (RUN / "tables" / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from advimb.report import build_report, format_report_summary
+
+    run = _copy(tmp_path_factory.mktemp("published"))
+    res = build_report(run)
+    return run, res, format_report_summary(res)
+
+
+def test_the_report_sets_the_paper_beside_this_run(report):
+    run, res, term = report
+    assert res["paper_comparison"] == {**res["paper_comparison"], "shown": True, "reasons": []}
+    t1 = res["table1"]
+    assert t1["cells_within_10_points"] == [28, 50]
+    assert t1["average"]["paper"]["different_model_under"] == 53.8
+    assert t1["average"]["measured"]["different_model_under"] == pytest.approx(28.97, abs=0.01)
+    shown = {c["id"]: c["shown_as"] for c in res["claims"]["claims"]}
+    assert shown == {"C1": "direction reproduced", "C2": "direction reproduced", "C3": "direction reproduced",
+                     "C4a": "direction reproduced", "C4b": "inconclusive"}
+    c1 = res["claims"]["claims"][0]
+    assert {x["quantity"]: x["inside"] for x in c1["magnitude"]} == {
+        "same_model_balanced_accuracy_percent": False, "same_model_under_accuracy_percent": False,
+        "same_model_over_accuracy_percent": False}
+    assert res["balanced_clean_accuracy"]["value"] == 73.1
+    assert "(this run / paper)" in term and "28 of 50 cells within 10 points" in term
+    html = (run / "report" / "index.html").read_text()
+    for words in ("Notes on the paper", "25.8%", "14.2%", "magnitude: this run vs the paper", "28 of 50 cells"):
+        assert words in html
+
+
+def test_the_committed_report_is_the_current_one(report):
+    """The committed results.json is what the current advimb builds from the committed
+    artifacts (but for when and where it was built)."""
+    _, res, _ = report
+    committed = json.loads((RUN / "report" / "results.json").read_text())
+    for key in ("table1", "claims", "clean_target_accuracy", "relative_difference", "flip_rates", "pair",
+                "paper_comparison", "balanced_clean_accuracy", "figures_not_drawn"):
+        assert committed[key] == json.loads(json.dumps(res[key])), key
+    assert [f["id"] for f in committed["figures"]] == [f["id"] for f in res["figures"]]
+    for f in committed["figures"]:
+        for path in f["files"].values():
+            assert (RUN / "report" / path).is_file()
+
+
+def test_the_readmes_numbers_are_the_artifacts():
+    r = subprocess.run([sys.executable, str(REPO / "docs" / "reproduction" / "account.py"), "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    main = (REPO / "README.md").read_text()
+    assert "<!-- account:headline paper-h200 -->" in main and "docs/reproduction/README.md" in main
+
+
+@pytest.mark.browser
+def test_the_published_page_renders(chromium, tmp_path):
+    from conftest import render_in_chromium
+
+    problems, broken, n_images, width = render_in_chromium(chromium, RUN / "report" / "index.html",
+                                                           tmp_path / "page.png")
+    assert not problems and not broken and n_images == 7 and width <= 1366
