@@ -30,7 +30,7 @@ from advimb import artifacts, figures
 from advimb.claims import check_claims, default_pair, magnitude_text, parse_pair
 from advimb.errors import UserError
 from advimb.reference import PAPER_SETTING, describe_attack, paper_setting, reference  # noqa: F401 (re-export)
-from advimb.results import KINDS, TABLE1_COLUMNS
+from advimb.results import KINDS, TABLE1_COLUMNS, model_name
 from advimb.metrics import GridMetrics
 from advimb.stats import N_BOOT, Bootstrap
 from advimb.tables import build_tables
@@ -49,6 +49,42 @@ def _est(row: dict[str, Any], col: str) -> dict[str, float]:
     return {"value": _r(row[col]), "lo": _r(row.get(f"{col}_lo")), "hi": _r(row.get(f"{col}_hi"))}
 
 
+def _table1(rows: list[dict[str, Any]], ref: dict[str, Any] | None, interval: str,
+            sources: list[str]) -> dict[str, Any]:
+    """Table 1 (means over seeds with intervals) from the table's rows; with the paper's
+    ``ref`` (only in its setting), the paper's values and the differences too."""
+    out = []
+    for r in rows:
+        row: dict[str, Any] = {"class": r["class"], "measured": {}, "ci": {}, "paper": {}, "difference": {}}
+        for j, (col, _, _) in enumerate(TABLE1_COLUMNS):
+            e = _est(r, col)
+            row["measured"][col], row["ci"][col] = e["value"], [e["lo"], e["hi"]]
+            if ref and r["class"] != "average":
+                p = float(ref["table1_percent"][r["class"]][j])
+                row["paper"][col], row["difference"][col] = p, round(e["value"] - p, 2)
+        out.append(row)
+    avg = out.pop()
+    cols = [c for c, _, _ in TABLE1_COLUMNS]
+    table1 = {"columns": cols, "rows": out, "average": avg, "paper_comparable": ref is not None,
+              "interval": interval, "sources": sources + (["advimb/reference/possas_zhou.json"] if ref else [])}
+    if ref:
+        for col in cols:
+            avg["paper"][col] = round(float(np.mean([r["paper"][col] for r in out])), 2)
+            avg["difference"][col] = round(avg["measured"][col] - avg["paper"][col], 2)
+        diffs = [abs(r["difference"][c]) for r in out for c in cols]
+        table1["cells_within_10_points"] = [sum(d <= 10 for d in diffs), len(diffs)]
+    return table1
+
+
+def _panel(grid, flip: dict, c: str, kind: str) -> dict[str, Any]:
+    """Fig. 6: where class ``c``'s images go, clean and perturbed, under the ``kind``:c model."""
+    model = model_name(kind, c)
+    fr = [flip[(c, model, "same_model", lab)] for lab in grid.classes]
+    return {"class": c, "kind": kind, "model": model, "clean": [_r(x["clean_share"]) for x in fr],
+            "adversarial": [_r(x["share"]) for x in fr], "n": fr[0]["attacked_images"],
+            "source": grid.first(c, kind, "same_model")["source"]}
+
+
 def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (no files written but the tables)."""
     run_dir = Path(run_dir)
@@ -64,33 +100,10 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     bal_conf = grid.clean["balanced"][0].confusion
     pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
 
-    # Table 1 (means over seeds with intervals), the paper's, the difference
-    t1_rows = []
-    for r in rows["table1"]:
-        row: dict[str, Any] = {"class": r["class"], "measured": {}, "ci": {}, "paper": {}, "difference": {}}
-        for j, (col, _, _) in enumerate(TABLE1_COLUMNS):
-            e = _est(r, col)
-            row["measured"][col], row["ci"][col] = e["value"], [e["lo"], e["hi"]]
-            if comparable and r["class"] != "average":
-                p = float(ref["table1_percent"][r["class"]][j])
-                row["paper"][col], row["difference"][col] = p, round(e["value"] - p, 2)
-        t1_rows.append(row)
-    avg = t1_rows.pop()
-    if comparable:
-        for col, _, _ in TABLE1_COLUMNS:
-            avg["paper"][col] = round(float(np.mean([r["paper"][col] for r in t1_rows])), 2)
-            avg["difference"][col] = round(avg["measured"][col] - avg["paper"][col], 2)
     attack_src = grid.attack_sources()
-    table1 = {"columns": [c for c, _, _ in TABLE1_COLUMNS], "rows": t1_rows, "average": avg,
-              "paper_comparable": comparable, "interval": summary["interval"],
-              "sources": attack_src + (["advimb/reference/possas_zhou.json"] if comparable else [])}
-    if comparable:
-        diffs = [abs(r["difference"][c]) for r in t1_rows for c in table1["columns"]]
-        table1["cells_within_10_points"] = [sum(d <= 10 for d in diffs), len(diffs)]
-
-    # Fig. 2 / Fig. 4 / Fig. 6 data, from the tables' rows
-    clean_target = [{"class": r["class"], **{k: _r(r[k]) for k in KINDS}, "ci": {k: [_r(r[f"{k}_lo"]), _r(r[f"{k}_hi"])]
-                                                                             for k in KINDS}}
+    table1 = _table1(rows["table1"], ref if comparable else None, summary["interval"], attack_src)
+    clean_target = [{"class": r["class"], **{k: _r(r[k]) for k in KINDS},
+                     "ci": {k: [_r(r[f"{k}_lo"]), _r(r[f"{k}_hi"])] for k in KINDS}}
                     for r in rows["clean_target_accuracy"]]
     rel = {}
     for r in rows["relative_difference"]:
@@ -98,20 +111,9 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
             rel.setdefault(r["class"], {"class": r["class"]})[r["model_kind"]] = _r(r["relative_difference"])
     rd_avg = summary["relative_difference_average_percent"]
     flip = {(r["class"], r["evaluated_model"], r["gradient"], r["predicted_class"]): r for r in rows["flip_rates"]}
-
-    def model(kind: str, c: str) -> str:
-        return "balanced" if kind == "balanced" else f"{kind}:{c}"
-
-    flips = {kind: [[_r(flip[(c, model(kind, c), "same_model", lab)]["share"]) for lab in classes] for c in targets]
-             for kind in KINDS}
-    panels = []
-    for c in pair:
-        for kind in ("under", "over"):
-            if c in targets:
-                fr = [flip[(c, model(kind, c), "same_model", lab)] for lab in classes]
-                panels.append({"class": c, "kind": kind, "model": model(kind, c),
-                               "clean": [_r(x["clean_share"]) for x in fr], "adversarial": [_r(x["share"]) for x in fr],
-                               "n": fr[0]["attacked_images"], "source": grid.first(c, kind, "same_model")["source"]})
+    flips = {kind: [[_r(flip[(c, model_name(kind, c), "same_model", lab)]["share"]) for lab in classes]
+                    for c in targets] for kind in KINDS}
+    panels = [_panel(grid, flip, c, kind) for c in pair if c in targets for kind in ("under", "over")]
 
     claims = check_claims(m, ref if comparable else None, pair)
     hist_path = run_dir / "models" / "balanced" / "history.csv"

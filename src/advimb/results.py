@@ -34,6 +34,11 @@ TABLE1_COLUMNS = (
 KINDS = ("balanced", "under", "over")
 
 
+def model_name(kind: str, c: str) -> str:
+    """The model of the grid with class ``c`` under- or over-sampled (``balanced`` for kind balanced)."""
+    return "balanced" if kind == "balanced" else f"{kind}:{c}"
+
+
 @dataclass(frozen=True)
 class Cell:
     """One combination in one seed: the predicted label of each attacked test image of
@@ -183,7 +188,7 @@ def load_grid(run_dir: str | Path) -> GridResults:
                 if (c, kind, grad) in cells:
                     res.cells.setdefault((c, kind, grad), []).append(cells[(c, kind, grad)])
                 else:
-                    model = "balanced" if kind == "balanced" else f"{kind}:{c}"
+                    model = model_name(kind, c)
                     gmodel = model if grad == "same_model" else "balanced"
                     missing.append(f"{c} images attacked with {gmodel}'s gradient, classified by {model}{where}")
         for model in ["balanced", *(f"{kind}:{c}" for kind in ("under", "over") for c in targets)]:

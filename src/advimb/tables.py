@@ -23,7 +23,7 @@ import numpy as np
 from advimb import artifacts
 from advimb.experiment_tables import build_experiment_tables
 from advimb.metrics import GridMetrics
-from advimb.results import KINDS, TABLE1_COLUMNS, GridResults, load_grid, replicate_roots  # noqa: F401
+from advimb.results import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name, replicate_roots  # noqa: F401
 from advimb.stats import N_BOOT, Bootstrap, interval_method
 
 #: bump when the tables' columns or definitions change (2: bootstrap intervals in every table,
@@ -44,10 +44,6 @@ def _put(row: dict[str, Any], name: str, m: GridMetrics, q) -> None:
     row[name], row[f"{name}_lo"], row[f"{name}_hi"] = e.value, e.lo, e.hi
 
 
-def _model(kind: str, c: str) -> str:
-    return "balanced" if kind == "balanced" else f"{kind}:{c}"
-
-
 def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
     """Every table's rows (means over seeds with intervals) from the grid's metrics."""
     res = m.res
@@ -65,7 +61,7 @@ def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
     for c in targets:
         row = {"class": c}
         for kind in KINDS:
-            _put(row, kind, m, m.clean_class(_model(kind, c), c))
+            _put(row, kind, m, m.clean_class(model_name(kind, c), c))
         fig2.append(row)
     clean_rows = []
     for name in sorted(res.clean, key=lambda n: _model_order(n, classes)):
@@ -77,7 +73,7 @@ def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
     rel = []
     for c in targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
-            row = {"class": c, "model_kind": kind, "gradient": grad, "evaluated_model": _model(kind, c),
+            row = {"class": c, "model_kind": kind, "gradient": grad, "evaluated_model": model_name(kind, c),
                    "attacked_images": len(res.cell(c, kind, grad)[0].adv)}
             _put(row, "clean_accuracy_attacked_images", m, m.accuracy(c, kind, grad, "clean"))
             _put(row, "adversarial_accuracy", m, m.accuracy(c, kind, grad))
@@ -170,7 +166,7 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
         undefined[kind] = [r["class"] for r in t["relative_difference"]
                            if r["model_kind"] == kind and r["gradient"] == "same_model"
                            and not math.isfinite(r["relative_difference"])]
-    clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(_model(kk, c), c))) for k in KINDS}
+    clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(model_name(kk, c), c))) for k in KINDS}
     bal = m.estimate(m.clean_overall("balanced"))
     return {
         "format": TABLES_FORMAT,
