@@ -103,3 +103,19 @@ def render_in_chromium(exe: str, page: Path, shot: Path) -> tuple[list[str], lis
         finally:
             browser.close()
     return problems, broken, n_images, width
+
+
+@pytest.fixture(scope="session")
+def reproduction_archive(request) -> Path:
+    """The archive the published paper-scale run folder comes from (../shared/reproduction),
+    to check the committed copy against; fails when missing unless the run declares the
+    shared data absent (``--no-real-data``)."""
+    path = Path(os.environ.get("ADVIMB_REPRODUCTION_ARCHIVE", REPO.parent / "shared" / "reproduction"
+                               / "h200-paper-2026-11-26" / "run-without-weights.tgz"))
+    if path.is_file():
+        return path
+    if request.config.getoption("--no-real-data") or os.environ.get("ADVIMB_NO_REAL_DATA") == "1":
+        pytest.skip(f"shared data declared absent (--no-real-data); expected the archive at {path}")
+    pytest.fail(f"the published run's archive is not at {path}: put ../shared beside the repository or set "
+                "ADVIMB_REPRODUCTION_ARCHIVE=FILE; if it is absent on purpose, run pytest --no-real-data",
+                pytrace=False)

@@ -234,7 +234,7 @@ def test_several_seeds_get_a_paired_t_test_per_comparison():
     oc = GridResults(Path("."), CIFAR, list(CIFAR), 3, {k: [s.cells[k][0] for s in seeds] for k in seeds[0].cells})
     assert oc.seed(1).cells[("cat", "under", "same_model")][0] is seeds[1].cells[("cat", "under", "same_model")][0]
     res = _claims(oc, n_boot=300)
-    assert res["seeds"] == 3 and "two-level" in res["claims"][0]["interval"]
+    assert res["seeds"] == 3 and "the 3 seeds resampled, then" in res["claims"][0]["interval"]
     comp = res["claims"][0]["comparisons"][0]  # balanced - under
     t = comp["seed_test"]
     singles = [_claims(s, n_boot=100)["claims"][0]["comparisons"][0]["value"] for s in seeds]

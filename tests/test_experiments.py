@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
 import numpy as np
 import pytest
@@ -183,7 +182,7 @@ def test_report_shows_the_experiments(exp_run):
     assert "Beyond the paper" in html and "2 seeds" in html and "paired t-test over seeds" in html
     comp = res["claims"]["claims"][0]["comparisons"][0]
     assert comp["seed_test"]["seeds"] == 2 and len(comp["seed_test"]["per_seed"]) == 2
-    assert res["claims"]["seeds"] == 2 and "two-level" in res["claims"]["claims"][0]["interval"]
+    assert res["claims"]["seeds"] == 2 and "the 2 seeds resampled, then" in res["claims"]["claims"][0]["interval"]
     assert res["table1"]["rows"][0]["ci"]
 
 

@@ -29,23 +29,45 @@ def test_the_published_folder_is_small_and_holds_no_weights():
     assert not [p for p in files if p.suffix in (".pt", ".pth")]
 
 
-def test_every_committed_artifact_is_the_runs_own_bytes():
-    """Each job's marker recorded the size and sha256 of the files it wrote on the GPU: every
-    committed one matches; the only ones absent are the weights and the scenario index arrays."""
+def test_every_committed_artifact_is_the_archives(reproduction_archive):
+    """Every committed file but the rebuilt tables and report is the archive's, byte for byte,
+    except the attack npz, whose arrays are the archive's less the example images (the dataset's
+    images are not redistributed here); and each job's marker still verifies the files it
+    recorded that are unchanged (clean predictions, training histories)."""
+    import io
+    import tarfile
+
+    import numpy as np
+
     from advimb.artifacts import verify_record
 
-    checked, absent = 0, set()
-    markers = sorted(RUN.glob("eval/*/*.json")) + sorted(RUN.glob("models/*/meta.json"))
-    assert len(markers) == 21 + 30 + 21
-    for marker in markers:
+    committed = {str(p.relative_to(RUN)) for p in RUN.rglob("*") if p.is_file()
+                 and p.relative_to(RUN).parts[0] not in ("tables", "report")}
+    assert len(committed) == 167
+    seen = set()
+    with tarfile.open(reproduction_archive) as tar:
+        for member in tar:
+            rel = member.name.split("/", 1)[1] if "/" in member.name else ""
+            if rel not in committed:
+                continue
+            data = tar.extractfile(member).read()
+            seen.add(rel)
+            if rel.startswith("eval/attack/") and rel.endswith(".npz"):
+                with np.load(io.BytesIO(data)) as orig, np.load(RUN / rel) as mine:
+                    assert set(orig.files) - set(mine.files) == {"example_clean", "example_adversarial"}
+                    assert set(mine.files) <= set(orig.files)
+                    for k in mine.files:
+                        assert np.array_equal(orig[k], mine[k]), (rel, k)
+            else:
+                assert (RUN / rel).read_bytes() == data, rel
+    assert seen == committed
+    checked = 0
+    for marker in sorted(RUN.glob("eval/clean/*.json")) + sorted(RUN.glob("models/*/meta.json")):
         for rel, rec in json.loads(marker.read_text())["files"].items():
             if (RUN / rel).exists():
                 assert verify_record(RUN / rel, rec), rel
                 checked += 1
-            else:
-                absent.add(rel.rsplit(".", 1)[1])
-    assert checked == 21 + 30 + 21  # clean npz, attack npz, history.csv
-    assert absent == {"pt", "npz"}
+    assert checked == 21 + 21  # clean predictions, histories
 
 
 def test_the_current_code_recognises_every_finished_job():
@@ -127,6 +149,9 @@ def test_the_committed_report_is_the_current_one(report):
     for f in committed["figures"]:
         for path in f["files"].values():
             assert (RUN / "report" / path).is_file()
+    # no dataset image is published: Fig. 3 is not drawn from this copy, and says why
+    assert [f["id"] for f in committed["figures_not_drawn"]] == ["fig3"]
+    assert not list((RUN / "report" / "figures").glob("fig3*"))
 
 
 def test_the_readmes_numbers_are_the_artifacts():
@@ -143,4 +168,4 @@ def test_the_published_page_renders(chromium, tmp_path):
 
     problems, broken, n_images, width = render_in_chromium(chromium, RUN / "report" / "index.html",
                                                            tmp_path / "page.png")
-    assert not problems and not broken and n_images == 7 and width <= 1366
+    assert not problems and not broken and n_images == 6 and width <= 1366

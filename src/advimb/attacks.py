@@ -83,6 +83,11 @@ def sign_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor, step: floa
     return x.detach() + step * g if direction == "ascent" else x.detach() - step * g
 
 
+def default_step(eps: float, steps: int) -> float:
+    """The iterative attacks' step when none is given: 2.5 * eps / steps (Madry et al.)."""
+    return 2.5 * eps / steps
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:
     """Onto the L-inf ball of radius ``eps`` around ``x`` and, with ``clip``, onto [0, 1]
     (the order torchattacks and Foolbox use: the ball first, then the pixel range)."""
@@ -160,7 +165,7 @@ def bim(
     _check(eps, direction, target, grad_label)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    alpha = 2.5 * eps / steps if step_size is None else step_size
+    alpha = default_step(eps, steps) if step_size is None else step_size
     label, direction = _goal(y, direction, grad_label, target)
     x0 = x.detach()
     x_adv = x0 if x_init is None else project(x_init.detach(), x0, eps, clip)

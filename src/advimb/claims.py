@@ -102,8 +102,7 @@ class _Claims:
         self.m, self.ref, self.pair = m, reference, pair
         self.paper = _paper_means(reference, m.res.targets) if reference else {}
         self.text = (reference or {}).get("text", {})
-        self.ci = (f"95% paired two-level bootstrap ({m.res.seeds} seeds, then test images within each class)"
-                   if m.res.seeds > 1 else "95% paired bootstrap over test images")
+        self.ci = interval_method(m.boot.n_boot, m.res.seeds) + ", paired where two quantities share images"
 
     def est(self, q: Quantity) -> Estimate:
         return self.m.estimate(q)
@@ -261,7 +260,8 @@ def check_claims(m: GridMetrics, reference: dict[str, Any] | None = None,
     tested with their sign-test verdict, floor effects, magnitude agreement with the paper
     (``reference`` given only in the paper's setting) and notes. With several seeds every
     comparison also gets a paired t-test over seeds (:func:`seed_tests`)."""
-    pair = pair or default_pair(m.res.classes, m.res.targets)
+    bal = m.res.clean.get("balanced")
+    pair = pair or default_pair(m.res.classes, m.res.targets, bal[0].confusion if bal else None)
     res = _Claims(m, reference, pair).build()
     if m.res.seeds > 1:
         seed_tests(m.res, res, reference, pair)
@@ -299,8 +299,11 @@ def magnitude_text(claim: dict[str, Any], digits: int = 1) -> str:
     parts = []
     for x in claim["magnitude"]:
         e = x["this_run"]
-        where = {True: "inside", False: "outside", None: "no interval"}[x["inside"]]
         name = x["quantity"].replace("_percent", "").replace("_accuracy", "").replace("_", " ")
-        parts.append(f"{name} {e['value']:.{digits}f}% [{e['lo']:.{digits}f}, {e['hi']:.{digits}f}] vs paper "
-                     f"{x['paper']:g}% ({where})")
+        if e["value"] is None or e["value"] != e["value"]:
+            parts.append(f"{name} undefined in this run vs paper {x['paper']:g}%")
+            continue
+        ci = (f" [{e['lo']:.{digits}f}, {e['hi']:.{digits}f}]" if x["inside"] is not None else " (no interval)")
+        where = {True: " (inside)", False: " (outside)", None: ""}[x["inside"]]
+        parts.append(f"{name} {e['value']:.{digits}f}%{ci} vs paper {x['paper']:g}%{where}")
     return "; ".join(parts)

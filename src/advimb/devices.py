@@ -19,24 +19,26 @@ from advimb.errors import UserError
 AUTO_BATCH = {"cuda": 4096, "cpu": 500}
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, check: bool = True) -> torch.device:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cpu``, ``cuda`` and
     ``cuda:N`` as given once checked: a name PyTorch does not parse, another device type or
-    a GPU this machine does not have is a :class:`UserError` (one line), never a traceback."""
+    (with ``check``, where the jobs run) a GPU this machine does not have is a
+    :class:`UserError` (one line), never a traceback. ``check=False`` is for a process that
+    only plans jobs for other machines (a Dask head node without a GPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
         raise UserError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N (--device)") from None
-    if dev.type == "cuda":
+    if dev.type == "cuda" and check:
         if not torch.cuda.is_available():
             raise UserError(f"device {name!r}: no CUDA GPU is visible to PyTorch on this machine "
                             "(torch.cuda.is_available() is False); use --device cpu or --device auto")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
                             f"(cuda:0-cuda:{torch.cuda.device_count() - 1}); choose one of them")
-    elif dev.type != "cpu":
+    elif dev.type not in ("cpu", "cuda"):
         raise UserError(f"device {name!r}: advimb runs on cpu or cuda (auto picks cuda when a GPU is visible)")
     return dev
 

@@ -34,7 +34,7 @@ def imbalance_sweep(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig8
         rs = sorted((r for r in rows if r["class"] == cls), key=lambda r: r["ratio"])
         x = [r["ratio"] for r in rs]
         top, bottom = axes[0, k], axes[1, k]
-        for col, colour, ls, label in (("clean_target_accuracy", OKABE_ITO["black"], ":", "clean"),
+        for col, colour, ls, label in (("clean_accuracy_attacked_images", OKABE_ITO["black"], ":", "clean"),
                                        ("adversarial_accuracy_same", KIND_COLOURS["under"], "-", "attack, same model"),
                                        ("adversarial_accuracy_transfer", KIND_COLOURS["balanced"], "--",
                                         "attack, balanced model's gradient")):
@@ -80,7 +80,7 @@ def long_tail(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig9_long_
         c = CYCLE[i % len(CYCLE)]
         ax.errorbar(x, [r["adversarial_accuracy_same"] for r in rs], yerr=_err(rs, "adversarial_accuracy_same"),
                     fmt="o", ms=5, capsize=2, color=c, label=f"{p}: under attack (same model)")
-        ax.plot(x, [r["clean_accuracy"] for r in rs], "o", mfc="none", color=c, label=f"{p}: clean")
+        ax.plot(x, [r["clean_accuracy_attacked_images"] for r in rs], "o", mfc="none", color=c, label=f"{p}: clean")
         for xi, r in zip(x, rs):
             ax.annotate(r["class"], (xi, r["adversarial_accuracy_same"]), fontsize=6, color=c,
                         xytext=(3, -8 if i else 3), textcoords="offset points")
@@ -175,7 +175,8 @@ def section(res: dict[str, Any]) -> str:
                      "hi": r["tail_minus_head_adversarial_accuracy_hi"]}, "")] for r in lt]
         parts.append("<h3>Long-tailed training sets</h3>" + _table(
             ["profile", "Spearman rho (count vs accuracy under attack)", "p", "rarer half",
-             "rarer minus frequent half, pp [95%]"], rows))
+             "rarer minus frequent half, pp [95% interval]"], rows) + f"<p class='note'>Intervals: "
+                     f"{escape(res.get('interval_method', ''))}, paired on the same images.</p>")
     de = exp.get("defences") or []
     if de:
         rows = [[escape(r["defence"]), *(ci(r[k], "") for k in ("under_adversarial_accuracy",

@@ -132,7 +132,7 @@ def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
             branch = model.split(":")[0]
             row = {"class": cls, "model": model, "branch": branch, "target_count": counts[i],
                    "other_count": others[0], "ratio": counts[i] / others[0]}
-            row.update(q.cols("clean_target_accuracy", q.acc(model, model, cls, "clean")))
+            row.update(q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")))
             row.update(q.cols("adversarial_accuracy_same", q.acc(model, model, cls)))
             # for the balanced model the balanced model's gradient is its own
             row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, "balanced", cls)))
@@ -159,7 +159,7 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             per.append((cls, counts[i], same))
             rows.append({"profile": model, "class": cls, "train_count": counts[i],
                          "train_share": counts[i] / sum(counts),
-                         **q.cols("clean_accuracy", q.acc(model, model, cls, "clean")),
+                         **q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
                          **q.cols("adversarial_accuracy_same", same),
                          **q.cols("adversarial_accuracy_transfer", transfer),
                          **q.cols("relative_difference", q.rel(model, cls))})
@@ -211,10 +211,10 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
                          **q.cols("gap_plain", e["gap_plain"]), **q.cols("gap_defended", e["gap_defended"]),
                          **q.cols("gap_closed", e["closed"]),
                          **q.cols("defended_transfer_accuracy", q.acc(model, "balanced", cls)),
-                         **q.cols("under_clean_target_accuracy", q.acc(plain, plain, cls, "clean")),
-                         **q.cols("defended_clean_target_accuracy", q.acc(model, model, cls, "clean")),
-                         "under_clean_accuracy": s.clean_accuracy(plain),
-                         "defended_clean_accuracy": s.clean_accuracy(model),
+                         **q.cols("under_clean_accuracy_attacked_images", q.acc(plain, plain, cls, "clean")),
+                         **q.cols("defended_clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
+                         "under_clean_accuracy_full_test_set": s.clean_accuracy(plain),
+                         "defended_clean_accuracy_full_test_set": s.clean_accuracy(model),
                          "clean_accuracy_cost": s.clean_accuracy(plain) - s.clean_accuracy(model)})
         m = {k: mean_over_groups([p for p, _ in v], [r for _, r in v]) for k, v in ests.items()}
         closed, gap_def = q.boot.interval(*m["closed"]), q.boot.interval(*m["gap_defended"])
@@ -226,8 +226,8 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             "gap_plain_pp": _est(q.boot, m["gap_plain"]), "gap_defended_pp": _est(q.boot, m["gap_defended"]),
             "gap_closed_pp": _est(q.boot, m["closed"]),
             "gap_closed_share_percent": 100 * m["closed"][0] / gap_plain if gap_plain > 0 else float("nan"),
-            "clean_accuracy_cost_pp": float(np.nanmean([r["clean_accuracy_cost"] for r in rows
-                                                        if r["defence"] == d])),
+            # strict: a missing clean evaluation makes the mean undefined, not a mean over fewer classes
+            "clean_accuracy_cost_pp": float(np.mean([r["clean_accuracy_cost"] for r in rows if r["defence"] == d])),
             "verdict": gap_verdict(closed, gap_def),
             "test": "differences paired on the same test images; two-level bootstrap (seeds, then images), "
                     "95% percentile"})
@@ -241,11 +241,13 @@ UNDEFINED = {"defended_balanced_adversarial_accuracy": "no defended balanced mod
                                          "balanced one)"}
 
 
-def _cell(key: str, v: Any, row: dict[str, Any]) -> Any:
-    """A defences-summary value for the CSV: ``value [lo, hi]`` for an estimate, and
-    ``n/a: reason`` for a number that is undefined, never ``nan``."""
+def _cell(key: str, v: Any) -> Any:
+    """A defences-summary value for the CSV: ``value [lo, hi]`` for an estimate (``value (no
+    interval)`` when too few replicates are defined), and ``n/a: reason`` for a number that is
+    undefined, never ``nan``."""
     if isinstance(v, dict):
-        v, text = v["value"], f"{v['value']} [{v['lo']}, {v['hi']}]"
+        ok = all(isinstance(v[k], float) and np.isfinite(v[k]) for k in ("lo", "hi"))
+        v, text = v["value"], (f"{v['value']} [{v['lo']}, {v['hi']}]" if ok else f"{v['value']} (no interval)")
     else:
         text = v
     if isinstance(v, float) and not np.isfinite(v):
@@ -287,7 +289,7 @@ def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
     def_rows, def_summary = defences(q)
     if def_rows:
         tables["defences"] = def_rows
-        tables["defences_summary"] = [{k: _cell(k, v, r) for k, v in r.items()} for r in def_summary]
+        tables["defences_summary"] = [{k: _cell(k, v) for k, v in r.items()} for r in def_summary]
         summary["defences"] = def_summary
     for name, rows in tables.items():
         cols = list(dict.fromkeys(k for r in rows for k in r))

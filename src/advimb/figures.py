@@ -46,6 +46,7 @@ def _grouped_bars(ax, labels: list[str], series: dict[str, list[float]], colours
     width = 0.8 / max(n, 1)
     x = np.arange(len(labels))
     for i, (k, vals) in enumerate(series.items()):
+        vals = np.array([np.nan if v is None else v for v in vals], dtype=float)  # undefined: no bar
         ax.bar(x + (i - (n - 1) / 2) * width, vals, width, label=names.get(k, k), color=colours.get(k),
                edgecolor="white", linewidth=0.5)
     ax.set_xticks(x, labels, rotation=30, ha="right")

@@ -80,8 +80,10 @@ class GridMetrics:
     def clean_class(self, model: str, c: str) -> Quantity:
         """Clean accuracy (%) of ``model`` on the full test set of class ``c``."""
         i = self.label(c)
+        # its own key per model: the stored counts carry no image order, so two models' clean
+        # accuracies must not be paired
         return self._memo(("clean", model, c), lambda: self.boot.mean(
-            [e.correct(i) for e in self.res.clean[model]], key=("test set", c)))
+            [e.correct(i) for e in self.res.clean[model]], key=("test set", model, c)))
 
     def clean_overall(self, model: str) -> Quantity:
         """Clean accuracy (%) of ``model`` on the full test set."""

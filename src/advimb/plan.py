@@ -85,7 +85,8 @@ def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, fl
 
 def stack_enabled(config: ExperimentConfig) -> bool:
     if config.train.stack == "auto":
-        return resolve_device(config.train.device).type == "cuda"
+        # planned where the jobs may not run (a Dask head node): the name, not this machine's GPUs
+        return resolve_device(config.train.device, check=False).type == "cuda"
     return config.train.stack == "on"
 
 

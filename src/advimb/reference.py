@@ -14,12 +14,14 @@ import json
 from importlib import resources
 from typing import Any
 
+from advimb.attacks import default_step
 from advimb.config import AttackConfig, ExperimentConfig
 from advimb.data import CIFAR10_CLASSES
 #: the paper's setting, in words (shown when a run is not in it)
 PAPER_SETTING = ("CIFAR-10 (its ten classes, 32x32 RGB, 5,000 training and 1,000 test images each), 5,000 / "
                  "1,000 training images per majority / minority class, the paper's reduced VGG (widths 32/64/128, "
-                 "FC-512), FGSM with eps 0.01, ascent on the true label, every test image attacked")
+                 "FC-512) trained with its RMSProp protocol, FGSM with eps 0.01, ascent on the true label, every "
+                 "test image attacked")
 
 
 def reference() -> dict[str, Any]:
@@ -30,7 +32,11 @@ def reference() -> dict[str, Any]:
 def paper_setting(cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> list[str]:
     """How a run differs from the paper's setting, as reasons (empty: it is in it). ``dataset``
     is the manifest's dataset summary. The two protocols of PROTOCOL.md (``paper``,
-    ``faithful``: sign(0), clipping, dropout, validation, ...) are both the paper's setting."""
+    ``faithful``: sign(0), clipping, dropout, decay, patience, validation, ...) are both the
+    paper's setting. The data is taken to be CIFAR-10 when it is read as CIFAR-10 (its class
+    names and counts checked by the loader and here); its pixels are not checked against a
+    known fingerprint (the official archive's is not recorded, and copies such as the JPEG
+    one legitimately differ)."""
     if cfg is None:
         return ["the run folder has no readable config.toml, so its setting cannot be checked"]
     if not dataset:
@@ -53,10 +59,20 @@ def paper_setting(cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> list
     if (im.majority_count, im.minority_count) != (5000, 1000):
         why.append(f"the training counts are {im.majority_count:,} / {im.minority_count:,} per majority / minority "
                    "class (the paper's: 5,000 / 1,000)")
+    if cfg.data.resize or cfg.data.pad:
+        why.append(f"the images are transformed (data.resize = {cfg.data.resize}, data.pad = {cfg.data.pad})")
     mo = cfg.model
     if mo.name not in ("vgg_paper", "vgg_authors") or tuple(mo.widths) != (32, 64, 128) or mo.fc != 512:
         why.append(f"the model is {mo.name} with widths {'/'.join(map(str, mo.widths))} and FC-{mo.fc} (the paper's: "
                    "its reduced VGG, widths 32/64/128, FC-512)")
+    if mo.normalize != "none":
+        why.append(f"the model normalises its input (model.normalize = {mo.normalize!r}; the paper: x / 255 only)")
+    t = cfg.train
+    if ((t.lr, t.batch_size, t.max_epochs, t.rho, t.eps) != (1e-4, 32, 200, 0.9, 1e-7) or t.decay not in (1e-5, 1e-6)
+            or t.patience not in (10, 20)):
+        why.append(f"the training is lr {t.lr:g}, batch {t.batch_size}, up to {t.max_epochs} epochs, rho {t.rho:g}, "
+                   f"decay {t.decay:g}, patience {t.patience} (the paper's protocol: RMSProp lr 1e-4, rho 0.9, batch 32, "
+                   "up to 200 epochs, decay 1e-5 (text) or 1e-6 (code), patience 10 or 20)")
     a = cfg.attack
     if (a.name, a.eps, a.direction, a.grad_label, a.target) != ("fgsm", 0.01, "ascent", "true", ""):
         why.append(f"the attack is {describe_attack(a)} (the paper's: FGSM, eps 0.01, ascent on the true label)")
@@ -70,7 +86,7 @@ def describe_attack(a: AttackConfig) -> str:
     named only where they differ from the defaults."""
     words = [a.name.upper(), f"eps {a.eps:g}"]
     if a.name in ("bim", "pgd"):
-        step = a.step_size or 2.5 * a.eps / a.steps
+        step = a.step_size or default_step(a.eps, a.steps)
         words.append(f"{a.steps} steps of {step:.3g}" + (", random start" if a.name == "pgd" and a.random_start else ""))
     if a.target:
         words.append(f"targeted at {a.target}")

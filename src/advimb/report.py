@@ -29,8 +29,8 @@ import numpy as np
 from advimb import artifacts, figures
 from advimb.claims import check_claims, default_pair, magnitude_text, parse_pair
 from advimb.errors import UserError
-from advimb.reference import PAPER_SETTING, describe_attack, paper_setting, reference  # noqa: F401 (re-export)
-from advimb.results import KINDS, TABLE1_COLUMNS, model_name
+from advimb.reference import PAPER_SETTING, describe_attack, paper_setting, reference
+from advimb.results import KINDS, TABLE1_COLUMNS, load_grid, model_name
 from advimb.metrics import GridMetrics
 from advimb.stats import N_BOOT, Bootstrap
 from advimb.tables import build_tables
@@ -88,17 +88,18 @@ def _panel(grid, flip: dict, c: str, kind: str) -> dict[str, Any]:
 def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Everything the page shows, as one JSON-ready dict (no files written but the tables)."""
     run_dir = Path(run_dir)
-    summary = build_tables(run_dir)  # the tables are derived too; rebuilding keeps them in step
-    grid, m, rows = summary["grid"], summary["metrics"], summary["rows"]
+    grid = load_grid(run_dir)  # refuses an incomplete run folder, saying what is missing
+    classes, targets, cfg = grid.classes, grid.targets, grid.config
+    bal_conf = grid.clean["balanced"][0].confusion
+    pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
+    summary = build_tables(run_dir, grid)  # the tables are derived too; rebuilding keeps them in step
+    m, rows = summary["metrics"], summary["rows"]
     if n_boot != m.boot.n_boot:  # the claims' replicates; the tables always use N_BOOT, so they never change
         m = GridMetrics(grid, Bootstrap(n_boot=n_boot, seed=0))
-    classes, targets, cfg = grid.classes, grid.targets, grid.config
     config_text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
     ref = reference()
     why_not = paper_setting(cfg, grid.manifest.get("dataset", {}))
     comparable = not why_not
-    bal_conf = grid.clean["balanced"][0].confusion
-    pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
 
     attack_src = grid.attack_sources()
     table1 = _table1(rows["table1"], ref if comparable else None, summary["interval"], attack_src)
@@ -130,8 +131,11 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
         "run": {"dir": str(run_dir), "config_toml": config_text, "manifest": manifest,
                 "preset": cfg.preset if cfg else None, "seed": cfg.seed if cfg else None, "attack": attack,
                 "attack_words": describe_attack(cfg.attack) if cfg else "unknown (no config.toml)",
+                "examples": cfg.eval.examples if cfg else None,
                 "sources": ["config.toml", "manifest.json"]},
-        "reference": {"citation": ref["citation"], "source": ref["source"], "text": ref["text"]},
+        # the paper's numbers only where they are shown
+        "reference": {"citation": ref["citation"], "source": ref["source"], **({"text": ref["text"]} if comparable
+                                                                               else {})},
         "paper_comparison": {"shown": comparable, "reasons": why_not, "paper_setting": PAPER_SETTING},
         "interval_method": summary["interval"],
         "balanced_clean_accuracy_percent": _r(bal[0]),
@@ -142,8 +146,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
                                   "definition": "clean accuracy of the class on the full test set"},
         "relative_difference": {
             "rows": [rel[c] for c in targets],
-            "average": {"class": "average", **{k: _r(rd_avg[k]) if rd_avg[k] is not None else float("nan")
-                                               for k in KINDS}},
+            "average": {"class": "average", **{k: None if rd_avg[k] is None else _r(rd_avg[k]) for k in KINDS}},
             "undefined": summary["relative_difference_undefined_classes"], "gradient": "same_model",
             "definition": "100 x (clean - attacked) / clean, both on the attacked test images",
             "sources": attack_src},
@@ -241,8 +244,11 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> tuple[lis
             figures.examples(items, eps, factor, fig_dir), src, amplification=factor, eps=eps,
             examples=[{k: v for k, v in it.items() if k not in ("clean", "adversarial")} for it in items])
     else:
-        not_drawn.append({"id": "fig3", "title": "Fig. 3: adversarial examples",
-                          "reason": "the run stored no example images (eval.examples = 0)"})
+        stored = results["run"].get("examples")
+        not_drawn.append({"id": "fig3", "title": "Fig. 3: adversarial examples", "reason": (
+            "the run stored no example images (eval.examples = 0)" if stored == 0 else
+            "this folder's eval/attack/*.npz hold no example images (removed after the run, as in a published "
+            "copy that does not redistribute the dataset's images)")})
     rd = results["relative_difference"]
     add("fig4", "Fig. 4: relative difference per class",
         figures.relative_difference(rd["rows"] + [rd["average"]], fig_dir), rd["sources"])
@@ -278,6 +284,11 @@ def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[s
     results = collect(run_dir, pair, n_boot)  # every check (pair, completeness) before the first write
     out = artifacts.ensure_writable_dir(run_dir / "report", "report folder")
     results["figures"], results["figures_not_drawn"] = draw_figures(run_dir, results, out)
+    drawn = {Path(p).name for f in results["figures"] for p in f["files"].values()}
+    for stale in (out / "figures").iterdir():  # a figure an earlier build drew and this one did not
+        if stale.name not in drawn:
+            stale.unlink()
+    results = artifacts.json_safe(results)  # an undefined number is None from here on: "n/a", never "nan"
     (out / "tables").mkdir(exist_ok=True)
     results["files"] = {"results": "results.json", "tables": []}
     for f in sorted((run_dir / "tables").glob("*")):
@@ -317,9 +328,12 @@ def format_report_summary(results: dict[str, Any]) -> str:
                  "the paper:")
     for c in results["claims"]["claims"]:
         comps = "; ".join(f"{x['label']} {_num(x['value'])} [{_num(x['lo'])}, {_num(x['hi'])}]"
+                          if x["lo"] is not None else f"{x['label']} undefined"
                           for x in c["comparisons"]) or "not measurable in this run"
         lines.append(f"  {c['id']:4s} {c['shown_as'].upper():26s} {comps}")
         if c["floor_effect"]:
             lines.append(f"       {c['floor_effect']} (sign test alone: {c['verdict']})")
+        elif c["verdict"] == "not measurable" and c["notes"]:
+            lines.append(f"       {c['notes'][0]}")
         lines.append(f"       magnitude: {magnitude_text(c)}")
     return "\n".join(lines)

@@ -63,9 +63,10 @@ class CleanEval:
         return self.confusion.sum(1)
 
     def correct(self, c: int) -> np.ndarray:
-        """100 for each correctly classified test image of class ``c``, 0 otherwise (in no
-        particular image order: the confusion counts are all that is stored for every
-        version of the artifact, and an unpaired bootstrap needs no more)."""
+        """100 for each correctly classified test image of class ``c``, 0 otherwise, in no
+        particular image order: the confusion counts are what every version of the artifact
+        stores, and a bootstrap of one model's accuracy needs no more (it must not be paired
+        with another model's: :meth:`advimb.metrics.GridMetrics.clean_class`)."""
         n, k = int(self.confusion[c].sum()), int(self.confusion[c, c])
         return np.r_[np.full(k, 100.0), np.zeros(n - k)]
 

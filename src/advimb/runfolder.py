@@ -100,18 +100,23 @@ def close_stale_invocations(run_dir: Path) -> tuple[list[str], bool]:
     if not path.exists():
         return [], False
     m = artifacts.read_json(path)
-    closed, running = [], False
+    closed, running, elsewhere = [], False, False
     for inv in m.get("invocations", []):
         if inv.get("status") != "running":
             continue
-        if _alive(inv):
+        if inv.get("host") not in (None, platform.node()):  # its process is not visible from here
+            inv["status"] = (f"unknown: no end recorded; it ran on host {inv['host']}, whose processes this "
+                             "machine cannot see (killed, or still running there)")
+            closed.append(inv.get("id", "?"))
+            elsewhere = True
+        elif _alive(inv):
             running = True
-            continue
-        inv["status"] = "interrupted: its process ended without recording an end (killed?)"
-        closed.append(inv.get("id", "?"))
+        else:
+            inv["status"] = "interrupted: its process ended without recording an end (killed?)"
+            closed.append(inv.get("id", "?"))
     if closed:
         artifacts.write_json(path, m)
-    if not running:
+    if not running and not elsewhere:  # no other writer can be at work: its leftovers go
         for tmp in Path(run_dir).rglob(".*.tmp"):  # artifacts.atomic_path's names
             tmp.unlink(missing_ok=True)
     return closed, running
@@ -121,8 +126,8 @@ def _alive(inv: dict[str, Any]) -> bool:
     """Is the process that started invocation ``inv`` still running (on this machine)?"""
     import os
 
-    pid, host = inv.get("pid"), inv.get("host")
-    if not pid or host != platform.node() or pid == os.getpid():
+    pid = inv.get("pid")
+    if not pid or pid == os.getpid():  # an invocation from before pids were recorded, or this one's
         return False
     try:
         os.kill(int(pid), 0)

@@ -118,10 +118,13 @@ class Bootstrap:
         return np.mean(points, 0), reps.mean(1)
 
     def interval(self, point: float, reps: np.ndarray) -> Estimate:
-        """Percentile interval of ``reps`` around ``point`` (NaN replicates ignored)."""
+        """Percentile interval of ``reps`` around ``point``. A replicate can be undefined (a
+        relative difference whose resampled clean accuracy is 0); the interval is given only
+        when at least 99% of the replicates are defined, so that leaving the others out cannot
+        move it noticeably, and is undefined otherwise."""
         reps = np.asarray(reps, dtype=np.float64)
         reps = reps[np.isfinite(reps)]
-        if not np.isfinite(point) or reps.size < self.n_boot // 2:
+        if not np.isfinite(point) or reps.size < 0.99 * self.n_boot:
             return Estimate(point, float("nan"), float("nan"))
         a = (1 - self.level) / 2
         lo, hi = np.quantile(reps, [a, 1 - a])
@@ -139,8 +142,8 @@ def mean_over_groups(points: Sequence[float], reps: Sequence[np.ndarray],
     r = np.stack(reps, 0)
     w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
-    point = float(np.dot(w, p)) if np.isfinite(p).all() else float("nan")
-    return point, np.tensordot(w, r, axes=1)
+    point = float((w * p).sum()) if np.isfinite(p).all() else float("nan")
+    return point, (w[:, None] * r).sum(0)  # row by row: the same sums on every machine
 
 
 def verdict(differences: Sequence[Estimate]) -> str:

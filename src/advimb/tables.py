@@ -18,12 +18,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from advimb import artifacts
 from advimb.experiment_tables import build_experiment_tables
 from advimb.metrics import GridMetrics
-from advimb.results import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name, replicate_roots  # noqa: F401
+from advimb.results import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name
 from advimb.stats import N_BOOT, Bootstrap, interval_method
 
 #: bump when the tables' columns or definitions change (2: bootstrap intervals in every table,
@@ -104,13 +102,14 @@ def _ci_text(r: dict[str, Any], col: str) -> str:
     return f"{v:.1f}% [{lo:.1f}, {hi:.1f}]" if math.isfinite(lo) else f"{v:.1f}%"
 
 
-def build_tables(run_dir: Path) -> dict[str, Any]:
+def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, Any]:
     """Write every table into ``run_dir/tables`` and return the summary (as written to
     ``summary.json``) plus, not written: ``rows`` (every table's rows, the experiments'
     included), ``grid`` (the :class:`GridResults`) and ``metrics`` (the :class:`GridMetrics`
-    whose bootstrap the claims reuse, so they share resamples with the tables)."""
+    whose bootstrap the claims reuse, so they share resamples with the tables). ``grid``: the
+    run's results when the caller has read them already."""
     run_dir = Path(run_dir)
-    res = load_grid(run_dir)
+    res = grid or load_grid(run_dir)
     n_boot = N_BOOT  # fixed: the tables of a run never depend on who built them last
     m = GridMetrics(res, Bootstrap(n_boot=n_boot, seed=0))
     t = compute_tables(m)
@@ -138,6 +137,7 @@ def build_tables(run_dir: Path) -> dict[str, Any]:
         sources["sweep"] = sorted({r["source"] for r in sweep_rows})
     exp_summary, exp_rows = build_experiment_tables(run_dir, sources, n_boot)
     summary.update(exp_summary)
+    summary = _rounded(summary)  # 4 decimals, as in the CSVs: the same file on every machine
     artifacts.write_json(out / "summary.json", summary)
     artifacts.write_json(out / "sources.json", sources)
     artifacts.write_text(out / "README.md", tables_readme(res, method, sorted([*t, *exp_rows, *(
@@ -191,6 +191,16 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
     }
 
 
+def _rounded(o: Any, digits: int = 4) -> Any:
+    if isinstance(o, float):
+        return round(o, digits) if math.isfinite(o) else o
+    if isinstance(o, dict):
+        return {k: _rounded(v, digits) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_rounded(v, digits) for v in o]
+    return o
+
+
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -221,8 +231,12 @@ def tables_readme(res: GridResults, method: str, names: list[str]) -> str:
     ]
     extra = {"sweep": "every attack at every eps of the sweep (first seed; no intervals)",
              "sweep_summary": "per attack, eps and Table 1 column (first seed; no intervals)",
-             "imbalance_sweep": "the imbalance sweep", "long_tail": "long-tailed profiles, per class",
-             "long_tail_summary": "long-tailed profiles, summary", "defences": "defences, per class",
+             "imbalance_sweep": "the imbalance sweep (`clean_accuracy_attacked_images`: clean accuracy of the "
+                                "attacked images, like the relative difference's)",
+             "long_tail": "long-tailed profiles, per class (`clean_accuracy_attacked_images` as above)",
+             "long_tail_summary": "long-tailed profiles, summary",
+             "defences": "defences, per class (`*_clean_accuracy_attacked_images` on the attacked images, "
+                         "`*_clean_accuracy_full_test_set` on the full test set)",
              "defences_summary": "defences, summary (`value [lo, hi]`; `n/a: reason` when undefined)"}
     lines += [f"| `{k}.csv` | {extra[k]} |" for k in names if k in extra]
     return "\n".join(lines) + "\n"
