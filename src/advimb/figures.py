@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
@@ -34,7 +35,8 @@ def save(fig: Figure, out_dir: Path, stem: str) -> dict[str, str]:
     meta = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
     for fmt in FORMATS:
         path = Path(out_dir) / f"{stem}.{fmt}"
-        with artifacts.atomic_path(path) as tmp:
+        # a fixed salt: the SVG's element ids, and so its bytes, are the same at every build
+        with artifacts.atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": "advimb"}):
             fig.savefig(tmp, format=fmt, dpi=150, metadata=meta[fmt])
         files[fmt] = path.name
     return files

@@ -294,7 +294,8 @@ Built {escape(res['generated'])} by advimb {escape(__version__)} from stored art
 {notes}
 <h2>At a glance</h2>
 <p>Balanced model, clean test accuracy: <b>{ci(acc)}</b>.</p>
-<table><thead><tr><th>claim</th><th>statement</th><th>sign test</th><th>magnitude: this run vs the paper</th></tr></thead>
+<table><thead><tr><th>claim</th><th style="text-align:left">statement</th><th>sign test</th>
+<th style="text-align:left">magnitude: this run vs the paper</th></tr></thead>
 <tbody>{verdicts}</tbody></table>
 <p class="note">{VERDICT_HELP}</p>
 <h2>Table 1: accuracy of the target class under attack (%)</h2>
