@@ -84,7 +84,6 @@ def test_set_parses_toml_values_and_lists():
         parse_assignment("train.lr")
 
 
-def test_derive_seed_is_stable_and_distinct():
-    assert derive_seed(0, "init", "balanced") == derive_seed(0, "init", "balanced")
+def test_derive_seed_is_distinct():  # its values are pinned in test_golden.py
     assert derive_seed(0, "init", "balanced") != derive_seed(1, "init", "balanced")
     assert derive_seed(0, "init", "balanced") != derive_seed(0, "init", "under:cat")

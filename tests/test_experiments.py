@@ -109,11 +109,16 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
     summary = json.loads((t / "summary.json").read_text())
     assert summary["seeds"] == 2 and summary["experiments"]["seeds"] == 2
     assert [d["defence"] for d in summary["defences"]] == ["class_weight", "resample", "fgsm_at", "pgd_at"]
+    from advimb.experiment_tables import gap_verdict
+    from advimb.stats import Estimate
+
     for d in summary["defences"]:
-        assert d["classes"] == 2 and d["verdict"] in ("closes the gap", "narrows the gap", "no measurable effect",
-                                                      "widens the gap")
         e = d["gap_closed_pp"]
-        assert e["lo"] <= e["value"] <= e["hi"]
+        assert d["classes"] == 2 and e["lo"] <= e["value"] <= e["hi"]
+        # the verdict is what its rule gives for the stored intervals (and one of the four)
+        assert d["verdict"] == gap_verdict(Estimate(**e), Estimate(**d["gap_defended_pp"]))
+        assert d["gap_closed_pp"]["value"] == pytest.approx(
+            d["defended_adversarial_accuracy"]["value"] - d["under_adversarial_accuracy"]["value"], abs=0.02)
     assert {r["profile"] for r in summary["long_tail"]} == {"longtail:exp10", "longtail:step5"}
     ds = (t / "defences_summary.csv").read_text()
     assert "nan" not in ds.lower()  # an undefined number says why instead

@@ -7,15 +7,24 @@ from advimb.models import build_model, list_models
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_trains_a_step_with_finite_gradients(name):
-    model = build_model(ModelConfig(name=name, widths=(8, 16, 16), fc=32), 10, (3, 32, 32), seed=0)
-    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_model_trains_a_step_with_finite_gradients(name, channels):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, widths=(8, 16, 16), fc=32), 10, (channels, 32, 32), seed=0)
+    x, y = torch.rand(8, channels, 32, 32), torch.arange(8)
     out = model(x)
-    assert out.shape == (4, 10)
-    nn.functional.cross_entropy(out, y).backward()
+    assert out.shape == (8, 10)
+    loss = nn.functional.cross_entropy(out, y)
+    loss.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.optim.SGD(model.parameters(), lr=0.05).step()  # the step itself: weights move, loss falls
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    model.eval()
+    with torch.no_grad():
+        assert nn.functional.cross_entropy(model(x), y) < loss.detach()
 
 
 def _count(model, cls):

@@ -300,3 +300,131 @@ def test_a_file_replaced_by_a_duplicate_task_is_caught(smoke_run, smoke_cfg, tmp
     assert job.status(run) != "done"
     job.run(run)
     assert job.status(run) == "done"
+
+
+# ----------------------------------------------------------------------------- protocol switches end to end
+
+
+def _run(tmp_path, name, *sets, preset="smoke"):
+    from advimb.cli import main
+
+    out = tmp_path / name
+    args = ["run", "--preset", preset, "--no-progress", "--no-report", "--out", str(out),
+            "--set", "imbalance.classes=['class3', 'class5']"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    return out
+
+
+def test_validation_on_the_test_set_early_stops_on_it(tmp_path):
+    """train.validation = 'test' (the authors' leak): no validation split, and the kept
+    epoch's validation accuracy is the kept model's clean test accuracy."""
+    run = _run(tmp_path, "leak", "train.validation='test'")
+    info = json.loads((run / "scenarios" / "under-class3.json").read_text())
+    assert info["validation"] == "test" and info["n_val"] == 0 and info["n_train"] == info["n_selected"]
+    for slug in ("balanced", "under-class3"):
+        meta = json.loads((run / "models" / slug / "meta.json").read_text())
+        best = meta["history"][meta["best_epoch"] - 1]
+        clean = json.loads((run / "eval" / "clean" / f"{slug}.json").read_text())
+        assert best["val_accuracy"] == pytest.approx(clean["accuracy"], abs=1e-6)
+
+
+def test_per_channel_normalisation_uses_the_training_sets_statistics(tmp_path):
+    from advimb.data import load_dataset
+    from advimb.presets import resolve_config
+
+    run = _run(tmp_path, "norm", "model.normalize='per_channel'")
+    ds = load_dataset(resolve_config("smoke", env={}).data)
+    with np.load(run / "scenarios" / "under-class3.npz") as z:
+        x = ds.x_train[z["train"]].astype(np.float64) / 255
+    state = torch.load(run / "models" / "under-class3" / "weights.pt", weights_only=True)
+    assert np.allclose(state["normalize.mean"].flatten().numpy(), x.mean((0, 1, 2)), atol=1e-5)
+    assert np.allclose(state["normalize.std"].flatten().numpy(), x.std((0, 1, 2), ddof=1), atol=1e-4)
+
+
+def test_hflip_except_over_flips_all_but_the_over_sampled_models(tmp_path):
+    run = _run(tmp_path, "flips", "train.augment='hflip_except_over'")
+    augment = {p.parent.name: json.loads(p.read_text())["augment"] for p in run.glob("models/*/meta.json")}
+    assert augment == {"balanced": True, "under-class3": True, "under-class5": True,
+                       "over-class3": False, "over-class5": False}
+
+
+def test_the_faithful_preset_end_to_end(tmp_path):
+    """The authors' protocol at smoke scale: their VGG (dropout), the test set as validation,
+    first-N selection, flips except for over-sampled models, sign(0) = +1 and no clipping."""
+    run = _run(tmp_path, "faithful", "data.source='synthetic'", "imbalance.majority_count=50",
+               "imbalance.minority_count=10", "model.widths=[4, 8, 8]", "model.fc=16", "train.max_epochs=2",
+               "train.precision='fp32'", preset="faithful")
+    cfg = (run / "config.toml").read_text()
+    assert 'preset = "faithful"' in cfg and 'name = "vgg_authors"' in cfg and 'sign_zero = "plus"' in cfg
+    assert json.loads((run / "scenarios" / "under-class3.json").read_text())["selection"] == "first"
+    state = torch.load(run / "models" / "balanced" / "weights.pt", weights_only=True)
+    assert state["features.0.weight"].shape[0] == 4
+    attack = json.loads((run / "eval" / "attack" / "balanced__class3.json").read_text())
+    assert attack["attack"]["clip"] is False and attack["attack"]["sign_zero"] == "plus"
+    with np.load(run / "eval" / "attack" / "balanced__class3.npz") as z:
+        x = z["example_clean"].astype(np.float64).transpose(0, 3, 1, 2) / 255
+        delta = z["example_adversarial"] - x
+    assert np.allclose(np.abs(delta), 0.01, atol=1e-5)  # every pixel moved by eps: sign(0) = +1, no clip
+    assert (run / "tables" / "table1.csv").exists()
+
+
+def test_grad_label_and_target_come_from_the_config(tmp_path):
+    """attack.target makes the attack targeted (descent on the target's loss) and
+    attack.grad_label picks the label whose loss is ascended; both reach the attack and its key."""
+    from advimb.config import AttackConfig
+    from advimb.evaluate import attack_kwargs, attack_spec
+
+    classes = tuple(f"class{i}" for i in range(10))
+    assert attack_kwargs(AttackConfig(target="class5"), classes)["target"] == 5
+    assert attack_kwargs(AttackConfig(grad_label="class2"), classes)["grad_label"] == 2
+    assert attack_spec(AttackConfig(target="class5"))["target"] == "class5"
+    plain, targeted = _run(tmp_path, "plain"), _run(tmp_path, "targeted", "attack.target='class5'")
+    a = json.loads((plain / "eval" / "attack" / "balanced__class3.json").read_text())
+    b = json.loads((targeted / "eval" / "attack" / "balanced__class3.json").read_text())
+    assert b["attack"]["target"] == "class5" and a["job_key"] != b["job_key"]
+    to5 = {name: next(c for c in d["combinations"] if c["evaluated_model"] == "balanced")["adversarial_histogram"][5]
+           for name, d in (("plain", a), ("targeted", b))}
+    assert to5["targeted"] > to5["plain"]  # the targeted attack sends more cat-like class3 images to class5
+
+
+def test_a_run_folder_refuses_a_different_dataset(tmp_path, capsys):
+    """The same config on data whose content changed (one image replaced) is refused with the
+    two fingerprints, and the finished run is untouched."""
+    from PIL import Image
+
+    from advimb.cli import main
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for j in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{j}.png")
+    args = ["run", "--preset", "smoke", "--no-progress", "--no-report", "--data-dir", str(root),
+            "--set", "data.source='folder'", "--set", "imbalance.majority_count=8", "--set",
+            "imbalance.minority_count=2", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "train" / "a" / "0.png")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was run on a dataset with fingerprint" in err and "use the same data to resume" in err and "\n" not in err
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()} == files
+
+
+def test_advimb_tables_rebuilds_the_tables(smoke_run, tmp_path, capsys):
+    from advimb.cli import main
+
+    run = tmp_path / "copy"
+    shutil.copytree(smoke_run["run_dir"], run)
+    before = _tables(run)
+    shutil.rmtree(run / "tables")
+    assert main(["tables", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert _tables(run) == before
+    assert out.startswith("Table 1 - accuracy (%)") and "balanced model, clean test accuracy" in out
+    assert main(["tables", str(tmp_path / "none")]) == 2

@@ -52,9 +52,11 @@ def test_sweep_metrics(sweep_run):
     assert me and all(float(r["min_eps_max"]) == 0.04 for r in me)  # searched once, at the largest eps
     assert all(r["min_eps_flippable_share"] != "" for r in me if int(r["n_clean_correct"]))
     assert all(r["min_eps_mean"] == r["min_eps_max"] == "" for r in rows if float(r["eps"]) == 0.01)
-    for r in me:
-        if r["min_eps_mean"] not in ("", "nan"):
-            assert 0 < float(r["min_eps_mean"]) <= 0.04
+    searched = [r for r in me if r["min_eps_mean"] != ""]
+    assert searched, "no combination has a minimal eps to check"  # the smoke models flip few images
+    for r in searched:
+        assert 0 < float(r["min_eps_median"]) <= float(r["min_eps_max"]) == 0.04
+        assert 0 < float(r["min_eps_mean"]) <= 0.04
     summ = _csv(sweep_run / "tables" / "sweep_summary.csv")
     for s in summ:
         acc = [float(r["adversarial_accuracy"]) for r in rows if r["attack"] == s["attack"]
@@ -80,6 +82,7 @@ def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).numpy()
     checked = 0
+    assert (np.isfinite(me) & correct).sum() >= 3, "too few flippable, correctly classified images to check"
     for i in np.flatnonzero(np.isfinite(me) & correct)[:5]:
         e, res = float(me[i]), 0.04 / 2 ** 10  # 10 halvings of [0, 0.04]
         with torch.no_grad():
@@ -88,7 +91,7 @@ def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):
         assert at != y[i].item(), "the image does not flip at its minimal eps"
         assert below == y[i].item(), "the image already flips one resolution step below"
         checked += 1
-    assert checked or not (np.isfinite(me) & correct).any()
+    assert checked >= 3
 
 
 def test_report_shows_the_sweep(sweep_run):

@@ -102,3 +102,21 @@ def test_training_stops_early():
     _, res = _fit(100, patience=2)
     assert res.stopped_epoch < 100
     assert res.stopped_epoch - res.best_epoch == 2
+
+
+def test_restore_best_false_keeps_the_last_epochs_weights():
+    import dataclasses
+
+    states = {}
+    torch.manual_seed(0)
+    model = Tiny()
+    cfg = TrainConfig(lr=1e-2, batch_size=16, max_epochs=6, patience=50, channels_last=False, precision="fp32",
+                      restore_best=False)
+    res = fit(model, _toy(), _toy(48, seed=1), cfg, seed=7, augment=True, progress=False,
+              on_epoch_end=lambda s: states.__setitem__(s["epoch"], {k: v.clone() for k, v in s["model"].items()}))
+    assert all(torch.equal(res.state_dict[k], states[6][k]) for k in states[6])
+    _, best = _fit(6)  # the same training with restore_best = true keeps the best epoch instead
+    assert best.best_epoch == res.best_epoch
+    if res.best_epoch != 6:
+        assert not all(torch.equal(res.state_dict[k], best.state_dict[k]) for k in best.state_dict)
+    assert dataclasses.replace(cfg, restore_best=True) != cfg

@@ -11,7 +11,6 @@ of a second; the key is derived from the source files' paths, sizes and mtimes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -356,7 +355,24 @@ def cache_root(cfg: DataConfig) -> Path:
 CACHE_VERSION = "v2"
 
 
+#: datasets this process has loaded, by a key that changes when the files do (paths, sizes,
+#: mtimes): a second study in the same process reuses them, and sees a changed folder anew
+_MEMORY: dict[tuple, Dataset] = {}
+
+
+def _remember(key: tuple, build) -> Dataset:
+    if key not in _MEMORY:
+        if len(_MEMORY) >= 8:
+            _MEMORY.pop(next(iter(_MEMORY)))
+        _MEMORY[key] = build()
+    return _MEMORY[key]
+
+
 def _cached(cache: Path, key: str, build) -> Dataset:
+    return _remember(("source", str(cache), key), lambda: _cached_on_disk(cache, key, build))
+
+
+def _cached_on_disk(cache: Path, key: str, build) -> Dataset:
     npz = cache / "arrays" / f"{key}-{CACHE_VERSION}.npz"
     meta = npz.with_suffix(".json")
     if npz.exists() and meta.exists():
@@ -437,13 +453,21 @@ def _check_cifar(cfg: DataConfig, ds: Dataset) -> Dataset:
     return ds
 
 
-@functools.lru_cache(maxsize=4)
-def load_dataset(cfg: DataConfig, progress: bool = False) -> Dataset:
+def load_dataset(cfg: DataConfig, progress: bool = False, fresh: bool = False) -> Dataset:
     """Load (and cache) the dataset that ``cfg`` names, checked and with ``data.resize`` /
-    ``data.pad`` applied. Raises :class:`UserError`."""
-    ds = _load_source(cfg, progress)
-    check_usable(ds, cfg)
-    return transform(ds, cfg.resize, cfg.pad)
+    ``data.pad`` applied. Raises :class:`UserError`. Within a process a second call returns the
+    same arrays without looking at the files again, unless ``fresh`` (a study starting): then
+    the files' sizes and mtimes are checked, and changed files are read anew."""
+    if fresh or ("config", cfg) not in _MEMORY:
+        ds = _load_source(cfg, progress)
+        check_usable(ds, cfg)
+        _MEMORY.pop(("config", cfg), None)
+        _remember(("config", cfg), lambda: _remember(("transformed", ds.fingerprint, ds.origin, cfg.resize, cfg.pad),
+                                                    lambda: transform(ds, cfg.resize, cfg.pad)))
+    return _MEMORY[("config", cfg)]
+
+
+load_dataset.cache_clear = _MEMORY.clear  # type: ignore[attr-defined]  # forget what this process loaded
 
 
 def check_usable(ds: Dataset, cfg: DataConfig) -> None:
@@ -488,7 +512,7 @@ def transform(ds: Dataset, resize: int = 0, pad: int = 0) -> Dataset:
 
 def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
     if cfg.source == "synthetic":
-        return make_synthetic(cfg.synthetic)
+        return _remember(("synthetic", cfg.synthetic), lambda: make_synthetic(cfg.synthetic))
     if cfg.dir is not None:
         return _load_dir(cfg, progress)
     root = cache_root(cfg) / "cifar10"

@@ -70,7 +70,7 @@ def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: lis
     artifacts.check_writable_dir(out)
     with open_executor(cfg) as ex:
         cfg = ex.resolve(cfg)  # device checked; precision "auto" -> what the device runs natively
-        ds = load_dataset(cfg.data, progress)
+        ds = load_dataset(cfg.data, progress, fresh=True)  # the files as they are now
         check_run_folder(out, cfg, ds.fingerprint)
         jobs = plan(cfg, ds)
         preflight(cfg, ds, jobs, pair)
