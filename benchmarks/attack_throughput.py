@@ -7,7 +7,7 @@ images (the paper's VGG, random weights and images: speed does not depend on the
 Three ways, each on the same images, timed in alternation (best of ``--repeats`` each):
 ``torchattacks`` (its FGSM on the float NCHW model), ``advimb`` (``advimb.attacks.fgsm`` on the
 same model and tensors), ``torchattacks_channels_last`` (its FGSM on the channels_last model
-and inputs) and ``advimb_study`` (``advimb.evaluate.attack_images`` as the study runs it:
+and inputs) and ``advimb_study`` (``advimb.attacks.evaluate.attack_images`` as the study runs it:
 uint8 images scaled on the device, the same channels_last model). Prints images/s
 of each and how many output pixels differ from torchattacks' (see the comment in main).
 """
@@ -15,16 +15,15 @@ of each and how many output pixels differ from torchattacks' (see the comment in
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
 from _common import emit  # benchmarks/ is on sys.path when a script runs
 
-import copy
-
-from advimb.attacks import fgsm
-from advimb.config import AttackConfig, ModelConfig
-from advimb.evaluate import attack_images
+from advimb.attacks.core import fgsm
+from advimb.attacks.evaluate import attack_images
+from advimb.config.sections import AttackConfig, ModelConfig
 from advimb.models import build_model
 
 

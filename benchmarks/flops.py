@@ -20,7 +20,7 @@ import torch
 from _common import emit  # benchmarks/ is on sys.path when a script runs
 from torch.utils.flop_counter import FlopCounterMode
 
-from advimb.config import ModelConfig
+from advimb.config.sections import ModelConfig
 from advimb.models import build_model
 
 

@@ -4,10 +4,10 @@ each, on the same device, data and models:
 - ``naive``: the textbook PyTorch loop, one model after another: a float32 NCHW
   ``TensorDataset`` through a shuffling ``DataLoader``, ``torch.optim.RMSprop``,
   ``loss.item()`` every step, float32, default memory format;
-- ``fit``: advimb's one-by-one trainer (``advimb.train.fit``: uint8 data resident on the
+- ``fit``: advimb's one-by-one trainer (``advimb.training.fit.fit``: uint8 data resident on the
   device and scaled per batch there, channels_last, no host sync inside an epoch,
   ``--precision``);
-- ``stacked``: advimb's stacked trainer (``advimb.stacked.fit_stacked``: all M models as
+- ``stacked``: advimb's stacked trainer (``advimb.training.stacked.fit_stacked``: all M models as
   one vmap-ed model, ``--precision``).
 
     python benchmarks/train_throughput.py --models 10 --images 640 --precision fp32
@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from _common import emit  # benchmarks/ is on sys.path when a script runs
 
-from advimb.config import ModelConfig, TrainConfig
+from advimb.config.sections import ModelConfig, TrainConfig
 from advimb.devices import resolve_precision
 from advimb.models import build_model
-from advimb.stacked import fit_stacked
-from advimb.train import fit
+from advimb.training.fit import fit
+from advimb.training.stacked import fit_stacked
 
 
 def naive_epoch(model, x, y, val, batch: int, device) -> None:

@@ -44,7 +44,7 @@ def real_data_dir(request) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_cfg():
-    from advimb.presets import resolve_config
+    from advimb.config.presets import resolve_config
 
     return resolve_config("smoke", env={})
 
@@ -52,7 +52,7 @@ def smoke_cfg():
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, smoke_cfg):
     """One smoke study, shared by the tests that only read its artifacts."""
-    from advimb.study import run_study
+    from advimb.study.run import run_study
 
     out = tmp_path_factory.mktemp("smoke-run")
     res = run_study(smoke_cfg, out, progress=False, argv=["test"])

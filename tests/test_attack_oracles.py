@@ -17,14 +17,13 @@ differ by a few ulps, never by a step).
 
 from __future__ import annotations
 
+import foolbox as fb  # noqa: E402
 import pytest
 import torch
+import torchattacks  # noqa: E402  (test extra: a missing oracle fails, never skips)
 from torch import nn
 
-from advimb.attacks import bim, fgsm, pgd
-
-import torchattacks  # noqa: E402  (test extra: a missing oracle fails, never skips)
-import foolbox as fb  # noqa: E402
+from advimb.attacks.core import bim, fgsm, pgd
 
 ATOL = 1e-6
 

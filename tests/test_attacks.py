@@ -1,10 +1,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from advimb.attacks import fgsm, sign
+from advimb.attacks.core import fgsm, sign
 
 
 def _model(seed=0, dropout=0.0):
@@ -90,7 +91,7 @@ def test_eps_outside_unit_interval_is_rejected():
 
 # ----------------------------------------------------------------------------- every attack
 
-from advimb.attacks import bim, get_attack, list_attacks, pgd  # noqa: E402
+from advimb.attacks.core import bim, get_attack, list_attacks, pgd
 
 
 def _kw(name, eps, seed):

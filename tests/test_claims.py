@@ -6,20 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advimb.claims import check_claims, default_pair, magnitude_text, parse_pair
 from advimb.errors import UserError
-from advimb.metrics import GridMetrics
-from advimb.reference import reference
-from advimb.results import Cell, GridResults
-from advimb.stats import (
-    INCONCLUSIVE,
-    NOT_MEASURABLE,
-    NOT_REPRODUCED,
-    REPRODUCED,
-    Bootstrap,
-    Estimate,
-    verdict,
-)
+from advimb.results.claims import check_claims, default_pair, magnitude_text, parse_pair
+from advimb.results.metrics import GridMetrics
+from advimb.results.reader import Cell, GridResults
+from advimb.results.reference import reference
+from advimb.results.stats import INCONCLUSIVE, NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, Bootstrap, Estimate, verdict
 
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -208,7 +208,7 @@ def test_artifacts_respect_the_umask(tmp_path, umask, mode):
 
 
 def test_advimb_list_and_the_readme_give_the_same_cost_for_each_preset(capsys):
-    from advimb.presets import PRESETS
+    from advimb.config.presets import PRESETS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Presets and what they cost")[1].split("\n## ")[0]

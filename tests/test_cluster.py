@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from advimb.study import run_study
+from advimb.study.run import run_study
 
 TABLES = ["table1.csv", "clean_target_accuracy.csv", "relative_difference.csv", "flip_rates.csv",
           "clean_accuracy.csv"]
@@ -195,7 +195,7 @@ def test_bad_cluster_input_is_one_line(tmp_path, capsys, argv, msg):
 
 
 def test_the_local_executor_never_imports_dask(tmp_path):
-    code = ("import sys; from advimb.presets import resolve_config; from advimb.study import run_study; "
+    code = ("import sys; from advimb.config.presets import resolve_config; from advimb.study.run import run_study; "
             "import dataclasses; c = resolve_config('smoke', env={}); "
             "c = dataclasses.replace(c, train=dataclasses.replace(c.train, max_epochs=1)); "
             f"run_study(c, {str(tmp_path / 'run')!r}, progress=False); "

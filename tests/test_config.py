@@ -1,9 +1,10 @@
 import pytest
 
-from advimb.config import (ExperimentConfig, dump_toml, from_dict, load_toml, parse_assignment,
-                           derive_seed)
+from advimb.config.io import dump_toml, from_dict, load_toml, parse_assignment
+from advimb.config.presets import PRESETS, resolve_config
+from advimb.config.sections import ExperimentConfig
+from advimb.config.seeds import derive_seed
 from advimb.errors import UserError
-from advimb.presets import PRESETS, resolve_config
 
 
 def test_defaults_are_the_paper_protocol():

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from advimb.config import DataConfig, SyntheticConfig
-from advimb.data import load_dataset, make_synthetic, eval_subset
+from advimb.config.sections import DataConfig, SyntheticConfig
+from advimb.data.dataset import eval_subset
+from advimb.data.sources import load_dataset
+from advimb.data.synthetic import make_synthetic
 from advimb.errors import UserError
 
 
@@ -167,7 +169,7 @@ def test_a_colour_image_among_grayscale_makes_a_colour_dataset(tmp_path):
 
 
 def test_pad_and_resize(tmp_path):
-    from advimb.data import transform
+    from advimb.data.dataset import transform
 
     ds = _load(_gray_folder(tmp_path / "g"), tmp_path / "cache")
     padded = transform(ds, pad=2)

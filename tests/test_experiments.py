@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from advimb.cli import main
-from advimb.config import ImbalanceConfig
-from advimb.imbalance import Scenario, class_counts, long_tail_counts, parse_scenario
-from advimb.train import Regime, adversarial_batch, balanced_weights, epoch_order
+from advimb.config.sections import ImbalanceConfig
+from advimb.data.imbalance import Scenario, class_counts, long_tail_counts, parse_scenario
+from advimb.training.regimes import Regime, adversarial_batch, balanced_weights, epoch_order
 
 CLASSES = tuple(f"class{i}" for i in range(10))
 
@@ -53,7 +53,7 @@ def test_class_weights_and_resampling():
 
 @pytest.mark.parametrize("kind", ["fgsm", "pgd"])
 def test_adversarial_training_batches(kind):
-    from advimb.config import ModelConfig
+    from advimb.config.sections import ModelConfig
     from advimb.models import build_model
 
     model = build_model(ModelConfig(widths=(4, 8, 8), fc=16), 3, (3, 16, 16), seed=0).train()
@@ -68,8 +68,8 @@ def test_adversarial_training_batches(kind):
 
 
 def test_defended_models_share_their_undefended_twins_data_and_init(smoke_cfg):
-    from advimb.data import load_dataset
-    from advimb.jobs import TrainJob
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.train import TrainJob
 
     ds = load_dataset(smoke_cfg.data)
     plain = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 3))
@@ -109,8 +109,8 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
     summary = json.loads((t / "summary.json").read_text())
     assert summary["seeds"] == 2 and summary["experiments"]["seeds"] == 2
     assert [d["defence"] for d in summary["defences"]] == ["class_weight", "resample", "fgsm_at", "pgd_at"]
-    from advimb.experiment_tables import gap_verdict
-    from advimb.stats import Estimate
+    from advimb.results.experiment_tables import gap_verdict
+    from advimb.results.stats import Estimate
 
     for d in summary["defences"]:
         e = d["gap_closed_pp"]
@@ -192,9 +192,9 @@ def test_report_shows_the_experiments(exp_run):
 
 
 def test_rerun_with_experiments_skips_everything(exp_run):
-    from advimb.presets import resolve_config
-    from advimb.config import parse_assignment
-    from advimb.study import run_study
+    from advimb.config.io import parse_assignment
+    from advimb.config.presets import resolve_config
+    from advimb.study.run import run_study
 
     sets = [parse_assignment(s) for s in EXPERIMENTS[3::2]]
     cfg = resolve_config("smoke", overrides=[{"experiments": {"seeds": 2}}, *sets], env={})
@@ -243,8 +243,8 @@ def test_experiment_report_renders_in_headless_chromium(exp_run, chromium, tmp_p
 
 
 def test_minority_only_adversarial_training_perturbs_the_under_sampled_class(smoke_cfg):
-    from advimb.data import load_dataset
-    from advimb.jobs import TrainJob
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.train import TrainJob
 
     ds = load_dataset(smoke_cfg.data)
     cfg = dataclasses.replace(smoke_cfg, experiments=dataclasses.replace(

@@ -11,11 +11,12 @@ import hashlib
 import numpy as np
 import pytest
 
-from advimb.config import derive_seed, parse_assignment, stable_hash
-from advimb.data import load_dataset
-from advimb.imbalance import select_indices, stratified_split
-from advimb.plan import plan
-from advimb.presets import resolve_config
+from advimb.config.io import parse_assignment
+from advimb.config.presets import resolve_config
+from advimb.config.seeds import derive_seed, stable_hash
+from advimb.data.imbalance import select_indices, stratified_split
+from advimb.data.sources import load_dataset
+from advimb.study.plan import plan
 
 
 def test_derive_seed_golden():

@@ -1,10 +1,16 @@
 import numpy as np
 import pytest
 
-from advimb.config import ImbalanceConfig
+from advimb.config.sections import ImbalanceConfig
+from advimb.data.imbalance import (
+    Scenario,
+    class_counts,
+    paper_scenarios,
+    parse_scenario,
+    select_indices,
+    stratified_split,
+)
 from advimb.errors import UserError
-from advimb.imbalance import (Scenario, class_counts, paper_scenarios, parse_scenario,
-                              select_indices, stratified_split)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 LABELS = np.repeat(np.arange(10), 50)[np.random.default_rng(0).permutation(500)]
@@ -76,8 +82,8 @@ def test_stratified_split():
 
 
 def test_a_scenario_that_leaves_a_class_empty_is_refused():
+    from advimb.data.imbalance import select_indices
     from advimb.errors import UserError
-    from advimb.imbalance import select_indices
 
     labels = np.repeat(np.arange(3), 5)
     with pytest.raises(UserError, match="leaves class 'b' with no training images"):

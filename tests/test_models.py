@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from advimb.config import ModelConfig
+from advimb.config.sections import ModelConfig
 from advimb.models import build_model, list_models
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advimb.config import parse_assignment
-from advimb.data import CIFAR10_CLASSES, load_dataset
-from advimb.presets import resolve_config
-from advimb.study import run_study
+from advimb.config.io import parse_assignment
+from advimb.config.presets import resolve_config
+from advimb.data.dataset import CIFAR10_CLASSES
+from advimb.data.sources import load_dataset
+from advimb.study.run import run_study
 
 pytestmark = pytest.mark.realdata
 

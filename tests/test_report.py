@@ -25,8 +25,8 @@ FIGURES = {"table1", "fig1", "fig2", "fig3", "fig4", "fig6", "fig6b"}
 @pytest.fixture(scope="module")
 def cifar_named_run(tmp_path_factory):
     """`advimb run` (the CLI) on a CIFAR-named image folder: ends with a report."""
-    from advimb.config import SyntheticConfig
-    from advimb.data import make_synthetic
+    from advimb.config.sections import SyntheticConfig
+    from advimb.data.synthetic import make_synthetic
 
     root = tmp_path_factory.mktemp("cifar-named")
     ds = make_synthetic(SyntheticConfig(classes=10, train_per_class=30, test_per_class=12, seed=1))
@@ -146,7 +146,7 @@ def test_report_command_and_bad_input(cifar_named_run, capsys, tmp_path):
 
 
 def test_report_of_a_non_cifar_run(smoke_run):
-    from advimb.report import build_report
+    from advimb.report.build import build_report
 
     res = build_report(smoke_run["run_dir"], n_boot=200)
     assert res["table1"]["paper_comparable"] is False
@@ -235,7 +235,7 @@ def test_a_figure_that_cannot_be_drawn_says_why(tmp_path):
 
 
 def test_an_undefined_average_says_why():
-    from advimb.html import _rel_avg
+    from advimb.report.html import _rel_avg
 
     res = {"relative_difference": {"average": {"under": None, "balanced": 61.234},
                                    "undefined": {"under": ["cat", "dog"], "balanced": []}}}

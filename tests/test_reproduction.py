@@ -76,8 +76,9 @@ def test_the_current_code_recognises_every_finished_job():
     `advimb run` into a complete copy (with its weights) would skip all 72 jobs."""
     import dataclasses
 
-    from advimb.config import ExperimentConfig, from_dict, load_toml
-    from advimb.plan import _plan_replicate
+    from advimb.config.io import from_dict, load_toml
+    from advimb.config.sections import ExperimentConfig
+    from advimb.study.plan import _plan_replicate
 
     cfg = from_dict(ExperimentConfig, load_toml(RUN / "config.toml"))
     # where it ran is not part of any key: plan as on this machine, one job per model
@@ -96,7 +97,7 @@ def test_the_current_code_recognises_every_finished_job():
 
 
 def test_tables_rebuild_to_the_committed_ones(tmp_path):
-    from advimb.tables import build_tables
+    from advimb.results.tables import build_tables
 
     run = _copy(tmp_path)
     shutil.rmtree(run / "tables")
@@ -109,7 +110,7 @@ def test_tables_rebuild_to_the_committed_ones(tmp_path):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from advimb.report import build_report, format_report_summary
+    from advimb.report.build import build_report, format_report_summary
 
     run = _copy(tmp_path_factory.mktemp("published"))
     res = build_report(run)

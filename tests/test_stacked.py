@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from advimb.config import ModelConfig, TrainConfig
+from advimb.config.sections import ModelConfig, TrainConfig
 from advimb.models import build_model
-from advimb.stacked import fit_stacked
-from advimb.train import fit
+from advimb.training.fit import fit
+from advimb.training.stacked import fit_stacked
 
 
 def _setup(m=3, n=96, nval=40, seed=0):
@@ -69,15 +69,14 @@ def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
     """train.stack=on: the under- and the over-sampled models train as two stacked groups;
     every member writes its own artifacts; a rerun finds everything done; the models agree
     with one-by-one training (smoke_run) to RMSProp's float sensitivity."""
+    import dataclasses
     import json
     from pathlib import Path
 
-    import dataclasses
-
-    from advimb.data import load_dataset
-    from advimb.jobs import TrainGroupJob
-    from advimb.plan import plan
-    from advimb.study import run_study
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.train import TrainGroupJob
+    from advimb.study.plan import plan
+    from advimb.study.run import run_study
 
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on"))
     ds = load_dataset(cfg.data)
@@ -129,8 +128,8 @@ def test_interrupted_stacked_group_resumes_in_the_study(smoke_cfg, tmp_path, mon
     import json
     from pathlib import Path
 
-    from advimb import stacked
-    from advimb.study import run_study
+    from advimb.training import stacked
+    from advimb.study.run import run_study
 
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on", max_epochs=4,
                                                                    patience=4))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from advimb.study import run_study
+from advimb.study.run import run_study
 
 TABLES = ["table1.csv", "table1.md", "clean_target_accuracy.csv", "relative_difference.csv",
           "flip_rates.csv", "clean_accuracy.csv", "summary.json"]
@@ -78,7 +78,7 @@ def test_table1_layout(smoke_run):
 
 def test_tables_come_from_artifacts_only(smoke_run, tmp_path):
     """Delete the models: the tables can still be rebuilt, identically."""
-    from advimb.tables import build_tables
+    from advimb.results.tables import build_tables
 
     run = tmp_path / "copy"
     shutil.copytree(smoke_run["run_dir"], run)
@@ -142,6 +142,7 @@ def test_interrupted_run_resumes_to_identical_results(smoke_run, tmp_path):
 
 def test_rerun_with_another_config_is_refused_and_keeps_results(smoke_run, smoke_cfg, tmp_path):
     import dataclasses
+
     from advimb.errors import UserError
 
     run = tmp_path / "copy"
@@ -159,9 +160,9 @@ def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
     import dataclasses
     import pickle
 
-    from advimb.data import load_dataset
-    from advimb.attack_jobs import AttackGroupJob
-    from advimb.plan import plan
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.evaluate import AttackGroupJob
+    from advimb.study.plan import plan
 
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=mode),
                               executor=dataclasses.replace(smoke_cfg.executor, name=executor))
@@ -187,9 +188,9 @@ def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_
     are bit for bit what the job writes alone, PGD's seeded random starts included."""
     import dataclasses
 
-    from advimb.data import load_dataset
-    from advimb.attack_jobs import AttackJob, run_attacks
-    from advimb.plan import plan
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.evaluate import AttackJob, run_attacks
+    from advimb.study.plan import plan
 
     cfg = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
                               eval=dataclasses.replace(smoke_cfg.eval, group_attacks="off"))
@@ -220,8 +221,8 @@ def test_any_image_folder_dataset_runs_the_study(tmp_path):
     """Three classes of 16x16 PNGs: the same study, 7 models and 15 combinations."""
     from PIL import Image
 
-    from advimb.config import parse_assignment
-    from advimb.presets import resolve_config
+    from advimb.config.io import parse_assignment
+    from advimb.config.presets import resolve_config
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 30), ("test", 10)):
@@ -249,7 +250,7 @@ def test_precision_auto_is_resolved_into_the_run_config(smoke_cfg, tmp_path):
     precision is refused (results would mix)."""
     import dataclasses
 
-    from advimb.config import load_toml
+    from advimb.config.io import load_toml
     from advimb.devices import bf16_native, resolve_device, resolve_precision
     from advimb.errors import UserError
 
@@ -276,9 +277,10 @@ def test_a_file_replaced_by_a_duplicate_task_is_caught(smoke_run, smoke_cfg, tmp
     import threading
 
     from advimb import artifacts
-    from advimb.data import load_dataset
-    from advimb.jobs import ArtifactRace, CleanEvalJob
-    from advimb.plan import plan
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.base import ArtifactRace
+    from advimb.study.jobs.evaluate import CleanEvalJob
+    from advimb.study.plan import plan
 
     run = tmp_path / "copy"
     shutil.copytree(smoke_run["run_dir"], run)
@@ -331,8 +333,8 @@ def test_validation_on_the_test_set_early_stops_on_it(tmp_path):
 
 
 def test_per_channel_normalisation_uses_the_training_sets_statistics(tmp_path):
-    from advimb.data import load_dataset
-    from advimb.presets import resolve_config
+    from advimb.config.presets import resolve_config
+    from advimb.data.sources import load_dataset
 
     run = _run(tmp_path, "norm", "model.normalize='per_channel'")
     ds = load_dataset(resolve_config("smoke", env={}).data)
@@ -373,8 +375,8 @@ def test_the_faithful_preset_end_to_end(tmp_path):
 def test_grad_label_and_target_come_from_the_config(tmp_path):
     """attack.target makes the attack targeted (descent on the target's loss) and
     attack.grad_label picks the label whose loss is ascended; both reach the attack and its key."""
-    from advimb.config import AttackConfig
-    from advimb.evaluate import attack_kwargs, attack_spec
+    from advimb.attacks.evaluate import attack_kwargs, attack_spec
+    from advimb.config.sections import AttackConfig
 
     classes = tuple(f"class{i}" for i in range(10))
     assert attack_kwargs(AttackConfig(target="class5"), classes)["target"] == 5

@@ -67,10 +67,11 @@ def test_sweep_metrics(sweep_run):
 
 def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):
     """Re-check the stored minimal eps of some images directly with FGSM."""
-    from advimb.attacks import fgsm
-    from advimb.config import ExperimentConfig, from_dict, load_toml
-    from advimb.data import load_dataset
-    from advimb.jobs import load_weights
+    from advimb.attacks.core import fgsm
+    from advimb.config.io import from_dict, load_toml
+    from advimb.config.sections import ExperimentConfig
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.base import load_weights
 
     cfg = from_dict(ExperimentConfig, load_toml(sweep_run / "config.toml"))
     ds = load_dataset(cfg.data)
@@ -104,9 +105,9 @@ def test_report_shows_the_sweep(sweep_run):
 def test_pgd_evaluation_does_not_depend_on_batch_size(smoke_run, smoke_cfg):
     import dataclasses
 
-    from advimb.data import load_dataset
-    from advimb.evaluate import attack_images
-    from advimb.jobs import load_weights
+    from advimb.attacks.evaluate import attack_images
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.base import load_weights
 
     ds = load_dataset(smoke_cfg.data)
     model = load_weights(smoke_cfg, ds, Path(smoke_run["run_dir"]), "balanced", "cpu")

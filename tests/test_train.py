@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from advimb.config import TrainConfig
-from advimb.train import EarlyStopping, fit, keras_lr, make_optimizer
+from advimb.config.sections import TrainConfig
+from advimb.training.fit import EarlyStopping, fit, keras_lr, make_optimizer
 
 
 def test_keras_inverse_time_decay_values():

@@ -88,7 +88,7 @@ def table1(run: Path) -> str:
 
 
 def claims(run: Path) -> str:
-    from advimb.claims import magnitude_text
+    from advimb.results.claims import magnitude_text
 
     res = _json(run / "report" / "results.json")
     out = ["| claim | sign test | differences the paper predicts > 0, pp [95% interval] | magnitude: this run vs "

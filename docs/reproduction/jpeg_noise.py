@@ -69,8 +69,8 @@ def main() -> None:
     print("first generation, q75, 32x32 thumbnails of lossless photographs:",
           stats(thumbs, np.stack([q75(t) for t in thumbs])))
     if args.data_dir:
-        from advimb.config import DataConfig
-        from advimb.data import load_dataset
+        from advimb.config.sections import DataConfig
+        from advimb.data.sources import load_dataset
 
         x = load_dataset(DataConfig(source="cifar10", dir=args.data_dir)).x_test
         print("second generation, q75, the copy's 10,000 test images:", stats(x, np.stack([q75(t) for t in x])))

@@ -25,7 +25,6 @@ import numpy as np
 
 from advimb.errors import UserError
 
-
 _written = threading.local()
 
 

@@ -18,7 +18,7 @@ from advimb.errors import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from advimb.presets import PRESETS
+    from advimb.config.presets import PRESETS
 
     p = argparse.ArgumentParser(prog="advimb", description=(
         "How class imbalance changes a CNN's vulnerability to adversarial inputs "
@@ -85,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resolve(args: argparse.Namespace):
-    from advimb.config import parse_assignment
-    from advimb.presets import resolve_config
+    from advimb.config.io import parse_assignment
+    from advimb.config.presets import resolve_config
 
     overrides: list[dict[str, Any]] = [parse_assignment(s) for s in args.sets]
     if args.data_dir is not None:
@@ -118,8 +118,8 @@ def _resolve(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from advimb.study import run_study
-    from advimb.tables import format_summary
+    from advimb.results.tables import format_summary
+    from advimb.study.run import run_study
 
     cfg = _resolve(args)
     out = args.out or f"runs/{cfg.preset}"
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report_to_terminal(run_dir, args: argparse.Namespace) -> None:
-    from advimb.report import build_report, format_report_summary
+    from advimb.report.build import build_report, format_report_summary
 
     _check_n_boot(args.n_boot)
     print(format_report_summary(build_report(run_dir, args.pair, args.n_boot)))
@@ -162,7 +162,7 @@ def _report(args: argparse.Namespace) -> int:
 def _tables(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from advimb.tables import build_tables, format_summary
+    from advimb.results.tables import build_tables, format_summary
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -173,9 +173,9 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _list(_: argparse.Namespace) -> int:
-    from advimb.attacks import list_attacks
+    from advimb.attacks.core import list_attacks
+    from advimb.config.presets import PRESETS
     from advimb.models import list_models
-    from advimb.presets import PRESETS
 
     print("presets:")
     for name, p in PRESETS.items():
@@ -186,7 +186,7 @@ def _list(_: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from advimb.config import dump_toml
+    from advimb.config.io import dump_toml
 
     print(dump_toml(_resolve(args)), end="")
     return 0

@@ -1,4 +1,6 @@
-"""Where and in what precision the study runs: device, bf16 support, batch sizes.
+"""Where and in what precision the study runs: device, bf16 support, batch sizes, and the
+one conversion of stored images to model input (:func:`to_float`). A leaf: imports only
+``advimb.errors``.
 
 ``auto`` settings are resolved here, once, before a run folder is written, so the resolved
 values (not ``auto``) go into ``config.toml`` and into every job's key: a run resumed on
@@ -88,3 +90,11 @@ def describe(device: torch.device) -> dict[str, Any]:
     if device.type == "cpu":
         d["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return d
+
+
+def to_float(xb: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """uint8 NHWC -> float32 NCHW in [0, 1]. The permuted view of NHWC memory is already
+    channels_last; ``contiguous`` keeps that layout or makes the standard one."""
+    x = xb.permute(0, 3, 1, 2).float().div_(255.0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)

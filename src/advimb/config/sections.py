@@ -1,0 +1,391 @@
+"""Frozen dataclass configs, one per stage, composed into :class:`ExperimentConfig`.
+
+Defaults are the protocol as the paper's text describes it, with the corrections that
+``PROTOCOL.md`` names (seeded random selection, held-out validation split, clipping to
+[0, 1]). Presets (``presets.py``) and config files only fill these dataclasses; every
+value is validated here, at the boundary, with an error that names the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from advimb.config.io import to_dict
+from advimb.errors import UserError
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise UserError(f"config {key}: {msg}")
+
+
+def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Procedural, class-structured 32x32 RGB images (see ``data.make_synthetic``)."""
+
+    classes: int = 10
+    train_per_class: int = 200
+    test_per_class: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.classes <= 100, "data.synthetic.classes", "must be in [2, 100]")
+        _check(self.train_per_class >= 1, "data.synthetic.train_per_class", "must be >= 1")
+        _check(self.test_per_class >= 1, "data.synthetic.test_per_class", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from.
+
+    source: ``cifar10`` (torchvision download into the cache, or a local copy in ``dir``:
+    official python batches, their tar.gz, an image-folder tree or an archive of one),
+    ``folder`` (any image-folder dataset in ``dir``: ``train/<class>/*``, ``test/<class>/*``)
+    or ``synthetic``. ``dir`` defaults to ``$ADVIMB_DATA``; ``cache_dir`` to
+    ``$ADVIMB_CACHE`` or ``~/.cache/advimb``. Images keep their channels (1 for a
+    grayscale dataset, 3 for colour). ``resize`` (0 = off): every image resized to
+    ``resize`` x ``resize`` (bilinear, antialiased); then ``pad`` (0 = off): that many
+    pixels of zeros added on every side (e.g. 28x28 MNIST-like images with ``pad = 2`` give
+    the 32x32 the VGG needs: its three 2x2 pools need sides divisible by 8).
+    """
+
+    source: str = "cifar10"
+    dir: Optional[str] = None
+    cache_dir: Optional[str] = None
+    download: bool = True
+    resize: int = 0
+    pad: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        _choice(self.source, "data.source", ("cifar10", "folder", "synthetic"))
+        _check(0 <= self.resize <= 1024, "data.resize",
+               "must be in [0, 1024] (0 = keep the size; N = resize every image to N x N)")
+        _check(0 <= self.pad <= 64, "data.pad", "must be in [0, 64] (pixels of zeros added on every side)")
+        _check(
+            self.source != "folder" or self.dir is not None,
+            "data.dir",
+            "source 'folder' needs a data directory (--data-dir or ADVIMB_DATA)",
+        )
+
+
+@dataclass(frozen=True)
+class ImbalanceConfig:
+    """The training scenarios (paper Sec. 3.1).
+
+    ``balanced``: every class keeps ``majority_count`` images; ``under:<c>``: class c keeps
+    ``minority_count``, the others ``majority_count``; ``over:<c>``: class c keeps
+    ``majority_count``, the others ``minority_count``. ``classes`` limits the targets
+    (names or indices; empty = every class). ``selection``: ``random`` (seeded, nested:
+    a smaller subset of a class is a prefix of the same permutation) or ``first`` (the
+    authors' code: drop the first images of the class in dataset order).
+    """
+
+    majority_count: int = 5000
+    minority_count: int = 1000
+    selection: str = "random"
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(self.majority_count >= 1, "imbalance.majority_count", "must be >= 1")
+        _check(self.minority_count >= 1, "imbalance.minority_count", "must be >= 1")
+        _choice(self.selection, "imbalance.selection", ("random", "first"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture from the registry (``advimb list``), input in [0, 1].
+
+    ``vgg_paper``: the paper's text (ReLU after every conv); ``vgg_authors``: the authors'
+    code (linear conv stacks in blocks 2-3, dropout). ``normalize``: ``none`` (the paper)
+    or ``per_channel`` (mean/std of the balanced training set, inside the model).
+    ``init``: ``keras`` (Glorot-uniform weights, zero biases, as the Keras original) or
+    ``torch`` (PyTorch defaults).
+    """
+
+    name: str = "vgg_paper"
+    widths: tuple[int, ...] = (32, 64, 128)
+    fc: int = 512
+    normalize: str = "none"
+    init: str = "keras"
+
+    def __post_init__(self) -> None:
+        _check(len(self.widths) == 3 and all(w >= 1 for w in self.widths),
+               "model.widths", "must be three positive integers")
+        _check(self.fc >= 1, "model.fc", "must be >= 1")
+        _choice(self.normalize, "model.normalize", ("none", "per_channel"))
+        _choice(self.init, "model.init", ("keras", "torch"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """RMSProp with Keras semantics and early stopping (PROTOCOL.md, Training).
+
+    lr_t = lr / (1 + decay * t), t = iterations so far (Keras inverse-time decay).
+    ``validation``: ``split`` (stratified ``val_fraction`` of the scenario's training
+    images, the correct default) or ``test`` (the authors' leak: early stopping on the
+    test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
+    ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
+    ``precision``: ``auto``, ``fp32`` or ``bf16`` (autocast). ``auto`` is resolved before
+    a run starts: ``bf16`` where the device runs it natively (a GPU of compute capability
+    >= 8, a CPU with AVX-512 BF16 or AMX), else ``fp32``; the resolved value is what the
+    run folder's config records. It changes results, so it is part of the science config.
+    ``compile``: ``off`` or ``on`` (``torch.compile`` of the training step; CUDA graphs on
+    a GPU); an execution setting like ``stack``. ``stack``: train models of equal size together as one stacked model
+    (``advimb.stacked``): ``on``, ``off`` or ``auto`` (on for CUDA, off for the CPU, where it
+    measured slower; see BENCHMARKS.md). Stacked and one-by-one training agree to float
+    rounding per step, so ``stack`` is an execution setting.
+    """
+
+    lr: float = 1e-4
+    rho: float = 0.9
+    eps: float = 1e-7
+    decay: float = 1e-5
+    batch_size: int = 32
+    max_epochs: int = 200
+    patience: int = 10
+    min_delta: float = 1e-4
+    restore_best: bool = True
+    validation: str = "split"
+    val_fraction: float = 0.1
+    augment: str = "none"
+    device: str = "auto"
+    channels_last: bool = True
+    threads: int = 0
+    precision: str = "auto"
+    stack: str = "auto"
+    compile: str = "off"
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "train.lr", "must be > 0")
+        _choice(self.precision, "train.precision", ("auto", "fp32", "bf16"))
+        _choice(self.compile, "train.compile", ("off", "on"))
+        _choice(self.stack, "train.stack", ("auto", "on", "off"))
+        _check(0 <= self.rho < 1, "train.rho", "must be in [0, 1)")
+        _check(self.eps > 0, "train.eps", "must be > 0")
+        _check(self.decay >= 0, "train.decay", "must be >= 0")
+        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
+        _check(self.patience >= 1, "train.patience", "must be >= 1")
+        _check(self.min_delta >= 0, "train.min_delta", "must be >= 0")
+        _choice(self.validation, "train.validation", ("split", "test"))
+        _check(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
+        _choice(self.augment, "train.augment", ("none", "hflip", "hflip_except_over"))
+        _check(self.threads >= 0, "train.threads", "must be >= 0 (0 = torch's default)")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """The attack (paper Sec. 3.2): FGSM, one step of size ``eps`` on the [0, 1] scale.
+
+    ``direction``: ``ascent`` (Eq. 1, the paper's choice) or ``descent`` (Eq. 2).
+    ``grad_label``: ``true`` or a class (name or index) whose loss gradient is used.
+    ``sign_zero``: ``torch`` (sign(0) = 0) or ``plus`` (sign(0) = +1, the authors' code).
+    ``clip``: clip the result to [0, 1] (the authors' code did not).
+    ``target``: a class (name or index): targeted attack towards it (descent on its loss).
+    Iterative attacks (``bim``, ``pgd``): ``steps`` sign steps of ``step_size`` (0 = 2.5 *
+    eps / steps), projected onto the eps ball and [0, 1]; ``pgd`` starts at a random point
+    of the ball (``random_start``), drawn from the job's seed.
+    """
+
+    name: str = "fgsm"
+    eps: float = 0.01
+    direction: str = "ascent"
+    grad_label: str = "true"
+    target: str = ""
+    clip: bool = True
+    sign_zero: str = "torch"
+    steps: int = 10
+    step_size: float = 0.0
+    random_start: bool = True
+    batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.eps <= 1.0, "attack.eps",
+               f"{self.eps} is outside [0, 1]; eps is on the [0, 1] pixel scale (paper: 0.01)")
+        _choice(self.direction, "attack.direction", ("ascent", "descent"))
+        _choice(self.sign_zero, "attack.sign_zero", ("torch", "plus"))
+        _check(self.batch_size >= 0, "attack.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
+        _check(self.steps >= 1, "attack.steps", "must be >= 1")
+        _check(0.0 <= self.step_size <= 1.0, "attack.step_size",
+               f"{self.step_size} is outside [0, 1] (0 = 2.5 * eps / steps)")
+        _check(not (self.target and self.grad_label != "true"), "attack.target",
+               "a targeted attack descends the target's loss; leave attack.grad_label = 'true'")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation grid. Clean accuracy is always measured on the full test set.
+    ``test_per_class``: attack the first N test images of each class (0 = all; the paper
+    attacks all 1,000). ``examples``: adversarial images stored per attack job for figures.
+    ``batch_size``: images per forward pass (0 = auto: 500 on a CPU, 4096 on a GPU).
+    ``group_attacks``: ``on`` runs all attack jobs of one grid point as one job (each model
+    loaded once, every gradient model's images attacked and classified in big batches),
+    ``off`` runs them one by one, ``auto`` = ``on`` with the local executor and ``off`` with
+    Dask (each attack job its own task, spread over the workers). Results are identical
+    either way (an execution setting)."""
+
+    test_per_class: int = 0
+    batch_size: int = 0
+    examples: int = 8
+    group_attacks: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.test_per_class >= 0, "eval.test_per_class", "must be >= 0 (0 = all)")
+        _check(self.batch_size >= 0, "eval.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
+        _choice(self.group_attacks, "eval.group_attacks", ("auto", "on", "off"))
+        _check(self.examples >= 0, "eval.examples", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Extra evaluation grids on the same trained models: every attack in ``attacks`` (default:
+    ``attack.name``) at every eps in ``epsilons``, all 50 combinations each, written under
+    ``sweep/<attack>-eps<eps>/``. Additive: it changes no result of the main grid, so it is
+    not part of the science config. ``min_eps``: for FGSM, also find each image's minimal
+    flipping eps by bisection up to ``max(epsilons)``."""
+
+    attacks: tuple[str, ...] = ()
+    epsilons: tuple[float, ...] = ()
+    min_eps: bool = True
+
+    def __post_init__(self) -> None:
+        for e in self.epsilons:
+            _check(0.0 < e <= 1.0, "sweep.epsilons", f"{e} is outside (0, 1]; eps is on the [0, 1] pixel scale")
+        _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
+
+
+#: training-time defences (``experiments.defences``)
+DEFENCES = ("class_weight", "resample", "fgsm_at", "pgd_at")
+
+
+@dataclass(frozen=True)
+class ExperimentsConfig:
+    """Experiments beyond the paper's grid. Each adds models and evaluations to the same
+    run folder and changes no result of the main grid, so the table is not part of the
+    science config; every job it adds carries in its own key whatever defines it.
+
+    ``seeds``: independent replicates of every job (data selection, validation split,
+    initialisation, batch order, PGD starts); replicate 0 uses ``seed``, replicate k > 0
+    ``derive_seed(seed, "replicate", k)`` and lives in ``replicates/<k>/``.
+    ``counts``: imbalance sweep: for every class in ``count_classes`` (empty = the grid's
+    target classes) and every count n, an under-sampled model with n images of the class
+    and ``imbalance.majority_count`` of the others (when n < majority_count) and an
+    over-sampled one with n and ``imbalance.minority_count`` of the others (when n >
+    minority_count); the paper's own under/over models are the points n = minority_count
+    and n = majority_count. ``long_tail``: profiles ``exp:<rho>`` (n_i = majority_count *
+    rho^(-i/(C-1)) for class i) and ``step:<rho>`` (the last half of the classes at
+    majority_count / rho), each one model, every class attacked. ``defences``: training
+    options from ``DEFENCES`` applied to the under-sampled models of ``defence_classes``
+    (empty = the grid's target classes), and for adversarial training to the balanced
+    model too: ``class_weight`` (loss weighted by N / (C n_c)), ``resample`` (the minority
+    class re-sampled with replacement up to the largest class, with horizontal flips),
+    ``fgsm_at`` / ``pgd_at`` (training on FGSM / PGD images of eps ``adv_eps``, 0 =
+    ``attack.eps``; PGD with ``adv_steps`` steps); ``adv_scope`` ``all`` or ``minority``
+    (perturb only the under-sampled class's images).
+    """
+
+    seeds: int = 1
+    counts: tuple[int, ...] = ()
+    count_classes: tuple[str, ...] = ()
+    long_tail: tuple[str, ...] = ()
+    defences: tuple[str, ...] = ()
+    defence_classes: tuple[str, ...] = ()
+    adv_scope: str = "all"
+    adv_eps: float = 0.0
+    adv_steps: int = 7
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.seeds <= 100, "experiments.seeds", "must be in [1, 100]")
+        _check(all(n >= 1 for n in self.counts), "experiments.counts", "every count must be >= 1")
+        _check(len(set(self.counts)) == len(self.counts), "experiments.counts", "has duplicates")
+        for p in self.long_tail:
+            kind, _, rho = p.partition(":")
+            try:
+                ok = kind in ("exp", "step") and float(rho) >= 1
+            except ValueError:
+                ok = False
+            _check(ok, "experiments.long_tail", f"{p!r} is not exp:<rho> or step:<rho> with rho >= 1, e.g. exp:10")
+        for d in self.defences:
+            _choice(d, "experiments.defences", DEFENCES)
+        _choice(self.adv_scope, "experiments.adv_scope", ("all", "minority"))
+        _check(0.0 <= self.adv_eps <= 1.0, "experiments.adv_eps", f"{self.adv_eps} is outside [0, 1] (0 = attack.eps)")
+        _check(self.adv_steps >= 1, "experiments.adv_steps", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Who runs the jobs; never what they compute, so it is not part of the science config.
+
+    ``name``: ``local`` (this process, in order) or ``dask`` (Dask distributed; ``pip
+    install "advimb[dask]"``). For ``dask``: ``scheduler`` is a scheduler address
+    (``tcp://host:8786``; empty = ``$DASK_SCHEDULER_ADDRESS``), else ``scheduler_file`` (a
+    file written by ``dask scheduler --scheduler-file``), else advimb starts a LocalCluster
+    on 127.0.0.1 with ``workers`` worker processes (0 = one per GPU on CUDA, else one per
+    two CPU cores). ``retries``: how often a task that raised is retried (a task whose worker
+    died is rescheduled by Dask, up to its ``allowed-failures``). ``resources``: ``auto``
+    declares GPU=1 for every task when the device is CUDA (workers started with
+    ``--resources GPU=1``), ``none`` declares nothing. ``connect_timeout``: seconds to wait
+    for the scheduler.
+    """
+
+    name: str = "local"
+    scheduler: str = ""
+    scheduler_file: str = ""
+    workers: int = 0
+    retries: int = 2
+    resources: str = "auto"
+    connect_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        _choice(self.name, "executor.name", ("local", "dask"))
+        _check(self.workers >= 0, "executor.workers", "must be >= 0 (0 = automatic)")
+        _check(0 <= self.retries <= 20, "executor.retries", "must be in [0, 20]")
+        _choice(self.resources, "executor.resources", ("auto", "none"))
+        _check(self.connect_timeout > 0, "executor.connect_timeout", "must be > 0 (seconds)")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole study. ``seed`` drives selection, validation split, initialisation and
+    batch order of every model (per-job seeds are derived from it and recorded)."""
+
+    preset: str = "paper"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def science_dict(self) -> dict[str, Any]:
+        """The config without the keys that only say where or how fast work runs
+        (``EXECUTION_KEYS``): two runs with equal science dicts give the same results."""
+        d = self.to_dict()
+        for section, key in EXECUTION_KEYS:
+            d[section].pop(key, None)
+        d.pop("sweep")  # additive grids: they add results and change none
+        d.pop("experiments")  # additive too: each added job's key says what defines it
+        d.pop("executor")  # who runs the jobs, not what they compute
+        return d
+
+
+#: keys that change where or how fast the study runs, never its results (the dataset's
+#: content is checked by its fingerprint instead of its path)
+EXECUTION_KEYS = (
+    ("data", "dir"), ("data", "cache_dir"), ("data", "download"),
+    ("train", "device"), ("train", "threads"), ("train", "stack"), ("train", "compile"),
+    ("attack", "batch_size"), ("eval", "batch_size"), ("eval", "group_attacks"),
+)

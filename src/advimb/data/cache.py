@@ -1,0 +1,96 @@
+"""Decoded arrays cached on disk (``<cache>/arrays/<key>.npz``) and in this process, by a key
+that changes with the source files (paths, sizes, mtimes); archives unpacked once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from advimb.artifacts import write_json, write_npz
+from advimb.config.sections import DataConfig
+from advimb.data.dataset import Dataset
+from advimb.errors import UserError
+
+
+def _extract(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` (once; a marker file records completion)."""
+    marker = dest / ".complete"
+    if marker.exists():
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                if hasattr(tarfile, "data_filter"):  # refuse absolute paths and links out
+                    t.extractall(tmp, filter="data")
+                else:  # pragma: no cover - old Python patch releases
+                    t.extractall(tmp)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot unpack {archive} ({e}); the archive is corrupt or truncated") from None
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    marker.write_text(archive.name)
+    return dest
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("ADVIMB_CACHE") or Path.home() / ".cache" / "advimb"
+    return Path(root).expanduser()
+
+
+#: bump when what a cache entry holds changes, so old entries are not reused (v2: grayscale
+#: images keep one channel instead of being converted to RGB)
+CACHE_VERSION = "v2"
+
+
+#: datasets this process has loaded, by a key that changes when the files do (paths, sizes,
+#: mtimes): a second study in the same process reuses them, and sees a changed folder anew
+_MEMORY: dict[tuple, Dataset] = {}
+
+
+def _remember(key: tuple, build) -> Dataset:
+    if key not in _MEMORY:
+        if len(_MEMORY) >= 8:
+            _MEMORY.pop(next(iter(_MEMORY)))
+        _MEMORY[key] = build()
+    return _MEMORY[key]
+
+
+def _cached(cache: Path, key: str, build) -> Dataset:
+    return _remember(("source", str(cache), key), lambda: _cached_on_disk(cache, key, build))
+
+
+def _cached_on_disk(cache: Path, key: str, build) -> Dataset:
+    npz = cache / "arrays" / f"{key}-{CACHE_VERSION}.npz"
+    meta = npz.with_suffix(".json")
+    if npz.exists() and meta.exists():
+        try:
+            info = json.loads(meta.read_text())
+            with np.load(npz) as z:
+                arrays = [z[n] for n in ("x_train", "y_train", "x_test", "y_test")]
+            return Dataset(info["name"], tuple(info["classes"]), *arrays,
+                           info["fingerprint"], info["origin"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            print(f"advimb: cached arrays {npz} are unreadable; decoding the data again")
+    ds = build()
+    try:
+        write_npz(npz, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
+        write_json(meta, {"name": ds.name, "classes": list(ds.classes),
+                          "fingerprint": ds.fingerprint, "origin": ds.origin})
+    except OSError as e:
+        print(f"advimb: could not cache decoded arrays in {npz.parent} ({e.strerror}); "
+              "set --set data.cache_dir=... to a writable folder to make later loads fast")
+    return ds

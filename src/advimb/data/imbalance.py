@@ -1,0 +1,192 @@
+"""Imbalanced training scenarios (paper Sec. 3.1) and their deterministic samplers.
+
+Samplers follow imbalanced-learn's contract: deterministic for a seed, they return the
+chosen indices (sorted, into the training arrays) so every training set can be stored,
+rebuilt and audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from advimb.config.sections import ImbalanceConfig
+from advimb.config.seeds import derive_seed
+from advimb.errors import UserError
+
+KINDS = ("balanced", "under", "over")
+
+
+@dataclass(frozen=True, order=True)
+class Scenario:
+    """A training set (and how it is trained).
+
+    ``kind``: ``balanced``, ``under`` or ``over`` with a ``target`` class index (None for
+    balanced), or ``longtail`` with a ``profile`` (``exp`` or ``step``) and ``rho``.
+    ``count`` (> 0): the target class's training count, overriding the paper's (imbalance
+    sweeps). ``defence``: a training-time defence (``config.DEFENCES``), "" for none.
+    """
+
+    kind: str
+    target: int | None = None
+    count: int = 0
+    profile: str = ""
+    rho: float = 0.0
+    defence: str = ""
+
+    def name(self, classes: tuple[str, ...]) -> str:
+        """Canonical name, e.g. ``under:cat``, ``under:cat@250``, ``longtail:exp10``,
+        ``under:cat+pgd_at``."""
+        if self.kind == "longtail":
+            base = f"longtail:{self.profile}{self.rho:g}"
+        else:
+            base = self.kind if self.target is None else f"{self.kind}:{classes[self.target]}"
+        if self.count:
+            base += f"@{self.count}"
+        return base + (f"+{self.defence}" if self.defence else "")
+
+    def slug(self, classes: tuple[str, ...]) -> str:
+        """File-system-safe name, e.g. ``under-cat``, ``under-cat@250``, ``under-cat+pgd_at``."""
+        return self.name(classes).replace(":", "-")
+
+    @property
+    def plain(self) -> bool:
+        """One of the paper's 21 scenarios (no count override, no defence, not long-tailed)."""
+        return self.kind in KINDS and not self.count and not self.defence
+
+
+def parse_class(text: str | int, classes: tuple[str, ...]) -> int:
+    """A class given by name (``cat``) or index (``3``) -> index."""
+    s = str(text).strip()
+    if s in classes:
+        return classes.index(s)
+    if s.lstrip("-").isdigit():
+        i = int(s)
+        if 0 <= i < len(classes):
+            return i
+        raise UserError(f"class index {i} is out of range: this dataset has {len(classes)} classes (0-{len(classes) - 1})")
+    raise UserError(f"unknown class {s!r}; classes are: {', '.join(classes)}")
+
+
+def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
+    """A scenario from its name: ``balanced``, ``under:<class>``, ``over:<class>`` (class by
+    name or index), ``longtail:exp10`` / ``longtail:step10``, with an optional count
+    (``under:cat@250``) and defence (``under:cat+pgd_at``)."""
+    import re
+
+    from advimb.config.sections import DEFENCES
+
+    text = text.strip()
+    body, _, defence = text.partition("+")
+    if defence and defence not in DEFENCES:
+        raise UserError(f"scenario {text!r}: unknown defence {defence!r}; choose one of: {', '.join(DEFENCES)}")
+    body, _, count = body.partition("@")
+    if count and not count.isdigit():
+        raise UserError(f"scenario {text!r}: the count after @ must be a positive integer")
+    n = int(count) if count else 0
+    kind, _, cls = body.partition(":")
+    if kind == "longtail":
+        m = re.fullmatch(r"(exp|step)([0-9.]+)", cls)
+        if not m:
+            raise UserError(f"scenario {text!r}: use longtail:exp<rho> or longtail:step<rho>, e.g. longtail:exp10")
+        return Scenario("longtail", profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
+    if kind not in KINDS:
+        raise UserError(f"unknown scenario {text!r}; use balanced, under:<class> or over:<class>")
+    if kind == "balanced":
+        if cls:
+            raise UserError(f"scenario {text!r}: balanced takes no class")
+        return Scenario("balanced", count=n, defence=defence)
+    if not cls:
+        raise UserError(f"scenario {text!r} needs a class, e.g. {kind}:cat or {kind}:3")
+    return Scenario(kind, parse_class(cls, classes), count=n, defence=defence)
+
+
+def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
+    """The classes the grid targets: ``cfg.classes`` (names or indices) or all."""
+    if not cfg.classes:
+        return list(range(len(classes)))
+    return sorted({parse_class(c, classes) for c in cfg.classes})
+
+
+def paper_scenarios(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[Scenario]:
+    """balanced + under:c + over:c for every target class c (21 for CIFAR-10)."""
+    targets = target_classes(cfg, classes)
+    return ([Scenario("balanced")] + [Scenario("under", c) for c in targets]
+            + [Scenario("over", c) for c in targets])
+
+
+def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[int]:
+    """Images per class in scenario ``s`` (majority/minority counts, paper Sec. 3.1; a
+    ``count`` overrides the target's; long-tailed profiles from ``majority_count``)."""
+    hi, lo = cfg.majority_count, cfg.minority_count
+    if s.kind == "longtail":
+        return long_tail_counts(s.profile, s.rho, hi, num_classes)
+    if s.kind == "balanced":
+        return [hi] * num_classes
+    if s.kind == "under":
+        return [(s.count or lo) if c == s.target else hi for c in range(num_classes)]
+    return [(s.count or hi) if c == s.target else lo for c in range(num_classes)]
+
+
+def long_tail_counts(profile: str, rho: float, n_max: int, num_classes: int) -> list[int]:
+    """The standard long-tailed profiles (Cui et al. 2019; Cao et al. 2019), classes in label
+    order: ``exp``: n_i = floor(n_max * rho^(-i/(C-1))); ``step``: the first ceil(C/2)
+    classes keep n_max, the other floor(C/2) get floor(n_max / rho)."""
+    c = num_classes
+    if profile == "exp":
+        return [max(1, int(n_max * rho ** (-i / max(c - 1, 1)))) for i in range(c)]
+    if profile == "step":
+        return [n_max if i < c - c // 2 else max(1, int(n_max / rho)) for i in range(c)]
+    raise ValueError(f"unknown long-tail profile {profile!r}")  # validated in the config
+
+
+def select_indices(
+    labels: np.ndarray, counts: list[int], *, selection: str, seed: int,
+    classes: tuple[str, ...], scenario_name: str = "",
+) -> np.ndarray:
+    """Sorted indices into ``labels`` keeping ``counts[c]`` images of each class c.
+
+    ``random``: a seeded permutation per class (seed derived from ``seed`` and the class
+    only, so subsets are nested across scenarios: the 1,000 cats of ``under:cat`` are
+    among the 5,000 of ``balanced``). ``first``: the authors' code, which drops the first
+    images of the class in dataset order, i.e. keeps the last ``counts[c]``.
+    """
+    chosen = []
+    for c, n in enumerate(counts):
+        if n < 1:
+            raise UserError(f"scenario {scenario_name or '?'} leaves class {classes[c]!r} with no training images; "
+                            "every class needs at least one (a model cannot be asked about a class it never saw)")
+        members = np.flatnonzero(labels == c)
+        if len(members) < n:
+            raise UserError(
+                f"class {classes[c]!r} has {len(members)} training images but scenario "
+                f"{scenario_name or '?'} asks for {n}; lower imbalance.majority_count / "
+                "imbalance.minority_count"
+            )
+        if selection == "first":
+            chosen.append(members[len(members) - n:])
+        else:
+            rng = np.random.default_rng(derive_seed(seed, "select", c))
+            chosen.append(np.sort(rng.permutation(members)[:n]))
+    return np.sort(np.concatenate(chosen))
+
+
+def stratified_split(
+    indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (train, validation), ``fraction`` of every class held out
+    (rounded, at least one image of a class with two or more). Both sorted."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels[indices]):
+        members = indices[labels[indices] == c]
+        n_val = int(round(fraction * len(members)))
+        if len(members) >= 2:
+            n_val = min(max(n_val, 1), len(members) - 1)
+        else:
+            n_val = 0
+        perm = rng.permutation(members)
+        val.append(perm[:n_val])
+        train.append(perm[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))

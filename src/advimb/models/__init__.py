@@ -1,0 +1,185 @@
+"""Model registry. Every model takes images in [0, 1], ``(N, C, H, W)``, and returns
+logits ``(N, num_classes)``; any normalisation lives inside the model (``Normalize``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from advimb.config.sections import ModelConfig
+from advimb.errors import UserError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str):
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel; identity with the default buffers (paper: none)."""
+
+    def __init__(self, channels: int, mean=None, std=None) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean if mean is not None else [0.0] * channels,
+                                                     dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std if std is not None else [1.0] * channels,
+                                                    dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def size_advice(h: int, w: int, multiple: int = 8) -> str:
+    """The data setting that makes ``h`` x ``w`` images fit a model needing sides divisible
+    by ``multiple``: ``data.pad`` when zeros on every side reach the next multiple, else
+    ``data.resize``."""
+    up = -(-max(h, w) // multiple) * multiple
+    if h == w and (up - h) % 2 == 0:
+        return f"set data.pad = {(up - h) // 2} ({h}x{w} -> {up}x{up}) or data.resize = {up}"
+    return f"set data.resize = {up} ({h}x{w} -> {up}x{up})"
+
+
+class VGG(nn.Module):
+    """The paper's reduced VGG (Sec. 3.1): three blocks of 2, 3, 3 3x3 'same' convs,
+    2x2 max-pool after each, FC-512 with ReLU, linear output (softmax is in the loss).
+
+    ``inner_relu[b]``: ReLU after every conv of block b (paper text) or only after its
+    last conv (the authors' code, blocks 2-3). ``block_dropout`` after each block and
+    ``fc_dropout`` after the FC layer (authors' code: 0.25 and 0.5).
+    """
+
+    def __init__(
+        self, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32),
+        widths: tuple[int, ...] = (32, 64, 128), depths: tuple[int, ...] = (2, 3, 3),
+        fc: int = 512, inner_relu: tuple[bool, ...] = (True, True, True),
+        block_dropout: float = 0.0, fc_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        if h % 8 or w % 8:
+            raise UserError(f"the VGG needs image sides divisible by 8 (three 2x2 pools), but the images are "
+                            f"{h}x{w}: {size_advice(h, w)}, or use a size-agnostic model (model.name = 'resnet_small')")
+        self.normalize = Normalize(c)
+        layers: list[nn.Module] = []
+        for width, depth, relu_each in zip(widths, depths, inner_relu):
+            for i in range(depth):
+                layers.append(nn.Conv2d(c, width, 3, padding=1))
+                c = width
+                if relu_each or i == depth - 1:
+                    layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.MaxPool2d(2))
+            if block_dropout:
+                layers.append(nn.Dropout(block_dropout))
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten(), nn.Linear(c * (h // 8) * (w // 8), fc), nn.ReLU(inplace=True)]
+        if fc_dropout:
+            head.append(nn.Dropout(fc_dropout))
+        head.append(nn.Linear(fc, num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.normalize(x)))
+
+
+@register_model("vgg_paper")
+def vgg_paper(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
+    """As the paper's text describes it: ReLU after every conv, no dropout."""
+    return VGG(num_classes, image_shape, widths, fc=fc)
+
+
+@register_model("vgg_authors")
+def vgg_authors(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
+    """As the authors' Keras code ran it: blocks 2-3 are linear conv stacks with one ReLU
+    after the third conv; Dropout(0.25) after each block, Dropout(0.5) after FC-512."""
+    return VGG(num_classes, image_shape, widths, fc=fc, inner_relu=(True, False, False),
+               block_dropout=0.25, fc_dropout=0.5)
+
+
+class BasicBlock(nn.Module):
+    """He et al. (2016) basic residual block: two 3x3 convs with batch norm, identity or
+    1x1-conv shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small CIFAR ResNet: a 3x3 stem, three stages of ``blocks`` basic blocks of
+    ``widths`` channels (strides 1, 2, 2), global average pooling, a linear classifier.
+    ``blocks = 1`` is ResNet-8, ``3`` is He et al.'s ResNet-20 (widths 16/32/64)."""
+
+    def __init__(self, num_classes: int, image_shape=(3, 32, 32), widths=(16, 32, 64), blocks: int = 1) -> None:
+        super().__init__()
+        c = image_shape[0]
+        self.normalize = Normalize(c)
+        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        c = widths[0]
+        for i, w in enumerate(widths):
+            for b in range(blocks):
+                layers.append(BasicBlock(c, w, 2 if i > 0 and b == 0 else 1))
+                c = w
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.stem(self.normalize(x))))
+
+
+@register_model("resnet_small")
+def resnet_small(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
+    """A second architecture to check the effect beyond VGG: ResNet-8 (one basic block per
+    stage, batch norm) with the config's ``widths``; ``fc`` is unused (global pooling).
+    Batch norm makes it train one model at a time (no stacking)."""
+    return ResNet(num_classes, image_shape, widths, blocks=1)
+
+
+def keras_init_(model: nn.Module) -> None:
+    """Keras defaults: Glorot-uniform kernels, zero biases."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_model(
+    cfg: ModelConfig, num_classes: int, image_shape: tuple[int, int, int],
+    seed: int | None = None, mean=None, std=None,
+) -> nn.Module:
+    """Build ``cfg.name`` from the registry; initialise from ``seed`` when given."""
+    if cfg.name not in _REGISTRY:
+        raise UserError(f"unknown model {cfg.name!r}; choose one of: {', '.join(list_models())}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = _REGISTRY[cfg.name](num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)
+    if cfg.init == "keras":
+        keras_init_(model)
+    if cfg.normalize == "per_channel" and mean is not None:
+        norm = model.normalize
+        norm.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        norm.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+    return model

@@ -1,0 +1,299 @@
+"""Tables of the experiments beyond the paper (imbalance sweep, long-tailed profiles,
+defences), from stored artifacts only.
+
+Every quantity is a mean of per-image outcomes of the attacked test images of a class,
+with a 95% interval from the paired two-level bootstrap of ``advimb.stats`` (seeds, then
+test images within each class); quantities measured on the same images (a defended and an
+undefended model on the cat images) share their resamples, so their differences are
+paired. Writes ``tables/imbalance_sweep.csv``, ``tables/long_tail.csv``,
+``tables/long_tail_summary.csv``, ``tables/defences.csv`` and ``tables/defences_summary.csv``
+(each only when its experiment ran) and returns their summaries for ``summary.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advimb import artifacts
+from advimb.results.metrics import relative_difference
+from advimb.results.reader import replicate_roots
+from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
+
+
+class Store:
+    """Per-image predictions of every stored combination, per replicate, found by
+    (evaluated model, gradient model, class)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.roots = replicate_roots(self.run_dir)
+        self.index: list[dict[tuple[str, str, str], Path]] = []
+        self.clean: list[dict[str, dict[str, Any]]] = []
+        self.classes: tuple[str, ...] = ()
+        self.used: set[str] = set()
+        for root in self.roots:
+            idx = {}
+            for f in sorted(root.glob("eval/attack/*.json")) + sorted(root.glob("experiments/*/*.json")):
+                d = artifacts.read_json(f)
+                self.classes = tuple(d["classes"])
+                for c in d["combinations"]:
+                    idx[(c["evaluated_model"], c["gradient_model"], c["class"])] = f.with_suffix(".npz")
+            self.index.append(idx)
+            clean = [{**artifacts.read_json(f), "path": f} for f in sorted(root.glob("eval/clean/*.json"))]
+            self.clean.append({d["model"]: d for d in clean})
+        self._npz: dict[Path, dict[str, np.ndarray]] = {}
+
+    def models(self, folder: str) -> list[str]:
+        """Evaluated models with results in ``experiments/<folder>`` of the first replicate."""
+        return sorted({k[0] for k, p in self.index[0].items() if p.parent.name == folder})
+
+    def counts(self, model: str) -> list[int] | None:
+        f = self.run_dir / "scenarios" / f"{model.replace(':', '-')}.json"
+        if not f.exists():
+            return None
+        self.used.add(str(f.relative_to(self.run_dir)))
+        return [int(v) for v in artifacts.read_json(f)["counts"].values()]
+
+    def values(self, evaluated: str, gradient: str, cls: str, which: str = "adv") -> list[np.ndarray] | None:
+        """100 * (prediction == ``cls``) per attacked image, one array per replicate; None
+        when a replicate lacks the combination."""
+        out = []
+        for idx in self.index:
+            path = idx.get((evaluated, gradient, cls))
+            if path is None:
+                return None
+            if path not in self._npz:
+                with np.load(path) as z:
+                    self._npz[path] = {k: z[k] for k in z.files if k.startswith("pred_")}
+            self.used.add(str(path.relative_to(self.run_dir)))
+            pred = self._npz[path][f"pred_{which}__{evaluated.replace(':', '-')}"]
+            out.append(100.0 * (pred == self.classes.index(cls)))
+        return out
+
+    def clean_accuracy(self, model: str) -> float:
+        """Overall clean test accuracy (%), mean over replicates (nan if missing)."""
+        found = [c[model] for c in self.clean if model in c]
+        self.used.update(str(Path(d["path"]).relative_to(self.run_dir)) for d in found)
+        return 100 * float(np.mean([d["accuracy"] for d in found])) if len(found) == len(self.clean) else float("nan")
+
+
+class Quantities:
+    """Bootstrap estimates (point, replicates) of per-class quantities, paired by class."""
+
+    def __init__(self, store: Store, boot: Bootstrap) -> None:
+        self.s, self.boot = store, boot
+
+    def acc(self, evaluated: str, gradient: str, cls: str, which: str = "adv"):
+        v = self.s.values(evaluated, gradient, cls, which)
+        if v is None:
+            return float("nan"), np.full(self.boot.n_boot, np.nan)
+        # the same key as the main grid's (advimb.metrics): one class's attacked images, one resample
+        return self.boot.mean(v, key=("attacked", cls))
+
+    def rel(self, model: str, cls: str):
+        return relative_difference(self.acc(model, model, cls, "clean"), self.acc(model, model, cls))
+
+    def cols(self, name: str, est) -> dict[str, float]:
+        e = self.boot.interval(*est)
+        return {name: e.value, f"{name}_lo": e.lo, f"{name}_hi": e.hi}
+
+
+def _diff(a, b):
+    return a[0] - b[0], a[1] - b[1]
+
+
+def _est(boot: Bootstrap, est, digits: int = 2) -> dict[str, float]:
+    return boot.interval(*est).to_dict(digits=digits)
+
+
+# ----------------------------------------------------------------------------- the experiments
+
+
+def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
+    """Per swept class and training count: clean and adversarial target accuracy (same
+    model and transfer from the balanced model) and relative difference, against the
+    imbalance ratio (target count / count of every other class)."""
+    s = q.s
+    swept = s.models("counts")
+    rows = []
+    for cls in s.classes:
+        mine = [m for m in swept if m.split("@")[0].split(":")[-1] == cls]
+        if not mine:
+            continue
+        for model in ["balanced", f"under:{cls}", f"over:{cls}", *mine]:
+            counts = s.counts(model)
+            if counts is None:
+                continue
+            i = s.classes.index(cls)
+            others = [n for j, n in enumerate(counts) if j != i]
+            branch = model.split(":")[0]
+            row = {"class": cls, "model": model, "branch": branch, "target_count": counts[i],
+                   "other_count": others[0], "ratio": counts[i] / others[0]}
+            row.update(q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")))
+            row.update(q.cols("adversarial_accuracy_same", q.acc(model, model, cls)))
+            # for the balanced model the balanced model's gradient is its own
+            row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, "balanced", cls)))
+            row.update(q.cols("relative_difference", q.rel(model, cls)))
+            rows.append(row)
+    return sorted(rows, key=lambda r: (s.classes.index(r["class"]), r["ratio"]))
+
+
+def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per profile and class: training count and share, clean and adversarial accuracy;
+    and per profile the Spearman correlation between class count and accuracy under
+    attack, and the tail-minus-head difference (rarer half of the classes minus the rest)."""
+    from scipy import stats
+
+    s = q.s
+    rows, summary = [], []
+    for model in s.models("long_tail"):
+        counts = s.counts(model)
+        if counts is None:
+            continue
+        per = []
+        for i, cls in enumerate(s.classes):
+            same, transfer = q.acc(model, model, cls), q.acc(model, "balanced", cls)
+            per.append((cls, counts[i], same))
+            rows.append({"profile": model, "class": cls, "train_count": counts[i],
+                         "train_share": counts[i] / sum(counts),
+                         **q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
+                         **q.cols("adversarial_accuracy_same", same),
+                         **q.cols("adversarial_accuracy_transfer", transfer),
+                         **q.cols("relative_difference", q.rel(model, cls))})
+        n = np.array([c for _, c, _ in per], dtype=float)
+        acc = np.array([e[0] for _, _, e in per], dtype=float)
+        rho, p = stats.spearmanr(n, acc) if np.ptp(n) > 0 and np.ptp(acc) > 0 else (float("nan"), float("nan"))
+        order = np.argsort(n, kind="stable")
+        tail, head = order[: len(order) // 2], order[len(order) // 2:]
+        tail_m = mean_over_groups([per[j][2][0] for j in tail], [per[j][2][1] for j in tail])
+        head_m = mean_over_groups([per[j][2][0] for j in head], [per[j][2][1] for j in head])
+        summary.append({"profile": model, "spearman_rho_count_vs_adversarial_accuracy": float(rho),
+                        "spearman_p": float(p), "tail_classes": ",".join(per[j][0] for j in tail),
+                        **q.cols("tail_minus_head_adversarial_accuracy", _diff(tail_m, head_m)),
+                        "test": "Spearman rank correlation over classes; tail - head: two-level bootstrap "
+                                "(seeds, then images), 95% percentile"})
+    return rows, summary
+
+
+def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per defence and class: accuracy under attack (same model) of the plain and the
+    defended under-sampled model and of the balanced model; the gap balanced - under
+    before and after; how much of it the defence closes; the cost in clean accuracy."""
+    s = q.s
+    by_def: dict[str, list[str]] = {}
+    for m in s.models("defences"):
+        if "+" in m and not m.startswith("balanced"):
+            by_def.setdefault(m.split("+")[1], []).append(m)
+    from advimb.config.sections import DEFENCES
+
+    rows, summary = [], []
+    for d, models in sorted(by_def.items(), key=lambda kv: DEFENCES.index(kv[0])):
+        ests: dict[str, list] = {k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended",
+                                                  "closed", "defended_balanced")}
+        for model in models:
+            cls = model.split("+")[0].split(":")[1]
+            plain = f"under:{cls}"
+            e = {"under": q.acc(plain, plain, cls), "defended": q.acc(model, model, cls),
+                 "balanced": q.acc("balanced", "balanced", cls),
+                 "defended_balanced": q.acc(f"balanced+{d}", f"balanced+{d}", cls)}
+            e["gap_plain"], e["gap_defended"] = _diff(e["balanced"], e["under"]), _diff(e["balanced"], e["defended"])
+            e["closed"] = _diff(e["defended"], e["under"])
+            for k in ests:
+                ests[k].append(e[k])
+            rows.append({"defence": d, "class": cls, "model": model,
+                         **q.cols("under_adversarial_accuracy", e["under"]),
+                         **q.cols("defended_adversarial_accuracy", e["defended"]),
+                         **q.cols("balanced_adversarial_accuracy", e["balanced"]),
+                         **q.cols("defended_balanced_adversarial_accuracy", e["defended_balanced"]),
+                         **q.cols("gap_plain", e["gap_plain"]), **q.cols("gap_defended", e["gap_defended"]),
+                         **q.cols("gap_closed", e["closed"]),
+                         **q.cols("defended_transfer_accuracy", q.acc(model, "balanced", cls)),
+                         **q.cols("under_clean_accuracy_attacked_images", q.acc(plain, plain, cls, "clean")),
+                         **q.cols("defended_clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
+                         "under_clean_accuracy_full_test_set": s.clean_accuracy(plain),
+                         "defended_clean_accuracy_full_test_set": s.clean_accuracy(model),
+                         "clean_accuracy_cost": s.clean_accuracy(plain) - s.clean_accuracy(model)})
+        m = {k: mean_over_groups([p for p, _ in v], [r for _, r in v]) for k, v in ests.items()}
+        closed, gap_def = q.boot.interval(*m["closed"]), q.boot.interval(*m["gap_defended"])
+        gap_plain = m["gap_plain"][0]
+        summary.append({
+            "defence": d, "classes": len(models),
+            **{f"{k}_adversarial_accuracy": _est(q.boot, m[k]) for k in ("under", "defended", "balanced",
+                                                                          "defended_balanced")},
+            "gap_plain_pp": _est(q.boot, m["gap_plain"]), "gap_defended_pp": _est(q.boot, m["gap_defended"]),
+            "gap_closed_pp": _est(q.boot, m["closed"]),
+            "gap_closed_share_percent": 100 * m["closed"][0] / gap_plain if gap_plain > 0 else float("nan"),
+            # strict: a missing clean evaluation makes the mean undefined, not a mean over fewer classes
+            "clean_accuracy_cost_pp": float(np.mean([r["clean_accuracy_cost"] for r in rows if r["defence"] == d])),
+            "verdict": gap_verdict(closed, gap_def),
+            "test": "differences paired on the same test images; two-level bootstrap (seeds, then images), "
+                    "95% percentile"})
+    return rows, summary
+
+
+#: why a defences-summary number can be undefined
+UNDEFINED = {"defended_balanced_adversarial_accuracy": "no defended balanced model (only adversarial training "
+                                                       "defends the balanced model)",
+             "gap_closed_share_percent": "no gap to close (the plain under-sampled models are not below the "
+                                         "balanced one)"}
+
+
+def _cell(key: str, v: Any) -> Any:
+    """A defences-summary value for the CSV: ``value [lo, hi]`` for an estimate (``value (no
+    interval)`` when too few replicates are defined), and ``n/a: reason`` for a number that is
+    undefined, never ``nan``."""
+    if isinstance(v, dict):
+        ok = all(isinstance(v[k], float) and np.isfinite(v[k]) for k in ("lo", "hi"))
+        v, text = v["value"], (f"{v['value']} [{v['lo']}, {v['hi']}]" if ok else f"{v['value']} (no interval)")
+    else:
+        text = v
+    if isinstance(v, float) and not np.isfinite(v):
+        return f"n/a: {UNDEFINED.get(key, 'not measurable in this run')}"
+    return text
+
+
+def gap_verdict(closed: Estimate, gap_defended: Estimate) -> str:
+    """``closes the gap`` (the defended under-sampled model is no longer below the balanced
+    one), ``narrows the gap``, ``no measurable effect`` or ``widens the gap``."""
+    if not np.isfinite(closed.lo):
+        return "not measurable"
+    if closed.hi < 0:
+        return "widens the gap"
+    if closed.lo <= 0:
+        return "no measurable effect"
+    return "closes the gap" if gap_defended.lo <= 0 else "narrows the gap"
+
+
+def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
+                            n_boot: int = N_BOOT) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Write the experiments' tables (those that ran); return (their summaries for
+    ``summary.json``, their rows by table name)."""
+    run_dir = Path(run_dir)
+    if not any((r / "experiments").is_dir() for r in replicate_roots(run_dir)):
+        return {}, {}
+    store = Store(run_dir)
+    q = Quantities(store, Bootstrap(n_boot=n_boot, seed=0))
+    out = run_dir / "tables"
+    summary: dict[str, Any] = {}
+    tables = {}
+    sweep = imbalance_sweep(q)
+    if sweep:
+        tables["imbalance_sweep"] = sweep
+    lt_rows, lt_summary = long_tail(q)
+    if lt_rows:
+        tables["long_tail"], tables["long_tail_summary"] = lt_rows, lt_summary
+        summary["long_tail"] = lt_summary
+    def_rows, def_summary = defences(q)
+    if def_rows:
+        tables["defences"] = def_rows
+        tables["defences_summary"] = [{k: _cell(k, v) for k, v in r.items()} for r in def_summary]
+        summary["defences"] = def_summary
+    for name, rows in tables.items():
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        artifacts.write_text(out / f"{name}.csv", artifacts.csv_text([{k: r.get(k, "") for k in cols} for r in rows], cols))
+        sources[name] = sorted(store.used)
+    summary["experiments"] = {"tables": sorted(tables), "seeds": len(store.roots), "n_boot": n_boot}
+    return summary, tables

@@ -1,0 +1,259 @@
+"""Results tables, derived only from the stored artifacts of a run folder.
+
+Reads the paper grid's per-image results through :func:`advimb.results.load_grid` (and
+nothing else); never trains or attacks. Writes ``tables/``: ``table1.csv``/``table1.md``
+(paper Table 1 layout), ``clean_target_accuracy.csv`` (Fig. 2 data),
+``relative_difference.csv`` (Fig. 4 data), ``flip_rates.csv`` (Fig. 6 data),
+``clean_accuracy.csv``, ``summary.json`` with the paper's orderings checked,
+``sources.json`` naming the artifacts each table used and ``README.md`` saying what every
+column means. Every number is in percent, with ``<column>_lo`` / ``<column>_hi``: its 95%
+interval from one method for every table (:func:`advimb.stats.interval_method`: a percentile
+bootstrap over test images within each class, after resampling seeds when the run has
+several), so no interval leaves [0, 100]. Definitions: :mod:`advimb.metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from advimb import artifacts
+from advimb.results.experiment_tables import build_experiment_tables
+from advimb.results.metrics import GridMetrics
+from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name
+from advimb.results.stats import N_BOOT, Bootstrap, interval_method
+from advimb.results.sweep import build_sweep_tables
+
+#: bump when the tables' columns or definitions change (2: bootstrap intervals in every table,
+#: relative difference on the attacked images stated in its columns, shares in percent)
+TABLES_FORMAT = 2
+
+
+def _put(row: dict[str, Any], name: str, m: GridMetrics, q) -> None:
+    """``row[name]`` and its interval ``row[name_lo]``, ``row[name_hi]`` from quantity ``q``."""
+    e = m.estimate(q)
+    row[name], row[f"{name}_lo"], row[f"{name}_hi"] = e.value, e.lo, e.hi
+
+
+def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
+    """Every table's rows (means over seeds with intervals) from the grid's metrics."""
+    res = m.res
+    classes, targets = res.classes, res.targets
+    table1 = []
+    for c in targets:
+        row: dict[str, Any] = {"class": c}
+        for col, kind, grad in TABLE1_COLUMNS:
+            _put(row, col, m, m.accuracy(c, kind, grad))
+        table1.append(row)
+    avg: dict[str, Any] = {"class": "average"}
+    for col, kind, grad in TABLE1_COLUMNS:
+        _put(avg, col, m, m.mean_over_targets(lambda c, k=kind, g=grad: m.accuracy(c, k, g)))
+    fig2 = []
+    for c in targets:
+        row = {"class": c}
+        for kind in KINDS:
+            _put(row, kind, m, m.clean_class(model_name(kind, c), c))
+        fig2.append(row)
+    clean_rows = []
+    for name in sorted(res.clean, key=lambda n: _model_order(n, classes)):
+        row = {"model": name}
+        _put(row, "accuracy", m, m.clean_overall(name))
+        for c in classes:
+            _put(row, c, m, m.clean_class(name, c))
+        clean_rows.append(row)
+    rel = []
+    for c in targets:
+        for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
+            row = {"class": c, "model_kind": kind, "gradient": grad, "evaluated_model": model_name(kind, c),
+                   "attacked_images": len(res.cell(c, kind, grad)[0].adv)}
+            _put(row, "clean_accuracy_attacked_images", m, m.accuracy(c, kind, grad, "clean"))
+            _put(row, "adversarial_accuracy", m, m.accuracy(c, kind, grad))
+            _put(row, "relative_difference", m, m.relative_difference(c, kind, grad))
+            row["note"] = ("" if math.isfinite(row["relative_difference"]) else
+                           f"undefined: {row['evaluated_model']} predicts {c} for none of these clean images")
+            rel.append(row)
+    flips = []
+    for c in targets:
+        for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:
+            first = res.first(c, kind, grad)
+            (pc, rc), (pa, ra) = m.shares(c, kind, grad, "clean"), m.shares(c, kind, grad, "adv")
+            for j, label in enumerate(classes):
+                row = {"class": c, "evaluated_model": first["evaluated_model"],
+                       "gradient_model": first["gradient_model"], "gradient": grad, "predicted_class": label,
+                       "attacked_images": first["n"]}
+                _put(row, "clean_share", m, (pc[j], rc[:, j]))
+                _put(row, "share", m, (pa[j], ra[:, j]))
+                flips.append(row)
+    return {"table1": [*table1, avg], "clean_target_accuracy": fig2, "clean_accuracy": clean_rows,
+            "relative_difference": rel, "flip_rates": flips}
+
+
+def _ci_text(r: dict[str, Any], col: str) -> str:
+    v, lo, hi = r[col], r.get(f"{col}_lo", float("nan")), r.get(f"{col}_hi", float("nan"))
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.1f}% [{lo:.1f}, {hi:.1f}]" if math.isfinite(lo) else f"{v:.1f}%"
+
+
+def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, Any]:
+    """Write every table into ``run_dir/tables`` and return the summary (as written to
+    ``summary.json``) plus, not written: ``rows`` (every table's rows, the experiments'
+    included), ``grid`` (the :class:`GridResults`) and ``metrics`` (the :class:`GridMetrics`
+    whose bootstrap the claims reuse, so they share resamples with the tables). ``grid``: the
+    run's results when the caller has read them already."""
+    run_dir = Path(run_dir)
+    res = grid or load_grid(run_dir)
+    n_boot = N_BOOT  # fixed: the tables of a run never depend on who built them last
+    m = GridMetrics(res, Bootstrap(n_boot=n_boot, seed=0))
+    t = compute_tables(m)
+    out = run_dir / "tables"
+    method = interval_method(n_boot, res.seeds)
+    attack_src, clean_src = res.attack_sources(), res.clean_sources()
+    sources: dict[str, list[str]] = {"table1": attack_src, "clean_target_accuracy": clean_src,
+                                     "clean_accuracy": clean_src, "relative_difference": attack_src,
+                                     "flip_rates": attack_src}
+    for name, rows in t.items():
+        artifacts.write_text(out / f"{name}.csv", artifacts.csv_text(rows, list(dict.fromkeys(k for r in rows for k in r))))
+    cols = [c for c, _, _ in TABLE1_COLUMNS]
+    seeds = f", mean over {res.seeds} seeds" if res.seeds > 1 else ""
+    md = [f"Table 1 - accuracy (%) of the target class's attacked test images{seeds}; [95% interval: {method}]", "",
+          "| Class | Different model: under | Different model: over | Same model: balanced "
+          "| Same model: under | Same model: over |", "|---|---:|---:|---:|---:|---:|"]
+    for r in t["table1"]:
+        md.append(f"| {r['class']} | " + " | ".join(_ci_text(r, c) for c in cols) + " |")
+    artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
+
+    summary = summarise(m, t, method)
+    sweep_rows, sweep = build_sweep_tables(run_dir)
+    if sweep:
+        summary["sweep"] = sweep
+        sources["sweep"] = sorted({r["source"] for r in sweep_rows})
+    exp_summary, exp_rows = build_experiment_tables(run_dir, sources, n_boot)
+    summary.update(exp_summary)
+    summary = _rounded(summary)  # 4 decimals, as in the CSVs: the same file on every machine
+    artifacts.write_json(out / "summary.json", summary)
+    artifacts.write_json(out / "sources.json", sources)
+    artifacts.write_text(out / "README.md", tables_readme(res, method, sorted([*t, *exp_rows, *(
+        ["sweep", "sweep_summary"] if sweep else [])])))
+    return {**summary, "rows": {**t, **exp_rows}, "grid": res, "metrics": m}
+
+
+def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:
+    kind, _, c = name.partition(":")
+    return ({"balanced": 0, "under": 1, "over": 2}.get(kind, 3), classes.index(c) if c in classes else -1)
+
+
+def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -> dict[str, Any]:
+    """Column averages with intervals and how many classes follow the paper's orderings."""
+    res = m.res
+    table1, avg = t["table1"][:-1], t["table1"][-1]
+    cols = [c for c, _, _ in TABLE1_COLUMNS]
+
+    def count(pred) -> int:
+        return sum(1 for r in table1 if pred(r))
+
+    rd, rd_ci, undefined = {}, {}, {}
+    for kind in KINDS:
+        e = m.estimate(m.mean_over_targets(lambda c, k=kind: m.relative_difference(c, k)))
+        rd[kind], rd_ci[kind] = _finite(e.value), [_finite(e.lo), _finite(e.hi)]
+        undefined[kind] = [r["class"] for r in t["relative_difference"]
+                           if r["model_kind"] == kind and r["gradient"] == "same_model"
+                           and not math.isfinite(r["relative_difference"])]
+    clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(model_name(kk, c), c))) for k in KINDS}
+    bal = m.estimate(m.clean_overall("balanced"))
+    return {
+        "format": TABLES_FORMAT,
+        "classes": len(table1), "seeds": res.seeds, "attacked_images_per_class": res.n_attacked,
+        "interval": method,
+        "table1_average_percent": {c: avg[c] for c in cols},
+        "table1_average_interval": {c: [avg[f"{c}_lo"], avg[f"{c}_hi"]] for c in cols},
+        "relative_difference_average_percent": rd,
+        "relative_difference_average_interval": rd_ci,
+        "relative_difference_undefined_classes": undefined,
+        "clean_target_average_percent": {k: e.value for k, e in clean_t.items()},
+        "clean_target_average_interval": {k: [e.lo, e.hi] for k, e in clean_t.items()},
+        "balanced_clean_accuracy": bal.value,
+        "balanced_clean_accuracy_interval": [bal.lo, bal.hi],
+        "orderings": {
+            "same_model_under_lt_balanced": count(lambda r: r["same_model_under"] < r["same_model_balanced"]),
+            "same_model_balanced_lt_over": count(lambda r: r["same_model_balanced"] < r["same_model_over"]),
+            "transfer_weaker_under": count(lambda r: r["different_model_under"] > r["same_model_under"]),
+            "transfer_weaker_over": count(lambda r: r["different_model_over"] > r["same_model_over"]),
+            "of_classes": len(table1),
+        },
+    }
+
+
+def _rounded(o: Any, digits: int = 4) -> Any:
+    if isinstance(o, float):
+        return round(o, digits) if math.isfinite(o) else o
+    if isinstance(o, dict):
+        return {k: _rounded(v, digits) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_rounded(v, digits) for v in o]
+    return o
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def tables_readme(res: GridResults, method: str, names: list[str]) -> str:
+    """``tables/README.md``: what every table holds, its definitions and its interval method."""
+    n = res.n_attacked
+    attacked = (f"all {n} test images of each class" if res.config is None or res.config.eval.test_per_class == 0
+                else f"the first {n} test images of each class")
+    lines = [
+        "# Tables of this run", "",
+        f"Built by advimb from the stored artifacts (`sources.json` names them). Every number is a percentage; "
+        f"`<column>_lo` / `<column>_hi` are its 95% interval, the same method in every table: {method}. "
+        f"With several seeds a value is the mean over seeds. An empty cell is undefined (the row's `note` says why).",
+        "", f"Attacked images: {attacked}. Clean accuracy of a model: its full test set.", "",
+        "| table | what it holds |", "|---|---|",
+        "| `table1.csv`, `table1.md` | the paper's Table 1: accuracy of each class's attacked images under attack, "
+        "for the different-model (balanced model's gradient) and same-model attacks; last row: mean over classes |",
+        "| `clean_target_accuracy.csv` | Fig. 2: clean accuracy of each class on the full test set, for the balanced "
+        "model and the models with that class under- and over-sampled |",
+        "| `clean_accuracy.csv` | every model's clean accuracy on the full test set, overall and per class |",
+        "| `relative_difference.csv` | Fig. 4: relative difference 100 x (clean - attacked) / clean, **both on the "
+        "attacked images** (`clean_accuracy_attacked_images`, `adversarial_accuracy`); undefined when the clean "
+        "accuracy is 0 |",
+        "| `flip_rates.csv` | Fig. 6: share of each class's attacked images predicted as each label, before "
+        "(`clean_share`) and after (`share`) the attack |",
+        "| `summary.json` | column averages with intervals, the paper's orderings counted over classes |",
+    ]
+    extra = {"sweep": "every attack at every eps of the sweep (first seed; no intervals)",
+             "sweep_summary": "per attack, eps and Table 1 column (first seed; no intervals)",
+             "imbalance_sweep": "the imbalance sweep (`clean_accuracy_attacked_images`: clean accuracy of the "
+                                "attacked images, like the relative difference's)",
+             "long_tail": "long-tailed profiles, per class (`clean_accuracy_attacked_images` as above)",
+             "long_tail_summary": "long-tailed profiles, summary",
+             "defences": "defences, per class (`*_clean_accuracy_attacked_images` on the attacked images, "
+                         "`*_clean_accuracy_full_test_set` on the full test set)",
+             "defences_summary": "defences, summary (`value [lo, hi]`; `n/a: reason` when undefined)"}
+    lines += [f"| `{k}.csv` | {extra[k]} |" for k in names if k in extra]
+    return "\n".join(lines) + "\n"
+
+
+def format_summary(run_dir: Path) -> str:
+    """Table 1 and the orderings as text for the terminal."""
+    run_dir = Path(run_dir)
+    md = (run_dir / "tables" / "table1.md").read_text()
+    s = artifacts.read_json(run_dir / "tables" / "summary.json")
+    o = s["orderings"]
+    lines = [md]
+    if s.get("balanced_clean_accuracy") is not None:
+        lo, hi = s["balanced_clean_accuracy_interval"]
+        lines.append(f"balanced model, clean test accuracy: {s['balanced_clean_accuracy']:.1f}% [{lo:.1f}, {hi:.1f}]")
+    rd = s["relative_difference_average_percent"]
+    lines.append("relative difference, same model (mean over classes, on the attacked images): " + ", ".join(
+        f"{k} {rd[k]:.1f}%" if rd[k] is not None else
+        f"{k} undefined (clean accuracy 0 for {', '.join(s['relative_difference_undefined_classes'][k])})"
+        for k in KINDS))
+    n = o["of_classes"]
+    lines.append(f"classes with under < balanced (same model): {o['same_model_under_lt_balanced']}/{n}; "
+                 f"balanced < over: {o['same_model_balanced_lt_over']}/{n}")
+    lines.append(f"classes where transfer is weaker than same-model: under {o['transfer_weaker_under']}/{n}, "
+                 f"over {o['transfer_weaker_over']}/{n}")
+    return "\n".join(lines)

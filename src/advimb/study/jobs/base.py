@@ -1,0 +1,177 @@
+"""The study as small, picklable jobs: ``job.run(run_dir)`` writes the job's artifacts.
+
+Three kinds: :class:`TrainJob` (one scenario's training set and model),
+:class:`CleanEvalJob` (a model on the clean test set) and ``attack_jobs.AttackJob`` (one
+class's test images attacked with one model's gradient, classified by one or more models);
+``plan.plan`` lists them for a study. Every
+job has a ``key``: a hash of everything that determines its result (the science part of
+the config, the dataset fingerprint, the scenario, the keys of the models it uses). Its
+completion marker (a JSON file, written last and atomically) records that key and the
+size and sha256 of the job's other files, so a finished job is skipped on rerun and a
+corrupt or foreign artifact is detected and recomputed.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advimb import artifacts
+from advimb.config.sections import ExperimentConfig
+from advimb.config.seeds import stable_hash
+from advimb.data.dataset import Dataset
+from advimb.data.imbalance import Scenario
+from advimb.data.sources import load_dataset
+from advimb.models import build_model
+
+
+def model_dir(run_dir: Path, slug: str) -> Path:
+    return Path(run_dir) / "models" / slug
+
+
+@functools.lru_cache(maxsize=2)
+def _device_arrays(fingerprint: str, device: str, ds: Dataset) -> dict[str, torch.Tensor]:
+    """The dataset as uint8 tensors on ``device``, shared by every job of a process."""
+    dev = torch.device(device)
+    return {
+        "x_train": torch.from_numpy(ds.x_train).to(dev), "y_train": torch.from_numpy(ds.y_train).to(dev),
+        "x_test": torch.from_numpy(ds.x_test).to(dev), "y_test": torch.from_numpy(ds.y_test).to(dev),
+    }
+
+
+def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
+    return _device_arrays(ds.fingerprint, str(device), ds)
+
+
+def load_weights(cfg: ExperimentConfig, ds: Dataset, run_dir: Path, slug: str,
+                 device: torch.device) -> torch.nn.Module:
+    model = build_model(cfg.model, ds.num_classes, ds.image_shape)
+    state = torch.load(model_dir(run_dir, slug) / "weights.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model.eval()
+
+
+class ArtifactRace(RuntimeError):
+    """A job's files changed between writing them and writing its marker (another task
+    wrote the same job): the executor retries the job."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """``replicate`` k > 0 (``experiments.seeds``): the job's artifacts live in
+    ``replicates/<k>/`` of the run folder, and its ``config.seed`` is the replicate's."""
+
+    config: ExperimentConfig
+    classes: tuple[str, ...]
+    fingerprint: str
+    replicate: int = 0
+
+    kind = "job"
+
+    def root(self, run_dir: Path) -> Path:
+        """Where this job's replicate keeps its artifacts."""
+        return Path(run_dir) / "replicates" / str(self.replicate) if self.replicate else Path(run_dir)
+
+    @property
+    def tag(self) -> str:
+        """`` [seed k]`` for replicate k > 0, to tell the jobs of replicates apart in logs."""
+        return f" [seed {self.replicate}]" if self.replicate else ""
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        """Keys of the jobs whose artifacts this one reads."""
+        return ()
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parts(self) -> tuple["Job", ...]:
+        """The jobs whose artifacts this one writes: itself, or a group's members."""
+        return (self,)
+
+    @property
+    def key(self) -> str:
+        return stable_hash({"kind": self.kind, "fingerprint": self.fingerprint, **self.spec()})
+
+    def marker(self, run_dir: Path) -> Path:
+        raise NotImplementedError
+
+    def status(self, run_dir: Path) -> str:
+        """``done``, ``missing`` or a one-line reason why the stored result is unusable."""
+        m = self.marker(run_dir)
+        if not m.exists():
+            return "missing"
+        try:
+            meta = artifacts.read_json(m)
+        except (OSError, ValueError):
+            return f"{m} is unreadable"
+        if meta.get("job_key") != self.key:
+            return f"{m} was made by a different job (key {meta.get('job_key')} != {self.key})"
+        for rel, rec in meta.get("files", {}).items():
+            if not artifacts.verify_record(Path(run_dir) / rel, rec):
+                return f"{Path(run_dir) / rel} is missing or corrupt (size/sha256 mismatch)"
+        return "done"
+
+    def _finish(self, run_dir: Path, meta: dict[str, Any], files: list[Path]) -> None:
+        """Write the marker (last): the job's key and the size and sha256 of the bytes this
+        task wrote to each file. If a concurrent duplicate has meanwhile replaced a file
+        with other bytes, the check fails, the job counts as unfinished and is recomputed."""
+        m = self.marker(run_dir)
+        meta = {"job": self.name, "job_key": self.key, **meta,
+                "files": {str(f.relative_to(run_dir)): artifacts.written_record(f) for f in files}}
+        artifacts.write_json(m, meta)
+        st = self.status(run_dir)
+        if st != "done":
+            raise ArtifactRace(f"{self.name}: {st} right after writing it (a duplicate task?)")
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # shared helpers
+    def dataset(self, progress: bool = False) -> Dataset:
+        ds = load_dataset(self.config.data, progress)
+        if ds.fingerprint != self.fingerprint:
+            raise RuntimeError("dataset changed under a running study")  # a bug or a race
+        return ds
+
+    def scenario_slug(self, s: Scenario) -> str:
+        return s.slug(self.classes)
+
+
+@dataclass(frozen=True)
+class GroupJob(Job):
+    """Jobs run together as one (a stacked training group, a batched attack group). Each
+    member writes exactly what it would write alone (its own marker and key), so the group
+    is done when its members are, and a rerun runs only the unfinished ones."""
+
+    members: tuple[Job, ...] = ()
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for m in self.members for k in m.deps))
+
+    def spec(self) -> dict[str, Any]:
+        return {"members": [m.key for m in self.members]}
+
+    def parts(self) -> tuple[Job, ...]:
+        return self.members
+
+    def todo(self, run_dir: Path) -> list[Job]:
+        return [m for m in self.members if m.status(run_dir) != "done"]
+
+    def status(self, run_dir: Path) -> str:
+        bad = [st for st in (m.status(run_dir) for m in self.members) if st != "done"]
+        if not bad:
+            return "done"
+        return "missing" if all(b == "missing" for b in bad) else bad[0]

@@ -1,0 +1,251 @@
+"""Evaluation jobs: a model on the clean test set (:class:`CleanEvalJob`), one class's test
+images attacked with one model's gradient and classified by one or more models
+(:class:`AttackJob`), and their batched groups (:class:`AttackGroupJob`, :func:`run_attacks`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advimb import artifacts
+from advimb.attacks.evaluate import (
+    attack_images,
+    attack_kwargs,
+    attack_spec,
+    clean_metrics,
+    histogram,
+    min_eps_summary,
+    minimal_eps,
+    predict,
+    random_start,
+)
+from advimb.config.seeds import derive_seed
+from advimb.data.dataset import Dataset, eval_subset
+from advimb.data.imbalance import Scenario
+from advimb.devices import auto_batch, resolve_device
+from advimb.study.jobs.base import GroupJob, Job, device_arrays, load_weights
+
+
+@dataclass(frozen=True)
+class CleanEvalJob(Job):
+    scenario: Scenario = Scenario("balanced")
+    model_key: str = ""
+    kind = "clean"
+
+    @property
+    def name(self) -> str:
+        return f"clean {self.scenario.name(self.classes)}{self.tag}"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return (self.model_key,)
+
+    def spec(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.name(self.classes), "model_key": self.model_key}
+
+    def marker(self, run_dir: Path) -> Path:
+        return self.root(run_dir) / "eval" / "clean" / f"{self.scenario_slug(self.scenario)}.json"
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg = self.config
+        ds = self.dataset()
+        device = resolve_device(cfg.train.device)
+        model = load_weights(cfg, ds, self.root(run_dir), self.scenario_slug(self.scenario), device)
+        idx = np.arange(len(ds.y_test))  # the full test set, whatever eval.test_per_class says
+        arr = device_arrays(ds, device)
+        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], auto_batch(cfg.eval.batch_size, device),
+                          cfg.train.channels_last)
+        metrics = clean_metrics(ds.y_test[idx], pred, ds.num_classes)
+        npz = self.marker(run_dir).with_suffix(".npz")
+        artifacts.write_npz(npz, test_indices=idx, predictions=pred.astype(np.int16))
+        info = {"model": self.scenario.name(ds.classes), "classes": list(ds.classes), **metrics}
+        self._finish(run_dir, info, [npz])
+        return info
+
+
+@dataclass(frozen=True)
+class AttackJob(Job):
+    """The test images of ``target`` attacked with ``gradient``'s gradient and classified
+    by every model in ``evaluated`` (the gradient model itself = same-model attack)."""
+
+    gradient: Scenario = Scenario("balanced")
+    target: int = 0
+    evaluated: tuple[Scenario, ...] = ()
+    model_keys: tuple[str, ...] = ()
+    subdir: str = "eval/attack"
+    min_eps_max: float = 0.0
+    kind = "attack"
+
+    @property
+    def name(self) -> str:
+        return f"attack {self.classes[self.target]} with {self.gradient.name(self.classes)}{self.tag}"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return self.model_keys
+
+    def spec(self) -> dict[str, Any]:
+        d = self.config.science_dict()
+        spec = {"gradient": self.gradient.name(self.classes), "target": self.target,
+                "evaluated": [s.name(self.classes) for s in self.evaluated],
+                "model_keys": list(self.model_keys), "attack": attack_spec(self.config.attack),
+                "test_per_class": d["eval"]["test_per_class"], "examples": d["eval"]["examples"]}
+        if self.min_eps_max > 0:
+            spec["min_eps_max"] = self.min_eps_max
+        return spec
+
+    def seed(self) -> int:
+        """Seed of a random start (PGD): one per gradient model and class."""
+        return derive_seed(self.config.seed, "attack", self.gradient.name(self.classes), self.target)
+
+    def marker(self, run_dir: Path) -> Path:
+        return (self.root(run_dir) / self.subdir
+                / f"{self.scenario_slug(self.gradient)}__{self.classes[self.target]}.json")
+
+    def test_indices(self, ds: Dataset) -> np.ndarray:
+        idx = eval_subset(ds, self.config.eval.test_per_class)
+        return idx[ds.y_test[idx] == self.target]
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        return run_attacks([self], run_dir, progress=False)[0]
+
+    def record(self, run_dir: Path, ds: Dataset, idx: np.ndarray, x_u8: torch.Tensor, x_adv: torch.Tensor,
+               preds: dict[Scenario, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+               models: "ModelCache") -> dict[str, Any]:
+        """Write this job's artifacts from its adversarial images ``x_adv`` and, per evaluated
+        model, (clean labels, clean probabilities, adversarial labels, adversarial
+        probabilities) of its images."""
+        cfg = self.config
+        k = min(cfg.eval.examples, len(idx))
+        arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_clean": x_u8[:k].cpu().numpy(),
+                                         "example_adversarial": x_adv[:k].cpu().numpy()}
+        combos = []
+        for s in self.evaluated:
+            p_clean, pr_clean, p_adv, pr_adv = preds[s]
+            slug = self.scenario_slug(s)
+            arrays[f"pred_clean__{slug}"] = p_clean.astype(np.int16)
+            arrays[f"pred_adv__{slug}"] = p_adv.astype(np.int16)
+            arrays[f"example_prob_clean__{slug}"] = pr_clean[:k]
+            arrays[f"example_prob_adv__{slug}"] = pr_adv[:k]
+            n = len(idx)
+            correct = p_clean == self.target
+            extra = {}
+            if self.min_eps_max > 0:
+                y = torch.full((n,), self.target, dtype=torch.long, device=x_u8.device)
+                me = minimal_eps(models.get(s), models.get(self.gradient), x_u8, y, cfg.attack, ds.classes,
+                                 self.min_eps_max, auto_batch(cfg.eval.batch_size, x_u8.device),
+                                 cfg.train.channels_last)
+                arrays[f"min_eps__{slug}"] = me
+                extra = min_eps_summary(me[correct], self.min_eps_max)
+            combos.append({
+                "class": ds.classes[self.target], "class_index": self.target,
+                "gradient_model": self.gradient.name(ds.classes), "evaluated_model": s.name(ds.classes),
+                "model_kind": s.kind, "gradient": "same_model" if s == self.gradient else "different_model",
+                "n": n, "clean_accuracy": float((p_clean == self.target).mean()) if n else float("nan"),
+                "adversarial_accuracy": float((p_adv == self.target).mean()) if n else float("nan"),
+                "n_clean_correct": int(correct.sum()),
+                "success_rate": float((p_adv[correct] != self.target).mean()) if correct.any() else float("nan"),
+                **extra,
+                "clean_histogram": histogram(p_clean, ds.num_classes),
+                "adversarial_histogram": histogram(p_adv, ds.num_classes),
+            })
+        npz = self.marker(run_dir).with_suffix(".npz")
+        artifacts.write_npz(npz, **arrays)
+        linf = float((x_adv - x_u8.permute(0, 3, 1, 2).float() / 255).abs().amax()) if len(idx) else 0.0
+        info = {"classes": list(ds.classes), "attack": cfg.to_dict()["attack"], "linf": linf,
+                "combinations": combos}
+        self._finish(run_dir, info, [npz])
+        return info
+
+
+class ModelCache:
+    """Each trained model loaded once per attack group."""
+
+    def __init__(self, job: Job, ds: Dataset, run_dir: Path, device: torch.device) -> None:
+        self.job, self.ds, self.run_dir, self.device = job, ds, run_dir, device
+        self.models: dict[Scenario, torch.nn.Module] = {}
+
+    def get(self, s: Scenario) -> torch.nn.Module:
+        if s not in self.models:
+            self.models[s] = load_weights(self.job.config, self.ds, self.job.root(self.run_dir),
+                                          self.job.scenario_slug(s), self.device)
+        return self.models[s]
+
+
+def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
+    """Run attack jobs of one grid point together, in big batches: each model is loaded once;
+    each gradient model attacks the images of all its jobs in one batched pass; each
+    evaluated model classifies all the clean and adversarial images it is asked about in one
+    batched pass. Every image's attack and prediction is independent of the others in its
+    batch, so each job's artifacts are what it would write alone."""
+    from tqdm.auto import tqdm
+
+    first = jobs[0]
+    cfg = first.config
+    if any(j.config != cfg or j.subdir != first.subdir for j in jobs):
+        raise ValueError("run_attacks: the jobs must share one config and folder")  # a bug
+    ds = first.dataset()
+    device = resolve_device(cfg.train.device)
+    cl, bs = cfg.train.channels_last, auto_batch(cfg.eval.batch_size, device)
+    arr = device_arrays(ds, device)
+    models = ModelCache(first, ds, run_dir, device)
+    idx = {j: j.test_indices(ds) for j in jobs}
+    sel = {j: torch.from_numpy(idx[j]).to(device) for j in jobs}
+    grads = list(dict.fromkeys(j.gradient for j in jobs))
+    evaluated = list(dict.fromkeys(s for j in jobs for s in j.evaluated))
+    bar = tqdm(total=len(grads) + len(evaluated), desc=f"{len(jobs)} attack jobs ({first.subdir})", unit="model",
+               leave=False, disable=not progress, mininterval=0.5)
+    x_adv: dict[AttackJob, torch.Tensor] = {}
+    for g in grads:  # one attack pass per gradient model over all its jobs' images
+        js = [j for j in jobs if j.gradient == g]
+        s_all = torch.cat([sel[j] for j in js])
+        start = None
+        if attack_kwargs(cfg.attack, ds.classes).get("random_start"):
+            shape = (ds.image_shape[0], ds.image_shape[1], ds.image_shape[2])
+            start = torch.cat([random_start(len(idx[j]), shape, cfg.attack.eps, j.seed()) for j in js])
+        adv = attack_images(models.get(g), arr["x_test"][s_all], arr["y_test"][s_all], cfg.attack, ds.classes,
+                            cl, start=start)
+        for j, a in zip(js, adv.split([len(idx[j]) for j in js])):
+            x_adv[j] = a
+        bar.update(1)
+    preds: dict[AttackJob, dict[Scenario, tuple]] = {j: {} for j in jobs}
+    for s in evaluated:  # one classification pass per evaluated model
+        js = [j for j in jobs if s in j.evaluated]
+        targets = list(dict.fromkeys(j.target for j in js))  # clean images: once per class
+        t_sel = {t: next(sel[j] for j in js if j.target == t) for t in targets}
+        p_c, pr_c = predict(models.get(s), arr["x_test"][torch.cat([t_sel[t] for t in targets])], bs, cl)
+        p_a, pr_a = predict(models.get(s), torch.cat([x_adv[j] for j in js]), bs, cl)
+        n_t = [len(t_sel[t]) for t in targets]
+        clean = {t: (a, b) for t, a, b in zip(targets, np.split(p_c, np.cumsum(n_t)[:-1]),
+                                               np.split(pr_c, np.cumsum(n_t)[:-1]))}
+        n_j = np.cumsum([len(idx[j]) for j in js])[:-1]
+        for j, a, b in zip(js, np.split(p_a, n_j), np.split(pr_a, n_j)):
+            preds[j][s] = (*clean[j.target], a, b)
+        bar.update(1)
+    bar.close()
+    return [j.record(run_dir, ds, idx[j], arr["x_test"][sel[j]], x_adv[j], preds[j], models) for j in jobs]
+
+
+@dataclass(frozen=True)
+class AttackGroupJob(GroupJob):
+    """The attack jobs of one grid point (``eval.group_attacks``), run together by
+    :func:`run_attacks`."""
+
+    members: tuple[AttackJob, ...] = ()
+    kind = "attack_group"
+
+    @property
+    def name(self) -> str:
+        return f"attack {len(self.members)} jobs ({self.members[0].subdir}){self.tag}"
+
+    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
+        return self.root(run_dir) / self.members[0].subdir / f"_group-{self.key}.json"
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        todo = self.todo(run_dir)
+        infos = run_attacks(todo, run_dir, progress) if todo else []
+        return {"members": [m.name for m in todo], "combinations": sum(len(i["combinations"]) for i in infos)}

@@ -1,0 +1,238 @@
+"""Training jobs: one scenario's model (:class:`TrainJob`) and models of one size trained as one
+stacked model (:class:`TrainGroupJob`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advimb import artifacts
+from advimb.config.io import to_dict
+from advimb.config.seeds import derive_seed
+from advimb.data.dataset import Dataset
+from advimb.data.imbalance import Scenario, class_counts, select_indices, stratified_split
+from advimb.devices import resolve_device
+from advimb.log import log
+from advimb.models import build_model
+from advimb.study.jobs.base import GroupJob, Job, device_arrays, model_dir
+from advimb.training.fit import fit
+from advimb.training.regimes import Regime, balanced_weights
+
+
+@dataclass(frozen=True)
+class TrainJob(Job):
+    scenario: Scenario = Scenario("balanced")
+    kind = "train"
+
+    @property
+    def name(self) -> str:
+        return f"train {self.scenario.name(self.classes)}{self.tag}"
+
+    def spec(self) -> dict[str, Any]:
+        d = self.config.science_dict()
+        train = dict(d["train"])
+        if train.get("precision") == "fp32":  # added later; fp32 is what older keys meant
+            train.pop("precision")
+        data = {k: v for k, v in d["data"].items() if not (k in ("resize", "pad") and v == 0)}  # added later too
+        spec = {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
+                "model": d["model"], "train": train, "data": data}
+        if self.scenario.defence:
+            spec["defence"] = self.defence_spec()
+        return spec
+
+    def defence_spec(self) -> dict[str, Any]:
+        """What defines the scenario's defence (``experiments``' settings that apply to it)."""
+        e, d = self.config.experiments, self.scenario.defence
+        if d in ("fgsm_at", "pgd_at"):
+            out = {"name": d, "eps": e.adv_eps or self.config.attack.eps,
+                   "scope": e.adv_scope if self.scenario.target is not None else "all"}
+            return {**out, "steps": e.adv_steps} if d == "pgd_at" else out
+        return {"name": d}
+
+    def regime(self, y_train: torch.Tensor, num_classes: int) -> Regime:
+        """The training regime of the scenario's defence (the paper's plain one without)."""
+        d = self.defence_spec() if self.scenario.defence else {"name": ""}
+        if d["name"] == "class_weight":
+            return Regime(class_weight=balanced_weights(y_train, num_classes))
+        if d["name"] == "resample":
+            return Regime(resample=True)
+        if d["name"] in ("fgsm_at", "pgd_at"):
+            scope = (self.scenario.target,) if d["scope"] == "minority" else ()
+            return Regime(adversarial=d["name"][:-3], adv_eps=d["eps"], adv_steps=d.get("steps", 7),
+                          adv_classes=scope)
+        return Regime()
+
+    def marker(self, run_dir: Path) -> Path:
+        return model_dir(self.root(run_dir), self.scenario_slug(self.scenario)) / "meta.json"
+
+    def seeds(self) -> dict[str, int]:
+        # a defended model shares data, split, initialisation and order with its undefended
+        # twin, so the two differ by the defence alone (a paired comparison)
+        name = dataclasses.replace(self.scenario, defence="").name(self.classes)
+        base = self.config.seed
+        return {"selection": base, "validation": derive_seed(base, "val", name),
+                "init": derive_seed(base, "init", name), "train": derive_seed(base, "train", name)}
+
+    def select(self, ds: Dataset) -> dict[str, Any]:
+        """The scenario's training and validation indices (into the training arrays)."""
+        cfg = self.config
+        counts = class_counts(self.scenario, ds.num_classes, cfg.imbalance)
+        seeds = self.seeds()
+        idx = select_indices(ds.y_train, counts, selection=cfg.imbalance.selection,
+                             seed=seeds["selection"], classes=ds.classes,
+                             scenario_name=self.scenario.name(ds.classes))
+        if cfg.train.validation == "split":
+            tr, val = stratified_split(idx, ds.y_train, cfg.train.val_fraction, seeds["validation"])
+        else:  # the authors' leak: validate (early-stop) on the test set
+            tr, val = idx, np.array([], dtype=np.int64)
+        return {"counts": counts, "indices": idx, "train": tr, "val": val}
+
+    def prepare(self, run_dir: Path, ds: Dataset, device: torch.device) -> dict[str, Any]:
+        """Select and store the scenario's indices; build the initial model."""
+        cfg = self.config
+        sel = self.select(ds)
+        slug = self.scenario_slug(self.scenario)
+        scen_dir = self.root(run_dir) / "scenarios"
+        artifacts.write_npz(scen_dir / f"{slug}.npz", indices=sel["indices"], train=sel["train"], val=sel["val"])
+        artifacts.write_json(scen_dir / f"{slug}.json", {
+            "scenario": self.scenario.name(ds.classes), "counts": dict(zip(ds.classes, sel["counts"])),
+            "n_selected": len(sel["indices"]), "n_train": len(sel["train"]), "n_val": len(sel["val"]),
+            "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
+            "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
+            "selection": cfg.imbalance.selection, "validation": cfg.train.validation, "seeds": self.seeds(),
+        })
+        arr = device_arrays(ds, device)
+        tr = torch.from_numpy(sel["train"]).to(device)
+        if cfg.train.validation == "split":
+            va = torch.from_numpy(sel["val"]).to(device)
+            x_val, y_val = arr["x_train"][va], arr["y_train"][va]
+        else:  # the authors' leak: the whole test set
+            x_val, y_val = arr["x_test"], arr["y_test"]
+        mean = std = None
+        if cfg.model.normalize == "per_channel":
+            xf = arr["x_train"][tr].float().div(255)
+            mean, std = xf.mean((0, 1, 2)).cpu(), xf.std((0, 1, 2)).cpu()
+        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=self.seeds()["init"], mean=mean, std=std)
+        model.to(device)
+        if cfg.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        augment = cfg.train.augment == "hflip" or (
+            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over")
+        regime = self.regime(torch.from_numpy(ds.y_train[sel["train"]]), ds.num_classes)
+        augment = augment or regime.resample  # re-sampled duplicates get random flips
+        return {"sel": sel, "train_idx": tr, "val": (x_val, y_val), "model": model, "augment": augment,
+                "regime": regime}
+
+    def finish(self, run_dir: Path, ds: Dataset, prep: dict[str, Any], result: Any, device: torch.device,
+               seconds: float, stacked: int = 1) -> dict[str, Any]:
+        """Write the trained model's artifacts and the job marker."""
+        cfg = self.config
+        slug = self.scenario_slug(self.scenario)
+        mdir = model_dir(self.root(run_dir), slug)
+        weights = mdir / "weights.pt"
+        with artifacts.atomic_path(weights) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
+        cols = list(result.history[0]) if result.history else []
+        csv = ",".join(cols) + "\n" + "".join(
+            ",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
+        artifacts.write_text(mdir / "history.csv", csv)
+        info = {"scenario": self.scenario.name(ds.classes), "kind": self.scenario.kind,
+                "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
+                "counts": prep["sel"]["counts"], "seeds": self.seeds(), "best_epoch": result.best_epoch,
+                "stopped_epoch": result.stopped_epoch, "steps": result.steps,
+                "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
+                "history": result.history, "augment": prep["augment"], "regime": to_dict(prep["regime"]),
+                "replicate": self.replicate, "device": str(device),
+                "torch_threads": torch.get_num_threads(),
+                "stacked_with": stacked, "seconds": seconds}
+        self._finish(run_dir, info, [weights, mdir / "history.csv", self.root(run_dir) / "scenarios" / f"{slug}.npz"])
+        return info
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg, t0 = self.config, time.time()
+        ds = self.dataset(progress)
+        device = resolve_device(cfg.train.device)
+        prep = self.prepare(run_dir, ds, device)
+        arr = device_arrays(ds, device)
+        x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
+        mdir = model_dir(self.root(run_dir), self.scenario_slug(self.scenario))
+        state_path = mdir / "train_state.pt"
+        resume = None
+        if state_path.exists():
+            try:
+                st = torch.load(state_path, map_location=device, weights_only=True)
+                resume = st if st.get("job_key") == self.key else None
+            except Exception:  # a partial or foreign file: start this model again
+                resume = None
+        if resume is not None:
+            log(f"resuming {self.name} after epoch {resume['epoch']} (checkpoint {state_path})")
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            with artifacts.atomic_path(state_path) as tmp:
+                torch.save({**state, "job_key": self.key}, tmp)
+
+        result = fit(prep["model"], (x_tr, y_tr), prep["val"], cfg.train, seed=self.seeds()["train"],
+                     augment=prep["augment"], regime=prep["regime"], resume=resume, on_epoch_end=checkpoint,
+                     desc=self.name, progress=progress)
+        info = self.finish(run_dir, ds, prep, result, device, time.time() - t0)
+        state_path.unlink(missing_ok=True)
+        return info
+
+
+@dataclass(frozen=True)
+class TrainGroupJob(GroupJob):
+    """Several TrainJobs of one architecture and equal training-set size, trained together
+    as one stacked model (``advimb.stacked``)."""
+
+    members: tuple[TrainJob, ...] = ()
+    kind = "train_group"
+
+    @property
+    def name(self) -> str:
+        return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind}){self.tag}"
+
+    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
+        return model_dir(self.root(run_dir), f"_stack-{self.key}") / "meta.json"
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        from advimb.training.stacked import fit_stacked
+
+        cfg, t0 = self.config, time.time()
+        todo = self.todo(run_dir)
+        ds = self.dataset(progress)
+        device = resolve_device(cfg.train.device)
+        preps = [m.prepare(run_dir, ds, device) for m in todo]
+        arr = device_arrays(ds, device)
+        state_path = model_dir(self.root(run_dir), f"_stack-{self.key}") / "train_state.pt"
+        resume = None
+        if state_path.exists():
+            try:
+                st = torch.load(state_path, map_location=device, weights_only=True)
+                ok = st.get("job_key") == self.key and st.get("todo") == [m.key for m in todo]
+                resume = st if ok else None
+            except Exception:  # a partial or foreign file: start again
+                resume = None
+        if resume is not None:
+            log(f"resuming {self.name} after epoch {resume['epoch']} (checkpoint {state_path})")
+
+        def checkpoint(state: dict[str, Any]) -> None:
+            with artifacts.atomic_path(state_path) as tmp:
+                torch.save({**state, "job_key": self.key, "todo": [m.key for m in todo]}, tmp)
+
+        results = fit_stacked(
+            [p["model"] for p in preps], arr["x_train"], arr["y_train"], [p["train_idx"] for p in preps],
+            [p["val"] for p in preps], cfg.train, seeds=[m.seeds()["train"] for m in todo],
+            augment=[p["augment"] for p in preps], on_epoch_end=checkpoint, resume=resume,
+            desc=self.name, progress=progress)
+        secs = time.time() - t0
+        infos = [m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
+                 for m, p, r in zip(todo, preps, results)]
+        state_path.unlink(missing_ok=True)
+        return {"members": [i["scenario"] for i in infos], "seconds": secs}

@@ -1,0 +1,120 @@
+"""The whole study: resolve data, open the run folder, plan jobs, execute, build tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from advimb import artifacts
+from advimb.config.sections import ExperimentConfig
+from advimb.data.sources import load_dataset
+from advimb.log import log
+from advimb.results.tables import build_tables
+from advimb.study.executor import LocalExecutor
+from advimb.study.jobs.train import TrainJob
+from advimb.study.plan import plan
+from advimb.study.runfolder import check_run_folder, close_stale_invocations, now, open_run, update_manifest
+
+
+def train_jobs(jobs) -> list[TrainJob]:
+    """Every TrainJob, including the members of stacked groups."""
+    return [p for j in jobs for p in j.parts() if isinstance(p, TrainJob)]
+
+
+def preflight(cfg: ExperimentConfig, ds, jobs, pair=None) -> None:
+    """Every check that can fail on bad input, before anything is written (raises UserError)."""
+    from advimb.attacks.core import get_attack
+    from advimb.attacks.evaluate import attack_kwargs
+    from advimb.data.dataset import eval_subset
+    from advimb.data.imbalance import target_classes
+    from advimb.models import build_model
+    from advimb.results.claims import parse_pair
+
+    build_model(cfg.model, ds.num_classes, ds.image_shape)
+    get_attack(cfg.attack.name)
+    attack_kwargs(cfg.attack, ds.classes)
+    for name in cfg.sweep.attacks:
+        get_attack(name)
+    eval_subset(ds, cfg.eval.test_per_class)
+    for job in train_jobs(jobs):
+        job.select(ds)
+    if pair is not None:
+        parse_pair(pair, ds.classes, [ds.classes[c] for c in target_classes(cfg.imbalance, ds.classes)])
+
+
+def open_executor(cfg: ExperimentConfig):
+    """The executor ``cfg.executor.name`` names, as a context manager (Dask imported only when asked for)."""
+    if cfg.executor.name == "dask":
+        from advimb.study.cluster import DaskExecutor
+
+        return DaskExecutor(cfg)
+    return LocalExecutor()
+
+
+def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
+              argv: list[str] | None = None, pair=None) -> dict[str, Any]:
+    """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary.
+    Everything is checked (device, data, config against a folder's earlier run, every
+    scenario's counts, models, attacks, the report's ``pair``) before anything is written
+    into ``out``. ``train.threads`` applies to this call only (the caller's thread count is
+    restored)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _run_study(cfg, out, progress, argv, pair)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: list[str] | None,
+               pair) -> dict[str, Any]:
+    import os
+    import platform
+
+    artifacts.check_writable_dir(out)
+    with open_executor(cfg) as ex:
+        cfg = ex.resolve(cfg)  # device checked; precision "auto" -> what the device runs natively
+        ds = load_dataset(cfg.data, progress, fresh=True)  # the files as they are now
+        check_run_folder(out, cfg, ds.fingerprint)
+        jobs = plan(cfg, ds)
+        preflight(cfg, ds, jobs, pair)
+        run_dir = open_run(out, cfg)  # the first write into the run folder
+        closed, running = close_stale_invocations(run_dir)
+        for old in closed:
+            log(f"an earlier invocation ({old}) ended without recording it (killed?); marked interrupted")
+        if running:
+            log(f"another advimb process is running a study in {run_dir}; both will skip what the other finished")
+        inv_id = uuid.uuid4().hex[:12]
+        env = ex.environment(cfg)
+        n_jobs = sum(len(j.parts()) for j in jobs)
+        seeds = {f"{j.scenario.name(ds.classes)}{j.tag}": j.seeds() for j in train_jobs(jobs)}
+        update_manifest(
+            run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
+            status="running",
+            invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv, "started": now(),
+                        "status": "running", "executor": ex.describe(), "pid": os.getpid(),
+                        "host": platform.node()},
+        )
+        t0 = time.perf_counter()
+        log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
+            f"({cfg.train.precision}), {ex.name} executor, run folder {run_dir}")
+        try:
+            stats = ex.run(jobs, run_dir, progress)
+        except BaseException as e:
+            update_manifest(run_dir, status="interrupted",
+                            invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
+            raise
+    summary = build_tables(run_dir)
+    wall = time.perf_counter() - t0
+    update_manifest(run_dir, status="complete", finished=now(),
+                    invocation={"id": inv_id, "finished": now(), "status": "complete",
+                                "wall_seconds": round(wall, 1), "jobs_run": stats["run"],
+                                "jobs_skipped": stats["skipped"], "jobs_recomputed": stats["recomputed"],
+                                "job_seconds": stats["seconds"]})
+    return {"run_dir": run_dir, "wall_seconds": wall, "stats": stats, "summary": summary}

@@ -1,0 +1,178 @@
+"""The run folder: resolved config, manifest (versions, commit, device, seeds, dataset
+fingerprint, times) and the check that a rerun into a folder continues the same study.
+
+Layout::
+
+    config.toml              resolved config (rerun with --config to repeat the study)
+    manifest.json            provenance; one entry in "invocations" per command run
+    scenarios/<slug>.npz     chosen training indices (indices, train, val) + <slug>.json counts
+    models/<slug>/           weights.pt, history.csv, meta.json (job marker)
+    eval/clean/<slug>.json   clean accuracy, confusion matrix (+ .npz predictions)
+    eval/attack/<grad>__<class>.json   combinations (+ .npz per-image predictions, examples)
+    tables/                  derived tables (see tables.py)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from advimb import __version__, artifacts
+from advimb.config.io import dump_toml, from_dict, load_toml
+from advimb.config.sections import ExperimentConfig
+from advimb.errors import UserError
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit of the advimb source tree, if it is a git checkout (else None)."""
+    src = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": sha or None, "dirty": bool(dirty) if sha else None}
+
+
+def environment(device: str) -> dict[str, Any]:
+    import numpy
+    import torch
+    import torchvision
+
+    dev = device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{device} ({torch.cuda.get_device_name()})"
+    return {
+        "advimb": __version__, **git_commit(), "python": sys.version.split()[0],
+        "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__, "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "device": dev,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def check_run_folder(out: str | Path, cfg: ExperimentConfig, fingerprint: str) -> Path:
+    """Check, writing nothing, that ``out`` can hold the study ``cfg`` on the dataset with
+    ``fingerprint``: a writable (or creatable) folder, empty or holding the same study (same
+    science config, same data). Raises :class:`UserError`; returns the folder's path."""
+    run_dir = artifacts.check_writable_dir(out)
+    cfg_path = run_dir / "config.toml"
+    if cfg_path.exists():
+        try:
+            old = from_dict(ExperimentConfig, load_toml(cfg_path)).science_dict()
+        except UserError:
+            old = None
+        new = cfg.science_dict()
+        if old is not None and old != new:
+            diffs = _diff(old, new)
+            raise UserError(
+                f"{run_dir} holds a run with a different config (differs in {', '.join(diffs[:4])}); "
+                "rerun with the same settings to resume, or choose another --out"
+            )
+    check_dataset(run_dir, fingerprint)
+    return run_dir
+
+
+def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
+    """Create or reopen run folder ``out`` and write ``cfg`` into it (after
+    :func:`check_run_folder` has passed, and every other check)."""
+    run_dir = artifacts.ensure_writable_dir(out)
+    artifacts.write_text(run_dir / "config.toml", dump_toml(cfg))
+    return run_dir
+
+
+def close_stale_invocations(run_dir: Path) -> tuple[list[str], bool]:
+    """Mark invocations that the manifest still lists as ``running`` but whose process is
+    gone (killed with SIGKILL, or its machine died) as interrupted, and remove the temporary
+    files such a process left behind; returns (their ids, whether another invocation still
+    runs). An invocation whose process still runs on this machine is left alone, and then
+    so are the temporary files (they may be its writes in progress)."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        return [], False
+    m = artifacts.read_json(path)
+    closed, running, elsewhere = [], False, False
+    for inv in m.get("invocations", []):
+        if inv.get("status") != "running":
+            continue
+        if inv.get("host") not in (None, platform.node()):  # its process is not visible from here
+            inv["status"] = (f"unknown: no end recorded; it ran on host {inv['host']}, whose processes this "
+                             "machine cannot see (killed, or still running there)")
+            closed.append(inv.get("id", "?"))
+            elsewhere = True
+        elif _alive(inv):
+            running = True
+        else:
+            inv["status"] = "interrupted: its process ended without recording an end (killed?)"
+            closed.append(inv.get("id", "?"))
+    if closed:
+        artifacts.write_json(path, m)
+    if not running and not elsewhere:  # no other writer can be at work: its leftovers go
+        for tmp in Path(run_dir).rglob(".*.tmp"):  # artifacts.atomic_path's names
+            tmp.unlink(missing_ok=True)
+    return closed, running
+
+
+def _alive(inv: dict[str, Any]) -> bool:
+    """Is the process that started invocation ``inv`` still running (on this machine)?"""
+    import os
+
+    pid = inv.get("pid")
+    if not pid or pid == os.getpid():  # an invocation from before pids were recorded, or this one's
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out = []
+    for k in keys:
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``manifest.json`` (``invocation`` is appended to a list)."""
+    path = Path(run_dir) / "manifest.json"
+    m = artifacts.read_json(path) if path.exists() else {"created": now(), "invocations": []}
+    inv = fields.pop("invocation", None)
+    if inv is not None:
+        invs = m.setdefault("invocations", [])
+        if invs and invs[-1].get("id") == inv.get("id"):
+            invs[-1].update(inv)
+        else:
+            invs.append(inv)
+    m.update(fields)
+    artifacts.write_json(path, m)
+    return m
+
+
+def check_dataset(run_dir: Path, fingerprint: str) -> None:
+    path = Path(run_dir) / "manifest.json"
+    if path.exists():
+        old = artifacts.read_json(path).get("dataset", {}).get("fingerprint")
+        if old and old != fingerprint:
+            raise UserError(
+                f"{run_dir} was run on a dataset with fingerprint {old[:12]}..., but this data is "
+                f"{fingerprint[:12]}...; use the same data to resume, or choose another --out"
+            )

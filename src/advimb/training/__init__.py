@@ -1,0 +1,4 @@
+"""The training stage: the paper's optimiser and early stopping (``fit``), the defences'
+training regimes (``regimes``) and many models trained as one stacked model (``stacked``).
+Imports ``advimb.config``, ``advimb.devices`` and ``advimb.attacks.core`` (adversarial
+training), nothing of the study, results or report."""

@@ -1,0 +1,217 @@
+"""Training with the paper's optimiser: RMSProp with Keras semantics, inverse-time decay
+per iteration, batch 32, early stopping on validation loss with the best weights restored.
+
+Keras RMSprop (2.x): a = rho*a + (1-rho)*g^2; w -= lr_t * g / (sqrt(a) + eps), which is
+``torch.optim.RMSprop(alpha=rho, eps=eps)``; lr_t = lr / (1 + decay * t), t = number of
+updates done before this one (Keras ``iterations``).
+
+Every epoch is reproducible on its own: its batch order, flips and dropout masks are drawn
+from seeds derived from (seed, epoch), so a run resumed from an epoch checkpoint gives the
+same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advimb.config.sections import TrainConfig
+from advimb.config.seeds import derive_seed
+from advimb.devices import autocast_dtype, to_float
+from advimb.training.regimes import Regime, adversarial_batch, epoch_order
+
+
+def keras_lr(lr: float, decay: float, t: int) -> float:
+    """Keras inverse-time decay: lr / (1 + decay * t) at iteration t (0-based)."""
+    return lr / (1.0 + decay * t)
+
+
+class EarlyStopping:
+    """Keras ``EarlyStopping(monitor='val_loss', mode='min')``.
+
+    An epoch improves when ``value < best - min_delta``; training stops after
+    ``patience`` consecutive epochs without improvement.
+    """
+
+    def __init__(self, min_delta: float, patience: int) -> None:
+        self.min_delta, self.patience = min_delta, patience
+        self.best = math.inf
+        self.best_epoch = -1
+        self.wait = 0
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record epoch ``epoch``'s value; return True when it is a new best."""
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.wait >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.wait = float(d["best"]), int(d["best_epoch"]), int(d["wait"])
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rho, eps=cfg.eps)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
+                  channels_last: bool = True) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (eval mode) on uint8 images ``x``."""
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, len(x), batch_size):
+        out = model(to_float(x[i:i + batch_size], channels_last))
+        yb = y[i:i + batch_size]
+        loss += F.cross_entropy(out.float(), yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = max(len(x), 1)
+    return loss.item() / n, correct.item() / n
+
+
+def compiled(fn: Callable, mode: str, device: torch.device) -> Callable:
+    """``fn`` through ``torch.compile`` when ``mode == "on"``: with CUDA graphs on a GPU
+    (``reduce-overhead``: a batch-32 step of a small CNN is launch-bound there), inductor's
+    default on a CPU. A new shape (an epoch's last, smaller batch; a smaller stack after a
+    model stopped) recompiles once, then dynamo generalises the changed dimension."""
+    if mode != "on":
+        return fn
+    return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else "default")
+
+
+@dataclass
+class FitResult:
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_epoch: int
+    steps: int = 0
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    augment: bool = False,
+    regime: Regime = Regime(),
+    resume: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` in place on uint8 NHWC images (already on the model's device).
+
+    ``resume``: a state from ``on_epoch_end`` (tensors and plain values only), to continue
+    an interrupted run. ``on_epoch_end(state)`` is called after every epoch with that
+    state. Returns the best-validation-loss weights when ``cfg.restore_best``.
+    ``regime``: class weights, re-sampling, adversarial training (:class:`Regime`).
+    """
+    from tqdm.auto import tqdm
+
+    x_tr, y_tr = train
+    x_val, y_val = val
+    device = x_tr.device
+    amp = autocast_dtype(cfg.precision, device)
+    forward = compiled(model, cfg.compile, device)
+    graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
+    opt = make_optimizer(model, cfg)
+    stopper = EarlyStopping(cfg.min_delta, cfg.patience)
+    history: list[dict[str, float]] = []
+    best_state = copy.deepcopy(model.state_dict())
+    start_epoch, step = 0, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        stopper.load_state_dict(resume["early_stopping"])
+        best_state = resume["best_state"]
+        history = list(resume["history"])
+        start_epoch, step = int(resume["epoch"]), int(resume["step"])
+    weight = torch.tensor(regime.class_weight, device=device) if regime.class_weight else None
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.max_epochs):
+        if stopper.should_stop:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        torch.manual_seed(derive_seed(seed, "dropout", epoch))
+        gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch))
+        perm = epoch_order(y_tr, regime, gen).to(device)
+        n = len(perm)
+        flips = (torch.rand(n, generator=gen) < 0.5).to(device) if augment else None
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        bar = tqdm(total=n, desc=f"{desc} epoch {epoch + 1}/{cfg.max_epochs}", unit="img",
+                   leave=False, disable=not progress, mininterval=0.5)
+        for i in range(0, n, cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            xb = to_float(x_tr[idx], cfg.channels_last)
+            if flips is not None:
+                f = flips[i:i + cfg.batch_size]
+                xb = torch.where(f[:, None, None, None], xb.flip(3), xb)
+            yb = y_tr[idx]
+            if regime.adversarial:
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    xb = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
+            for g in opt.param_groups:
+                g["lr"] = keras_lr(cfg.lr, cfg.decay, step)
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = forward(xb)
+            if weight is None:
+                loss = F.cross_entropy(out.float(), yb)
+            else:  # Keras class_weight: weighted per-image losses, averaged over the batch
+                loss = (F.cross_entropy(out.float(), yb, reduction="none") * weight[yb]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.argmax(1) == yb).sum()
+            bar.update(len(idx))
+        bar.close()
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            val_loss, val_acc = evaluate_loss(model, x_val, y_val, channels_last=cfg.channels_last)
+        row = {
+            "epoch": epoch + 1,
+            "loss": loss_sum.item() / n,
+            "accuracy": correct.item() / n,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": keras_lr(cfg.lr, cfg.decay, step),
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        if stopper.step(val_loss, epoch + 1):
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch_end is not None:
+            on_epoch_end({
+                "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "early_stopping": stopper.state_dict(),
+                "best_state": best_state, "history": history,
+            })
+    final = best_state if cfg.restore_best else model.state_dict()
+    model.load_state_dict(final)
+    stopped = history[-1]["epoch"] if history else 0
+    return FitResult(final, history, stopper.best_epoch, stopped, step)

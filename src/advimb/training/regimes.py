@@ -1,0 +1,76 @@
+"""How a model is trained beyond the optimiser (the defences of ``experiments.defences``):
+class weights, re-sampling, adversarial training. The paper's plain training is ``Regime()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How a model is trained beyond the optimiser (``experiments.defences``); the default
+    is the paper's plain training.
+
+    ``class_weight``: per-class loss weights (Keras ``class_weight`` semantics: each
+    image's loss times its class's weight, averaged over the batch). ``resample``: every
+    epoch, each class with fewer images than the largest is topped up to it by drawing its
+    images again with replacement (fresh draws each epoch). ``adversarial``: ``fgsm`` or
+    ``pgd``: each batch is replaced by adversarial images crafted against the current
+    model (eval mode) with eps ``adv_eps`` (PGD: ``adv_steps`` steps of 2.5 eps / steps from
+    a random start), only for images whose label is in ``adv_classes`` when that is given.
+    """
+
+    class_weight: tuple[float, ...] = ()
+    resample: bool = False
+    adversarial: str = ""
+    adv_eps: float = 0.01
+    adv_steps: int = 7
+    adv_classes: tuple[int, ...] = ()
+
+
+def balanced_weights(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
+    """N / (C * n_c) for every class c present (scikit-learn's ``balanced``), 0 if absent."""
+    n = torch.bincount(y.cpu(), minlength=num_classes).double()
+    present = int((n > 0).sum())
+    return tuple(float(len(y) / (present * v)) if v > 0 else 0.0 for v in n.tolist())
+
+
+def epoch_order(y: torch.Tensor, regime: Regime, gen: torch.Generator) -> torch.Tensor:
+    """Positions into the training set for one epoch, shuffled (CPU tensor). Without
+    ``resample`` this is ``randperm(n)`` (the paper's order); with it, every class is topped
+    up to the largest class's count by draws with replacement."""
+    n = len(y)
+    perm = torch.randperm(n, generator=gen)
+    if not regime.resample:
+        return perm
+    y = y.cpu()
+    counts = torch.bincount(y)
+    top = int(counts.max())
+    extra = []
+    for c, k in enumerate(counts.tolist()):
+        if 0 < k < top:
+            members = torch.nonzero(y == c).flatten()
+            extra.append(members[torch.randint(0, k, (top - k,), generator=gen)])
+    order = torch.cat([perm, *extra])
+    return order[torch.randperm(len(order), generator=gen)]
+
+
+def adversarial_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, regime: Regime,
+                      gen: torch.Generator) -> torch.Tensor:
+    """The batch as adversarial training sees it (see :class:`Regime`)."""
+    from advimb.attacks.core import fgsm, pgd
+
+    if regime.adversarial == "fgsm":
+        x_adv = fgsm(model, xb, yb, eps=regime.adv_eps)
+    else:
+        noise = torch.empty(xb.shape).uniform_(-regime.adv_eps, regime.adv_eps, generator=gen)
+        x_adv = pgd(model, xb, yb, eps=regime.adv_eps, steps=regime.adv_steps,
+                    x_init=xb + noise.to(xb.device, xb.dtype))
+    if regime.adv_classes:
+        mask = torch.isin(yb, torch.tensor(regime.adv_classes, device=yb.device))
+        x_adv = torch.where(mask[:, None, None, None], x_adv, xb)
+    return x_adv.detach()
