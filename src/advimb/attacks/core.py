@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advimb.config.sections import default_step
+
 _REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
 
 
@@ -82,10 +84,6 @@ def sign_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor, step: floa
     g = sign(input_gradient(model, x, label), sign_zero)
     return x.detach() + step * g if direction == "ascent" else x.detach() - step * g
 
-
-def default_step(eps: float, steps: int) -> float:
-    """The iterative attacks' step when none is given: 2.5 * eps / steps (Madry et al.)."""
-    return 2.5 * eps / steps
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:

@@ -179,6 +179,11 @@ class TrainConfig:
         _check(self.threads >= 0, "train.threads", "must be >= 0 (0 = torch's default)")
 
 
+def default_step(eps: float, steps: int) -> float:
+    """The iterative attacks' step when none is given: 2.5 * eps / steps (Madry et al.)."""
+    return 2.5 * eps / steps
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """The attack (paper Sec. 3.2): FGSM, one step of size ``eps`` on the [0, 1] scale.

@@ -14,8 +14,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from advimb.attacks.core import default_step
-from advimb.config.sections import AttackConfig, ExperimentConfig
+from advimb.config.sections import AttackConfig, ExperimentConfig, default_step
 from advimb.data.dataset import CIFAR10_CLASSES
 
 #: the paper's setting, in words (shown when a run is not in it)
