@@ -11,15 +11,16 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "advimb"
 
 #: each package and the advimb packages it may import (its layer and the ones below)
 LAYERS = {
-    "errors": set(), "log": set(), "artifacts": {"errors"}, "devices": {"errors"},
+    "errors": set(), "log": set(), "layout": set(), "artifacts": {"errors"}, "devices": {"errors"},
     "config": {"errors"},
     "data": {"config", "errors", "artifacts"},
     "models": {"config", "errors"},
     "attacks": {"config", "errors", "devices", "data"},
     "training": {"config", "errors", "devices", "attacks", "models"},
-    "results": {"config", "errors", "artifacts", "data"},
-    "study": {"config", "errors", "log", "artifacts", "devices", "data", "models", "attacks", "training", "results"},
-    "report": {"config", "errors", "artifacts", "results"},
+    "results": {"config", "errors", "artifacts", "layout", "data"},
+    "study": {"config", "errors", "log", "layout", "artifacts", "devices", "data", "models", "attacks", "training",
+              "results"},
+    "report": {"config", "errors", "artifacts", "layout", "results"},
     "cli": {"config", "errors", "study", "results", "report", "models", "attacks"},
 }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,11 +70,12 @@ def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):
     from advimb.config.io import from_dict, load_toml
     from advimb.config.sections import ExperimentConfig
     from advimb.data.sources import load_dataset
+    from advimb.layout import RunLayout
     from advimb.study.jobs.base import load_weights
 
     cfg = from_dict(ExperimentConfig, load_toml(sweep_run / "config.toml"))
     ds = load_dataset(cfg.data)
-    model = load_weights(cfg, ds, sweep_run, "balanced", "cpu")
+    model = load_weights(cfg, ds, RunLayout(sweep_run), "balanced", "cpu")
     checked = 0
     for f in sorted((sweep_run / "sweep" / "fgsm-eps0.04").glob("balanced__*.npz")):  # classes it gets right
         z = np.load(f)
@@ -107,10 +107,11 @@ def test_pgd_evaluation_does_not_depend_on_batch_size(smoke_run, smoke_cfg):
 
     from advimb.attacks.evaluate import attack_images
     from advimb.data.sources import load_dataset
+    from advimb.layout import RunLayout
     from advimb.study.jobs.base import load_weights
 
     ds = load_dataset(smoke_cfg.data)
-    model = load_weights(smoke_cfg, ds, Path(smoke_run["run_dir"]), "balanced", "cpu")
+    model = load_weights(smoke_cfg, ds, RunLayout(smoke_run["run_dir"]), "balanced", "cpu")
     x, y = torch.from_numpy(ds.x_test[:40]), torch.from_numpy(ds.y_test[:40]).long()
     res = [attack_images(model, x, y, dataclasses.replace(smoke_cfg.attack, name="pgd", eps=0.03, batch_size=b),
                          ds.classes, seed=7) for b in (7, 40)]

@@ -28,6 +28,7 @@ import numpy as np
 
 from advimb import artifacts
 from advimb.errors import UserError
+from advimb.layout import GRID, RunLayout
 from advimb.report import figures
 from advimb.results.claims import check_claims, default_pair, magnitude_text, parse_pair
 from advimb.results.metrics import GridMetrics
@@ -97,7 +98,8 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     m, rows = summary["metrics"], summary["rows"]
     if n_boot != m.boot.n_boot:  # the claims' replicates; the tables always use N_BOOT, so they never change
         m = GridMetrics(grid, Bootstrap(n_boot=n_boot, seed=0))
-    config_text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
+    layout = RunLayout(run_dir)
+    config_text = layout.config.read_text() if layout.config.exists() else ""
     ref = reference()
     why_not = paper_setting(cfg, grid.manifest.get("dataset", {}))
     comparable = not why_not
@@ -118,7 +120,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     panels = [_panel(grid, flip, c, kind) for c in pair if c in targets for kind in ("under", "over")]
 
     claims = check_claims(m, ref if comparable else None, pair)
-    hist_path = run_dir / "models" / "balanced" / "history.csv"
+    hist_path = layout.model("balanced") / "history.csv"
     notes = []
     if not comparable:
         notes.append("No comparison with the paper: " + "; ".join(why_not) + ". The paper's numbers belong to its "
@@ -161,7 +163,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
         "experiments": {"seeds": grid.seeds, "long_tail": summary.get("long_tail"),
                         "defences": summary.get("defences"),
                         "rows": {k: v for k, v in rows.items() if k in summary.get("experiments", {}).get("tables", [])},
-                        "sources": {k: v for k, v in artifacts.read_json(run_dir / "tables" / "sources.json").items()
+                        "sources": {k: v for k, v in artifacts.read_json(layout.tables / "sources.json").items()
                                     if k in summary.get("experiments", {}).get("tables", [])}},
         "notes": notes,
     }
@@ -172,7 +174,7 @@ def _sweep(run_dir: Path, rows: list[dict[str, Any]] | None) -> dict[str, Any] |
     if not rows:
         return None
     summary = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    return {"summary": summary, "sources": artifacts.read_json(run_dir / "tables" / "sources.json")["sweep"],
+    return {"summary": summary, "sources": artifacts.read_json(RunLayout(run_dir).tables / "sources.json")["sweep"],
             "attacks": sorted({r["attack"] for r in rows}), "epsilons": sorted({r["eps"] for r in rows})}
 
 
@@ -184,7 +186,7 @@ def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[li
                                 *results["flip_rates"]["targets"]]))
     items, sources = [], []
     for c in order:
-        path = run_dir / "eval" / "attack" / f"balanced__{c}.npz"
+        path = RunLayout(run_dir).attack(GRID, "balanced", c, "npz")
         if len(items) >= rows or not path.exists():
             continue
         with np.load(path) as z:
@@ -281,7 +283,7 @@ def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[s
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
     results = collect(run_dir, pair, n_boot)  # every check (pair, completeness) before the first write
-    out = artifacts.ensure_writable_dir(run_dir / "report", "report folder")
+    out = artifacts.ensure_writable_dir(RunLayout(run_dir).report, "report folder")
     results["figures"], results["figures_not_drawn"] = draw_figures(run_dir, results, out)
     drawn = {Path(p).name for f in results["figures"] for p in f["files"].values()}
     for stale in (out / "figures").iterdir():  # a figure an earlier build drew and this one did not
@@ -290,7 +292,7 @@ def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[s
     results = artifacts.json_safe(results)  # an undefined number is None from here on: "n/a", never "nan"
     (out / "tables").mkdir(exist_ok=True)
     results["files"] = {"results": "results.json", "tables": []}
-    for f in sorted((run_dir / "tables").glob("*")):
+    for f in sorted(RunLayout(run_dir).tables.glob("*")):
         shutil.copyfile(f, out / "tables" / f.name)
         results["files"]["tables"].append(f"tables/{f.name}")
     artifacts.write_json(out / "results.json", results)

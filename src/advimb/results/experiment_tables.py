@@ -18,87 +18,36 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
+from advimb.config.sections import DEFENCES
+from advimb.data.imbalance import Scenario
+from advimb.layout import RunLayout
 from advimb.results.metrics import relative_difference
-from advimb.results.reader import replicate_roots
+from advimb.results.reader import Outcomes
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
-
-
-class Store:
-    """Per-image predictions of every stored combination, per replicate, found by
-    (evaluated model, gradient model, class)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.roots = replicate_roots(self.run_dir)
-        self.index: list[dict[tuple[str, str, str], Path]] = []
-        self.clean: list[dict[str, dict[str, Any]]] = []
-        self.classes: tuple[str, ...] = ()
-        self.used: set[str] = set()
-        for root in self.roots:
-            idx = {}
-            for f in sorted(root.glob("eval/attack/*.json")) + sorted(root.glob("experiments/*/*.json")):
-                d = artifacts.read_json(f)
-                self.classes = tuple(d["classes"])
-                for c in d["combinations"]:
-                    idx[(c["evaluated_model"], c["gradient_model"], c["class"])] = f.with_suffix(".npz")
-            self.index.append(idx)
-            clean = [{**artifacts.read_json(f), "path": f} for f in sorted(root.glob("eval/clean/*.json"))]
-            self.clean.append({d["model"]: d for d in clean})
-        self._npz: dict[Path, dict[str, np.ndarray]] = {}
-
-    def models(self, folder: str) -> list[str]:
-        """Evaluated models with results in ``experiments/<folder>`` of the first replicate."""
-        return sorted({k[0] for k, p in self.index[0].items() if p.parent.name == folder})
-
-    def counts(self, model: str) -> list[int] | None:
-        f = self.run_dir / "scenarios" / f"{model.replace(':', '-')}.json"
-        if not f.exists():
-            return None
-        self.used.add(str(f.relative_to(self.run_dir)))
-        return [int(v) for v in artifacts.read_json(f)["counts"].values()]
-
-    def values(self, evaluated: str, gradient: str, cls: str, which: str = "adv") -> list[np.ndarray] | None:
-        """100 * (prediction == ``cls``) per attacked image, one array per replicate; None
-        when a replicate lacks the combination."""
-        out = []
-        for idx in self.index:
-            path = idx.get((evaluated, gradient, cls))
-            if path is None:
-                return None
-            if path not in self._npz:
-                with np.load(path) as z:
-                    self._npz[path] = {k: z[k] for k in z.files if k.startswith("pred_")}
-            self.used.add(str(path.relative_to(self.run_dir)))
-            pred = self._npz[path][f"pred_{which}__{evaluated.replace(':', '-')}"]
-            out.append(100.0 * (pred == self.classes.index(cls)))
-        return out
-
-    def clean_accuracy(self, model: str) -> float:
-        """Overall clean test accuracy (%), mean over replicates (nan if missing)."""
-        found = [c[model] for c in self.clean if model in c]
-        self.used.update(str(Path(d["path"]).relative_to(self.run_dir)) for d in found)
-        return 100 * float(np.mean([d["accuracy"] for d in found])) if len(found) == len(self.clean) else float("nan")
 
 
 class Quantities:
     """Bootstrap estimates (point, replicates) of per-class quantities, paired by class."""
 
-    def __init__(self, store: Store, boot: Bootstrap) -> None:
-        self.s, self.boot = store, boot
+    def __init__(self, outcomes: Outcomes, boot: Bootstrap) -> None:
+        self.s, self.boot = outcomes, boot
 
-    def acc(self, evaluated: str, gradient: str, cls: str, which: str = "adv"):
+    def acc(self, evaluated: Scenario, gradient: Scenario, cls: str, which: str = "adv"):
         v = self.s.values(evaluated, gradient, cls, which)
         if v is None:
             return float("nan"), np.full(self.boot.n_boot, np.nan)
         # the same key as the main grid's (advimb.metrics): one class's attacked images, one resample
         return self.boot.mean(v, key=("attacked", cls))
 
-    def rel(self, model: str, cls: str):
+    def rel(self, model: Scenario, cls: str):
         return relative_difference(self.acc(model, model, cls, "clean"), self.acc(model, model, cls))
 
     def cols(self, name: str, est) -> dict[str, float]:
         e = self.boot.interval(*est)
         return {name: e.value, f"{name}_lo": e.lo, f"{name}_hi": e.hi}
+
+
+BALANCED = Scenario("balanced")
 
 
 def _diff(a, b):
@@ -119,23 +68,21 @@ def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
     s = q.s
     swept = s.models("counts")
     rows = []
-    for cls in s.classes:
-        mine = [m for m in swept if m.split("@")[0].split(":")[-1] == cls]
+    for i, cls in enumerate(s.classes):
+        mine = [m for m in swept if m.target == i]
         if not mine:
             continue
-        for model in ["balanced", f"under:{cls}", f"over:{cls}", *mine]:
+        for model in [BALANCED, Scenario("under", i), Scenario("over", i), *mine]:
             counts = s.counts(model)
             if counts is None:
                 continue
-            i = s.classes.index(cls)
             others = [n for j, n in enumerate(counts) if j != i]
-            branch = model.split(":")[0]
-            row = {"class": cls, "model": model, "branch": branch, "target_count": counts[i],
+            row = {"class": cls, "model": model.name(s.classes), "branch": model.kind, "target_count": counts[i],
                    "other_count": others[0], "ratio": counts[i] / others[0]}
             row.update(q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")))
             row.update(q.cols("adversarial_accuracy_same", q.acc(model, model, cls)))
             # for the balanced model the balanced model's gradient is its own
-            row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, "balanced", cls)))
+            row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, BALANCED, cls)))
             row.update(q.cols("relative_difference", q.rel(model, cls)))
             rows.append(row)
     return sorted(rows, key=lambda r: (s.classes.index(r["class"]), r["ratio"]))
@@ -155,9 +102,9 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             continue
         per = []
         for i, cls in enumerate(s.classes):
-            same, transfer = q.acc(model, model, cls), q.acc(model, "balanced", cls)
+            same, transfer = q.acc(model, model, cls), q.acc(model, BALANCED, cls)
             per.append((cls, counts[i], same))
-            rows.append({"profile": model, "class": cls, "train_count": counts[i],
+            rows.append({"profile": model.name(s.classes), "class": cls, "train_count": counts[i],
                          "train_share": counts[i] / sum(counts),
                          **q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
                          **q.cols("adversarial_accuracy_same", same),
@@ -170,7 +117,7 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         tail, head = order[: len(order) // 2], order[len(order) // 2:]
         tail_m = mean_over_groups([per[j][2][0] for j in tail], [per[j][2][1] for j in tail])
         head_m = mean_over_groups([per[j][2][0] for j in head], [per[j][2][1] for j in head])
-        summary.append({"profile": model, "spearman_rho_count_vs_adversarial_accuracy": float(rho),
+        summary.append({"profile": model.name(s.classes), "spearman_rho_count_vs_adversarial_accuracy": float(rho),
                         "spearman_p": float(p), "tail_classes": ",".join(per[j][0] for j in tail),
                         **q.cols("tail_minus_head_adversarial_accuracy", _diff(tail_m, head_m)),
                         "test": "Spearman rank correlation over classes; tail - head: two-level bootstrap "
@@ -183,34 +130,31 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
     defended under-sampled model and of the balanced model; the gap balanced - under
     before and after; how much of it the defence closes; the cost in clean accuracy."""
     s = q.s
-    by_def: dict[str, list[str]] = {}
+    by_def: dict[str, list[Scenario]] = {}
     for m in s.models("defences"):
-        if "+" in m and not m.startswith("balanced"):
-            by_def.setdefault(m.split("+")[1], []).append(m)
-    from advimb.config.sections import DEFENCES
-
+        if m.defence and m.kind != "balanced":
+            by_def.setdefault(m.defence, []).append(m)
     rows, summary = [], []
     for d, models in sorted(by_def.items(), key=lambda kv: DEFENCES.index(kv[0])):
         ests: dict[str, list] = {k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended",
                                                   "closed", "defended_balanced")}
         for model in models:
-            cls = model.split("+")[0].split(":")[1]
-            plain = f"under:{cls}"
+            cls, plain, defended_bal = s.classes[model.target], Scenario("under", model.target), Scenario(
+                "balanced", defence=d)
             e = {"under": q.acc(plain, plain, cls), "defended": q.acc(model, model, cls),
-                 "balanced": q.acc("balanced", "balanced", cls),
-                 "defended_balanced": q.acc(f"balanced+{d}", f"balanced+{d}", cls)}
+                 "balanced": q.acc(BALANCED, BALANCED, cls), "defended_balanced": q.acc(defended_bal, defended_bal, cls)}
             e["gap_plain"], e["gap_defended"] = _diff(e["balanced"], e["under"]), _diff(e["balanced"], e["defended"])
             e["closed"] = _diff(e["defended"], e["under"])
             for k in ests:
                 ests[k].append(e[k])
-            rows.append({"defence": d, "class": cls, "model": model,
+            rows.append({"defence": d, "class": cls, "model": model.name(s.classes),
                          **q.cols("under_adversarial_accuracy", e["under"]),
                          **q.cols("defended_adversarial_accuracy", e["defended"]),
                          **q.cols("balanced_adversarial_accuracy", e["balanced"]),
                          **q.cols("defended_balanced_adversarial_accuracy", e["defended_balanced"]),
                          **q.cols("gap_plain", e["gap_plain"]), **q.cols("gap_defended", e["gap_defended"]),
                          **q.cols("gap_closed", e["closed"]),
-                         **q.cols("defended_transfer_accuracy", q.acc(model, "balanced", cls)),
+                         **q.cols("defended_transfer_accuracy", q.acc(model, BALANCED, cls)),
                          **q.cols("under_clean_accuracy_attacked_images", q.acc(plain, plain, cls, "clean")),
                          **q.cols("defended_clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
                          "under_clean_accuracy_full_test_set": s.clean_accuracy(plain),
@@ -272,11 +216,11 @@ def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
     """Write the experiments' tables (those that ran); return (their summaries for
     ``summary.json``, their rows by table name)."""
     run_dir = Path(run_dir)
-    if not any((r / "experiments").is_dir() for r in replicate_roots(run_dir)):
+    if not any((lay.root / "experiments").is_dir() for lay in RunLayout(run_dir).replicates()):
         return {}, {}
-    store = Store(run_dir)
+    store = Outcomes(run_dir)
     q = Quantities(store, Bootstrap(n_boot=n_boot, seed=0))
-    out = run_dir / "tables"
+    out = RunLayout(run_dir).tables
     summary: dict[str, Any] = {}
     tables = {}
     sweep = imbalance_sweep(q)
@@ -295,5 +239,5 @@ def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
         cols = list(dict.fromkeys(k for r in rows for k in r))
         artifacts.write_text(out / f"{name}.csv", artifacts.csv_text([{k: r.get(k, "") for k in cols} for r in rows], cols))
         sources[name] = sorted(store.used)
-    summary["experiments"] = {"tables": sorted(tables), "seeds": len(store.roots), "n_boot": n_boot}
+    summary["experiments"] = {"tables": sorted(tables), "seeds": len(store.layouts), "n_boot": n_boot}
     return summary, tables

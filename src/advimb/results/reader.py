@@ -22,7 +22,9 @@ import numpy as np
 from advimb import artifacts
 from advimb.config.io import from_dict, load_toml
 from advimb.config.sections import ExperimentConfig
+from advimb.data.imbalance import Scenario, parse_scenario, target_classes
 from advimb.errors import UserError
+from advimb.layout import EXPERIMENTS, GRID, RunLayout, slug
 
 #: Table 1's columns: (column name, model kind, gradient)
 TABLE1_COLUMNS = (
@@ -114,7 +116,7 @@ class GridResults:
 
 def read_config(run_dir: Path) -> ExperimentConfig | None:
     """The run's resolved config, or None when ``config.toml`` is missing or unreadable."""
-    path = Path(run_dir) / "config.toml"
+    path = RunLayout(run_dir).config
     if not path.exists():
         return None
     try:
@@ -123,57 +125,37 @@ def read_config(run_dir: Path) -> ExperimentConfig | None:
         return None
 
 
-def replicate_root(run_dir: Path, k: int) -> Path:
-    """Where replicate ``k``'s artifacts live (0: the run folder itself)."""
-    return Path(run_dir) / "replicates" / str(k) if k else Path(run_dir)
-
-
-def replicate_roots(run_dir: Path) -> list[Path]:
-    """The run folder and its replicates' folders (``experiments.seeds``) that hold results."""
-    run_dir = Path(run_dir)
-    reps = sorted((p for p in (run_dir / "replicates").glob("*") if p.name.isdigit() and (p / "eval").is_dir()),
-                  key=lambda p: int(p.name))
-    return [run_dir, *reps]
-
-
-def _slug(model: str) -> str:
-    return model.replace(":", "-")
-
-
-def _read_replicate(root: Path, base: Path) -> tuple[tuple[str, ...] | None, dict, dict]:
+def _read_replicate(layout: RunLayout) -> tuple[tuple[str, ...] | None, dict, dict]:
     cells: dict[tuple[str, str, str], Cell] = {}
     classes = None
-    for f in sorted((root / "eval" / "attack").glob("*.json")):
+    for f in layout.attacks(GRID):
         d = artifacts.read_json(f)
         classes = tuple(d["classes"])
         npz = f.with_suffix(".npz")
         with np.load(npz) as z:
             for c in d["combinations"]:
-                slug = _slug(c["evaluated_model"])
+                s = slug(c["evaluated_model"])
                 cells[(c["class"], c["model_kind"], c["gradient"])] = Cell(
-                    z[f"pred_clean__{slug}"].astype(np.int64), z[f"pred_adv__{slug}"].astype(np.int64),
-                    str(npz.relative_to(base)), c)
+                    z[f"pred_clean__{s}"].astype(np.int64), z[f"pred_adv__{s}"].astype(np.int64), layout.rel(npz), c)
     clean = {}
-    for f in sorted((root / "eval" / "clean").glob("*.json")):
+    for f in layout.cleans():
         d = artifacts.read_json(f)
         classes = classes or tuple(d["classes"])
-        clean[d["model"]] = CleanEval(np.asarray(d["confusion"], dtype=np.int64), str(f.relative_to(base)))
+        clean[d["model"]] = CleanEval(np.asarray(d["confusion"], dtype=np.int64), layout.rel(f))
     return classes, cells, clean
 
 
 def load_grid(run_dir: str | Path) -> GridResults:
     """Read the paper grid's results of every seed; raise :class:`UserError` when the run
     holds none, or when any combination or clean evaluation the config asks for is missing."""
-    from advimb.data.imbalance import target_classes
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
+    layout = RunLayout(run_dir)
     cfg = read_config(run_dir)
-    manifest_path = run_dir / "manifest.json"
-    manifest = artifacts.read_json(manifest_path) if manifest_path.exists() else {}
-    n_seeds = cfg.experiments.seeds if cfg else len(replicate_roots(run_dir))
-    reps = [_read_replicate(replicate_root(run_dir, k), run_dir) for k in range(n_seeds)]
+    manifest = artifacts.read_json(layout.manifest) if layout.manifest.exists() else {}
+    n_seeds = cfg.experiments.seeds if cfg else len(layout.replicates())
+    reps = [_read_replicate(layout.of(k)) for k in range(n_seeds)]
     classes = next((c for c, _, _ in reps if c), None)
     if classes is None or not reps[0][1]:
         raise UserError(f"{run_dir} holds no evaluation results yet; run `advimb run` into it first")
@@ -197,7 +179,7 @@ def load_grid(run_dir: str | Path) -> GridResults:
             if model in clean:
                 res.clean.setdefault(model, []).append(clean[model])
             else:
-                missing.append(f"clean evaluation of {model} (eval/clean/{_slug(model)}.json){where}")
+                missing.append(f"clean evaluation of {model} ({layout.of(k).rel(layout.of(k).clean(slug(model)))})")
     if missing:
         argv = (manifest.get("invocations") or [{}])[-1].get("argv")
         how = f" ({' '.join(argv)})" if argv else ""
@@ -206,3 +188,68 @@ def load_grid(run_dir: str | Path) -> GridResults:
             f"(first: {'; '.join(missing[:3])}); finish it with the command that made it{how}, which continues "
             "where it stopped - tables and report need every class, rather than averages over fewer")
     return res
+
+
+class Outcomes:
+    """Per-image predictions of every stored combination - the grid's and the experiments' -
+    per replicate, found by (evaluated scenario, gradient scenario, class); each npz is read
+    once, when first asked for, and every artifact read is recorded in ``used``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.layout = RunLayout(run_dir)
+        self.layouts = self.layout.replicates()
+        self.index: list[dict[tuple[Scenario, Scenario, str], Path]] = []
+        self.clean: list[dict[Scenario, tuple[float, Path]]] = []
+        self.classes: tuple[str, ...] = ()
+        self.folders: dict[Scenario, str] = {}
+        self.used: set[str] = set()
+        for lay in self.layouts:
+            idx = {}
+            for folder in (GRID, *EXPERIMENTS.values()):
+                for f in lay.attacks(folder):
+                    d = artifacts.read_json(f)
+                    self.classes = tuple(d["classes"])
+                    for c in d["combinations"]:
+                        ev = parse_scenario(c["evaluated_model"], self.classes)
+                        idx[(ev, parse_scenario(c["gradient_model"], self.classes), c["class"])] = f.with_suffix(".npz")
+                        if lay.replicate == 0:
+                            self.folders.setdefault(ev, folder)
+            self.index.append(idx)
+            self.clean.append({parse_scenario(d["model"], tuple(d["classes"])): (100 * d["accuracy"], f)
+                               for f in lay.cleans() for d in [artifacts.read_json(f)]})
+        self._npz: dict[Path, dict[str, np.ndarray]] = {}
+
+    def models(self, experiment: str) -> list[Scenario]:
+        """The models evaluated in an experiment's folder (``EXPERIMENTS``), in name order."""
+        return sorted((s for s, f in self.folders.items() if f == EXPERIMENTS[experiment]),
+                      key=lambda s: s.name(self.classes))
+
+    def counts(self, s: Scenario) -> list[int] | None:
+        """Training images per class of ``s`` (its ``scenarios/<slug>.json``)."""
+        f = self.layout.scenario(s.slug(self.classes), "json")
+        if not f.exists():
+            return None
+        self.used.add(self.layout.rel(f))
+        return [int(v) for v in artifacts.read_json(f)["counts"].values()]
+
+    def values(self, evaluated: Scenario, gradient: Scenario, cls: str, which: str = "adv") -> list[np.ndarray] | None:
+        """100 * (prediction == ``cls``) per attacked image, one array per replicate; None
+        when a replicate lacks the combination."""
+        out = []
+        for idx in self.index:
+            path = idx.get((evaluated, gradient, cls))
+            if path is None:
+                return None
+            if path not in self._npz:
+                with np.load(path) as z:
+                    self._npz[path] = {k: z[k] for k in z.files if k.startswith("pred_")}
+            self.used.add(self.layout.rel(path))
+            pred = self._npz[path][f"pred_{which}__{evaluated.slug(self.classes)}"]
+            out.append(100.0 * (pred == self.classes.index(cls)))
+        return out
+
+    def clean_accuracy(self, s: Scenario) -> float:
+        """Overall clean test accuracy (%), mean over replicates (NaN unless every one has it)."""
+        found = [c[s] for c in self.clean if s in c]
+        self.used.update(self.layout.rel(f) for _, f in found)
+        return float(np.mean([a for a, _ in found])) if len(found) == len(self.clean) else float("nan")

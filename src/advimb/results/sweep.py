@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from advimb import artifacts
+from advimb.layout import RunLayout
 from advimb.results.reader import TABLE1_COLUMNS
 
 
@@ -22,7 +23,7 @@ def _mean(xs: list[float]) -> float:
 def load_sweep(run_dir: Path) -> list[dict[str, Any]]:
     """Every combination of every sweep point (``sweep/<attack>-eps<eps>/*.json``)."""
     rows = []
-    for f in sorted(Path(run_dir).glob("sweep/*/*.json")):
+    for f in RunLayout(run_dir).sweeps():
         d = artifacts.read_json(f)
         for c in d["combinations"]:
             rows.append({**c, "attack": d["attack"]["name"], "eps": d["attack"]["eps"],
@@ -78,7 +79,7 @@ def build_sweep_tables(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[s
     rows = load_sweep(run_dir)
     if not rows:
         return [], []
-    out = Path(run_dir) / "tables"
+    out = RunLayout(run_dir).tables
     cols = ["attack", "eps", "class", "model_kind", "gradient", "evaluated_model", "gradient_model", "n",
             "clean_accuracy", "adversarial_accuracy", "n_clean_correct", "success_rate",
             "min_eps_max", "min_eps_mean", "min_eps_median", "min_eps_flippable_share", "source"]

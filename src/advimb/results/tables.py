@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from advimb import artifacts
+from advimb.layout import RunLayout
 from advimb.results.experiment_tables import build_experiment_tables
 from advimb.results.metrics import GridMetrics
 from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name
@@ -107,7 +108,7 @@ def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, An
     n_boot = N_BOOT  # fixed: the tables of a run never depend on who built them last
     m = GridMetrics(res, Bootstrap(n_boot=n_boot, seed=0))
     t = compute_tables(m)
-    out = run_dir / "tables"
+    out = RunLayout(run_dir).tables
     method = interval_method(n_boot, res.seeds)
     attack_src, clean_src = res.attack_sources(), res.clean_sources()
     sources: dict[str, list[str]] = {"table1": attack_src, "clean_target_accuracy": clean_src,
@@ -239,8 +240,9 @@ def tables_readme(res: GridResults, method: str, names: list[str]) -> str:
 def format_summary(run_dir: Path) -> str:
     """Table 1 and the orderings as text for the terminal."""
     run_dir = Path(run_dir)
-    md = (run_dir / "tables" / "table1.md").read_text()
-    s = artifacts.read_json(run_dir / "tables" / "summary.json")
+    tables = RunLayout(run_dir).tables
+    md = (tables / "table1.md").read_text()
+    s = artifacts.read_json(tables / "summary.json")
     o = s["orderings"]
     lines = [md]
     if s.get("balanced_clean_accuracy") is not None:

@@ -21,10 +21,9 @@ from advimb.config.sections import ExperimentConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import Scenario, parse_class, target_classes
 from advimb.errors import UserError
+from advimb.layout import EXPERIMENTS
 
 ADVERSARIAL = ("fgsm_at", "pgd_at")
-#: folder (under the run or replicate folder) of each experiment's attack results
-FOLDERS = {"counts": "experiments/counts", "long_tail": "experiments/long_tail", "defences": "experiments/defences"}
 
 
 def replicate_seed(seed: int, k: int) -> int:
@@ -99,7 +98,7 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
     attacks: list[dict[str, Any]] = []
 
     def add(grad: Scenario, target: int, evaluated: tuple[Scenario, ...], folder: str) -> None:
-        attacks.append({"gradient": grad, "target": target, "evaluated": evaluated, "subdir": FOLDERS[folder]})
+        attacks.append({"gradient": grad, "target": target, "evaluated": evaluated, "subdir": EXPERIMENTS[folder]})
 
     for c, lst in count_scenarios(config, classes).items():
         scenarios += lst

@@ -11,6 +11,7 @@ from advimb.config.sections import ExperimentConfig
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
 from advimb.devices import resolve_device
+from advimb.layout import sweep_folder
 from advimb.models import build_model
 from advimb.study.jobs.base import Job
 from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalJob
@@ -80,7 +81,7 @@ def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, fl
             cfg = dataclasses.replace(config, attack=dataclasses.replace(config.attack, name=name, eps=eps))
             # the minimal eps does not depend on the sweep's eps: search once, at the largest
             me = eps if sw.min_eps and name == "fgsm" and eps == max(sw.epsilons) else 0.0
-            out.append((cfg, f"sweep/{name}-eps{eps:g}", me))
+            out.append((cfg, sweep_folder(name, eps), me))
     return out
 
 

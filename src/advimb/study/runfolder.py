@@ -1,17 +1,8 @@
-"""The run folder: resolved config, manifest (versions, commit, device, seeds, dataset
-fingerprint, times) and the check that a rerun into a folder continues the same study.
-
-Layout::
-
-    config.toml              resolved config (rerun with --config to repeat the study)
-    manifest.json            provenance; one entry in "invocations" per command run
-    scenarios/<slug>.npz     chosen training indices (indices, train, val) + <slug>.json counts
-    models/<slug>/           weights.pt, history.csv, meta.json (job marker)
-    eval/clean/<slug>.json   clean accuracy, confusion matrix (+ .npz predictions)
-    eval/attack/<grad>__<class>.json   combinations (+ .npz per-image predictions, examples)
-    tables/                  derived tables (see tables.py)
+"""The run folder's own records: the resolved config (``config.toml``), the manifest
+(versions, commit, device, seeds, dataset fingerprint, every invocation and its status) and
+the checks that a rerun into a folder continues the same study. Where each artifact lives is
+:class:`advimb.layout.RunLayout`'s to say.
 """
-
 from __future__ import annotations
 
 import datetime as dt
@@ -25,6 +16,7 @@ from advimb import __version__, artifacts
 from advimb.config.io import dump_toml, from_dict, load_toml
 from advimb.config.sections import ExperimentConfig
 from advimb.errors import UserError
+from advimb.layout import RunLayout
 
 
 def now() -> str:
@@ -66,7 +58,7 @@ def check_run_folder(out: str | Path, cfg: ExperimentConfig, fingerprint: str) -
     ``fingerprint``: a writable (or creatable) folder, empty or holding the same study (same
     science config, same data). Raises :class:`UserError`; returns the folder's path."""
     run_dir = artifacts.check_writable_dir(out)
-    cfg_path = run_dir / "config.toml"
+    cfg_path = RunLayout(run_dir).config
     if cfg_path.exists():
         try:
             old = from_dict(ExperimentConfig, load_toml(cfg_path)).science_dict()
@@ -87,7 +79,7 @@ def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
     """Create or reopen run folder ``out`` and write ``cfg`` into it (after
     :func:`check_run_folder` has passed, and every other check)."""
     run_dir = artifacts.ensure_writable_dir(out)
-    artifacts.write_text(run_dir / "config.toml", dump_toml(cfg))
+    artifacts.write_text(RunLayout(run_dir).config, dump_toml(cfg))
     return run_dir
 
 
@@ -97,7 +89,7 @@ def close_stale_invocations(run_dir: Path) -> tuple[list[str], bool]:
     files such a process left behind; returns (their ids, whether another invocation still
     runs). An invocation whose process still runs on this machine is left alone, and then
     so are the temporary files (they may be its writes in progress)."""
-    path = Path(run_dir) / "manifest.json"
+    path = RunLayout(run_dir).manifest
     if not path.exists():
         return [], False
     m = artifacts.read_json(path)
@@ -153,7 +145,7 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``manifest.json`` (``invocation`` is appended to a list)."""
-    path = Path(run_dir) / "manifest.json"
+    path = RunLayout(run_dir).manifest
     m = artifacts.read_json(path) if path.exists() else {"created": now(), "invocations": []}
     inv = fields.pop("invocation", None)
     if inv is not None:
@@ -168,7 +160,7 @@ def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
 
 
 def check_dataset(run_dir: Path, fingerprint: str) -> None:
-    path = Path(run_dir) / "manifest.json"
+    path = RunLayout(run_dir).manifest
     if path.exists():
         old = artifacts.read_json(path).get("dataset", {}).get("fingerprint")
         if old and old != fingerprint:

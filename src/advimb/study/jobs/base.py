@@ -26,11 +26,9 @@ from advimb.config.seeds import stable_hash
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import Scenario
 from advimb.data.sources import load_dataset
+from advimb.layout import RunLayout
+from advimb.log import log
 from advimb.models import build_model
-
-
-def model_dir(run_dir: Path, slug: str) -> Path:
-    return Path(run_dir) / "models" / slug
 
 
 @functools.lru_cache(maxsize=2)
@@ -47,15 +45,43 @@ def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
     return _device_arrays(ds.fingerprint, str(device), ds)
 
 
-def load_weights(cfg: ExperimentConfig, ds: Dataset, run_dir: Path, slug: str,
+def load_weights(cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: str,
                  device: torch.device) -> torch.nn.Module:
     model = build_model(cfg.model, ds.num_classes, ds.image_shape)
-    state = torch.load(model_dir(run_dir, slug) / "weights.pt", map_location=device, weights_only=True)
+    state = torch.load(layout.model(slug) / "weights.pt", map_location=device, weights_only=True)
     model.load_state_dict(state)
     model.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
     return model.eval()
+
+
+class Checkpoint:
+    """The resume helper of every training job: a ``train_state.pt`` saved after each epoch
+    (atomically, with the job's key and any ``tags``), loaded back only when it is that job's
+    (same key and tags); a partial or foreign file is ignored and training starts again."""
+
+    def __init__(self, path: Path, key: str, **tags: Any) -> None:
+        self.path, self.stamp = Path(path), {"job_key": key, **tags}
+
+    def load(self, device: torch.device, name: str) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception:  # a partial or foreign file: start again
+            return None
+        if any(state.get(k) != v for k, v in self.stamp.items()):
+            return None
+        log(f"resuming {name} after epoch {state['epoch']} (checkpoint {self.path})")
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        with artifacts.atomic_path(self.path) as tmp:
+            torch.save({**state, **self.stamp}, tmp)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 class ArtifactRace(RuntimeError):
@@ -75,9 +101,9 @@ class Job:
 
     kind = "job"
 
-    def root(self, run_dir: Path) -> Path:
+    def layout(self, run_dir: Path) -> RunLayout:
         """Where this job's replicate keeps its artifacts."""
-        return Path(run_dir) / "replicates" / str(self.replicate) if self.replicate else Path(run_dir)
+        return RunLayout(run_dir, self.replicate)
 
     @property
     def tag(self) -> str:

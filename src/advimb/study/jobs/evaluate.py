@@ -27,6 +27,7 @@ from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
 from advimb.devices import auto_batch, resolve_device
+from advimb.layout import GRID
 from advimb.study.jobs.base import GroupJob, Job, device_arrays, load_weights
 
 
@@ -48,13 +49,13 @@ class CleanEvalJob(Job):
         return {"scenario": self.scenario.name(self.classes), "model_key": self.model_key}
 
     def marker(self, run_dir: Path) -> Path:
-        return self.root(run_dir) / "eval" / "clean" / f"{self.scenario_slug(self.scenario)}.json"
+        return self.layout(run_dir).clean(self.scenario_slug(self.scenario))
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         cfg = self.config
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
-        model = load_weights(cfg, ds, self.root(run_dir), self.scenario_slug(self.scenario), device)
+        model = load_weights(cfg, ds, self.layout(run_dir), self.scenario_slug(self.scenario), device)
         idx = np.arange(len(ds.y_test))  # the full test set, whatever eval.test_per_class says
         arr = device_arrays(ds, device)
         pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], auto_batch(cfg.eval.batch_size, device),
@@ -76,7 +77,7 @@ class AttackJob(Job):
     target: int = 0
     evaluated: tuple[Scenario, ...] = ()
     model_keys: tuple[str, ...] = ()
-    subdir: str = "eval/attack"
+    subdir: str = GRID
     min_eps_max: float = 0.0
     kind = "attack"
 
@@ -103,8 +104,7 @@ class AttackJob(Job):
         return derive_seed(self.config.seed, "attack", self.gradient.name(self.classes), self.target)
 
     def marker(self, run_dir: Path) -> Path:
-        return (self.root(run_dir) / self.subdir
-                / f"{self.scenario_slug(self.gradient)}__{self.classes[self.target]}.json")
+        return self.layout(run_dir).attack(self.subdir, self.scenario_slug(self.gradient), self.classes[self.target])
 
     def test_indices(self, ds: Dataset) -> np.ndarray:
         idx = eval_subset(ds, self.config.eval.test_per_class)
@@ -171,7 +171,7 @@ class ModelCache:
 
     def get(self, s: Scenario) -> torch.nn.Module:
         if s not in self.models:
-            self.models[s] = load_weights(self.job.config, self.ds, self.job.root(self.run_dir),
+            self.models[s] = load_weights(self.job.config, self.ds, self.job.layout(self.run_dir),
                                           self.job.scenario_slug(s), self.device)
         return self.models[s]
 
@@ -243,7 +243,7 @@ class AttackGroupJob(GroupJob):
         return f"attack {len(self.members)} jobs ({self.members[0].subdir}){self.tag}"
 
     def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return self.root(run_dir) / self.members[0].subdir / f"_group-{self.key}.json"
+        return self.layout(run_dir).root / self.members[0].subdir / f"_group-{self.key}.json"
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         todo = self.todo(run_dir)

@@ -19,9 +19,8 @@ from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import Scenario, class_counts, select_indices, stratified_split
 from advimb.devices import resolve_device
-from advimb.log import log
 from advimb.models import build_model
-from advimb.study.jobs.base import GroupJob, Job, device_arrays, model_dir
+from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
 from advimb.training.fit import fit
 from advimb.training.regimes import Regime, balanced_weights
 
@@ -70,7 +69,7 @@ class TrainJob(Job):
         return Regime()
 
     def marker(self, run_dir: Path) -> Path:
-        return model_dir(self.root(run_dir), self.scenario_slug(self.scenario)) / "meta.json"
+        return self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "meta.json"
 
     def seeds(self) -> dict[str, int]:
         # a defended model shares data, split, initialisation and order with its undefended
@@ -98,10 +97,9 @@ class TrainJob(Job):
         """Select and store the scenario's indices; build the initial model."""
         cfg = self.config
         sel = self.select(ds)
-        slug = self.scenario_slug(self.scenario)
-        scen_dir = self.root(run_dir) / "scenarios"
-        artifacts.write_npz(scen_dir / f"{slug}.npz", indices=sel["indices"], train=sel["train"], val=sel["val"])
-        artifacts.write_json(scen_dir / f"{slug}.json", {
+        slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
+        artifacts.write_npz(layout.scenario(slug), indices=sel["indices"], train=sel["train"], val=sel["val"])
+        artifacts.write_json(layout.scenario(slug, "json"), {
             "scenario": self.scenario.name(ds.classes), "counts": dict(zip(ds.classes, sel["counts"])),
             "n_selected": len(sel["indices"]), "n_train": len(sel["train"]), "n_val": len(sel["val"]),
             "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
@@ -134,8 +132,8 @@ class TrainJob(Job):
                seconds: float, stacked: int = 1) -> dict[str, Any]:
         """Write the trained model's artifacts and the job marker."""
         cfg = self.config
-        slug = self.scenario_slug(self.scenario)
-        mdir = model_dir(self.root(run_dir), slug)
+        slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
+        mdir = layout.model(slug)
         weights = mdir / "weights.pt"
         with artifacts.atomic_path(weights) as tmp:
             torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
@@ -152,7 +150,7 @@ class TrainJob(Job):
                 "replicate": self.replicate, "device": str(device),
                 "torch_threads": torch.get_num_threads(),
                 "stacked_with": stacked, "seconds": seconds}
-        self._finish(run_dir, info, [weights, mdir / "history.csv", self.root(run_dir) / "scenarios" / f"{slug}.npz"])
+        self._finish(run_dir, info, [weights, mdir / "history.csv", layout.scenario(slug)])
         return info
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -162,27 +160,12 @@ class TrainJob(Job):
         prep = self.prepare(run_dir, ds, device)
         arr = device_arrays(ds, device)
         x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
-        mdir = model_dir(self.root(run_dir), self.scenario_slug(self.scenario))
-        state_path = mdir / "train_state.pt"
-        resume = None
-        if state_path.exists():
-            try:
-                st = torch.load(state_path, map_location=device, weights_only=True)
-                resume = st if st.get("job_key") == self.key else None
-            except Exception:  # a partial or foreign file: start this model again
-                resume = None
-        if resume is not None:
-            log(f"resuming {self.name} after epoch {resume['epoch']} (checkpoint {state_path})")
-
-        def checkpoint(state: dict[str, Any]) -> None:
-            with artifacts.atomic_path(state_path) as tmp:
-                torch.save({**state, "job_key": self.key}, tmp)
-
+        ckpt = Checkpoint(self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "train_state.pt", self.key)
         result = fit(prep["model"], (x_tr, y_tr), prep["val"], cfg.train, seed=self.seeds()["train"],
-                     augment=prep["augment"], regime=prep["regime"], resume=resume, on_epoch_end=checkpoint,
-                     desc=self.name, progress=progress)
+                     augment=prep["augment"], regime=prep["regime"], resume=ckpt.load(device, self.name),
+                     on_epoch_end=ckpt.save, desc=self.name, progress=progress)
         info = self.finish(run_dir, ds, prep, result, device, time.time() - t0)
-        state_path.unlink(missing_ok=True)
+        ckpt.remove()
         return info
 
 
@@ -199,7 +182,7 @@ class TrainGroupJob(GroupJob):
         return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind}){self.tag}"
 
     def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return model_dir(self.root(run_dir), f"_stack-{self.key}") / "meta.json"
+        return self.layout(run_dir).stack(self.key) / "meta.json"
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         from advimb.training.stacked import fit_stacked
@@ -210,29 +193,16 @@ class TrainGroupJob(GroupJob):
         device = resolve_device(cfg.train.device)
         preps = [m.prepare(run_dir, ds, device) for m in todo]
         arr = device_arrays(ds, device)
-        state_path = model_dir(self.root(run_dir), f"_stack-{self.key}") / "train_state.pt"
-        resume = None
-        if state_path.exists():
-            try:
-                st = torch.load(state_path, map_location=device, weights_only=True)
-                ok = st.get("job_key") == self.key and st.get("todo") == [m.key for m in todo]
-                resume = st if ok else None
-            except Exception:  # a partial or foreign file: start again
-                resume = None
-        if resume is not None:
-            log(f"resuming {self.name} after epoch {resume['epoch']} (checkpoint {state_path})")
-
-        def checkpoint(state: dict[str, Any]) -> None:
-            with artifacts.atomic_path(state_path) as tmp:
-                torch.save({**state, "job_key": self.key, "todo": [m.key for m in todo]}, tmp)
-
+        # the checkpoint is this group's only while the same members are unfinished
+        ckpt = Checkpoint(self.layout(run_dir).stack(self.key) / "train_state.pt", self.key,
+                          todo=[m.key for m in todo])
         results = fit_stacked(
             [p["model"] for p in preps], arr["x_train"], arr["y_train"], [p["train_idx"] for p in preps],
             [p["val"] for p in preps], cfg.train, seeds=[m.seeds()["train"] for m in todo],
-            augment=[p["augment"] for p in preps], on_epoch_end=checkpoint, resume=resume,
+            augment=[p["augment"] for p in preps], on_epoch_end=ckpt.save, resume=ckpt.load(device, self.name),
             desc=self.name, progress=progress)
         secs = time.time() - t0
         infos = [m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
                  for m, p, r in zip(todo, preps, results)]
-        state_path.unlink(missing_ok=True)
+        ckpt.remove()
         return {"members": [i["scenario"] for i in infos], "seconds": secs}
