@@ -16,6 +16,7 @@ from advimb.config.presets import resolve_config
 from advimb.config.seeds import derive_seed, stable_hash
 from advimb.data.imbalance import select_indices, stratified_split
 from advimb.data.sources import load_dataset
+from advimb.devices import resolve_runtime
 from advimb.study.plan import plan
 
 
@@ -48,7 +49,7 @@ def smoke_data():
 
 
 def _keys(cfg, ds) -> dict[tuple[str, str, str], str]:
-    return {(type(j).__name__, j.name, getattr(j, "subdir", "")): j.key for j in plan(cfg, ds)}
+    return {(type(j).__name__, j.name, getattr(j, "subdir", "")): j.key for j in plan(resolve_runtime(cfg), ds)}
 
 
 def test_the_synthetic_dataset_golden(smoke_data):

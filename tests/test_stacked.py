@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from advimb.config.sections import ModelConfig, TrainConfig
+from advimb.devices import resolve_runtime
 from advimb.models import build_model
 from advimb.training.fit import fit
 from advimb.training.stacked import fit_stacked
@@ -80,7 +81,7 @@ def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
 
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on"))
     ds = load_dataset(cfg.data)
-    groups = [j for j in plan(cfg, ds) if isinstance(j, TrainGroupJob)]
+    groups = [j for j in plan(resolve_runtime(cfg), ds) if isinstance(j, TrainGroupJob)]
     assert sorted(len(g.members) for g in groups) == [10, 10]
     res = run_study(cfg, tmp_path / "run", progress=False)
     run = Path(res["run_dir"])
@@ -128,8 +129,8 @@ def test_interrupted_stacked_group_resumes_in_the_study(smoke_cfg, tmp_path, mon
     import json
     from pathlib import Path
 
-    from advimb.training import stacked
     from advimb.study.run import run_study
+    from advimb.training import stacked
 
     cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on", max_epochs=4,
                                                                    patience=4))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from advimb.devices import resolve_runtime
 from advimb.study.run import run_study
 
 TABLES = ["table1.csv", "table1.md", "clean_target_accuracy.csv", "relative_difference.csv",
@@ -166,7 +167,7 @@ def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
 
     cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=mode),
                               executor=dataclasses.replace(smoke_cfg.executor, name=executor))
-    jobs = plan(cfg, load_dataset(cfg.data))
+    jobs = plan(resolve_runtime(cfg), load_dataset(cfg.data))
     # grouped: the 30 attack jobs (50 combinations) are one AttackGroupJob
     assert len(jobs) == 21 + 21 + (1 if grouped else 30)
     assert sum(len(j.parts()) for j in jobs) == 72
@@ -194,7 +195,7 @@ def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_
 
     cfg = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
                               eval=dataclasses.replace(smoke_cfg.eval, group_attacks="off"))
-    jobs = [j for j in plan(cfg, load_dataset(cfg.data)) if isinstance(j, AttackJob)]
+    jobs = [j for j in plan(resolve_runtime(cfg), load_dataset(cfg.data)) if isinstance(j, AttackJob)]
     runs = {}
     for mode in ("single", "grouped"):
         run = tmp_path / mode
@@ -284,7 +285,7 @@ def test_a_file_replaced_by_a_duplicate_task_is_caught(smoke_run, smoke_cfg, tmp
 
     run = tmp_path / "copy"
     shutil.copytree(smoke_run["run_dir"], run)
-    job = next(j for j in plan(smoke_cfg, load_dataset(smoke_cfg.data)) if isinstance(j, CleanEvalJob))
+    job = next(j for j in plan(resolve_runtime(smoke_cfg), load_dataset(smoke_cfg.data)) if isinstance(j, CleanEvalJob))
     npz = job.marker(run).with_suffix(".npz")
     real = artifacts.write_json
 

@@ -75,12 +75,32 @@ def auto_batch(batch_size: int, device: torch.device) -> int:
 
 
 def resolve_runtime(cfg: Any) -> Any:
-    """``cfg`` (an ExperimentConfig) with ``train.precision`` resolved for its device."""
+    """``cfg`` (an ExperimentConfig) with every ``auto`` and every runtime setting resolved,
+    once, where the jobs run (the executor calls this on a worker): the device (``auto`` ->
+    ``cuda`` or ``cpu``), ``train.precision``, ``train.stack`` (on for CUDA), ``train.threads``
+    (0 -> this process's torch threads), ``eval.group_attacks`` (on with the local executor,
+    off with Dask: one task per attack job), and the batch sizes (0 -> ``AUTO_BATCH``). Jobs and
+    ``plan`` read these values and resolve nothing themselves; ``config.toml`` records them."""
     device = resolve_device(cfg.train.device)
-    precision = resolve_precision(cfg.train.precision, device)
-    if precision == cfg.train.precision:
-        return cfg
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision))
+    train = dataclasses.replace(
+        cfg.train, device=str(device), precision=resolve_precision(cfg.train.precision, device),
+        stack=cfg.train.stack if cfg.train.stack != "auto" else ("on" if device.type == "cuda" else "off"),
+        threads=cfg.train.threads or torch.get_num_threads())
+    grouped = cfg.eval.group_attacks
+    if grouped == "auto":
+        grouped = "off" if cfg.executor.name == "dask" else "on"
+    ev = dataclasses.replace(cfg.eval, group_attacks=grouped, batch_size=auto_batch(cfg.eval.batch_size, device))
+    attack = dataclasses.replace(cfg.attack, batch_size=auto_batch(cfg.attack.batch_size, device))
+    return dataclasses.replace(cfg, train=train, eval=ev, attack=attack)
+
+
+def check_resolved(cfg: Any) -> None:
+    """A bug, not bad input, when a config reaches planning or a job without its runtime settings
+    resolved (:func:`resolve_runtime`)."""
+    if "auto" in (cfg.train.device, cfg.train.precision, cfg.train.stack, cfg.eval.group_attacks) or not (
+            cfg.eval.batch_size and cfg.attack.batch_size and cfg.train.threads):
+        raise ValueError("this config's runtime settings are not resolved; pass it through "
+                         "advimb.devices.resolve_runtime first")
 
 
 def describe(device: torch.device) -> dict[str, Any]:

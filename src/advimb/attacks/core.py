@@ -8,7 +8,6 @@ it found; it never changes parameters or their ``.grad``.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from typing import Callable, Iterator
 
 import torch
@@ -18,13 +17,25 @@ from torch import nn
 from advimb.config.sections import default_step
 
 _REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
+_PARAMS: dict[str, tuple[str, ...]] = {}
+#: the settings every attack takes (fields of ``advimb.config.AttackConfig``)
+COMMON_PARAMS = ("eps", "direction", "grad_label", "target", "clip", "sign_zero")
 
 
-def register_attack(name: str):
+def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
+    """Register an attack function ``fn(model, x, y, **settings)`` under ``name``, declaring
+    once which ``attack.*`` settings it takes: they, and only they, are passed to it and make
+    up its job keys (an FGSM job's key does not change when ``attack.steps`` does)."""
     def deco(fn):
-        _REGISTRY[name] = fn
+        _REGISTRY[name], _PARAMS[name] = fn, tuple(params)
         return fn
     return deco
+
+
+def attack_params(name: str) -> tuple[str, ...]:
+    """The ``attack.*`` settings attack ``name`` declared."""
+    get_attack(name)
+    return _PARAMS[name]
 
 
 def list_attacks() -> list[str]:
@@ -140,7 +151,7 @@ def fgsm(
     return project(x_adv, x.detach(), eps, clip)
 
 
-@register_attack("bim")
+@register_attack("bim", COMMON_PARAMS + ("steps", "step_size"))
 def bim(
     model: nn.Module,
     x: torch.Tensor,
@@ -174,7 +185,7 @@ def bim(
     return x_adv
 
 
-@register_attack("pgd")
+@register_attack("pgd", COMMON_PARAMS + ("steps", "step_size", "random_start"))
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -196,9 +207,3 @@ def pgd(
         noise = torch.empty(x.shape, dtype=x.dtype, device=x.device if generator is None else generator.device)
         x_init = x.detach() + noise.uniform_(-eps, eps, generator=generator).to(x.device)
     return bim(model, x, y, eps=eps, steps=steps, step_size=step_size, x_init=x_init, **kwargs)
-
-
-def uses(attack: Callable[..., torch.Tensor], name: str) -> bool:
-    """Whether ``attack`` takes keyword ``name`` (so configs pass only what applies)."""
-    params = inspect.signature(attack).parameters
-    return name in params or (attack is pgd and name in inspect.signature(bim).parameters)

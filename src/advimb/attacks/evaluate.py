@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advimb.attacks.core import eval_mode, get_attack, uses
+from advimb.attacks.core import attack_params, eval_mode, get_attack
 from advimb.config.sections import AttackConfig
 from advimb.data.imbalance import parse_class
 from advimb.devices import to_float
@@ -57,28 +57,20 @@ def clean_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> d
 
 
 def attack_kwargs(cfg: AttackConfig, classes: tuple[str, ...]) -> dict[str, Any]:
-    """Keyword arguments of the attack function from the config (class names resolved),
-    only those the attack takes: FGSM ignores ``steps``, BIM ignores ``random_start``."""
-    attack = get_attack(cfg.name)
-    grad_label = None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes)
-    target = parse_class(cfg.target, classes) if cfg.target else None
-    kw = {"eps": cfg.eps, "direction": cfg.direction, "grad_label": grad_label, "target": target,
-          "clip": cfg.clip, "sign_zero": cfg.sign_zero, "steps": cfg.steps,
-          "step_size": cfg.step_size or None, "random_start": cfg.random_start}
-    return {k: v for k, v in kw.items() if uses(attack, k)}
+    """Keyword arguments of the attack function: the settings it declared
+    (:func:`advimb.attacks.core.attack_params`), class names resolved to indices."""
+    values = {"grad_label": None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes),
+              "target": parse_class(cfg.target, classes) if cfg.target else None,
+              "step_size": cfg.step_size or None}
+    return {k: values[k] if k in values else getattr(cfg, k) for k in attack_params(cfg.name)}
 
 
 def attack_spec(cfg: AttackConfig) -> dict[str, Any]:
-    """The attack settings that change its result (for job keys): an FGSM job's key does
-    not change when ``steps`` does."""
-    attack = get_attack(cfg.name)
-    d = {"name": cfg.name, "eps": cfg.eps, "direction": cfg.direction, "grad_label": cfg.grad_label,
-         "clip": cfg.clip, "sign_zero": cfg.sign_zero}
-    if cfg.target:
-        d["target"] = cfg.target
-    for k in ("steps", "step_size", "random_start"):
-        if uses(attack, k):
-            d[k] = getattr(cfg, k)
+    """The attack settings that change its result (for job keys): its name and the settings
+    it declared, as the config gives them (no ``target`` when untargeted)."""
+    d = {"name": cfg.name, **{k: getattr(cfg, k) for k in attack_params(cfg.name)}}
+    if not cfg.target:
+        d.pop("target")
     return d
 
 

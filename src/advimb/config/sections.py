@@ -11,6 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from advimb.config.enums import (
+    AdvScope,
+    Augment,
+    Auto,
+    Choice,
+    Direction,
+    ExecutorName,
+    Init,
+    Normalize,
+    Precision,
+    Resources,
+    Selection,
+    SignZero,
+    Switch,
+    Validation,
+)
 from advimb.config.io import to_dict
 from advimb.errors import UserError
 
@@ -22,6 +38,11 @@ def _check(cond: bool, key: str, msg: str) -> None:
 
 def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
     _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
+
+
+def _enum(section: Any, name: str, enum: type[Choice], key: str) -> None:
+    """Convert field ``name`` of a frozen section to its enum (a one-line error otherwise)."""
+    object.__setattr__(section, name, enum.parse(getattr(section, name), key))
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,7 @@ class ImbalanceConfig:
     def __post_init__(self) -> None:
         _check(self.majority_count >= 1, "imbalance.majority_count", "must be >= 1")
         _check(self.minority_count >= 1, "imbalance.minority_count", "must be >= 1")
-        _choice(self.selection, "imbalance.selection", ("random", "first"))
+        _enum(self, "selection", Selection, "imbalance.selection")
 
 
 @dataclass(frozen=True)
@@ -118,8 +139,8 @@ class ModelConfig:
         _check(len(self.widths) == 3 and all(w >= 1 for w in self.widths),
                "model.widths", "must be three positive integers")
         _check(self.fc >= 1, "model.fc", "must be >= 1")
-        _choice(self.normalize, "model.normalize", ("none", "per_channel"))
-        _choice(self.init, "model.init", ("keras", "torch"))
+        _enum(self, "normalize", Normalize, "model.normalize")
+        _enum(self, "init", Init, "model.init")
 
 
 @dataclass(frozen=True)
@@ -163,9 +184,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr", "must be > 0")
-        _choice(self.precision, "train.precision", ("auto", "fp32", "bf16"))
-        _choice(self.compile, "train.compile", ("off", "on"))
-        _choice(self.stack, "train.stack", ("auto", "on", "off"))
+        _enum(self, "precision", Precision, "train.precision")
+        _enum(self, "compile", Switch, "train.compile")
+        _enum(self, "stack", Auto, "train.stack")
         _check(0 <= self.rho < 1, "train.rho", "must be in [0, 1)")
         _check(self.eps > 0, "train.eps", "must be > 0")
         _check(self.decay >= 0, "train.decay", "must be >= 0")
@@ -173,9 +194,9 @@ class TrainConfig:
         _check(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
         _check(self.patience >= 1, "train.patience", "must be >= 1")
         _check(self.min_delta >= 0, "train.min_delta", "must be >= 0")
-        _choice(self.validation, "train.validation", ("split", "test"))
+        _enum(self, "validation", Validation, "train.validation")
         _check(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
-        _choice(self.augment, "train.augment", ("none", "hflip", "hflip_except_over"))
+        _enum(self, "augment", Augment, "train.augment")
         _check(self.threads >= 0, "train.threads", "must be >= 0 (0 = torch's default)")
 
 
@@ -213,8 +234,8 @@ class AttackConfig:
     def __post_init__(self) -> None:
         _check(0.0 <= self.eps <= 1.0, "attack.eps",
                f"{self.eps} is outside [0, 1]; eps is on the [0, 1] pixel scale (paper: 0.01)")
-        _choice(self.direction, "attack.direction", ("ascent", "descent"))
-        _choice(self.sign_zero, "attack.sign_zero", ("torch", "plus"))
+        _enum(self, "direction", Direction, "attack.direction")
+        _enum(self, "sign_zero", SignZero, "attack.sign_zero")
         _check(self.batch_size >= 0, "attack.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
         _check(self.steps >= 1, "attack.steps", "must be >= 1")
         _check(0.0 <= self.step_size <= 1.0, "attack.step_size",
@@ -243,7 +264,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _check(self.test_per_class >= 0, "eval.test_per_class", "must be >= 0 (0 = all)")
         _check(self.batch_size >= 0, "eval.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
-        _choice(self.group_attacks, "eval.group_attacks", ("auto", "on", "off"))
+        _enum(self, "group_attacks", Auto, "eval.group_attacks")
         _check(self.examples >= 0, "eval.examples", "must be >= 0")
 
 
@@ -318,7 +339,7 @@ class ExperimentsConfig:
             _check(ok, "experiments.long_tail", f"{p!r} is not exp:<rho> or step:<rho> with rho >= 1, e.g. exp:10")
         for d in self.defences:
             _choice(d, "experiments.defences", DEFENCES)
-        _choice(self.adv_scope, "experiments.adv_scope", ("all", "minority"))
+        _enum(self, "adv_scope", AdvScope, "experiments.adv_scope")
         _check(0.0 <= self.adv_eps <= 1.0, "experiments.adv_eps", f"{self.adv_eps} is outside [0, 1] (0 = attack.eps)")
         _check(self.adv_steps >= 1, "experiments.adv_steps", "must be >= 1")
 
@@ -348,10 +369,10 @@ class ExecutorConfig:
     connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        _choice(self.name, "executor.name", ("local", "dask"))
+        _enum(self, "name", ExecutorName, "executor.name")
         _check(self.workers >= 0, "executor.workers", "must be >= 0 (0 = automatic)")
         _check(0 <= self.retries <= 20, "executor.retries", "must be in [0, 20]")
-        _choice(self.resources, "executor.resources", ("auto", "none"))
+        _enum(self, "resources", Resources, "executor.resources")
         _check(self.connect_timeout > 0, "executor.connect_timeout", "must be > 0 (seconds)")
 
 

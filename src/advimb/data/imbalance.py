@@ -172,6 +172,21 @@ def select_indices(
     return np.sort(np.concatenate(chosen))
 
 
+def held_out(n: int, fraction: float) -> int:
+    """Validation images of a class of ``n``: ``fraction`` of them, rounded, at least one of
+    a class with two or more, never all."""
+    return min(max(int(round(fraction * n)), 1), n - 1) if n >= 2 else 0
+
+
+def split_sizes(counts: list[int], validation: str, fraction: float) -> tuple[int, int]:
+    """(training, validation) images of a scenario with ``counts`` per class, without
+    selecting any (:func:`stratified_split`'s rule); validation ``test`` holds none out."""
+    if validation == "test":
+        return sum(counts), 0
+    val = sum(held_out(n, fraction) for n in counts)
+    return sum(counts) - val, val
+
+
 def stratified_split(
     indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -181,11 +196,7 @@ def stratified_split(
     train, val = [], []
     for c in np.unique(labels[indices]):
         members = indices[labels[indices] == c]
-        n_val = int(round(fraction * len(members)))
-        if len(members) >= 2:
-            n_val = min(max(n_val, 1), len(members) - 1)
-        else:
-            n_val = 0
+        n_val = held_out(len(members), fraction)
         perm = rng.permutation(members)
         val.append(perm[:n_val])
         train.append(perm[n_val:])

@@ -13,17 +13,32 @@ from advimb.config.sections import ModelConfig
 from advimb.errors import UserError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_STACKABLE: dict[str, bool] = {}
 
 
-def register_model(name: str):
+def register_model(name: str, stackable: bool = True):
+    """Register a model builder ``fn(num_classes, image_shape, widths, fc) -> nn.Module``.
+    ``stackable``: whether many copies can train as one stacked model (``advimb.training.
+    stacked``); a model with batch norm cannot (its running statistics update in place)."""
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = fn
+        _REGISTRY[name], _STACKABLE[name] = fn, stackable
         return fn
     return deco
 
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def check_model(name: str) -> None:
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+
+
+def is_stackable(name: str) -> bool:
+    """What model ``name`` declared (:func:`register_model`)."""
+    check_model(name)
+    return _STACKABLE[name]
 
 
 class Normalize(nn.Module):
@@ -149,7 +164,7 @@ class ResNet(nn.Module):
         return self.classifier(self.features(self.stem(self.normalize(x))))
 
 
-@register_model("resnet_small")
+@register_model("resnet_small", stackable=False)
 def resnet_small(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
     """A second architecture to check the effect beyond VGG: ResNet-8 (one basic block per
     stage, batch norm) with the config's ``widths``; ``fc`` is unused (global pooling).
@@ -171,8 +186,7 @@ def build_model(
     seed: int | None = None, mean=None, std=None,
 ) -> nn.Module:
     """Build ``cfg.name`` from the registry; initialise from ``seed`` when given."""
-    if cfg.name not in _REGISTRY:
-        raise UserError(f"unknown model {cfg.name!r}; choose one of: {', '.join(list_models())}")
+    check_model(cfg.name)
     if seed is not None:
         torch.manual_seed(seed)
     model = _REGISTRY[cfg.name](num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)

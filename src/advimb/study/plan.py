@@ -9,10 +9,10 @@ import dataclasses
 
 from advimb.config.sections import ExperimentConfig
 from advimb.data.dataset import Dataset
-from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
-from advimb.devices import resolve_device
+from advimb.data.imbalance import Scenario, class_counts, paper_scenarios, split_sizes, target_classes
+from advimb.devices import check_resolved
 from advimb.layout import sweep_folder
-from advimb.models import build_model
+from advimb.models import is_stackable
 from advimb.study.jobs.base import Job
 from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalJob
 from advimb.study.jobs.train import TrainGroupJob, TrainJob
@@ -25,6 +25,7 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
     and the experiments' models and attacks (``advimb.experiments``)."""
     from advimb.study.experiments import replicate_config
 
+    check_resolved(config)
     out: list[Job] = []
     for k in range(config.experiments.seeds):
         out += _plan_replicate(replicate_config(config, k), ds, k)
@@ -59,10 +60,9 @@ def _plan_replicate(config: ExperimentConfig, ds: Dataset, k: int) -> list[Job]:
 
 
 def group_attacks(jobs: list[AttackJob], config: ExperimentConfig) -> list[Job]:
-    """With ``eval.group_attacks`` on (``auto``: on with the local executor), the attack jobs
+    """With ``eval.group_attacks`` on (resolved: on with the local executor), the attack jobs
     of each grid point (main grid, each sweep point) become one :class:`AttackGroupJob`."""
-    mode = config.eval.group_attacks
-    if mode == "off" or (mode == "auto" and config.executor.name == "dask"):
+    if config.eval.group_attacks != "on":
         return list(jobs)
     groups: dict[tuple[int, str], list[AttackJob]] = {}
     for j in jobs:
@@ -85,20 +85,12 @@ def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, fl
     return out
 
 
-def stack_enabled(config: ExperimentConfig) -> bool:
-    if config.train.stack == "auto":
-        # planned where the jobs may not run (a Dask head node): the name, not this machine's GPUs
-        return resolve_device(config.train.device, check=False).type == "cuda"
-    return config.train.stack == "on"
-
-
 def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """With stacking on, TrainJobs of equal training- and validation-set size become
     TrainGroupJobs (the study's ten under-sampled and ten over-sampled models). Defended
-    models (their own training regime) and models with batch norm train one by one."""
-    from advimb.training.stacked import stackable
-
-    if not stack_enabled(config) or not stackable(build_model(config.model, ds.num_classes, ds.image_shape)):
+    models (their own training regime) and models that declared themselves not stackable
+    (batch norm) train one by one. The sizes follow from the counts; nothing is selected."""
+    if config.train.stack != "on" or not is_stackable(config.model.name):
         return list(jobs)
     groups: dict[tuple[int, int], list[TrainJob]] = {}
     out: list[Job] = []
@@ -106,8 +98,8 @@ def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) 
         if j.scenario.defence:
             out.append(j)
             continue
-        sel = j.select(ds)
-        groups.setdefault((len(sel["train"]), len(sel["val"])), []).append(j)
+        counts = class_counts(j.scenario, ds.num_classes, config.imbalance)
+        groups.setdefault(split_sizes(counts, config.train.validation, config.train.val_fraction), []).append(j)
     for g in groups.values():
         out.append(g[0] if len(g) == 1 else TrainGroupJob(config, ds.classes, ds.fingerprint, g[0].replicate,
                                                           members=tuple(g)))

@@ -26,7 +26,7 @@ from advimb.attacks.evaluate import (
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
-from advimb.devices import auto_batch, resolve_device
+from advimb.devices import resolve_device
 from advimb.layout import GRID
 from advimb.study.jobs.base import GroupJob, Job, device_arrays, load_weights
 
@@ -58,7 +58,7 @@ class CleanEvalJob(Job):
         model = load_weights(cfg, ds, self.layout(run_dir), self.scenario_slug(self.scenario), device)
         idx = np.arange(len(ds.y_test))  # the full test set, whatever eval.test_per_class says
         arr = device_arrays(ds, device)
-        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], auto_batch(cfg.eval.batch_size, device),
+        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], cfg.eval.batch_size,
                           cfg.train.channels_last)
         metrics = clean_metrics(ds.y_test[idx], pred, ds.num_classes)
         npz = self.marker(run_dir).with_suffix(".npz")
@@ -137,7 +137,7 @@ class AttackJob(Job):
             if self.min_eps_max > 0:
                 y = torch.full((n,), self.target, dtype=torch.long, device=x_u8.device)
                 me = minimal_eps(models.get(s), models.get(self.gradient), x_u8, y, cfg.attack, ds.classes,
-                                 self.min_eps_max, auto_batch(cfg.eval.batch_size, x_u8.device),
+                                 self.min_eps_max, cfg.eval.batch_size,
                                  cfg.train.channels_last)
                 arrays[f"min_eps__{slug}"] = me
                 extra = min_eps_summary(me[correct], self.min_eps_max)
@@ -190,7 +190,7 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
         raise ValueError("run_attacks: the jobs must share one config and folder")  # a bug
     ds = first.dataset()
     device = resolve_device(cfg.train.device)
-    cl, bs = cfg.train.channels_last, auto_batch(cfg.eval.batch_size, device)
+    cl, bs = cfg.train.channels_last, cfg.eval.batch_size
     arr = device_arrays(ds, device)
     models = ModelCache(first, ds, run_dir, device)
     idx = {j: j.test_indices(ds) for j in jobs}

@@ -1,0 +1,103 @@
+"""The closed sets of the config, as enums converted at the boundary (``sections``' checks).
+
+Each member is also its string (``Direction.ASCENT == "ascent"``), so JSON, TOML, job keys
+and comparisons see exactly the strings they saw before; what changes is that an unknown
+value fails when the config is built, with the choices in the message. The open sets
+(models, attacks, datasets, defences, long-tail profiles) are registries in their stages.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from advimb.errors import UserError
+
+
+class Choice(str, Enum):
+    """A string enum whose members print, format and compare as their value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    @classmethod
+    def parse(cls, value: object, key: str) -> "Choice":
+        try:
+            return cls(value)
+        except ValueError:
+            raise UserError(f"config {key}: {value!r} is not one of {', '.join(m.value for m in cls)}") from None
+
+
+class Selection(Choice):
+    RANDOM = "random"
+    FIRST = "first"
+
+
+class Normalize(Choice):
+    NONE = "none"
+    PER_CHANNEL = "per_channel"
+
+
+class Init(Choice):
+    KERAS = "keras"
+    TORCH = "torch"
+
+
+class Validation(Choice):
+    SPLIT = "split"
+    TEST = "test"
+
+
+class Augment(Choice):
+    NONE = "none"
+    HFLIP = "hflip"
+    HFLIP_EXCEPT_OVER = "hflip_except_over"
+
+
+class Precision(Choice):
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class Auto(Choice):
+    """A speed switch that ``auto`` leaves to the hardware (resolved once, before a run)."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class Switch(Choice):
+    ON = "on"
+    OFF = "off"
+
+
+class Direction(Choice):
+    ASCENT = "ascent"
+    DESCENT = "descent"
+
+
+class SignZero(Choice):
+    TORCH = "torch"
+    PLUS = "plus"
+
+
+class AdvScope(Choice):
+    ALL = "all"
+    MINORITY = "minority"
+
+
+class ExecutorName(Choice):
+    LOCAL = "local"
+    DASK = "dask"
+
+
+class Resources(Choice):
+    AUTO = "auto"
+    NONE = "none"
