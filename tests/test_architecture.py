@@ -21,7 +21,7 @@ LAYERS = {
     "study": {"config", "errors", "log", "layout", "artifacts", "devices", "data", "models", "attacks", "training",
               "results"},
     "report": {"config", "errors", "artifacts", "layout", "results"},
-    "cli": {"config", "errors", "study", "results", "report", "models", "attacks"},
+    "cli": {"config", "errors", "study", "results", "report", "models", "attacks", "data", "training"},
 }
 
 

@@ -215,7 +215,8 @@ def test_a_second_architecture_runs_the_study(tmp_path):
 
 @pytest.mark.parametrize("argv,msg", [
     (["--set", "experiments.defences=['dropout']"], "experiments.defences: 'dropout' is not one of"),
-    (["--set", "experiments.long_tail=['exp']"], "experiments.long_tail: 'exp' is not exp:<rho> or step:<rho>"),
+    (["--set", "experiments.long_tail=['exp']"], "experiments.long_tail: 'exp' is not <profile>:<rho> with rho >= 1"),
+    (["--set", "experiments.long_tail=['pow:3']"], "experiments.long_tail: unknown profile 'pow'; choose one of: exp, step"),
     (["--set", "experiments.long_tail=['step:0.5']"], "rho >= 1"),
     (["--seeds", "0"], "experiments.seeds: must be in [1, 100]"),
     (["--set", "imbalance.classes=['class0']", "--set", "experiments.counts=[5]",

@@ -2,14 +2,8 @@ import numpy as np
 import pytest
 
 from advimb.config.sections import ImbalanceConfig
-from advimb.data.imbalance import (
-    Scenario,
-    class_counts,
-    paper_scenarios,
-    parse_scenario,
-    select_indices,
-    stratified_split,
-)
+from advimb.data.imbalance import (Scenario, class_counts, paper_scenarios, parse_scenario, select_indices,
+                                   stratified_split)
 from advimb.errors import UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

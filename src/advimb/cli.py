@@ -114,7 +114,11 @@ def _resolve(args: argparse.Namespace):
                             "--attacks fgsm,pgd --epsilons 0.005,0.01")
         overrides.append({"sweep": {"attacks": attacks,
                                     "epsilons": eps}})
-    return resolve_config(args.preset, args.config, overrides)
+    from advimb.study.checks import check_names
+
+    cfg = resolve_config(args.preset, args.config, overrides)
+    check_names(cfg)  # every name known to its registry, before anything else happens
+    return cfg
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -173,15 +177,23 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _list(_: argparse.Namespace) -> int:
-    from advimb.attacks.core import list_attacks
+    from advimb.attacks.core import attack_params, list_attacks
     from advimb.config.presets import PRESETS
-    from advimb.models import list_models
+    from advimb.data.imbalance import list_profiles
+    from advimb.data.sources import list_sources
+    from advimb.models import is_stackable, list_models
+    from advimb.training.regimes import get_defence, list_defences
 
     print("presets:")
     for name, p in PRESETS.items():
         print(f"  {name:9s} {p.description}\n  {'':9s} cost: {p.cost}")
-    print("models:  " + ", ".join(list_models()))
-    print("attacks: " + ", ".join(list_attacks()))
+    print("datasets (data.source): " + ", ".join(list_sources()))
+    print("models (model.name):    " + ", ".join(m + ("" if is_stackable(m) else " (not stackable)")
+                                              for m in list_models()))
+    print("attacks (attack.name):  " + "; ".join(f"{a} ({', '.join(attack_params(a))})" for a in list_attacks()))
+    print("defences (experiments.defences): " + "; ".join(f"{d}: {get_defence(d).description}"
+                                                           for d in list_defences()))
+    print("long-tail profiles (experiments.long_tail = ['<profile>:<rho>']): " + ", ".join(list_profiles()))
     return 0
 
 

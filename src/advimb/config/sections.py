@@ -11,22 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from advimb.config.enums import (
-    AdvScope,
-    Augment,
-    Auto,
-    Choice,
-    Direction,
-    ExecutorName,
-    Init,
-    Normalize,
-    Precision,
-    Resources,
-    Selection,
-    SignZero,
-    Switch,
-    Validation,
-)
+from advimb.config.enums import (AdvScope, Augment, Auto, Choice, Direction, ExecutorName, Init, Normalize,
+                                  Precision, Resources, Selection, SignZero, Switch, Validation)
 from advimb.config.io import to_dict
 from advimb.errors import UserError
 
@@ -84,15 +70,9 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
-        _choice(self.source, "data.source", ("cifar10", "folder", "synthetic"))
         _check(0 <= self.resize <= 1024, "data.resize",
                "must be in [0, 1024] (0 = keep the size; N = resize every image to N x N)")
         _check(0 <= self.pad <= 64, "data.pad", "must be in [0, 64] (pixels of zeros added on every side)")
-        _check(
-            self.source != "folder" or self.dir is not None,
-            "data.dir",
-            "source 'folder' needs a data directory (--data-dir or ADVIMB_DATA)",
-        )
 
 
 @dataclass(frozen=True)
@@ -286,8 +266,6 @@ class SweepConfig:
         _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
 
 
-#: training-time defences (``experiments.defences``)
-DEFENCES = ("class_weight", "resample", "fgsm_at", "pgd_at")
 
 
 @dataclass(frozen=True)
@@ -307,7 +285,7 @@ class ExperimentsConfig:
     and n = majority_count. ``long_tail``: profiles ``exp:<rho>`` (n_i = majority_count *
     rho^(-i/(C-1)) for class i) and ``step:<rho>`` (the last half of the classes at
     majority_count / rho), each one model, every class attacked. ``defences``: training
-    options from ``DEFENCES`` applied to the under-sampled models of ``defence_classes``
+    options (the registry of ``advimb.training.regimes``) applied to the under-sampled models of ``defence_classes``
     (empty = the grid's target classes), and for adversarial training to the balanced
     model too: ``class_weight`` (loss weighted by N / (C n_c)), ``resample`` (the minority
     class re-sampled with replacement up to the largest class, with horizontal flips),
@@ -330,15 +308,13 @@ class ExperimentsConfig:
         _check(1 <= self.seeds <= 100, "experiments.seeds", "must be in [1, 100]")
         _check(all(n >= 1 for n in self.counts), "experiments.counts", "every count must be >= 1")
         _check(len(set(self.counts)) == len(self.counts), "experiments.counts", "has duplicates")
-        for p in self.long_tail:
+        for p in self.long_tail:  # the profile's name is checked against its registry (advimb.study.checks)
             kind, _, rho = p.partition(":")
             try:
-                ok = kind in ("exp", "step") and float(rho) >= 1
+                ok = bool(kind) and kind.isidentifier() and float(rho) >= 1
             except ValueError:
                 ok = False
-            _check(ok, "experiments.long_tail", f"{p!r} is not exp:<rho> or step:<rho> with rho >= 1, e.g. exp:10")
-        for d in self.defences:
-            _choice(d, "experiments.defences", DEFENCES)
+            _check(ok, "experiments.long_tail", f"{p!r} is not <profile>:<rho> with rho >= 1, e.g. exp:10")
         _enum(self, "adv_scope", AdvScope, "experiments.adv_scope")
         _check(0.0 <= self.adv_eps <= 1.0, "experiments.adv_eps", f"{self.adv_eps} is outside [0, 1] (0 = attack.eps)")
         _check(self.adv_steps >= 1, "experiments.adv_steps", "must be >= 1")

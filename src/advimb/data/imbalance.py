@@ -7,7 +7,9 @@ rebuilt and audited.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -25,7 +27,7 @@ class Scenario:
     ``kind``: ``balanced``, ``under`` or ``over`` with a ``target`` class index (None for
     balanced), or ``longtail`` with a ``profile`` (``exp`` or ``step``) and ``rho``.
     ``count`` (> 0): the target class's training count, overriding the paper's (imbalance
-    sweeps). ``defence``: a training-time defence (``config.DEFENCES``), "" for none.
+    sweeps). ``defence``: a training-time defence (``advimb.training.regimes``), "" for none.
     """
 
     kind: str
@@ -73,23 +75,19 @@ def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
     """A scenario from its name: ``balanced``, ``under:<class>``, ``over:<class>`` (class by
     name or index), ``longtail:exp10`` / ``longtail:step10``, with an optional count
     (``under:cat@250``) and defence (``under:cat+pgd_at``)."""
-    import re
-
-    from advimb.config.sections import DEFENCES
-
     text = text.strip()
     body, _, defence = text.partition("+")
-    if defence and defence not in DEFENCES:
-        raise UserError(f"scenario {text!r}: unknown defence {defence!r}; choose one of: {', '.join(DEFENCES)}")
+    if defence and not re.fullmatch(r"[A-Za-z_]+", defence):
+        raise UserError(f"scenario {text!r}: {defence!r} is not a defence name")
     body, _, count = body.partition("@")
     if count and not count.isdigit():
         raise UserError(f"scenario {text!r}: the count after @ must be a positive integer")
     n = int(count) if count else 0
     kind, _, cls = body.partition(":")
     if kind == "longtail":
-        m = re.fullmatch(r"(exp|step)([0-9.]+)", cls)
+        m = re.fullmatch(r"([A-Za-z_]+)([0-9.]+)", cls)
         if not m:
-            raise UserError(f"scenario {text!r}: use longtail:exp<rho> or longtail:step<rho>, e.g. longtail:exp10")
+            raise UserError(f"scenario {text!r}: use longtail:<profile><rho>, e.g. longtail:exp10")
         return Scenario("longtail", profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
     if kind not in KINDS:
         raise UserError(f"unknown scenario {text!r}; use balanced, under:<class> or over:<class>")
@@ -129,16 +127,64 @@ def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[in
     return [(s.count or hi) if c == s.target else lo for c in range(num_classes)]
 
 
+_PROFILES: dict[str, Callable[[float, int, int], list[int]]] = {}
+
+
+def register_profile(name: str):
+    """Register a long-tailed profile ``fn(rho, n_max, num_classes) -> counts per class``
+    (classes in label order) as ``experiments.long_tail = ["<name>:<rho>"]``; names are letters."""
+    if not re.fullmatch(r"[A-Za-z_]+", name):
+        raise ValueError(f"a profile name is letters only, got {name!r}")  # a bug
+
+    def deco(fn: Callable[[float, int, int], list[int]]) -> Callable[[float, int, int], list[int]]:
+        _PROFILES[name] = fn
+        return fn
+    return deco
+
+
+def list_profiles() -> list[str]:
+    return list(_PROFILES)
+
+
+def check_profile(name: str) -> None:
+    if name not in _PROFILES:
+        raise UserError(f"config experiments.long_tail: unknown profile {name!r}; choose one of: "
+                        f"{', '.join(list_profiles())} (as <profile>:<rho>, e.g. exp:10)")
+
+
+@register_profile("exp")
+def exp_profile(rho: float, n_max: int, c: int) -> list[int]:
+    """Exponential (Cui et al. 2019): n_i = floor(n_max * rho^(-i/(C-1)))."""
+    return [max(1, int(n_max * rho ** (-i / max(c - 1, 1)))) for i in range(c)]
+
+
+@register_profile("step")
+def step_profile(rho: float, n_max: int, c: int) -> list[int]:
+    """Step (Cao et al. 2019): the first ceil(C/2) classes keep n_max, the other floor(C/2) get
+    floor(n_max / rho)."""
+    return [n_max if i < c - c // 2 else max(1, int(n_max / rho)) for i in range(c)]
+
+
 def long_tail_counts(profile: str, rho: float, n_max: int, num_classes: int) -> list[int]:
-    """The standard long-tailed profiles (Cui et al. 2019; Cao et al. 2019), classes in label
-    order: ``exp``: n_i = floor(n_max * rho^(-i/(C-1))); ``step``: the first ceil(C/2)
-    classes keep n_max, the other floor(C/2) get floor(n_max / rho)."""
-    c = num_classes
-    if profile == "exp":
-        return [max(1, int(n_max * rho ** (-i / max(c - 1, 1)))) for i in range(c)]
-    if profile == "step":
-        return [n_max if i < c - c // 2 else max(1, int(n_max / rho)) for i in range(c)]
-    raise ValueError(f"unknown long-tail profile {profile!r}")  # validated in the config
+    """Counts per class of a registered long-tailed profile, classes in label order."""
+    check_profile(profile)
+    return _PROFILES[profile](rho, n_max, num_classes)
+
+
+def check_counts(labels: np.ndarray, counts: list[int], classes: tuple[str, ...], scenario_name: str = "") -> None:
+    """Raise a :class:`UserError` unless every class has at least one and at most as many
+    training images as ``counts`` asks for (no selection made: a preflight check)."""
+    have = np.bincount(labels, minlength=len(counts))
+    for c, n in enumerate(counts):
+        if n < 1:
+            raise UserError(f"scenario {scenario_name or '?'} leaves class {classes[c]!r} with no training images; "
+                            "every class needs at least one (a model cannot be asked about a class it never saw)")
+        if have[c] < n:
+            raise UserError(
+                f"class {classes[c]!r} has {have[c]} training images but scenario "
+                f"{scenario_name or '?'} asks for {n}; lower imbalance.majority_count / "
+                "imbalance.minority_count"
+            )
 
 
 def select_indices(
@@ -152,18 +198,10 @@ def select_indices(
     among the 5,000 of ``balanced``). ``first``: the authors' code, which drops the first
     images of the class in dataset order, i.e. keeps the last ``counts[c]``.
     """
+    check_counts(labels, counts, classes, scenario_name)
     chosen = []
     for c, n in enumerate(counts):
-        if n < 1:
-            raise UserError(f"scenario {scenario_name or '?'} leaves class {classes[c]!r} with no training images; "
-                            "every class needs at least one (a model cannot be asked about a class it never saw)")
         members = np.flatnonzero(labels == c)
-        if len(members) < n:
-            raise UserError(
-                f"class {classes[c]!r} has {len(members)} training images but scenario "
-                f"{scenario_name or '?'} asks for {n}; lower imbalance.majority_count / "
-                "imbalance.minority_count"
-            )
         if selection == "first":
             chosen.append(members[len(members) - n:])
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 from advimb.config.sections import DataConfig
 from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root
@@ -162,9 +163,35 @@ def load_dataset(cfg: DataConfig, progress: bool = False, fresh: bool = False) -
 load_dataset.cache_clear = _MEMORY.clear  # type: ignore[attr-defined]  # forget what this process loaded
 
 
+_SOURCES: dict[str, Callable[[DataConfig, bool], Dataset]] = {}
+
+
+def register_source(name: str):
+    """Register a dataset source ``fn(cfg: DataConfig, progress) -> Dataset`` as
+    ``data.source = name``."""
+    def deco(fn: Callable[[DataConfig, bool], Dataset]) -> Callable[[DataConfig, bool], Dataset]:
+        _SOURCES[name] = fn
+        return fn
+    return deco
+
+
+def list_sources() -> list[str]:
+    return list(_SOURCES)
+
+
+def check_source(name: str) -> None:
+    if name not in _SOURCES:
+        raise UserError(f"config data.source: {name!r} is not one of {', '.join(list_sources())}")
+
+
 def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
-    if cfg.source == "synthetic":
-        return _remember(("synthetic", cfg.synthetic), lambda: make_synthetic(cfg.synthetic))
+    check_source(cfg.source)
+    return _SOURCES[cfg.source](cfg, progress)
+
+
+@register_source("cifar10")
+def _cifar10(cfg: DataConfig, progress: bool) -> Dataset:
+    """CIFAR-10: a local copy in ``data.dir`` (any layout), else torchvision's download."""
     if cfg.dir is not None:
         return _load_dir(cfg, progress)
     root = cache_root(cfg) / "cifar10"
@@ -176,3 +203,17 @@ def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
         raise UserError(f"cache folder {root} is not writable ({e.strerror}); set ADVIMB_CACHE") from None
     return _cached(cache_root(cfg), "cifar10-torchvision",
                    lambda: _load_torchvision(root, download=cfg.download))
+
+
+@register_source("folder")
+def _folder(cfg: DataConfig, progress: bool) -> Dataset:
+    """Any image-folder dataset (``train/<class>/*``, ``test/<class>/*``) in ``data.dir``."""
+    if cfg.dir is None:
+        raise UserError("config data.dir: source 'folder' needs a data directory (--data-dir or ADVIMB_DATA)")
+    return _load_dir(cfg, progress)
+
+
+@register_source("synthetic")
+def _synthetic(cfg: DataConfig, progress: bool) -> Dataset:
+    """The seeded synthetic dataset (``data.synthetic``), for tests and the smoke preset."""
+    return _remember(("synthetic", cfg.synthetic), lambda: make_synthetic(cfg.synthetic))

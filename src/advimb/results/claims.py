@@ -36,15 +36,8 @@ import numpy as np
 from advimb.errors import UserError
 from advimb.results.metrics import GridMetrics, Quantity, difference
 from advimb.results.reader import KINDS, GridResults
-from advimb.results.stats import (
-    NOT_MEASURABLE,
-    NOT_REPRODUCED,
-    REPRODUCED,
-    Bootstrap,
-    Estimate,
-    interval_method,
-    verdict,
-)
+from advimb.results.stats import (NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, Bootstrap, Estimate, interval_method,
+                                  verdict)
 
 #: below this clean accuracy (%) of the under-sampled models on their own class's attacked
 #: images, their comparisons are a floor effect

@@ -18,19 +18,18 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
-from advimb.config.sections import DEFENCES
 from advimb.data.imbalance import Scenario
 from advimb.layout import RunLayout
 from advimb.results.metrics import relative_difference
-from advimb.results.reader import Outcomes
+from advimb.results.reader import Outcomes, read_config
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
 
 
 class Quantities:
     """Bootstrap estimates (point, replicates) of per-class quantities, paired by class."""
 
-    def __init__(self, outcomes: Outcomes, boot: Bootstrap) -> None:
-        self.s, self.boot = outcomes, boot
+    def __init__(self, outcomes: Outcomes, boot: Bootstrap, defences: tuple[str, ...] = ()) -> None:
+        self.s, self.boot, self.defences = outcomes, boot, defences
 
     def acc(self, evaluated: Scenario, gradient: Scenario, cls: str, which: str = "adv"):
         v = self.s.values(evaluated, gradient, cls, which)
@@ -135,7 +134,8 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         if m.defence and m.kind != "balanced":
             by_def.setdefault(m.defence, []).append(m)
     rows, summary = [], []
-    for d, models in sorted(by_def.items(), key=lambda kv: DEFENCES.index(kv[0])):
+    order = list(q.defences)  # the config's order (experiments.defences)
+    for d, models in sorted(by_def.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
         ests: dict[str, list] = {k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended",
                                                   "closed", "defended_balanced")}
         for model in models:
@@ -219,7 +219,8 @@ def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
     if not any((lay.root / "experiments").is_dir() for lay in RunLayout(run_dir).replicates()):
         return {}, {}
     store = Outcomes(run_dir)
-    q = Quantities(store, Bootstrap(n_boot=n_boot, seed=0))
+    cfg = read_config(run_dir)
+    q = Quantities(store, Bootstrap(n_boot=n_boot, seed=0), tuple(cfg.experiments.defences) if cfg else ())
     out = RunLayout(run_dir).tables
     summary: dict[str, Any] = {}
     tables = {}

@@ -22,8 +22,7 @@ from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import Scenario, parse_class, target_classes
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS
-
-ADVERSARIAL = ("fgsm_at", "pgd_at")
+from advimb.training.regimes import get_defence
 
 
 def replicate_seed(seed: int, k: int) -> int:
@@ -84,7 +83,7 @@ def defence_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dic
     out = {}
     for d in e.defences:
         out[d] = [Scenario("under", c, defence=d) for c in targets]
-        if d in ADVERSARIAL:
+        if get_defence(d).adversarial:  # adversarial training also defends the balanced model
             out[d].insert(0, Scenario("balanced", defence=d))
     return out
 

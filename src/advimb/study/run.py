@@ -17,6 +17,12 @@ from advimb.study.executor import LocalExecutor
 from advimb.study.jobs.train import TrainJob
 from advimb.study.plan import plan
 from advimb.study.runfolder import check_run_folder, close_stale_invocations, now, open_run, update_manifest
+from advimb.attacks.evaluate import attack_kwargs
+from advimb.data.dataset import eval_subset
+from advimb.data.imbalance import check_counts, class_counts, target_classes
+from advimb.models import build_model
+from advimb.results.claims import parse_pair
+from advimb.study.checks import check_names
 
 
 def train_jobs(jobs) -> list[TrainJob]:
@@ -25,22 +31,16 @@ def train_jobs(jobs) -> list[TrainJob]:
 
 
 def preflight(cfg: ExperimentConfig, ds, jobs, pair=None) -> None:
-    """Every check that can fail on bad input, before anything is written (raises UserError)."""
-    from advimb.attacks.core import get_attack
-    from advimb.attacks.evaluate import attack_kwargs
-    from advimb.data.dataset import eval_subset
-    from advimb.data.imbalance import target_classes
-    from advimb.models import build_model
-    from advimb.results.claims import parse_pair
-
+    """Every check that can fail on bad input, before anything is written (raises UserError):
+    the names, the model for these images, the attack's classes, the attacked subset, every
+    scenario's counts against the data (no selection made), the report's pair."""
+    check_names(cfg)
     build_model(cfg.model, ds.num_classes, ds.image_shape)
-    get_attack(cfg.attack.name)
     attack_kwargs(cfg.attack, ds.classes)
-    for name in cfg.sweep.attacks:
-        get_attack(name)
     eval_subset(ds, cfg.eval.test_per_class)
     for job in train_jobs(jobs):
-        job.select(ds)
+        check_counts(ds.y_train, class_counts(job.scenario, ds.num_classes, cfg.imbalance), ds.classes,
+                     job.scenario.name(ds.classes))
     if pair is not None:
         parse_pair(pair, ds.classes, [ds.classes[c] for c in target_classes(cfg.imbalance, ds.classes)])
 

@@ -1,13 +1,18 @@
-"""How a model is trained beyond the optimiser (the defences of ``experiments.defences``):
-class weights, re-sampling, adversarial training. The paper's plain training is ``Regime()``.
+"""How a model is trained beyond the optimiser: the defences of ``experiments.defences`` as a
+registry (class weights, re-sampling, FGSM and PGD adversarial training; each declares what
+defines it for a job's key and builds its :class:`Regime`). The paper's plain training is
+``Regime()``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from advimb.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,61 @@ class Regime:
     adv_eps: float = 0.01
     adv_steps: int = 7
     adv_classes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Defence:
+    """A training-time defence. ``adversarial``: the attack that crafts its training images
+    (``fgsm``, ``pgd``; it then also defends the balanced model), "" for none."""
+
+    name: str
+    adversarial: str = ""
+    description: str = ""
+
+    def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
+        """What defines this defence for a model (part of its job key): the experiments'
+        adversarial-training settings apply only to adversarial training, the scope only to a
+        model with an under-sampled class (``targeted``)."""
+        if not self.adversarial:
+            return {"name": self.name}
+        out = {"name": self.name, "eps": adv_eps, "scope": adv_scope if targeted else "all"}
+        return {**out, "steps": adv_steps} if self.adversarial == "pgd" else out
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        """The training regime of a model with this defence (its ``spec`` from :meth:`spec`)."""
+        if self.adversarial:
+            scope = (target,) if spec["scope"] == "minority" else ()
+            return Regime(adversarial=self.adversarial, adv_eps=spec["eps"], adv_steps=spec.get("steps", 7),
+                          adv_classes=scope)
+        if self.name == "class_weight":
+            return Regime(class_weight=balanced_weights(y_train, num_classes))
+        return Regime(resample=True)
+
+
+_DEFENCES: dict[str, Defence] = {}
+
+
+def register_defence(defence: Defence) -> Defence:
+    _DEFENCES[defence.name] = defence
+    return defence
+
+
+def list_defences() -> list[str]:
+    """The registered defences, in their canonical order."""
+    return list(_DEFENCES)
+
+
+def get_defence(name: str) -> Defence:
+    if name not in _DEFENCES:
+        raise UserError(f"config experiments.defences: {name!r} is not one of {', '.join(list_defences())}")
+    return _DEFENCES[name]
+
+
+for _d in (Defence("class_weight", description="each image's loss weighted N / (C n_c) (Keras class_weight)"),
+           Defence("resample", description="smaller classes re-drawn with replacement up to the largest, flipped"),
+           Defence("fgsm_at", "fgsm", "trained on FGSM images crafted against the current model"),
+           Defence("pgd_at", "pgd", "trained on PGD images crafted against the current model")):
+    register_defence(_d)
 
 
 def balanced_weights(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:

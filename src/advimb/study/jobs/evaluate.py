@@ -12,17 +12,8 @@ import numpy as np
 import torch
 
 from advimb import artifacts
-from advimb.attacks.evaluate import (
-    attack_images,
-    attack_kwargs,
-    attack_spec,
-    clean_metrics,
-    histogram,
-    min_eps_summary,
-    minimal_eps,
-    predict,
-    random_start,
-)
+from advimb.attacks.evaluate import (attack_images, attack_kwargs, attack_spec, clean_metrics, histogram,
+                                     min_eps_summary, minimal_eps, predict, random_start)
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario

@@ -22,7 +22,7 @@ from advimb.devices import resolve_device
 from advimb.models import build_model
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
 from advimb.training.fit import fit
-from advimb.training.regimes import Regime, balanced_weights
+from advimb.training.regimes import Regime, get_defence
 
 
 @dataclass(frozen=True)
@@ -48,25 +48,16 @@ class TrainJob(Job):
 
     def defence_spec(self) -> dict[str, Any]:
         """What defines the scenario's defence (``experiments``' settings that apply to it)."""
-        e, d = self.config.experiments, self.scenario.defence
-        if d in ("fgsm_at", "pgd_at"):
-            out = {"name": d, "eps": e.adv_eps or self.config.attack.eps,
-                   "scope": e.adv_scope if self.scenario.target is not None else "all"}
-            return {**out, "steps": e.adv_steps} if d == "pgd_at" else out
-        return {"name": d}
+        e = self.config.experiments
+        return get_defence(self.scenario.defence).spec(e.adv_eps or self.config.attack.eps, e.adv_scope, e.adv_steps,
+                                                       self.scenario.target is not None)
 
     def regime(self, y_train: torch.Tensor, num_classes: int) -> Regime:
         """The training regime of the scenario's defence (the paper's plain one without)."""
-        d = self.defence_spec() if self.scenario.defence else {"name": ""}
-        if d["name"] == "class_weight":
-            return Regime(class_weight=balanced_weights(y_train, num_classes))
-        if d["name"] == "resample":
-            return Regime(resample=True)
-        if d["name"] in ("fgsm_at", "pgd_at"):
-            scope = (self.scenario.target,) if d["scope"] == "minority" else ()
-            return Regime(adversarial=d["name"][:-3], adv_eps=d["eps"], adv_steps=d.get("steps", 7),
-                          adv_classes=scope)
-        return Regime()
+        if not self.scenario.defence:
+            return Regime()
+        return get_defence(self.scenario.defence).regime(self.defence_spec(), y_train, num_classes,
+                                                         self.scenario.target)
 
     def marker(self, run_dir: Path) -> Path:
         return self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "meta.json"
