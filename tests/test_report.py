@@ -153,7 +153,7 @@ def test_report_of_a_non_cifar_run(smoke_run):
     assert res["table1"]["average"]["paper"] == {}
     assert "not CIFAR-10's ten" in " ".join(res["paper_comparison"]["reasons"])
     html = (Path(smoke_run["run_dir"]) / "report" / "index.html").read_text()
-    assert "No comparison with the paper" in html and "not CIFAR-10&#x27;s ten" in html
+    assert "No comparison with the paper" in html and "not CIFAR-10&#39;s ten" in html
 
 
 def test_four_classes_named_like_cifar_get_no_paper_comparison(tmp_path, capsys):

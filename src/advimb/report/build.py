@@ -35,7 +35,7 @@ from advimb.results.metrics import GridMetrics
 from advimb.results.reader import KINDS, TABLE1_COLUMNS, load_grid, model_name
 from advimb.results.reference import PAPER_SETTING, describe_attack, paper_setting, reference
 from advimb.results.stats import N_BOOT, Bootstrap
-from advimb.results.tables import build_tables
+from advimb.results.tables import build_tables, read_tables
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -94,9 +94,11 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     classes, targets, cfg = grid.classes, grid.targets, grid.config
     bal_conf = grid.clean["balanced"][0].confusion
     pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
-    summary = build_tables(run_dir, grid)  # the tables are derived too; rebuilding keeps them in step
-    m, rows = summary["metrics"], summary["rows"]
-    if n_boot != m.boot.n_boot:  # the claims' replicates; the tables always use N_BOOT, so they never change
+    # the stored tables when they are current (``advimb run`` has just built them), else built now
+    summary = read_tables(run_dir, grid) or build_tables(run_dir, grid)
+    rows = summary["rows"]
+    m = summary.get("metrics")  # the claims share the tables' resamples when the tables were just built
+    if m is None or n_boot != m.boot.n_boot:  # the claims' replicates; the tables always use N_BOOT
         m = GridMetrics(grid, Bootstrap(n_boot=n_boot, seed=0))
     layout = RunLayout(run_dir)
     config_text = layout.config.read_text() if layout.config.exists() else ""

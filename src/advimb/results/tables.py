@@ -26,6 +26,8 @@ from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid,
 from advimb.results.stats import N_BOOT, Bootstrap, interval_method
 from advimb.results.sweep import build_sweep_tables
 
+#: the main tables, in the order they are written
+TABLE_NAMES = ("table1", "clean_target_accuracy", "clean_accuracy", "relative_difference", "flip_rates")
 #: bump when the tables' columns or definitions change (2: bootstrap intervals in every table,
 #: relative difference on the attacked images stated in its columns, shares in percent)
 TABLES_FORMAT = 2
@@ -138,6 +140,45 @@ def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, An
     artifacts.write_text(out / "README.md", tables_readme(res, method, sorted([*t, *exp_rows, *(
         ["sweep", "sweep_summary"] if sweep else [])])))
     return {**summary, "rows": {**t, **exp_rows}, "grid": res, "metrics": m}
+
+
+#: the tables' columns that hold names or text (every other column is a number)
+TEXT_COLUMNS = {"class", "model", "model_kind", "gradient", "evaluated_model", "gradient_model", "predicted_class",
+                "note", "branch", "profile", "defence", "tail_classes", "test", "verdict", "attack", "column",
+                "worst_class", "source"}
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """A stored table's rows, typed: text columns as written, numbers as floats (an empty
+    cell is undefined: NaN)."""
+    import csv
+
+    def value(col: str, v: str) -> Any:
+        if col in TEXT_COLUMNS:
+            return v
+        return float(v) if v != "" else float("nan")
+
+    with open(path, newline="") as f:
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_tables(run_dir: Path, grid: GridResults) -> dict[str, Any] | None:
+    """The stored tables, as :func:`build_tables` returns them (but ``grid`` and ``metrics``),
+    when they are of this version's format and were built from exactly the artifacts the run
+    folder holds now; None otherwise (then build them)."""
+    tables = RunLayout(run_dir).tables
+    try:
+        summary = artifacts.read_json(tables / "summary.json")
+        sources = artifacts.read_json(tables / "sources.json")
+    except (OSError, ValueError):
+        return None
+    if summary.get("format") != TABLES_FORMAT or set(sources.get("table1", [])) != set(grid.attack_sources()) \
+            or set(sources.get("clean_accuracy", [])) != set(grid.clean_sources()):
+        return None
+    names = [*TABLE_NAMES, *summary.get("experiments", {}).get("tables", [])]
+    if not all((tables / f"{n}.csv").exists() for n in names):
+        return None
+    return {**summary, "rows": {n: _read_csv(tables / f"{n}.csv") for n in names}}
 
 
 def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:

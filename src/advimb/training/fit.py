@@ -127,42 +127,77 @@ def fit(
     state. Returns the best-validation-loss weights when ``cfg.restore_best``.
     ``regime``: class weights, re-sampling, adversarial training (:class:`Regime`).
     """
-    from tqdm.auto import tqdm
-
-    x_tr, y_tr = train
-    x_val, y_val = val
-    device = x_tr.device
-    amp = autocast_dtype(cfg.precision, device)
-    forward = compiled(model, cfg.compile, device)
-    graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
-    opt = make_optimizer(model, cfg)
-    stopper = EarlyStopping(cfg.min_delta, cfg.patience)
-    history: list[dict[str, float]] = []
-    best_state = copy.deepcopy(model.state_dict())
-    start_epoch, step = 0, 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        stopper.load_state_dict(resume["early_stopping"])
-        best_state = resume["best_state"]
-        history = list(resume["history"])
-        start_epoch, step = int(resume["epoch"]), int(resume["step"])
-    weight = torch.tensor(regime.class_weight, device=device) if regime.class_weight else None
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.max_epochs):
-        if stopper.should_stop:
+    run = _Run(model, cfg, train[0].device, resume)
+    for epoch in range(run.start_epoch, cfg.max_epochs):
+        if run.stopper.should_stop:
             break
         t0 = time.perf_counter()
+        loss_sum, correct, n = run.epoch(train, epoch, seed, augment, regime, f"{desc} epoch {epoch + 1}", progress)
+        with torch.autocast(run.device.type, dtype=run.amp, enabled=run.amp is not None):
+            val_loss, val_acc = evaluate_loss(model, *val, channels_last=cfg.channels_last)
+        run.history.append({
+            "epoch": epoch + 1, "loss": loss_sum.item() / n, "accuracy": correct.item() / n,
+            "val_loss": val_loss, "val_accuracy": val_acc, "lr": keras_lr(cfg.lr, cfg.decay, run.step),
+            "seconds": time.perf_counter() - t0,
+        })
+        if run.stopper.step(val_loss, epoch + 1):
+            run.best_state = copy.deepcopy(model.state_dict())
+        if on_epoch_end is not None:
+            on_epoch_end(run.state(epoch + 1))
+    final = run.best_state if cfg.restore_best else model.state_dict()
+    model.load_state_dict(final)
+    stopped = run.history[-1]["epoch"] if run.history else 0
+    return FitResult(final, run.history, run.stopper.best_epoch, stopped, run.step)
+
+
+class _Run:
+    """One model's training state between epochs: optimiser, early stopping, history, the
+    best weights and the step count (Keras ``iterations``), from scratch or a checkpoint."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device,
+                 resume: dict[str, Any] | None) -> None:
+        self.model, self.cfg, self.device = model, cfg, device
+        self.amp = autocast_dtype(cfg.precision, device)
+        self.forward = compiled(model, cfg.compile, device)
+        self.graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
+        self.opt = make_optimizer(model, cfg)
+        self.stopper = EarlyStopping(cfg.min_delta, cfg.patience)
+        self.history: list[dict[str, float]] = []
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.start_epoch, self.step = 0, 0
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            self.opt.load_state_dict(resume["optimizer"])
+            self.stopper.load_state_dict(resume["early_stopping"])
+            self.best_state = resume["best_state"]
+            self.history = list(resume["history"])
+            self.start_epoch, self.step = int(resume["epoch"]), int(resume["step"])
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """What a checkpoint holds after ``epoch`` (tensors and plain values only)."""
+        return {"epoch": epoch, "step": self.step, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "early_stopping": self.stopper.state_dict(),
+                "best_state": self.best_state, "history": self.history}
+
+    def epoch(self, train: tuple[torch.Tensor, torch.Tensor], epoch: int, seed: int, augment: bool,
+              regime: Regime, desc: str, progress: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One pass over the training set (its order, flips and dropout masks from seeds
+        derived from (seed, epoch)); returns the summed loss, the correct count and n."""
+        from tqdm.auto import tqdm
+
+        x_tr, y_tr = train
+        cfg, model, device = self.cfg, self.model, self.device
         model.train()
         torch.manual_seed(derive_seed(seed, "dropout", epoch))
         gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch))
         perm = epoch_order(y_tr, regime, gen).to(device)
         n = len(perm)
         flips = (torch.rand(n, generator=gen) < 0.5).to(device) if augment else None
+        weight = torch.tensor(regime.class_weight, device=device) if regime.class_weight else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        bar = tqdm(total=n, desc=f"{desc} epoch {epoch + 1}/{cfg.max_epochs}", unit="img",
-                   leave=False, disable=not progress, mininterval=0.5)
+        bar = tqdm(total=n, desc=f"{desc}/{cfg.max_epochs}", unit="img", leave=False, disable=not progress,
+                   mininterval=0.5)
         for i in range(0, n, cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
             xb = to_float(x_tr[idx], cfg.channels_last)
@@ -171,47 +206,31 @@ def fit(
                 xb = torch.where(f[:, None, None, None], xb.flip(3), xb)
             yb = y_tr[idx]
             if regime.adversarial:
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
                     xb = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
-            for g in opt.param_groups:
-                g["lr"] = keras_lr(cfg.lr, cfg.decay, step)
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                out = forward(xb)
-            if weight is None:
-                loss = F.cross_entropy(out.float(), yb)
-            else:  # Keras class_weight: weighted per-image losses, averaged over the batch
-                loss = (F.cross_entropy(out.float(), yb, reduction="none") * weight[yb]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
+            loss, out = self.update(xb, yb, weight)
             loss_sum += loss.detach() * len(idx)
             correct += (out.argmax(1) == yb).sum()
             bar.update(len(idx))
         bar.close()
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            val_loss, val_acc = evaluate_loss(model, x_val, y_val, channels_last=cfg.channels_last)
-        row = {
-            "epoch": epoch + 1,
-            "loss": loss_sum.item() / n,
-            "accuracy": correct.item() / n,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "lr": keras_lr(cfg.lr, cfg.decay, step),
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        if stopper.step(val_loss, epoch + 1):
-            best_state = copy.deepcopy(model.state_dict())
-        if on_epoch_end is not None:
-            on_epoch_end({
-                "epoch": epoch + 1, "step": step, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "early_stopping": stopper.state_dict(),
-                "best_state": best_state, "history": history,
-            })
-    final = best_state if cfg.restore_best else model.state_dict()
-    model.load_state_dict(final)
-    stopped = history[-1]["epoch"] if history else 0
-    return FitResult(final, history, stopper.best_epoch, stopped, step)
+        return loss_sum, correct, n
+
+    def update(self, xb: torch.Tensor, yb: torch.Tensor,
+               weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step at the Keras learning rate of this iteration."""
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = keras_lr(cfg.lr, cfg.decay, self.step)
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            out = self.forward(xb)
+        if weight is None:
+            loss = F.cross_entropy(out.float(), yb)
+        else:  # Keras class_weight: weighted per-image losses, averaged over the batch
+            loss = (F.cross_entropy(out.float(), yb, reduction="none") * weight[yb]).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        return loss, out
