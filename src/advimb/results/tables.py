@@ -156,7 +156,12 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     def value(col: str, v: str) -> Any:
         if col in TEXT_COLUMNS:
             return v
-        return float(v) if v != "" else float("nan")
+        if v == "":
+            return float("nan")
+        try:
+            return float(v)
+        except ValueError:  # a formatted cell ("12.5 [10.1, 14.9]", "n/a: reason")
+            return v
 
     with open(path, newline="") as f:
         return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
