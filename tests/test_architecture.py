@@ -104,3 +104,21 @@ def test_the_results_and_the_report_need_no_torch():
             "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr or r.stdout
+
+
+def test_files_read_in_one_sitting_and_functions_fit_on_a_screen():
+    long_files, long_functions = [], []
+    for m, p in _modules().items():
+        text = p.read_text()
+        if len(text.splitlines()) > 400:
+            long_files.append(m)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{m}.{node.name}")
+    assert not long_files and not long_functions, (long_files, long_functions)
+
+
+def test_every_package_says_what_it_owns():
+    for p in SRC.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(p.read_text()))
+        assert doc and len(doc) > 80, p

@@ -17,70 +17,65 @@ from advimb import __version__
 from advimb.errors import UserError
 
 
-def _parser() -> argparse.ArgumentParser:
+def _study_args(sp: argparse.ArgumentParser) -> None:
+    """The options that build a study's config (run, sweep, config)."""
     from advimb.config.presets import PRESETS
 
+    sp.add_argument("--preset", default=None,
+                    help=f"one of {', '.join(PRESETS)} (default: paper, or the config file's preset)")
+    sp.add_argument("--config", metavar="FILE", help="TOML file setting any config field")
+    sp.add_argument("--data-dir", metavar="DIR",
+                    help="local dataset (CIFAR-10 batches, image folders or an archive); "
+                         "default $ADVIMB_DATA, else download CIFAR-10")
+    sp.add_argument("--seed", type=int, help="base seed (selection, split, init, order)")
+    sp.add_argument("--seeds", type=int, metavar="N",
+                    help="independent replicates of every job (default 1); tables show means and 95%% intervals")
+    sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
+    sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    sp.add_argument("--executor", choices=("local", "dask"),
+                    help="who runs the jobs: local (default, this process) or dask (Dask distributed)")
+    sp.add_argument("--scheduler", metavar="ADDRESS",
+                    help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default $DASK_SCHEDULER_ADDRESS; "
+                         "neither: start a local cluster)")
+    sp.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (dask scheduler --scheduler-file)")
+    sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="set any config field, e.g. --set train.max_epochs=5 (repeatable)")
+
+
+def _report_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--pair", metavar="A,B", help="class pair for Fig. 6 and claim C4 "
+                    "(default cat,dog, or the pair the balanced model confuses most)")
+    sp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+
+
+def _run_args(sp: argparse.ArgumentParser, out_help: str) -> None:
+    """A command that runs a study into a run folder and reports on it (run, sweep)."""
+    _study_args(sp)
+    sp.add_argument("--out", metavar="DIR", help=out_help)
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _report_args(sp)
+    sp.add_argument("--no-report", action="store_true", help="stop after the tables; build no report")
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="advimb", description=(
         "How class imbalance changes a CNN's vulnerability to adversarial inputs "
         "(Possas & Zhou, reproduced and generalised)."))
     p.add_argument("--version", action="version", version=f"advimb {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-
-    def study_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--preset", default=None,
-                        help=f"one of {', '.join(PRESETS)} (default: paper, or the config file's preset)")
-        sp.add_argument("--config", metavar="FILE", help="TOML file setting any config field")
-        sp.add_argument("--data-dir", metavar="DIR",
-                        help="local dataset (CIFAR-10 batches, image folders or an archive); "
-                             "default $ADVIMB_DATA, else download CIFAR-10")
-        sp.add_argument("--seed", type=int, help="base seed (selection, split, init, order)")
-        sp.add_argument("--seeds", type=int, metavar="N",
-                        help="independent replicates of every job (default 1); tables show means and 95%% intervals")
-        sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
-        sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-        sp.add_argument("--executor", choices=("local", "dask"),
-                        help="who runs the jobs: local (default, this process) or dask (Dask distributed)")
-        sp.add_argument("--scheduler", metavar="ADDRESS",
-                        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default $DASK_SCHEDULER_ADDRESS; "
-                             "neither: start a local cluster)")
-        sp.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (dask scheduler --scheduler-file)")
-        sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="set any config field, e.g. --set train.max_epochs=5 (repeatable)")
-
-    r = sub.add_parser("run", help="run (or resume) the study into a run folder")
-    study_args(r)
-    r.add_argument("--out", metavar="DIR", help="run folder (default runs/<preset>)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    c = sub.add_parser("config", help="print the resolved config as TOML")
-    study_args(c)
-
-    def report_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--pair", metavar="A,B", help="class pair for Fig. 6 and claim C4 "
-                        "(default cat,dog, or the pair the balanced model confuses most)")
-        sp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
-
-    report_args(r)
-    r.add_argument("--no-report", action="store_true", help="stop after the tables; build no report")
-
+    _run_args(sub.add_parser("run", help="run (or resume) the study into a run folder"),
+              "run folder (default runs/<preset>)")
+    _study_args(sub.add_parser("config", help="print the resolved config as TOML"))
     sw = sub.add_parser("sweep", help="the study plus every attack at every eps (accuracy-vs-eps curves)")
-    study_args(sw)
+    _run_args(sw, "run folder (default runs/<preset>; reuses its models)")
     sw.add_argument("--attacks", default="fgsm,bim,pgd", help="comma-separated (default fgsm,bim,pgd)")
     sw.add_argument("--epsilons", default="0.0025,0.005,0.01,0.02,0.04",
                     help="comma-separated eps values on the [0, 1] scale (default 0.0025,0.005,0.01,0.02,0.04)")
-    sw.add_argument("--out", metavar="DIR", help="run folder (default runs/<preset>; reuses its models)")
-    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
-    report_args(sw)
-    sw.add_argument("--no-report", action="store_true", help="stop after the tables; build no report")
-
     rp = sub.add_parser("report", help="build the report (figures, HTML, claims) of a run folder")
     rp.add_argument("run_dir")
-    report_args(rp)
-
-    t = sub.add_parser("tables", help="rebuild the tables of a run folder from its artifacts")
-    t.add_argument("run_dir")
-
-    sub.add_parser("list", help="list presets, models and attacks")
+    _report_args(rp)
+    sub.add_parser("tables", help="rebuild the tables of a run folder from its artifacts").add_argument("run_dir")
+    sub.add_parser("list", help="list presets, datasets, models, attacks, defences and long-tail profiles")
     return p
 
 

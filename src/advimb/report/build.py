@@ -96,22 +96,74 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
     # the stored tables when they are current (``advimb run`` has just built them), else built now
     summary = read_tables(run_dir, grid) or build_tables(run_dir, grid)
-    rows = summary["rows"]
     m = summary.get("metrics")  # the claims share the tables' resamples when the tables were just built
     if m is None or n_boot != m.boot.n_boot:  # the claims' replicates; the tables always use N_BOOT
         m = GridMetrics(grid, Bootstrap(n_boot=n_boot, seed=0))
-    layout = RunLayout(run_dir)
-    config_text = layout.config.read_text() if layout.config.exists() else ""
     ref = reference()
     why_not = paper_setting(cfg, grid.manifest.get("dataset", {}))
     comparable = not why_not
+    layout = RunLayout(run_dir)
+    hist_path = layout.model("balanced") / "history.csv"
+    exp_tables = summary.get("experiments", {}).get("tables", [])
+    return {
+        **_header(run_dir, grid, ref, why_not),
+        "interval_method": summary["interval"],
+        **_balanced(summary, grid),
+        "table1": _table1(summary["rows"]["table1"], ref if comparable else None, summary["interval"],
+                          grid.attack_sources()),
+        **_figure_data(grid, summary, pair),
+        "history": {"rows": _read_history(hist_path) if hist_path.exists() else [],
+                    "source": str(hist_path.relative_to(run_dir))},
+        "confusion": {"balanced": bal_conf.tolist(), "source": grid.clean["balanced"][0].source},
+        "claims": check_claims(m, ref if comparable else None, pair),
+        "sweep": _sweep(run_dir, summary.get("sweep")),
+        "experiments": {"seeds": grid.seeds, "long_tail": summary.get("long_tail"),
+                        "defences": summary.get("defences"),
+                        "rows": {k: v for k, v in summary["rows"].items() if k in exp_tables},
+                        "sources": {k: v for k, v in artifacts.read_json(layout.tables / "sources.json").items()
+                                    if k in exp_tables}},
+    }
 
+
+def _header(run_dir: Path, grid, ref: dict[str, Any], why_not: list[str]) -> dict[str, Any]:
+    """The run (config, manifest, attack in words), the paper's reference and whether it is
+    set beside this run, and the page's notes."""
+    cfg, layout = grid.config, RunLayout(run_dir)
+    comparable = not why_not
+    notes = [] if comparable else [
+        "No comparison with the paper: " + "; ".join(why_not) + ". The paper's numbers belong to its "
+        f"setting ({PAPER_SETTING}), so they are not shown beside this run."]
+    return {
+        "title": f"advimb report: {run_dir.resolve().name}",
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run": {"dir": str(run_dir), "config_toml": layout.config.read_text() if layout.config.exists() else "",
+                "manifest": grid.manifest, "preset": cfg.preset if cfg else None, "seed": cfg.seed if cfg else None,
+                "attack": cfg.to_dict()["attack"] if cfg else {},
+                "attack_words": describe_attack(cfg.attack) if cfg else "unknown (no config.toml)",
+                "examples": cfg.eval.examples if cfg else None, "sources": ["config.toml", "manifest.json"]},
+        # the paper's numbers only where they are shown
+        "reference": {"citation": ref["citation"], "source": ref["source"],
+                      **({"text": ref["text"]} if comparable else {})},
+        "paper_comparison": {"shown": comparable, "reasons": why_not, "paper_setting": PAPER_SETTING},
+        "notes": notes,
+    }
+
+
+def _balanced(summary: dict[str, Any], grid) -> dict[str, Any]:
+    bal = summary["balanced_clean_accuracy"], *summary["balanced_clean_accuracy_interval"]
+    return {"balanced_clean_accuracy_percent": _r(bal[0]),
+            "balanced_clean_accuracy": {"value": _r(bal[0]), "lo": _r(bal[1]), "hi": _r(bal[2])},
+            "balanced_clean_source": grid.clean["balanced"][0].source}
+
+
+def _figure_data(grid, summary: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
+    """Fig. 2, Fig. 4 and Fig. 6 data, from the tables' rows."""
+    rows, classes, targets = summary["rows"], grid.classes, grid.targets
     attack_src = grid.attack_sources()
-    table1 = _table1(rows["table1"], ref if comparable else None, summary["interval"], attack_src)
     clean_target = [{"class": r["class"], **{k: _r(r[k]) for k in KINDS},
                      "ci": {k: [_r(r[f"{k}_lo"]), _r(r[f"{k}_hi"])] for k in KINDS}}
                     for r in rows["clean_target_accuracy"]]
-    rel = {}
+    rel: dict[str, dict[str, Any]] = {}
     for r in rows["relative_difference"]:
         if r["gradient"] == "same_model":
             rel.setdefault(r["class"], {"class": r["class"]})[r["model_kind"]] = _r(r["relative_difference"])
@@ -119,34 +171,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     flip = {(r["class"], r["evaluated_model"], r["gradient"], r["predicted_class"]): r for r in rows["flip_rates"]}
     flips = {kind: [[_r(flip[(c, model_name(kind, c), "same_model", lab)]["share"]) for lab in classes]
                     for c in targets] for kind in KINDS}
-    panels = [_panel(grid, flip, c, kind) for c in pair if c in targets for kind in ("under", "over")]
-
-    claims = check_claims(m, ref if comparable else None, pair)
-    hist_path = layout.model("balanced") / "history.csv"
-    notes = []
-    if not comparable:
-        notes.append("No comparison with the paper: " + "; ".join(why_not) + ". The paper's numbers belong to its "
-                     f"setting ({PAPER_SETTING}), so they are not shown beside this run.")
-    manifest = grid.manifest
-    bal = summary["balanced_clean_accuracy"], *summary["balanced_clean_accuracy_interval"]
-    attack = cfg.to_dict()["attack"] if cfg else {}
     return {
-        "title": f"advimb report: {run_dir.resolve().name}",
-        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "run": {"dir": str(run_dir), "config_toml": config_text, "manifest": manifest,
-                "preset": cfg.preset if cfg else None, "seed": cfg.seed if cfg else None, "attack": attack,
-                "attack_words": describe_attack(cfg.attack) if cfg else "unknown (no config.toml)",
-                "examples": cfg.eval.examples if cfg else None,
-                "sources": ["config.toml", "manifest.json"]},
-        # the paper's numbers only where they are shown
-        "reference": {"citation": ref["citation"], "source": ref["source"], **({"text": ref["text"]} if comparable
-                                                                               else {})},
-        "paper_comparison": {"shown": comparable, "reasons": why_not, "paper_setting": PAPER_SETTING},
-        "interval_method": summary["interval"],
-        "balanced_clean_accuracy_percent": _r(bal[0]),
-        "balanced_clean_accuracy": {"value": _r(bal[0]), "lo": _r(bal[1]), "hi": _r(bal[2])},
-        "balanced_clean_source": grid.clean["balanced"][0].source,
-        "table1": table1,
         "clean_target_accuracy": {"rows": clean_target, "sources": grid.clean_sources(),
                                   "definition": "clean accuracy of the class on the full test set"},
         "relative_difference": {
@@ -156,18 +181,8 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
             "definition": "100 x (clean - attacked) / clean, both on the attacked test images",
             "sources": attack_src},
         "flip_rates": {"targets": targets, "classes": list(classes), "percent": flips, "sources": attack_src},
-        "pair": {"classes": list(pair), "panels": panels},
-        "history": {"rows": _read_history(hist_path) if hist_path.exists() else [],
-                    "source": str(hist_path.relative_to(run_dir))},
-        "confusion": {"balanced": bal_conf.tolist(), "source": grid.clean["balanced"][0].source},
-        "claims": claims,
-        "sweep": _sweep(run_dir, summary.get("sweep")),
-        "experiments": {"seeds": grid.seeds, "long_tail": summary.get("long_tail"),
-                        "defences": summary.get("defences"),
-                        "rows": {k: v for k, v in rows.items() if k in summary.get("experiments", {}).get("tables", [])},
-                        "sources": {k: v for k, v in artifacts.read_json(layout.tables / "sources.json").items()
-                                    if k in summary.get("experiments", {}).get("tables", [])}},
-        "notes": notes,
+        "pair": {"classes": list(pair),
+                 "panels": [_panel(grid, flip, c, kind) for c in pair if c in targets for kind in ("under", "over")]},
     }
 
 
@@ -228,32 +243,11 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> tuple[lis
     add("table1", "Table 1: accuracy of the target class under attack" + (", this run beside the paper"
                                                                             if paper is not None else ""),
         figures.table1(meas, paper, targets, cols, fig_dir), t1["sources"])
-    hist, conf = results["history"]["rows"], results["confusion"]["balanced"]
-    if hist:
-        best = min(hist, key=lambda h: h["val_loss"])
-        add("fig1", "Fig. 1: the balanced model", figures.training(hist, np.array(conf), classes, fig_dir),
-            [results["history"]["source"], results["confusion"]["source"]],
-            epochs=len(hist), best_epoch=int(best["epoch"]), best_val_loss=round(best["val_loss"], 4),
-            best_val_accuracy_percent=round(100 * best["val_accuracy"], 2))
-    else:
-        not_drawn.append({"id": "fig1", "title": "Fig. 1: the balanced model",
-                          "reason": f"{results['history']['source']} is missing from the run folder"})
+    _fig1(results, fig_dir, add, not_drawn)
     add("fig2", "Fig. 2: clean accuracy of the target class",
         figures.clean_target(results["clean_target_accuracy"]["rows"], fig_dir),
         results["clean_target_accuracy"]["sources"])
-    items, src = _examples(run_dir, results)
-    if items:
-        eps = float(results["run"]["attack"].get("eps", 0.01)) or 0.01
-        factor = round(0.5 / eps, 1)
-        add("fig3", "Fig. 3: adversarial examples (balanced model, same-model attack)",
-            figures.examples(items, eps, factor, fig_dir), src, amplification=factor, eps=eps,
-            examples=[{k: v for k, v in it.items() if k not in ("clean", "adversarial")} for it in items])
-    else:
-        stored = results["run"].get("examples")
-        not_drawn.append({"id": "fig3", "title": "Fig. 3: adversarial examples", "reason": (
-            "the run stored no example images (eval.examples = 0)" if stored == 0 else
-            "this folder's eval/attack/*.npz hold no example images (removed after the run, as in a published "
-            "copy that does not redistribute the dataset's images)")})
+    _fig3(run_dir, results, fig_dir, add, not_drawn)
     rd = results["relative_difference"]
     add("fig4", "Fig. 4: relative difference per class",
         figures.relative_difference(rd["rows"] + [rd["average"]], fig_dir), rd["sources"])
@@ -275,6 +269,38 @@ def draw_figures(run_dir: Path, results: dict[str, Any], out: Path) -> tuple[lis
         figures.flip_heatmaps({k: np.array(v, dtype=float) for k, v in fr["percent"].items()}, targets, classes,
                               fig_dir), fr["sources"])
     return entries, not_drawn
+
+
+def _fig1(results: dict[str, Any], fig_dir: Path, add, not_drawn: list[dict[str, str]]) -> None:
+    """Fig. 1, the balanced model's history and confusion, or why it is not drawn."""
+    hist, conf = results["history"]["rows"], results["confusion"]["balanced"]
+    if not hist:
+        not_drawn.append({"id": "fig1", "title": "Fig. 1: the balanced model",
+                          "reason": f"{results['history']['source']} is missing from the run folder"})
+        return
+    best = min(hist, key=lambda h: h["val_loss"])
+    add("fig1", "Fig. 1: the balanced model",
+        figures.training(hist, np.array(conf), results["flip_rates"]["classes"], fig_dir),
+        [results["history"]["source"], results["confusion"]["source"]],
+        epochs=len(hist), best_epoch=int(best["epoch"]), best_val_loss=round(best["val_loss"], 4),
+        best_val_accuracy_percent=round(100 * best["val_accuracy"], 2))
+
+
+def _fig3(run_dir: Path, results: dict[str, Any], fig_dir: Path, add, not_drawn: list[dict[str, str]]) -> None:
+    """Fig. 3, adversarial examples, or why it is not drawn."""
+    items, src = _examples(run_dir, results)
+    if not items:
+        stored = results["run"].get("examples")
+        not_drawn.append({"id": "fig3", "title": "Fig. 3: adversarial examples", "reason": (
+            "the run stored no example images (eval.examples = 0)" if stored == 0 else
+            "this folder's eval/attack/*.npz hold no example images (removed after the run, as in a published "
+            "copy that does not redistribute the dataset's images)")})
+        return
+    eps = float(results["run"]["attack"].get("eps", 0.01)) or 0.01
+    factor = round(0.5 / eps, 1)
+    add("fig3", "Fig. 3: adversarial examples (balanced model, same-model attack)",
+        figures.examples(items, eps, factor, fig_dir), src, amplification=factor, eps=eps,
+        examples=[{k: v for k, v in it.items() if k not in ("clean", "adversarial")} for it in items])
 
 
 def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
