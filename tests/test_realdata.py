@@ -3,6 +3,7 @@
 Fails (does not skip) when the data is missing, unless pytest runs with --no-real-data."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def test_the_quick_preset_shows_its_floor_effect_at_a_glance(real_data_dir, tmp_
     assert "no comparison with the paper: the training counts are 500 / 100" in term
     html = (out / "report" / "index.html").read_text()
     glance = html.split("<h2>At a glance</h2>")[1].split("<h2>")[0]
-    c1_row = glance.split("href='#C1'")[1].split("</tr>")[0]
+    c1_row = re.split(r"href=[\"']#C1[\"']", glance)[1].split("</tr>")[0]
     assert 'v-floor-effect">floor effect' in c1_row and "direction reproduced" not in c1_row
     assert "Floor effect: the under-sampled models predict their own class for only" in c1_row
     assert res["paper_comparison"]["shown"] is False and res["table1"]["average"]["paper"] == {}

@@ -77,9 +77,16 @@ def test_run_ends_with_a_report(cifar_named_run, capsys):
     assert cat["paper"] == {} and cat["difference"] == {}
     assert all(lo <= cat["measured"][c] <= hi for c, (lo, hi) in cat["ci"].items())
     assert [c["id"] for c in res["claims"]["claims"]] == ["C1", "C2", "C3", "C4a", "C4b"]
+    from advimb.results.claims import SHOWN_AS
+    from advimb.results.stats import Estimate, verdict
+
     for c in res["claims"]["claims"]:
-        assert c["shown_as"] in ("direction reproduced", "direction not reproduced", "inconclusive",
-                                 "not measurable", "floor effect")
+        # the verdict is the sign test of the stored intervals, and is shown as its rule says
+        nan = float("nan")
+        ests = [Estimate(x["value"], x["lo"], x["hi"]) if x["lo"] is not None else Estimate(nan, nan, nan)
+                for x in c["comparisons"]]
+        assert c["verdict"] == verdict(ests)
+        assert c["shown_as"] == ("floor effect" if c["floor_effect"] else SHOWN_AS[c["verdict"]])
         assert c["magnitude"] == [] and c["magnitude_note"].startswith("no comparison with the paper")
     assert res["pair"]["classes"] == ["cat", "dog"]
     assert res["run"]["attack_words"] == "FGSM, eps 0.01, ascent on the true label"
