@@ -8,16 +8,22 @@ each, on the same device, data and models:
   device and scaled per batch there, channels_last, no host sync inside an epoch,
   ``--precision``);
 - ``stacked``: advimb's stacked trainer (``advimb.training.stacked.fit_stacked``: all M models as
-  one vmap-ed model, ``--precision``).
+  one vmap-ed model of one shape, ``--precision``, ``--compile``).
+
+``--sizes paper`` (with ``--models 21``) gives the models the paper study's training-set
+sizes relative to ``--images``: one balanced model of ``--images``, ten under-sampled of
+0.92x and ten over-sampled of 0.28x (45,000 / 41,400 / 12,600 at paper scale), so the stack
+pads last batches and carries models that finished their epoch (the one stack of a study).
 
     python benchmarks/train_throughput.py --models 10 --images 640 --precision fp32
-    python benchmarks/train_throughput.py --models 10 --images 640 --precision bf16
-    python benchmarks/train_throughput.py --device cuda --models 21 --images 8192 --precision bf16
+    python benchmarks/train_throughput.py --models 21 --images 640 --sizes paper --precision bf16
+    python benchmarks/train_throughput.py --device cuda --models 21 --images 8192 --sizes paper --precision bf16 --compile on
 
 Prints images/s of each (training images per second, all models together, validation of
 512 images per epoch included in each) and the ratios to ``naive``; one warm-up epoch
-first. Random uint8 images (speed does not depend on content). ``--json FILE`` appends the
-result as a JSON line.
+first (its seconds, compiling included, as ``<trainer>_warmup_s``; each stacked run builds
+and compiles its own step, as a study does once). Random uint8 images (speed does not
+depend on content). ``--json FILE`` appends the result as a JSON line.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ def main() -> None:
     p.add_argument("--models", type=int, default=10)
     p.add_argument("--images", type=int, default=640, help="training images per model")
     p.add_argument("--widths", default="32,64,128", help="conv widths (paper: 32,64,128)")
+    p.add_argument("--sizes", default="equal", choices=("equal", "paper"),
+                   help="training-set sizes: all --images, or the paper study's (needs --models 21)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
@@ -74,28 +82,37 @@ def main() -> None:
     dev = torch.device(a.device)
     skip = set(filter(None, a.skip.split(",")))
     torch.manual_seed(0)
-    n_total = a.models * a.images + 512
+    sizes = [a.images] * a.models
+    if a.sizes == "paper":
+        if a.models != 21:
+            p.error("--sizes paper needs --models 21 (balanced, 10 under-sampled, 10 over-sampled)")
+        sizes = [a.images] + [round(a.images * 0.92)] * 10 + [round(a.images * 0.28)] * 10
+    n_total = sum(sizes) + 512
     x = torch.randint(0, 256, (n_total, 32, 32, 3), dtype=torch.uint8, device=dev)
     y = torch.randint(0, 10, (n_total,), device=dev)
-    idx = [torch.arange(i * a.images, (i + 1) * a.images, device=dev) for i in range(a.models)]
+    starts = [sum(sizes[:i]) for i in range(a.models)]
+    idx = [torch.arange(s0, s0 + n, device=dev) for s0, n in zip(starts, sizes)]
     val = (x[-512:], y[-512:])
     mcfg = ModelConfig(widths=tuple(int(w) for w in a.widths.split(",")))
     models = [build_model(mcfg, 10, (3, 32, 32), seed=i).to(dev) for i in range(a.models)]
     precision = resolve_precision(a.precision, dev)
     cfg = TrainConfig(max_epochs=1, batch_size=a.batch, precision=precision, compile=a.compile)
     res = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-           "torch": torch.__version__, "models": a.models, "images_per_model": a.images, "widths": a.widths,
+           "torch": torch.__version__, "models": a.models, "images_per_model": a.images, "sizes": a.sizes,
+           "widths": a.widths,
            "batch": a.batch, "precision": precision, "compile": a.compile, "threads": torch.get_num_threads()}
 
-    def timed(fn) -> float:
+    def timed(name, fn) -> float:
+        t = time.perf_counter()
         fn(warmup=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        t = time.perf_counter()
+        t1 = time.perf_counter()
+        res[f"{name}_warmup_s"] = t1 - t
         fn(warmup=False)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        return a.models * a.images / (time.perf_counter() - t)
+        return sum(sizes) / (time.perf_counter() - t1)
 
     def naive(warmup):
         for i, m in enumerate([copy.deepcopy(m) for m in models[:1 if warmup else None]]):
@@ -112,7 +129,7 @@ def main() -> None:
 
     for name, fn in (("naive", naive), ("fit", one_by_one), ("stacked", stacked)):
         if name not in skip:
-            res[f"{name}_images_per_s"] = timed(fn)
+            res[f"{name}_images_per_s"] = timed(name, fn)
     for name in ("fit", "stacked"):
         if f"{name}_images_per_s" in res and "naive_images_per_s" in res:
             res[f"{name}_vs_naive"] = res[f"{name}_images_per_s"] / res["naive_images_per_s"]

@@ -16,7 +16,7 @@ LAYERS = {
     "data": {"config", "errors", "artifacts"},
     "models": {"config", "errors"},
     "attacks": {"config", "errors", "devices", "data"},
-    "training": {"config", "errors", "devices", "attacks", "models"},
+    "training": {"config", "errors", "log", "devices", "attacks", "models"},
     "results": {"config", "errors", "artifacts", "layout", "data"},
     "study": {"config", "errors", "log", "layout", "artifacts", "devices", "data", "models", "attacks", "training",
               "results"},

@@ -78,7 +78,8 @@ def test_the_current_code_recognises_every_finished_job():
 
     from advimb.config.io import from_dict, load_toml
     from advimb.config.sections import ExperimentConfig
-    from advimb.study.plan import _plan_replicate
+    from advimb.devices import resolve_runtime
+    from advimb.study.plan import plan
 
     cfg = from_dict(ExperimentConfig, load_toml(RUN / "config.toml"))
     # where it ran is not part of any key: plan as on this machine, one job per model
@@ -90,7 +91,7 @@ def test_the_current_code_recognises_every_finished_job():
         classes, fingerprint = tuple(ds["classes"]), ds["fingerprint"]
         num_classes, image_shape = len(ds["classes"]), tuple(ds["image_shape"])
 
-    jobs = [p for j in _plan_replicate(cfg, Data(), 0) for p in j.parts()]
+    jobs = [p for j in plan(resolve_runtime(cfg), Data()) for p in j.parts()]
     assert len(jobs) == 72
     for job in jobs:
         assert json.loads(job.marker(RUN).read_text())["job_key"] == job.key, job.name

@@ -77,7 +77,8 @@ def auto_batch(batch_size: int, device: torch.device) -> int:
 def resolve_runtime(cfg: Any) -> Any:
     """``cfg`` (an ExperimentConfig) with every ``auto`` and every runtime setting resolved,
     once, where the jobs run (the executor calls this on a worker): the device (``auto`` ->
-    ``cuda`` or ``cpu``), ``train.precision``, ``train.stack`` (on for CUDA), ``train.threads``
+    ``cuda`` or ``cpu``), ``train.precision``, ``train.stack`` and ``train.compile`` (on for
+    CUDA), ``train.threads``
     (0 -> this process's torch threads), ``eval.group_attacks`` (on with the local executor,
     off with Dask: one task per attack job), and the batch sizes (0 -> ``AUTO_BATCH``). Jobs and
     ``plan`` read these values and resolve nothing themselves; ``config.toml`` records them."""
@@ -85,6 +86,7 @@ def resolve_runtime(cfg: Any) -> Any:
     train = dataclasses.replace(
         cfg.train, device=str(device), precision=resolve_precision(cfg.train.precision, device),
         stack=cfg.train.stack if cfg.train.stack != "auto" else ("on" if device.type == "cuda" else "off"),
+        compile=cfg.train.compile if cfg.train.compile != "auto" else ("on" if device.type == "cuda" else "off"),
         threads=cfg.train.threads or torch.get_num_threads())
     grouped = cfg.eval.group_attacks
     if grouped == "auto":
@@ -97,7 +99,8 @@ def resolve_runtime(cfg: Any) -> Any:
 def check_resolved(cfg: Any) -> None:
     """A bug, not bad input, when a config reaches planning or a job without its runtime settings
     resolved (:func:`resolve_runtime`)."""
-    if "auto" in (cfg.train.device, cfg.train.precision, cfg.train.stack, cfg.eval.group_attacks) or not (
+    if "auto" in (cfg.train.device, cfg.train.precision, cfg.train.stack, cfg.train.compile,
+                  cfg.eval.group_attacks) or not (
             cfg.eval.batch_size and cfg.attack.batch_size and cfg.train.threads):
         raise ValueError("this config's runtime settings are not resolved; pass it through "
                          "advimb.devices.resolve_runtime first")

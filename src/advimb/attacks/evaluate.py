@@ -9,12 +9,15 @@ per-image predictions before and after, and the histogram of predicted labels.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from advimb.attacks.core import attack_params, eval_mode, get_attack
 from advimb.config.sections import AttackConfig
@@ -37,6 +40,19 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
             labels.append(p.argmax(1).cpu())
             probs.append(p.cpu())
     return torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+
+@torch.no_grad()
+def predict_stacked(models: Sequence[nn.Module], x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
+    """Labels of every model (one architecture without batch norm, eval mode) for uint8
+    NHWC images ``x``, ``(M, N)``: the models stacked (``torch.func``) and each batch
+    classified by all of them in one vmap-ed pass; ``batch_size`` images x models per pass."""
+    base = copy.deepcopy(models[0]).to("meta").eval()
+    params, buffers = stack_module_state([m.eval() for m in models])
+    run = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
+    per = max(batch_size // len(models), 1)
+    labels = [run(params, buffers, to_float(x[i:i + per], False)).argmax(2).cpu() for i in range(0, len(x), per)]
+    return torch.cat(labels, 1).numpy()
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -18,7 +18,8 @@ from advimb.errors import UserError
 SMOKE_COST = "about 15 s on a 2-core CPU with the report, 7 s without (--no-report), start-up included"
 QUICK_COST = ("3 to 6 minutes on a 2-core CPU (181 s and 334 s measured on two machines of this kind), plus "
               "about 17 s for the first decode of the data")
-PAPER_COST = ("583 s of study time on one H200 (measured, default settings); many hours on a 2-core CPU "
+PAPER_COST = ("583 s of study time on one H200 (measured with the settings before the one stack and compile "
+              "on CUDA by default; the current default is unmeasured on a GPU); many hours on a 2-core CPU "
               "(not measured)")
 FAITHFUL_COST = "not measured yet (like paper, plus flips and patience 20)"
 

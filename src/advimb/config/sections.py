@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from advimb.config.enums import (AdvScope, Augment, Auto, Choice, Direction, ExecutorName, Init, Normalize,
-                                  Precision, Resources, Selection, SignZero, Switch, Validation)
+                                  Precision, Resources, Selection, SignZero, Validation)
 from advimb.config.io import to_dict
 from advimb.errors import UserError
 
@@ -136,11 +136,13 @@ class TrainConfig:
     a run starts: ``bf16`` where the device runs it natively (a GPU of compute capability
     >= 8, a CPU with AVX-512 BF16 or AMX), else ``fp32``; the resolved value is what the
     run folder's config records. It changes results, so it is part of the science config.
-    ``compile``: ``off`` or ``on`` (``torch.compile`` of the training step; CUDA graphs on
-    a GPU); an execution setting like ``stack``. ``stack``: train models of equal size together as one stacked model
-    (``advimb.stacked``): ``on``, ``off`` or ``auto`` (on for CUDA, off for the CPU, where it
-    measured slower; see BENCHMARKS.md). Stacked and one-by-one training agree to float
-    rounding per step, so ``stack`` is an execution setting.
+    ``compile``: ``on``, ``off`` or ``auto`` (on for CUDA, off for the CPU, where it measured
+    no gain): ``torch.compile`` of the training step (CUDA graphs on a GPU); an execution
+    setting like ``stack``. ``stack``: train every stackable model of the study together as
+    one stacked model of one shape (``advimb.training.stacked``): ``on``, ``off`` or ``auto``
+    (on for CUDA, off for the CPU, where it measured slower; see BENCHMARKS.md). Stacked and
+    one-by-one training agree to float rounding per step, so ``stack`` is an execution
+    setting.
     """
 
     lr: float = 1e-4
@@ -160,12 +162,12 @@ class TrainConfig:
     threads: int = 0
     precision: str = "auto"
     stack: str = "auto"
-    compile: str = "off"
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr", "must be > 0")
         _enum(self, "precision", Precision, "train.precision")
-        _enum(self, "compile", Switch, "train.compile")
+        _enum(self, "compile", Auto, "train.compile")
         _enum(self, "stack", Auto, "train.stack")
         _check(0 <= self.rho < 1, "train.rho", "must be in [0, 1)")
         _check(self.eps > 0, "train.eps", "must be > 0")

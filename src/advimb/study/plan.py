@@ -9,30 +9,39 @@ import dataclasses
 
 from advimb.config.sections import ExperimentConfig
 from advimb.data.dataset import Dataset
-from advimb.data.imbalance import Scenario, class_counts, paper_scenarios, split_sizes, target_classes
+from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
 from advimb.devices import check_resolved
 from advimb.layout import sweep_folder
 from advimb.models import is_stackable
 from advimb.study.jobs.base import Job
-from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalJob
+from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalGroupJob, CleanEvalJob
 from advimb.study.jobs.train import TrainGroupJob, TrainJob
+from advimb.training.regimes import get_defence
 
 
 def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """The study as jobs, in an order where every job follows its dependencies: for each
     replicate (``experiments.seeds``), the paper's grid (21 trainings, 21 clean
     evaluations, 30 attack jobs holding the 50 combinations, plus any attack/eps sweep)
-    and the experiments' models and attacks (``advimb.experiments``)."""
+    and the experiments' models and attacks (``advimb.experiments``); with stacking on, the trainings
+of all replicates first, as one stack (:func:`group_training`)."""
     from advimb.study.experiments import replicate_config
 
     check_resolved(config)
-    out: list[Job] = []
+    trains: list[TrainJob] = []
+    cleans: list[CleanEvalJob] = []
+    rest: list[Job] = []
     for k in range(config.experiments.seeds):
-        out += _plan_replicate(replicate_config(config, k), ds, k)
-    return out
+        t, c, r = _plan_replicate(replicate_config(config, k), ds, k)
+        trains += t
+        cleans += c
+        rest += r
+    return [*group_training(trains, config, ds), *group_clean(cleans, config, ds), *rest]
 
 
-def _plan_replicate(config: ExperimentConfig, ds: Dataset, k: int) -> list[Job]:
+def _plan_replicate(config: ExperimentConfig, ds: Dataset,
+                    k: int) -> tuple[list[TrainJob], list[CleanEvalJob], list[Job]]:
+    """One replicate's training jobs, clean evaluations, and attack jobs."""
     from advimb.study.experiments import experiment_grid
 
     classes, fp = ds.classes, ds.fingerprint
@@ -56,7 +65,15 @@ def _plan_replicate(config: ExperimentConfig, ds: Dataset, k: int) -> list[Job]:
                 attack(cfg, grad, c, evaluated, subdir=sub, min_eps_max=me)
     for a in extra_attacks:
         attack(config, a["gradient"], a["target"], a["evaluated"], subdir=a["subdir"])
-    return [*group_training(list(train.values()), config, ds), *clean, *group_attacks(attacks, config)]
+    return list(train.values()), clean, group_attacks(attacks, config)
+
+
+def group_clean(jobs: list[CleanEvalJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
+    """With stacking on, the clean evaluations of every stackable model become one
+    :class:`CleanEvalGroupJob` (the models classify each test batch together)."""
+    if config.train.stack != "on" or not is_stackable(config.model.name) or len(jobs) < 2:
+        return list(jobs)
+    return [CleanEvalGroupJob(config, ds.classes, ds.fingerprint, 0, members=tuple(jobs))]
 
 
 def group_attacks(jobs: list[AttackJob], config: ExperimentConfig) -> list[Job]:
@@ -86,21 +103,16 @@ def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, fl
 
 
 def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
-    """With stacking on, TrainJobs of equal training- and validation-set size become
-    TrainGroupJobs (the study's ten under-sampled and ten over-sampled models). Defended
-    models (their own training regime) and models that declared themselves not stackable
-    (batch norm) train one by one. The sizes follow from the counts; nothing is selected."""
+    """With stacking on, every stackable model of the study, whatever its training-set size
+    and replicate (the balanced, under- and over-sampled models of every seed, the long-tail
+    and sweep models, the defended models whose defence only weights or re-samples), trains
+    in one :class:`TrainGroupJob`: one stacked model of one shape. Adversarially trained
+    models (each batch crafted against its own model) and models that declared themselves
+    not stackable (batch norm) train one by one."""
     if config.train.stack != "on" or not is_stackable(config.model.name):
         return list(jobs)
-    groups: dict[tuple[int, int], list[TrainJob]] = {}
-    out: list[Job] = []
-    for j in jobs:
-        if j.scenario.defence:
-            out.append(j)
-            continue
-        counts = class_counts(j.scenario, ds.num_classes, config.imbalance)
-        groups.setdefault(split_sizes(counts, config.train.validation, config.train.val_fraction), []).append(j)
-    for g in groups.values():
-        out.append(g[0] if len(g) == 1 else TrainGroupJob(config, ds.classes, ds.fingerprint, g[0].replicate,
-                                                          members=tuple(g)))
-    return out
+    stack = [j for j in jobs if not j.scenario.defence or get_defence(j.scenario.defence).stackable]
+    alone = [j for j in jobs if j not in stack]
+    if len(stack) < 2:
+        return list(jobs)
+    return [TrainGroupJob(config, ds.classes, ds.fingerprint, 0, members=tuple(stack)), *alone]

@@ -25,6 +25,7 @@ from torch import nn
 from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype, to_float
+from advimb.log import log
 from advimb.training.regimes import Regime, adversarial_batch, epoch_order
 
 
@@ -215,6 +216,18 @@ class _Run:
         bar.close()
         return loss_sum, correct, n
 
+    def _forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The (compiled) forward; if compiling fails on the first step, say so and go on eager."""
+        try:
+            return self.forward(xb)
+        except Exception as e:  # torch.compile's backends raise many kinds
+            if self.forward is self.model or self.step > 0:
+                raise
+            log(f"torch.compile of the training step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "training eager (set train.compile = 'off' to skip compiling)")
+            self.forward, self.graphs = self.model, False
+            return self.forward(xb)
+
     def update(self, xb: torch.Tensor, yb: torch.Tensor,
                weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step at the Keras learning rate of this iteration."""
@@ -224,7 +237,7 @@ class _Run:
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            out = self.forward(xb)
+            out = self._forward(xb)
         if weight is None:
             loss = F.cross_entropy(out.float(), yb)
         else:  # Keras class_weight: weighted per-image losses, averaged over the batch

@@ -46,6 +46,13 @@ class Defence:
     adversarial: str = ""
     description: str = ""
 
+    @property
+    def stackable(self) -> bool:
+        """Can its models train in the study's one stack? Weights and re-sampling change
+        only the loss and the epoch's order; adversarial training crafts each batch against
+        its own model, so it trains one by one."""
+        return not self.adversarial
+
     def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
         """What defines this defence for a model (part of its job key): the experiments'
         adversarial-training settings apply only to adversarial training, the scope only to a

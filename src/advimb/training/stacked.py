@@ -1,26 +1,37 @@
-"""Training many models of one architecture at once, as one stacked model.
+"""Training every model of a study at once, as one stacked model of one fixed shape.
 
 The models' parameters are stacked along a new leading dimension
 (``torch.func.stack_module_state``) and one ``vmap``-ed ``functional_call`` runs all of
-them on their own batches in a single pass: a batch-32 step of M models becomes one
-launch-friendly step of M x 32 images (convolutions become grouped convolutions). Each
-model keeps everything :func:`advimb.train.fit` gives it: its own training indices, its own
-shuffling and flips (the same per-epoch seeds as ``fit``), its own validation set, its own
-early stopping, RMSProp state and Keras lr decay (same update as ``torch.optim.RMSprop``,
-written out on the stacked tensors). A model that stops early is dropped from the stack
-(its best weights kept), which changes nothing for the others.
+them, each on its own batch, in a single pass: a batch-32 step of M models becomes one
+launch-friendly step of M x 32 images (convolutions become grouped convolutions).
 
-In float32 and without dropout the result equals training the models one by one up to
-float rounding (grouped and single convolutions sum in different orders);
-``tests/test_stacked.py`` checks this. With dropout (``vgg_authors``), the masks are drawn
-per model from the stack's generator, so they differ from one-by-one training's masks.
-Models must share the number of training images and of validation images (the study's
-groups: the ten under-sampled models, the ten over-sampled ones).
+Each model keeps everything :func:`advimb.training.fit.fit` gives it, whatever its
+training-set size: its own epochs (an epoch is a pass over that model's images, so models
+with smaller sets finish their epochs after fewer steps), its own shuffling and flips (the
+same per-epoch seeds as ``fit``), its own validation set and early stopping, its own RMSProp
+state and Keras lr decay, and its defence's class weights or re-sampling.
+
+**One shape for the whole run**, so a compiled step (one CUDA graph on a GPU) never
+recompiles: every step takes ``batch_size`` samples from every model. An epoch's last,
+smaller batch is padded with zero-weight samples (the loss is the weighted sum over the
+real samples divided by their number, so the gradient equals that of the smaller batch),
+and a model that has stopped (early stopping or ``max_epochs``) stays in the stack with
+zero weight on every sample: its gradient is exactly zero, so its weights no longer move,
+and the others are unaffected (vmap keeps the models independent). The price is wasted
+work: the padded samples (under one batch per model and epoch) and the steps of models that
+have already stopped, while the longest-running model finishes
+(:func:`advimb.training.waste.wasted_work` computes both from the histories).
+
+In float32 without dropout the result equals one-by-one training up to float rounding
+(``tests/test_stacked.py``: unequal sizes, padded batches, early stops at different epochs,
+class weights, re-sampling). With dropout (``vgg_authors``) the masks are drawn per model
+from the stack's generator, so they differ from one-by-one training's.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +44,9 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype
+from advimb.log import log
 from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr
+from advimb.training.regimes import Regime, epoch_order
 
 
 def _float(x_u8: torch.Tensor) -> torch.Tensor:
@@ -61,130 +74,218 @@ def fit_stacked(
     *,
     seeds: Sequence[int],
     augment: Sequence[bool],
+    regimes: Sequence[Regime] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> list[FitResult]:
-    """Train ``models`` (same architecture) together; returns one :class:`FitResult` each.
+    """Train ``models`` (one architecture, any training- and validation-set sizes) together;
+    returns one :class:`FitResult` each, as :func:`~advimb.training.fit.fit` would.
 
     ``x_train``/``y_train``: the whole training set, uint8 NHWC / int64, on the device;
-    ``train_idx[m]``: model m's training indices into it (all of one length); ``val[m]``:
-    model m's validation images and labels (all of one length). ``seeds``/``augment``: per
-    model, as ``fit``'s ``seed``/``augment``. Precision (``cfg.precision``)
-    and ``cfg.compile`` as in ``fit``.
+    ``train_idx[m]``: model m's training indices into it; ``val[m]``: model m's validation
+    images and labels. ``seeds``/``augment``/``regimes``: per model, as ``fit``'s
+    ``seed``/``augment``/``regime`` (class weights and re-sampling; not adversarial training,
+    which trains one by one). ``on_epoch_end(state)`` is called after every step at which some
+    model finished an epoch, with a state ``resume`` continues from exactly.
     """
+    from tqdm.auto import tqdm
+
+    regimes = list(regimes) if regimes is not None else [Regime() for _ in models]
     if not stackable(models[0]):
         raise ValueError("models with batch norm cannot be trained stacked; train them one by one (fit)")
-    n = len(train_idx[0])
-    if any(len(t) != n for t in train_idx) or any(len(v[0]) != len(val[0][0]) for v in val):
-        raise ValueError("stacked models need equal numbers of training and of validation images")
-    st = _Stack(models, cfg, x_train.device, resume)
-    idx_all = torch.stack([t.to(x_train.device) for t in train_idx])  # (M, n)
-    for epoch in range(st.start_epoch, cfg.max_epochs):
-        if not st.active:
-            break
+    if any(r.adversarial for r in regimes):
+        raise ValueError("adversarial training crafts each batch against its own model; train it one by one (fit)")
+    st = _Stack(models, (x_train, y_train), train_idx, val, cfg, seeds, augment, regimes, resume)
+    bar = tqdm(total=st.upper_bound(), initial=st.images_done, desc=f"{desc} ({len(models)} models)", unit="img",
+               disable=not progress, mininterval=0.5)
+    while st.running():
         t0 = time.perf_counter()
-        loss_sum, correct = st.epoch((x_train, y_train), idx_all, epoch, seeds, augment,
-                                     f"{desc} ({len(st.active)} models) epoch {epoch + 1}", progress)
-        st.close_epoch(epoch, loss_sum / n, correct.float() / n, val, t0)
-        if on_epoch_end is not None:
-            on_epoch_end(st.state(epoch + 1))
-    return st.results(models, n)
+        bar.update(st.tick())
+        if st.tick_count <= 3 and st.cfg.compile == "on":
+            st.report_warmup(time.perf_counter() - t0)
+        ending = st.ending()
+        if ending:
+            st.close_epochs(ending)
+            bar.set_postfix_str(f"{st.done.count(False)} training", refresh=False)
+            if on_epoch_end is not None:
+                on_epoch_end(st.state())
+    bar.close()
+    return st.results(models)
 
 
 class _Stack:
-    """The stacked models' training state: parameters and RMSProp accumulators stacked along
-    a leading model dimension, the models still training (``active``), each model's early
-    stopping, history, best weights and buffers, and the step count."""
+    """The stack's training state. Static per model: its training indices, its validation
+    set (padded to the longest), its steps per epoch. Changing per model: its epoch, the step
+    at which that epoch began, whether it has stopped, its early stopping, history, best
+    weights, and the current epoch's order, flips and sample weights (rows of fixed length).
+    Shared: the stacked parameters, RMSProp accumulators and the step count (Keras
+    ``iterations``: every model still training has taken exactly ``tick_count`` steps)."""
 
-    def __init__(self, models: Sequence[nn.Module], cfg: TrainConfig, device: torch.device,
+    def __init__(self, models: Sequence[nn.Module], train: tuple[torch.Tensor, torch.Tensor],
+                 train_idx: Sequence[torch.Tensor], val: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                 cfg: TrainConfig, seeds: Sequence[int], augment: Sequence[bool], regimes: Sequence[Regime],
                  resume: dict[str, Any] | None) -> None:
-        self.cfg, self.device = cfg, device
-        self.amp = amp = autocast_dtype(cfg.precision, device)
-        m_all = len(models)
-        self.base = base = copy.deepcopy(models[0]).to("meta")
-        params, self.buffers = stack_module_state(list(models))
+        self.cfg, self.x, self.y = cfg, train[0], train[1]
+        self.device = device = self.x.device
+        self.seeds, self.augment, self.regimes = list(seeds), list(augment), list(regimes)
+        self.m = m = len(models)
+        self.idx = [t.to(device) for t in train_idx]
+        self.n = [len(epoch_order(self.y[i].cpu(), r, torch.Generator().manual_seed(0)))
+                  for i, r in zip(self.idx, regimes)]  # images per epoch (re-sampling tops classes up)
+        if min(self.n) == 0:
+            raise ValueError("a stacked model has no training images")
+        b = cfg.batch_size
+        self.steps = [math.ceil(n / b) for n in self.n]
+        self.width = max(self.steps) * b
+        self.cw = [torch.tensor(r.class_weight, device=device) if r.class_weight else None for r in regimes]
+        self._build_fns(models[0])
+        params, buffers = stack_module_state(list(models))
         self.params = {k: v.detach().clone() for k, v in params.items()}
+        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.sq = {k: torch.zeros_like(v) for k, v in self.params.items()}
-        randomness = "different" if _has_dropout(models[0]) else "error"
+        self._stack_val(val)
+        self.order = torch.zeros(m, self.width, dtype=torch.long, device=device)
+        self.weight = torch.zeros(m, self.width, device=device)
+        self.real = torch.zeros(m, self.width, device=device)
+        self.flip = torch.zeros(m, self.width, dtype=torch.bool, device=device)
+        self.pos = torch.zeros(m, dtype=torch.long, device=device)  # each model's offset in its epoch
+        self.offsets = torch.arange(b, device=device)
+        self.loss_sum = torch.zeros(m, device=device)
+        self.correct = torch.zeros(m, device=device)
+        self.stoppers = [EarlyStopping(cfg.min_delta, cfg.patience) for _ in range(m)]
+        self.histories: list[list[dict[str, float]]] = [[] for _ in range(m)]
+        self.best = [{k: v[i].clone() for k, v in self.params.items()} for i in range(m)]
+        self.epoch, self.begin, self.done = [0] * m, [0] * m, [cfg.max_epochs <= 0] * m
+        self.tick_count, self.t0 = 0, [time.perf_counter()] * m
+        if resume is not None:
+            self._load(resume)
+        for i in range(m):
+            self._start_epoch(i) if not self.done[i] else self._retire(i)
+        self._schedule()
+        torch.manual_seed(derive_seed(self.seeds[0], "dropout", self.tick_count))
 
-        def loss_fn(p, b, x, y):
+    def _build_fns(self, model: nn.Module) -> None:
+        """The vmap-ed step (gradient, loss and logits of every model on its batch, one fixed
+        shape) and the vmap-ed evaluation."""
+        cfg, device = self.cfg, self.device
+        self.amp = amp = autocast_dtype(cfg.precision, device)
+        self.base = base = copy.deepcopy(model).to("meta")
+
+        def loss_fn(p, b, x, y, w, r):
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = functional_call(base, (p, b), (x,))
-            return F.cross_entropy(out.float(), y), out
-
-        self.step_fn = compiled(vmap(grad_and_value(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0),
-                                     randomness=randomness), cfg.compile, device)
+            ce = F.cross_entropy(out.float(), y, reduction="none")
+            return (ce * w).sum() / r.sum().clamp_min(1), out
 
         def eval_fn(p, b, x):
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 return functional_call(base, (p, b), (x,)).float()
 
-        self.eval_v = vmap(eval_fn, in_dims=(0, 0, 0))
+        randomness = "different" if _has_dropout(model) else "error"
+        self.eager_step = vmap(grad_and_value(loss_fn, has_aux=True), randomness=randomness)
+        self.step_fn = compiled(self.eager_step, cfg.compile, device)
+        self.eval_v = vmap(eval_fn)
         self.graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
-        self.active = list(range(m_all))  # model numbers still in the stack, in stack order
-        self.stoppers = [EarlyStopping(cfg.min_delta, cfg.patience) for _ in range(m_all)]
-        self.histories: list[list[dict[str, float]]] = [[] for _ in range(m_all)]
-        self.best = [{k: v[i].clone() for k, v in self.params.items()} for i in range(m_all)]
-        self.bufs = [{k: v[i].clone() for k, v in self.buffers.items()} for i in range(m_all)]
-        self.start_epoch, self.step = 0, 0
-        if resume is not None:
-            self.params, self.sq, self.buffers = resume["params"], resume["sq"], resume["buffers"]
-            self.active, self.best, self.histories = list(resume["active"]), resume["best"], resume["histories"]
-            for s, d in zip(self.stoppers, resume["stoppers"]):
-                s.load_state_dict(d)
-            self.start_epoch, self.step = int(resume["epoch"]), int(resume["step"])
+        self.warmup = 0.0
 
-    def state(self, epoch: int) -> dict[str, Any]:
-        """What a checkpoint holds after ``epoch``."""
-        return {"epoch": epoch, "step": self.step, "params": self.params, "sq": self.sq, "buffers": self.buffers,
-                "active": self.active, "best": self.best, "histories": self.histories,
-                "stoppers": [s.state_dict() for s in self.stoppers]}
+    def _stack_val(self, val: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Every model's validation set in one ``(M, V, ...)`` tensor, padded to the longest
+        with masked images; one set shared by all (the test set) is not copied M times."""
+        self.nv = [len(v[1]) for v in val]
+        if all(v[0] is val[0][0] and v[1] is val[0][1] for v in val):
+            self.xv = val[0][0].to(self.device).unsqueeze(0).expand(self.m, *val[0][0].shape)
+            self.yv = val[0][1].to(self.device).unsqueeze(0).expand(self.m, -1)
+            self.vmask = torch.ones(self.m, self.nv[0], device=self.device)
+            return
+        vmax = max(self.nv)
+        shape = val[0][0].shape[1:]
+        self.xv = torch.zeros(self.m, vmax, *shape, dtype=torch.uint8, device=self.device)
+        self.yv = torch.zeros(self.m, vmax, dtype=torch.long, device=self.device)
+        self.vmask = torch.zeros(self.m, vmax, device=self.device)
+        for i, (xv, yv) in enumerate(val):
+            self.xv[i, :len(yv)], self.yv[i, :len(yv)], self.vmask[i, :len(yv)] = xv, yv, 1
 
-    def epoch(self, train: tuple[torch.Tensor, torch.Tensor], idx_all: torch.Tensor, epoch: int,
-              seeds: Sequence[int], augment: Sequence[bool], desc: str,
-              progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass of every active model over its own training set, in its own order (the
-        same per-epoch streams as ``fit``); returns the summed losses and correct counts."""
-        from tqdm.auto import tqdm
+    def _start_epoch(self, i: int) -> None:
+        """Model i's rows for its current epoch: the order, flips (fit's per-epoch stream)
+        and sample weights, padded to the stack's width with zero-weight samples."""
+        e, n, b = self.epoch[i], self.n[i], self.cfg.batch_size
+        gen = torch.Generator().manual_seed(derive_seed(self.seeds[i], "shuffle", e))
+        perm = epoch_order(self.y[self.idx[i]].cpu(), self.regimes[i], gen).to(self.device)
+        if len(perm) != n:
+            raise RuntimeError(f"model {i}: epoch {e} has {len(perm)} images, not {n}")
+        flips = torch.rand(n, generator=gen) < 0.5 if self.augment[i] else torch.zeros(n, dtype=torch.bool)
+        glob = self.idx[i][perm]
+        self.order[i].fill_(int(glob[0]))
+        self.order[i, :n] = glob
+        self.real[i].zero_()
+        self.real[i, :n] = 1
+        self.weight[i] = self.real[i] if self.cw[i] is None else self.real[i] * self.cw[i][self.y[self.order[i]]]
+        self.flip[i].zero_()
+        self.flip[i, :n] = flips.to(self.device)
+        self.pos[i] = (self.tick_count - self.begin[i]) * b
+        self.t0[i] = time.perf_counter()
 
-        x_train, y_train = train
-        cfg, device, active, n = self.cfg, self.device, self.active, idx_all.shape[1]
-        perms, flips = [], []
-        for i in active:  # the same per-epoch streams as fit()
-            gen = torch.Generator().manual_seed(derive_seed(seeds[i], "shuffle", epoch))
-            perms.append(torch.randperm(n, generator=gen))
-            flips.append(torch.rand(n, generator=gen) < 0.5 if augment[i] else torch.zeros(n, dtype=torch.bool))
-        torch.manual_seed(derive_seed(seeds[active[0]], "dropout", epoch))
-        order = torch.gather(idx_all[active], 1, torch.stack(perms).to(device))  # (A, n)
-        flip = torch.stack(flips).to(device)
-        loss_sum = torch.zeros(len(active), device=device)
-        correct = torch.zeros(len(active), device=device, dtype=torch.long)
-        self.base.train()
-        bar = tqdm(total=n * len(active), desc=f"{desc}/{cfg.max_epochs}", unit="img", leave=False,
-                   disable=not progress, mininterval=0.5)
-        for s in range(0, n, cfg.batch_size):
-            ib = order[:, s:s + cfg.batch_size]
-            xb = _float(x_train[ib])
-            fb = flip[:, s:s + cfg.batch_size]
-            xb = torch.where(fb[:, :, None, None, None], xb.flip(4), xb)
-            yb = y_train[ib]
-            if self.graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            grads, (loss, out) = self.step_fn(self.params, self.buffers, xb, yb)
-            with torch.no_grad():
-                self.rmsprop(grads, keras_lr(cfg.lr, cfg.decay, self.step))
-                loss_sum += loss.detach() * ib.shape[1]
-                correct += (out.argmax(2) == yb).sum(1)
-            self.step += 1
-            bar.update(ib.numel())
-        bar.close()
-        return loss_sum, correct
+    def _retire(self, i: int) -> None:
+        """Model i has stopped: it stays in the stack (same shapes) with zero weight."""
+        self.done[i] = True
+        self.real[i].zero_()
+        self.weight[i].zero_()
+        self.pos[i] = 0
+
+    def running(self) -> bool:
+        return not all(self.done)
+
+    def tick(self) -> int:
+        """One step of every model on its next batch; returns the real images trained."""
+        b = self.cfg.batch_size
+        pos = self.pos[:, None] + self.offsets
+        ib = self.order.gather(1, pos)
+        real, w = self.real.gather(1, pos), self.weight.gather(1, pos)
+        xb = _float(self.x[ib])
+        xb = torch.where(self.flip.gather(1, pos)[:, :, None, None, None], xb.flip(4), xb)
+        yb = self.y[ib]
+        grads, (loss, out) = self._step(xb, yb, w, real)
+        with torch.no_grad():
+            self.rmsprop(grads, keras_lr(self.cfg.lr, self.cfg.decay, self.tick_count))
+            count = real.sum(1)
+            self.loss_sum += loss.detach() * count
+            self.correct += ((out.argmax(2) == yb) * real).sum(1)
+            self.pos += b * (count > 0)
+        self.tick_count += 1
+        if self.tick_count < self.next_end:  # no epoch ends at this step: every batch is full
+            return b * self.active
+        return sum(min(b, self.n[i] - (self.tick_count - 1 - self.begin[i]) * b)
+                   for i in range(self.m) if not self.done[i])
+
+    def _step(self, *batch: torch.Tensor) -> Any:
+        """The (compiled) step; if compiling fails on the first step, say so and go on eager
+        (the same results to float tolerance) rather than lose the run."""
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        try:
+            return self.step_fn(self.params, self.buffers, *batch)
+        except Exception as e:  # torch.compile's backends raise many kinds
+            if self.step_fn is self.eager_step or self.tick_count > 0:
+                raise
+            log(f"torch.compile of the stacked step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "training eager (set train.compile = 'off' to skip compiling)")
+            self.step_fn, self.graphs = self.eager_step, False
+            return self.step_fn(self.params, self.buffers, *batch)
+
+    def report_warmup(self, seconds: float) -> None:
+        """Log the first steps' time: compiling (and capturing the CUDA graph) happens there."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.warmup += seconds
+        if self.tick_count == 3:
+            log(f"compiled the stacked training step ({self.m} models): first 3 steps took {self.warmup:.1f} s")
 
     def rmsprop(self, grads: dict[str, torch.Tensor], lr: float) -> None:
         """torch.optim.RMSprop's update (alpha = rho), as foreach ops: a handful of kernel
-        launches for all parameters of all models."""
+        launches for all parameters of all models (a stopped model's zero gradient leaves
+        its weights exactly where they are)."""
         cfg = self.cfg
         keys = list(self.params)
         p_l, s_l, g_l = [self.params[k] for k in keys], [self.sq[k] for k in keys], [grads[k] for k in keys]
@@ -194,66 +295,101 @@ class _Stack:
         torch._foreach_add_(denom, cfg.eps)
         torch._foreach_addcdiv_(p_l, g_l, denom, value=-lr)
 
-    def close_epoch(self, epoch: int, train_loss: torch.Tensor, train_acc: torch.Tensor,
-                    val: Sequence[tuple[torch.Tensor, torch.Tensor]], t0: float) -> None:
-        """Validate every active model, record its epoch, keep its best weights, and drop the
-        models that stop early from the stack (which changes nothing for the others)."""
-        cfg, active = self.cfg, self.active
-        self.base.eval()  # validation without dropout, as fit()'s evaluate_loss
-        val_loss, val_acc = _evaluate(self.eval_v, self.params, self.buffers, [val[i] for i in active])
-        tl, ta = train_loss.tolist(), train_acc.tolist()
-        keep = []
-        for j, i in enumerate(active):
-            self.histories[i].append({"epoch": epoch + 1, "loss": tl[j], "accuracy": ta[j], "val_loss": val_loss[j],
-                                      "val_accuracy": val_acc[j], "lr": keras_lr(cfg.lr, cfg.decay, self.step),
-                                      "seconds": time.perf_counter() - t0})
-            if self.stoppers[i].step(val_loss[j], epoch + 1):
-                self.best[i] = {k: v[j].detach().clone() for k, v in self.params.items()}
-            if self.stoppers[i].should_stop:
-                self.bufs[i] = {k: v[j].clone() for k, v in self.buffers.items()}
-            else:
-                keep.append(j)
-        if not cfg.restore_best:
-            for j, i in enumerate(active):
-                self.best[i] = {k: v[j].detach().clone() for k, v in self.params.items()}
-        if len(keep) < len(active):  # drop the stopped models from the stack
-            sel = torch.tensor(keep, device=self.device, dtype=torch.long)
-            self.params = {k: v[sel] for k, v in self.params.items()}
-            self.sq = {k: v[sel] for k, v in self.sq.items()}
-            self.buffers = {k: v[sel] for k, v in self.buffers.items()}
-            self.active = [active[j] for j in keep]
+    def ending(self) -> list[int]:
+        """The models whose epoch ended with the step just taken (known without a sync)."""
+        if self.tick_count != self.next_end:
+            return []
+        return [i for i in range(self.m)
+                if not self.done[i] and self.tick_count - self.begin[i] == self.steps[i]]
 
-    def results(self, models: Sequence[nn.Module], n: int) -> list[FitResult]:
+    def _schedule(self) -> None:
+        """The next step at which some model's epoch ends, and how many models are training."""
+        ends = [self.begin[i] + self.steps[i] for i in range(self.m) if not self.done[i]]
+        self.next_end, self.active = min(ends, default=-1), len(ends)
+
+    def close_epochs(self, ending: list[int]) -> None:
+        """Validate the models whose epoch ended, record the epoch, keep their best weights,
+        retire those that stop and start the next epoch of the others."""
+        cfg = self.cfg
+        val_loss, val_acc = self._evaluate(ending)
+        sel = torch.tensor(ending, device=self.device)
+        tl = (self.loss_sum[sel].cpu() / torch.tensor([self.n[i] for i in ending])).tolist()
+        ta = (self.correct[sel].cpu() / torch.tensor([self.n[i] for i in ending])).tolist()
+        self.loss_sum[sel], self.correct[sel] = 0.0, 0.0
+        lr = keras_lr(cfg.lr, cfg.decay, self.tick_count)
+        for j, i in enumerate(ending):
+            self.epoch[i] += 1
+            self.histories[i].append({"epoch": self.epoch[i], "loss": tl[j], "accuracy": ta[j],
+                                      "val_loss": val_loss[j], "val_accuracy": val_acc[j], "lr": lr,
+                                      "seconds": time.perf_counter() - self.t0[i]})
+            improved = self.stoppers[i].step(val_loss[j], self.epoch[i])
+            if improved or not cfg.restore_best:
+                self.best[i] = {k: v[i].detach().clone() for k, v in self.params.items()}
+            self.begin[i] = self.tick_count
+            if self.stoppers[i].should_stop or self.epoch[i] >= cfg.max_epochs:
+                self._retire(i)
+            else:
+                self._start_epoch(i)
+        self._schedule()
+        torch.manual_seed(derive_seed(self.seeds[0], "dropout", self.tick_count))
+
+    @torch.no_grad()
+    def _evaluate(self, which: list[int], batch_size: int = 500) -> tuple[list[float], list[float]]:
+        """Mean cross-entropy and accuracy of the stacked models ``which`` on their own
+        validation sets, all of them in one vmap-ed pass per batch."""
+        self.base.eval()  # validation without dropout, as fit()'s evaluate_loss
+        sel = torch.tensor(which, device=self.device)
+        params = {k: v[sel] for k, v in self.params.items()}
+        buffers = {k: v[sel] for k, v in self.buffers.items()}
+        loss = torch.zeros(len(which), device=self.device)
+        correct = torch.zeros(len(which), device=self.device)
+        for s in range(0, self.xv.shape[1], batch_size):
+            x, y, mask = (t[:, s:s + batch_size][sel] for t in (self.xv, self.yv, self.vmask))
+            out = self.eval_v(params, buffers, _float(x))
+            ce = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+            loss += (ce * mask).sum(1)
+            correct += ((out.argmax(2) == y) * mask).sum(1)
+        self.base.train()
+        d = torch.tensor([max(self.nv[i], 1) for i in which], dtype=torch.float32)
+        return (loss.cpu() / d).tolist(), (correct.cpu() / d).tolist()
+
+    def upper_bound(self) -> int:
+        """Images the run trains if no model stops early (the progress bar's total)."""
+        return sum(n * self.cfg.max_epochs for n in self.n)
+
+    @property
+    def images_done(self) -> int:
+        b = self.cfg.batch_size
+        return sum(self.n[i] * self.epoch[i] + (0 if self.done[i] else (self.tick_count - self.begin[i]) * b)
+                   for i in range(self.m))
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds after a step at which some model finished an epoch."""
+        done = sum(len(h) for h in self.histories)
+        return {"epoch": max(self.epoch), "step": self.tick_count, "where": f"step {self.tick_count} "
+                f"({done} model epochs done, {self.done.count(False)} of {self.m} models training)",
+                "params": self.params, "sq": self.sq, "buffers": self.buffers, "loss_sum": self.loss_sum,
+                "correct": self.correct, "epochs": list(self.epoch), "begin": list(self.begin),
+                "done": list(self.done), "best": self.best, "histories": self.histories,
+                "stoppers": [s.state_dict() for s in self.stoppers]}
+
+    def _load(self, state: dict[str, Any]) -> None:
+        for k in ("params", "sq", "buffers"):
+            setattr(self, k, {n: v.to(self.device) for n, v in state[k].items()})
+        self.loss_sum, self.correct = state["loss_sum"].to(self.device), state["correct"].to(self.device)
+        self.epoch, self.begin, self.done = list(state["epochs"]), list(state["begin"]), list(state["done"])
+        self.best, self.histories = state["best"], [list(h) for h in state["histories"]]
+        for s, d in zip(self.stoppers, state["stoppers"]):
+            s.load_state_dict(d)
+        self.tick_count = int(state["step"])
+
+    def results(self, models: Sequence[nn.Module]) -> list[FitResult]:
         """Each model's kept weights (best, or last without ``restore_best``) loaded into it."""
-        for j, i in enumerate(self.active):  # ran to max_epochs
-            self.bufs[i] = {k: v[j].clone() for k, v in self.buffers.items()}
         results = []
         for i, model in enumerate(models):
-            model.load_state_dict({**self.best[i], **self.bufs[i]})
+            bufs = {k: v[i].clone() for k, v in self.buffers.items()}
+            model.load_state_dict({**self.best[i], **bufs})
             h = self.histories[i]
             results.append(FitResult(model.state_dict(), h, self.stoppers[i].best_epoch, h[-1]["epoch"] if h else 0,
-                                     step_count(h, n, self.cfg.batch_size)))
+                                     len(h) * self.steps[i]))
         return results
-
-
-def step_count(history: list[dict[str, float]], n: int, batch_size: int) -> int:
-    """Optimizer steps a model took: its epochs times the steps per epoch."""
-    return len(history) * ((n + batch_size - 1) // batch_size)
-
-
-@torch.no_grad()
-def _evaluate(eval_v, params, buffers, val: list[tuple[torch.Tensor, torch.Tensor]],
-              batch_size: int = 500) -> tuple[list[float], list[float]]:
-    """Mean cross-entropy and accuracy of every stacked model on its own validation set."""
-    x = torch.stack([v[0] for v in val])
-    y = torch.stack([v[1] for v in val])
-    nv = x.shape[1]
-    loss = torch.zeros(len(val), device=x.device)
-    correct = torch.zeros(len(val), device=x.device, dtype=torch.long)
-    for s in range(0, nv, batch_size):
-        out = eval_v(params, buffers, _float(x[:, s:s + batch_size]))
-        yb = y[:, s:s + batch_size]
-        loss += F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).sum(1)
-        correct += (out.argmax(2) == yb).sum(1)
-    d = max(nv, 1)
-    return (loss / d).tolist(), (correct.float() / d).tolist()

@@ -14,6 +14,8 @@ corrupt or foreign artifact is detected and recomputed.
 from __future__ import annotations
 
 import functools
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +61,13 @@ def load_weights(cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: st
 class Checkpoint:
     """The resume helper of every training job: a ``train_state.pt`` saved after each epoch
     (atomically, with the job's key and any ``tags``), loaded back only when it is that job's
-    (same key and tags); a partial or foreign file is ignored and training starts again."""
+    (same key and tags); a partial or foreign file is ignored and training starts again.
+    ``every`` > 0: save at most once per that many seconds (a stack of many models, whose
+    epochs end at many different steps), so an interruption loses at most that much work."""
 
-    def __init__(self, path: Path, key: str, **tags: Any) -> None:
-        self.path, self.stamp = Path(path), {"job_key": key, **tags}
+    def __init__(self, path: Path, key: str, every: float = 0.0, **tags: Any) -> None:
+        self.path, self.stamp, self.every = Path(path), {"job_key": key, **tags}, every
+        self.last = -math.inf
 
     def load(self, device: torch.device, name: str) -> dict[str, Any] | None:
         if not self.path.exists():
@@ -73,10 +78,13 @@ class Checkpoint:
             return None
         if any(state.get(k) != v for k, v in self.stamp.items()):
             return None
-        log(f"resuming {name} after epoch {state['epoch']} (checkpoint {self.path})")
+        log(f"resuming {name} after {state.get('where') or 'epoch ' + str(state['epoch'])} (checkpoint {self.path})")
         return state
 
     def save(self, state: dict[str, Any]) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
         with artifacts.atomic_path(self.path) as tmp:
             torch.save({**state, **self.stamp}, tmp)
 

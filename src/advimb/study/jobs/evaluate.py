@@ -1,6 +1,7 @@
 """Evaluation jobs: a model on the clean test set (:class:`CleanEvalJob`), one class's test
 images attacked with one model's gradient and classified by one or more models
-(:class:`AttackJob`), and their batched groups (:class:`AttackGroupJob`, :func:`run_attacks`)."""
+(:class:`AttackJob`), and their batched groups (:class:`CleanEvalGroupJob`, :class:`AttackGroupJob`,
+:func:`run_attacks`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 
 from advimb import artifacts
 from advimb.attacks.evaluate import (attack_images, attack_kwargs, attack_spec, clean_metrics, histogram,
-                                     min_eps_summary, minimal_eps, predict, random_start)
+                                     min_eps_summary, minimal_eps, predict, predict_stacked, random_start)
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
@@ -47,16 +48,44 @@ class CleanEvalJob(Job):
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
         model = load_weights(cfg, ds, self.layout(run_dir), self.scenario_slug(self.scenario), device)
+        pred, _ = predict(model, device_arrays(ds, device)["x_test"], cfg.eval.batch_size, cfg.train.channels_last)
+        return self.record(run_dir, ds, pred)
+
+    def record(self, run_dir: Path, ds: Dataset, pred: np.ndarray) -> dict[str, Any]:
+        """Write this job's artifacts from the model's labels for the whole test set."""
         idx = np.arange(len(ds.y_test))  # the full test set, whatever eval.test_per_class says
-        arr = device_arrays(ds, device)
-        pred, _ = predict(model, arr["x_test"][torch.from_numpy(idx).to(device)], cfg.eval.batch_size,
-                          cfg.train.channels_last)
         metrics = clean_metrics(ds.y_test[idx], pred, ds.num_classes)
         npz = self.marker(run_dir).with_suffix(".npz")
         artifacts.write_npz(npz, test_indices=idx, predictions=pred.astype(np.int16))
         info = {"model": self.scenario.name(ds.classes), "classes": list(ds.classes), **metrics}
         self._finish(run_dir, info, [npz])
         return info
+
+
+@dataclass(frozen=True)
+class CleanEvalGroupJob(GroupJob):
+    """The clean evaluations of the study's stacked models, batched across models: every
+    model classifies each test batch in one vmap-ed pass (``predict_stacked``), and each
+    member writes what it would write alone."""
+
+    members: tuple[CleanEvalJob, ...] = ()
+    kind = "clean_group"
+
+    @property
+    def name(self) -> str:
+        return f"clean {len(self.members)} models batched{self.tag}"
+
+    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
+        return self.layout(run_dir).clean(f"_group-{self.key}")
+
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        cfg, todo = self.config, self.todo(run_dir)
+        ds = self.dataset()
+        device = resolve_device(cfg.train.device)
+        models = [load_weights(m.config, ds, m.layout(run_dir), m.scenario_slug(m.scenario), device) for m in todo]
+        preds = predict_stacked(models, device_arrays(ds, device)["x_test"], cfg.eval.batch_size) if todo else []
+        infos = [m.record(run_dir, ds, p) for m, p in zip(todo, preds)]
+        return {"members": [i["model"] for i in infos]}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Training jobs: one scenario's model (:class:`TrainJob`) and models of one size trained as one
-stacked model (:class:`TrainGroupJob`).
+"""Training jobs: one scenario's model (:class:`TrainJob`) and the study's stackable models trained
+as one stacked model (:class:`TrainGroupJob`).
 """
 
 from __future__ import annotations
@@ -160,17 +160,21 @@ class TrainJob(Job):
         return info
 
 
+#: seconds between a stack's checkpoints (its models' epochs end at many different steps)
+CHECKPOINT_EVERY = 30.0
+
+
 @dataclass(frozen=True)
 class TrainGroupJob(GroupJob):
-    """Several TrainJobs of one architecture and equal training-set size, trained together
-    as one stacked model (``advimb.stacked``)."""
+    """TrainJobs of one architecture (any training-set sizes, any replicates) trained together
+    as one stacked model of one shape (``advimb.training.stacked``)."""
 
     members: tuple[TrainJob, ...] = ()
     kind = "train_group"
 
     @property
     def name(self) -> str:
-        return f"train {len(self.members)} models stacked ({self.members[0].scenario.kind}){self.tag}"
+        return f"train {len(self.members)} models stacked{self.tag}"
 
     def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
         return self.layout(run_dir).stack(self.key) / "meta.json"
@@ -185,13 +189,13 @@ class TrainGroupJob(GroupJob):
         preps = [m.prepare(run_dir, ds, device) for m in todo]
         arr = device_arrays(ds, device)
         # the checkpoint is this group's only while the same members are unfinished
-        ckpt = Checkpoint(self.layout(run_dir).stack(self.key) / "train_state.pt", self.key,
+        ckpt = Checkpoint(self.layout(run_dir).stack(self.key) / "train_state.pt", self.key, every=CHECKPOINT_EVERY,
                           todo=[m.key for m in todo])
         results = fit_stacked(
             [p["model"] for p in preps], arr["x_train"], arr["y_train"], [p["train_idx"] for p in preps],
             [p["val"] for p in preps], cfg.train, seeds=[m.seeds()["train"] for m in todo],
-            augment=[p["augment"] for p in preps], on_epoch_end=ckpt.save, resume=ckpt.load(device, self.name),
-            desc=self.name, progress=progress)
+            augment=[p["augment"] for p in preps], regimes=[p["regime"] for p in preps], on_epoch_end=ckpt.save,
+            resume=ckpt.load(device, self.name), desc=self.name, progress=progress)
         secs = time.time() - t0
         infos = [m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
                  for m, p, r in zip(todo, preps, results)]
