@@ -22,6 +22,7 @@ LAYERS = {
               "results"},
     "report": {"config", "errors", "artifacts", "layout", "results"},
     "cli": {"config", "errors", "study", "results", "report", "models", "attacks", "data", "training"},
+    "api": {"config", "errors", "study", "results", "report"},
 }
 
 

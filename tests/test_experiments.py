@@ -80,7 +80,7 @@ def test_defended_models_share_their_undefended_twins_data_and_init(smoke_cfg):
 
 EXPERIMENTS = ["--seeds", "2", "--set", "experiments.counts=[5, 20, 50]", "--set", "experiments.count_classes=['class3']",
                "--set", "experiments.long_tail=['exp:10', 'step:5']",
-               "--set", "experiments.defences=['class_weight', 'resample', 'fgsm_at', 'pgd_at']",
+               "--set", "experiments.defences=['class_weight', 'resample', 'logit_adjust', 'fgsm_at', 'pgd_at']",
                "--set", "experiments.defence_classes=['class3', 'class5']", "--set", "experiments.adv_steps=2"]
 
 
@@ -108,7 +108,7 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
     assert len(lt) == 1 + 2 * 10 and lt[1].startswith("longtail:exp10,class0,50,")
     summary = json.loads((t / "summary.json").read_text())
     assert summary["seeds"] == 2 and summary["experiments"]["seeds"] == 2
-    assert [d["defence"] for d in summary["defences"]] == ["class_weight", "resample", "fgsm_at", "pgd_at"]
+    assert [d["defence"] for d in summary["defences"]] == ["class_weight", "resample", "logit_adjust", "fgsm_at", "pgd_at"]
     from advimb.results.experiment_tables import gap_verdict
     from advimb.results.stats import Estimate
 

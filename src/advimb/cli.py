@@ -184,8 +184,10 @@ def _list(_: argparse.Namespace) -> int:
         print(f"  {name:9s} {p.description}\n  {'':9s} cost: {p.cost}")
     print("datasets (data.source): " + ", ".join(list_sources()))
     print("models (model.name):    " + ", ".join(m + ("" if is_stackable(m) else " (not stackable)")
-                                              for m in list_models()))
-    print("attacks (attack.name):  " + "; ".join(f"{a} ({', '.join(attack_params(a))})" for a in list_attacks()))
+                                              for m in list_models())
+          + "; or torchvision:<name>, timm:<name>, package.module:factory (one by one)")
+    print("attacks (attack.name):  " + "; ".join(f"{a} ({', '.join(attack_params(a))})" for a in list_attacks())
+          + "; or torchattacks:<Attack> with [attack.params]")
     print("defences (experiments.defences): " + "; ".join(f"{d}: {get_defence(d).description}"
                                                            for d in list_defences()))
     print("long-tail profiles (experiments.long_tail = ['<profile>:<rho>']): " + ", ".join(list_profiles()))

@@ -33,9 +33,12 @@ def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
 
 
 def attack_params(name: str) -> tuple[str, ...]:
-    """The ``attack.*`` settings attack ``name`` declared."""
+    """The ``attack.*`` settings attack ``name`` declared (a torchattacks attack: ``eps`` and
+    its ``[attack.params]``)."""
+    from advimb.attacks.plugins import is_plugin
+
     get_attack(name)
-    return _PARAMS[name]
+    return ("eps", "params") if is_plugin(name) else _PARAMS[name]
 
 
 def list_attacks() -> list[str]:
@@ -43,10 +46,16 @@ def list_attacks() -> list[str]:
 
 
 def get_attack(name: str) -> Callable[..., torch.Tensor]:
+    """The attack function of a registry name or of ``torchattacks:<Attack>``
+    (:mod:`advimb.attacks.plugins`)."""
+    from advimb.attacks.plugins import is_plugin, plugin_attack
     from advimb.errors import UserError
 
+    if is_plugin(name):
+        return plugin_attack(name)
     if name not in _REGISTRY:
-        raise UserError(f"unknown attack {name!r}; choose one of: {', '.join(list_attacks())}")
+        raise UserError(f"unknown attack {name!r}; choose one of: {', '.join(list_attacks())}, "
+                        "or torchattacks:<Attack> (e.g. torchattacks:AutoAttack)")
     return _REGISTRY[name]
 
 

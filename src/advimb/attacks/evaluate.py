@@ -20,7 +20,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from advimb.attacks.core import attack_params, eval_mode, get_attack
+from advimb.attacks.plugins import check_plugin, is_plugin
 from advimb.config.sections import AttackConfig
+from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import parse_class
 from advimb.devices import to_float
 
@@ -77,7 +79,10 @@ def attack_kwargs(cfg: AttackConfig, classes: tuple[str, ...]) -> dict[str, Any]
     (:func:`advimb.attacks.core.attack_params`), class names resolved to indices."""
     values = {"grad_label": None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes),
               "target": parse_class(cfg.target, classes) if cfg.target else None,
-              "step_size": cfg.step_size or None}
+              "step_size": cfg.step_size or None, "params": dict(cfg.params)}
+    if is_plugin(cfg.name):
+        check_plugin(cfg.name, cfg.params, cfg.target, cfg.grad_label, cfg.direction)
+        return {"eps": cfg.eps, "params": dict(cfg.params), "num_classes": len(classes)}
     return {k: values[k] if k in values else getattr(cfg, k) for k in attack_params(cfg.name)}
 
 
@@ -85,8 +90,10 @@ def attack_spec(cfg: AttackConfig) -> dict[str, Any]:
     """The attack settings that change its result (for job keys): its name and the settings
     it declared, as the config gives them (no ``target`` when untargeted)."""
     d = {"name": cfg.name, **{k: getattr(cfg, k) for k in attack_params(cfg.name)}}
+    if "params" in d:
+        d["params"] = dict(sorted(d["params"].items()))
     if not cfg.target:
-        d.pop("target")
+        d.pop("target", None)
     return d
 
 
@@ -118,6 +125,8 @@ def attack_images(grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
     for i in range(0, len(x_u8), bs):
         xb = to_float(x_u8[i:i + bs], channels_last)
         kw = dict(kwargs)
+        if "num_classes" in kwargs:  # torchattacks: seeded per batch (it draws from torch's generator)
+            kw["seed"] = derive_seed(seed, "torchattacks", i)
         if kwargs.get("random_start"):
             kw["x_init"] = xb + start[i:i + bs].to(xb.device, xb.dtype)
         out.append(attack(grad_model, xb, y[i:i + bs], **kw))

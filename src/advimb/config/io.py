@@ -25,8 +25,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v):
             out[f.name] = to_dict(v)
+        elif isinstance(v, dict):
+            out[f.name] = dict(v)
         elif isinstance(v, tuple):
-            out[f.name] = list(v)
+            out[f.name] = [to_dict(x) if dataclasses.is_dataclass(x) else x for x in v]
         else:
             out[f.name] = v
     return out
@@ -39,6 +41,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None:
             return None
         return _coerce(value, args[0], key)
+    if tp is dict or origin is dict:  # a free table (an outside attack's arguments): TOML scalars and lists
+        if not isinstance(value, dict):
+            raise UserError(f"config {key}: expected a table of settings, got {value!r}")
+        return dict(value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"config {key}: expected a table of settings, got {value!r}")

@@ -11,24 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from advimb.config.enums import (AdvScope, Augment, Auto, Choice, Direction, ExecutorName, Init, Normalize,
-                                  Precision, Resources, Selection, SignZero, Validation)
+from advimb.config.additive import ExecutorConfig, ExperimentsConfig, SweepConfig
+from advimb.config.enums import Augment, Auto, Direction, Init, Normalize, Precision, Selection, SignZero, Validation
 from advimb.config.io import to_dict
-from advimb.errors import UserError
-
-
-def _check(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise UserError(f"config {key}: {msg}")
-
-
-def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
-    _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
-
-
-def _enum(section: Any, name: str, enum: type[Choice], key: str) -> None:
-    """Convert field ``name`` of a frozen section to its enum (a one-line error otherwise)."""
-    object.__setattr__(section, name, enum.parse(getattr(section, name), key))
+from advimb.config.validate import _check, _enum
 
 
 @dataclass(frozen=True)
@@ -76,6 +62,28 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class CountsScenario:
+    """An imbalance of your own (``[[imbalance.scenarios]]``): a ``name`` (letters, digits, ``_``
+    and ``-``) and the training images of every class in label order (``counts``), or
+    ``factory = "package.module:function"``, a callable ``(num_classes) -> counts`` of your
+    code. Each is one model, evaluated like a long-tailed profile (every class attacked with
+    its own gradient and the balanced model's; ``tables/long_tail.csv``)."""
+
+    name: str = ""
+    counts: tuple[int, ...] = ()
+    factory: str = ""
+
+    def __post_init__(self) -> None:
+        import re
+
+        _check(bool(re.fullmatch(r"[A-Za-z0-9_-]+", self.name)), "imbalance.scenarios.name",
+               f"{self.name!r} must be letters, digits, _ or - (it names the model and its files)")
+        _check(bool(self.counts) != bool(self.factory), f"imbalance.scenarios ({self.name})",
+               "give either counts (one per class, in label order) or factory, not both or neither")
+        _check(all(c >= 0 for c in self.counts), f"imbalance.scenarios ({self.name}).counts", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class ImbalanceConfig:
     """The training scenarios (paper Sec. 3.1).
 
@@ -84,15 +92,19 @@ class ImbalanceConfig:
     ``majority_count``, the others ``minority_count``. ``classes`` limits the targets
     (names or indices; empty = every class). ``selection``: ``random`` (seeded, nested:
     a smaller subset of a class is a prefix of the same permutation) or ``first`` (the
-    authors' code: drop the first images of the class in dataset order).
+    authors' code: drop the first images of the class in dataset order). ``scenarios``: your
+    own count vectors (:class:`CountsScenario`), trained and evaluated beside the grid.
     """
 
     majority_count: int = 5000
     minority_count: int = 1000
     selection: str = "random"
     classes: tuple[str, ...] = ()
+    scenarios: tuple[CountsScenario, ...] = ()
 
     def __post_init__(self) -> None:
+        names = [c.name for c in self.scenarios]
+        _check(len(set(names)) == len(names), "imbalance.scenarios", f"names must be unique, got {names}")
         _check(self.majority_count >= 1, "imbalance.majority_count", "must be >= 1")
         _check(self.minority_count >= 1, "imbalance.minority_count", "must be >= 1")
         _enum(self, "selection", Selection, "imbalance.selection")
@@ -198,7 +210,9 @@ class AttackConfig:
     ``target``: a class (name or index): targeted attack towards it (descent on its loss).
     Iterative attacks (``bim``, ``pgd``): ``steps`` sign steps of ``step_size`` (0 = 2.5 *
     eps / steps), projected onto the eps ball and [0, 1]; ``pgd`` starts at a random point
-    of the ball (``random_start``), drawn from the job's seed.
+    of the ball (``random_start``), drawn from the job's seed. ``params``: the constructor's
+    arguments of a ``torchattacks:<Attack>`` (``advimb.attacks.plugins``), e.g.
+    ``{norm = "Linf", version = "standard"}`` for ``torchattacks:AutoAttack``.
     """
 
     name: str = "fgsm"
@@ -212,6 +226,7 @@ class AttackConfig:
     step_size: float = 0.0
     random_start: bool = True
     batch_size: int = 0
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.eps <= 1.0, "attack.eps",
@@ -251,110 +266,6 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    """Extra evaluation grids on the same trained models: every attack in ``attacks`` (default:
-    ``attack.name``) at every eps in ``epsilons``, all 50 combinations each, written under
-    ``sweep/<attack>-eps<eps>/``. Additive: it changes no result of the main grid, so it is
-    not part of the science config. ``min_eps``: for FGSM, also find each image's minimal
-    flipping eps by bisection up to ``max(epsilons)``."""
-
-    attacks: tuple[str, ...] = ()
-    epsilons: tuple[float, ...] = ()
-    min_eps: bool = True
-
-    def __post_init__(self) -> None:
-        for e in self.epsilons:
-            _check(0.0 < e <= 1.0, "sweep.epsilons", f"{e} is outside (0, 1]; eps is on the [0, 1] pixel scale")
-        _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
-
-
-
-
-@dataclass(frozen=True)
-class ExperimentsConfig:
-    """Experiments beyond the paper's grid. Each adds models and evaluations to the same
-    run folder and changes no result of the main grid, so the table is not part of the
-    science config; every job it adds carries in its own key whatever defines it.
-
-    ``seeds``: independent replicates of every job (data selection, validation split,
-    initialisation, batch order, PGD starts); replicate 0 uses ``seed``, replicate k > 0
-    ``derive_seed(seed, "replicate", k)`` and lives in ``replicates/<k>/``.
-    ``counts``: imbalance sweep: for every class in ``count_classes`` (empty = the grid's
-    target classes) and every count n, an under-sampled model with n images of the class
-    and ``imbalance.majority_count`` of the others (when n < majority_count) and an
-    over-sampled one with n and ``imbalance.minority_count`` of the others (when n >
-    minority_count); the paper's own under/over models are the points n = minority_count
-    and n = majority_count. ``long_tail``: profiles ``exp:<rho>`` (n_i = majority_count *
-    rho^(-i/(C-1)) for class i) and ``step:<rho>`` (the last half of the classes at
-    majority_count / rho), each one model, every class attacked. ``defences``: training
-    options (the registry of ``advimb.training.regimes``) applied to the under-sampled models of ``defence_classes``
-    (empty = the grid's target classes), and for adversarial training to the balanced
-    model too: ``class_weight`` (loss weighted by N / (C n_c)), ``resample`` (the minority
-    class re-sampled with replacement up to the largest class, with horizontal flips),
-    ``fgsm_at`` / ``pgd_at`` (training on FGSM / PGD images of eps ``adv_eps``, 0 =
-    ``attack.eps``; PGD with ``adv_steps`` steps); ``adv_scope`` ``all`` or ``minority``
-    (perturb only the under-sampled class's images).
-    """
-
-    seeds: int = 1
-    counts: tuple[int, ...] = ()
-    count_classes: tuple[str, ...] = ()
-    long_tail: tuple[str, ...] = ()
-    defences: tuple[str, ...] = ()
-    defence_classes: tuple[str, ...] = ()
-    adv_scope: str = "all"
-    adv_eps: float = 0.0
-    adv_steps: int = 7
-
-    def __post_init__(self) -> None:
-        _check(1 <= self.seeds <= 100, "experiments.seeds", "must be in [1, 100]")
-        _check(all(n >= 1 for n in self.counts), "experiments.counts", "every count must be >= 1")
-        _check(len(set(self.counts)) == len(self.counts), "experiments.counts", "has duplicates")
-        for p in self.long_tail:  # the profile's name is checked against its registry (advimb.study.checks)
-            kind, _, rho = p.partition(":")
-            try:
-                ok = bool(kind) and kind.isidentifier() and float(rho) >= 1
-            except ValueError:
-                ok = False
-            _check(ok, "experiments.long_tail", f"{p!r} is not <profile>:<rho> with rho >= 1, e.g. exp:10")
-        _enum(self, "adv_scope", AdvScope, "experiments.adv_scope")
-        _check(0.0 <= self.adv_eps <= 1.0, "experiments.adv_eps", f"{self.adv_eps} is outside [0, 1] (0 = attack.eps)")
-        _check(self.adv_steps >= 1, "experiments.adv_steps", "must be >= 1")
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """Who runs the jobs; never what they compute, so it is not part of the science config.
-
-    ``name``: ``local`` (this process, in order) or ``dask`` (Dask distributed; ``pip
-    install "advimb[dask]"``). For ``dask``: ``scheduler`` is a scheduler address
-    (``tcp://host:8786``; empty = ``$DASK_SCHEDULER_ADDRESS``), else ``scheduler_file`` (a
-    file written by ``dask scheduler --scheduler-file``), else advimb starts a LocalCluster
-    on 127.0.0.1 with ``workers`` worker processes (0 = one per GPU on CUDA, else one per
-    two CPU cores). ``retries``: how often a task that raised is retried (a task whose worker
-    died is rescheduled by Dask, up to its ``allowed-failures``). ``resources``: ``auto``
-    declares GPU=1 for every task when the device is CUDA (workers started with
-    ``--resources GPU=1``), ``none`` declares nothing. ``connect_timeout``: seconds to wait
-    for the scheduler.
-    """
-
-    name: str = "local"
-    scheduler: str = ""
-    scheduler_file: str = ""
-    workers: int = 0
-    retries: int = 2
-    resources: str = "auto"
-    connect_timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        _enum(self, "name", ExecutorName, "executor.name")
-        _check(self.workers >= 0, "executor.workers", "must be >= 0 (0 = automatic)")
-        _check(0 <= self.retries <= 20, "executor.retries", "must be in [0, 20]")
-        _enum(self, "resources", Resources, "executor.resources")
-        _check(self.connect_timeout > 0, "executor.connect_timeout", "must be > 0 (seconds)")
-
-
-@dataclass(frozen=True)
 class ExperimentConfig:
     """The whole study. ``seed`` drives selection, validation split, initialisation and
     batch order of every model (per-job seeds are derived from it and recorded)."""
@@ -382,6 +293,7 @@ class ExperimentConfig:
             d[section].pop(key, None)
         d.pop("sweep")  # additive grids: they add results and change none
         d.pop("experiments")  # additive too: each added job's key says what defines it
+        d["imbalance"].pop("scenarios")  # additive too: a custom model's key holds its own counts
         d.pop("executor")  # who runs the jobs, not what they compute
         return d
 

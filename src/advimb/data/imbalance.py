@@ -42,6 +42,8 @@ class Scenario:
         ``under:cat+pgd_at``."""
         if self.kind == "longtail":
             base = f"longtail:{self.profile}{self.rho:g}"
+        elif self.kind == "counts":
+            base = f"counts:{self.profile}"
         else:
             base = self.kind if self.target is None else f"{self.kind}:{classes[self.target]}"
         if self.count:
@@ -89,6 +91,10 @@ def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
         if not m:
             raise UserError(f"scenario {text!r}: use longtail:<profile><rho>, e.g. longtail:exp10")
         return Scenario("longtail", profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
+    if kind == "counts":
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", cls):
+            raise UserError(f"scenario {text!r}: use counts:<name> (imbalance.scenarios)")
+        return Scenario("counts", profile=cls, count=n, defence=defence)
     if kind not in KINDS:
         raise UserError(f"unknown scenario {text!r}; use balanced, under:<class> or over:<class>")
     if kind == "balanced":
@@ -120,11 +126,36 @@ def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[in
     hi, lo = cfg.majority_count, cfg.minority_count
     if s.kind == "longtail":
         return long_tail_counts(s.profile, s.rho, hi, num_classes)
+    if s.kind == "counts":
+        return custom_counts(s.profile, num_classes, cfg)
     if s.kind == "balanced":
         return [hi] * num_classes
     if s.kind == "under":
         return [(s.count or lo) if c == s.target else hi for c in range(num_classes)]
     return [(s.count or hi) if c == s.target else lo for c in range(num_classes)]
+
+
+def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int]:
+    """The counts of ``[[imbalance.scenarios]]`` ``name``: given, or from its factory; one
+    non-negative integer per class (a one-line error otherwise)."""
+    import importlib
+
+    spec = next((c for c in cfg.scenarios if c.name == name), None)
+    if spec is None:
+        raise UserError(f"scenario counts:{name} is not in imbalance.scenarios")
+    counts = list(spec.counts)
+    if spec.factory:
+        module, _, attr = spec.factory.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+            counts = list(fn(num_classes))
+        except Exception as e:
+            raise UserError(f"imbalance.scenarios ({name}).factory {spec.factory!r} failed "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if len(counts) != num_classes or not all(isinstance(c, int) and c >= 0 for c in counts) or not any(counts):
+        raise UserError(f"imbalance.scenarios ({name}): expected {num_classes} non-negative integer counts "
+                        f"(one per class, in label order, not all 0), got {counts!r}")
+    return counts
 
 
 _PROFILES: dict[str, Callable[[float, int, int], list[int]]] = {}

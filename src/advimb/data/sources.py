@@ -14,6 +14,7 @@ from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root
 from advimb.data.dataset import CIFAR10_CLASSES, Dataset, _make, check_usable, transform
 from advimb.data.folders import _list_image_folder, _load_image_folder
 from advimb.data.synthetic import make_synthetic
+from advimb.data.torchvision_sets import check_torchvision, is_torchvision, load_torchvision
 from advimb.errors import UserError
 
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar", ".zip")
@@ -180,12 +181,17 @@ def list_sources() -> list[str]:
 
 
 def check_source(name: str) -> None:
-    if name not in _SOURCES:
-        raise UserError(f"config data.source: {name!r} is not one of {', '.join(list_sources())}")
+    if is_torchvision(name):
+        check_torchvision(name)
+    elif name not in _SOURCES:
+        raise UserError(f"config data.source: {name!r} is not one of {', '.join(list_sources())}, "
+                        "or torchvision:<Dataset> (e.g. torchvision:FashionMNIST)")
 
 
 def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
     check_source(cfg.source)
+    if is_torchvision(cfg.source):
+        return load_torchvision(cfg, progress)
     return _SOURCES[cfg.source](cfg, progress)
 
 

@@ -1,5 +1,7 @@
 """Model registry. Every model takes images in [0, 1], ``(N, C, H, W)``, and returns
 logits ``(N, num_classes)``; any normalisation lives inside the model (``Normalize``).
+Besides the registry's names, ``model.name`` takes ``torchvision:<name>``, ``timm:<name>``
+and ``package.module:factory`` (:mod:`advimb.models.plugins`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from torch import nn
 
 from advimb.config.sections import ModelConfig
 from advimb.errors import UserError
+from advimb.models.normalize import Normalize
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _STACKABLE: dict[str, bool] = {}
@@ -31,28 +34,19 @@ def list_models() -> list[str]:
 
 
 def check_model(name: str) -> None:
-    if name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    from advimb.models.plugins import is_plugin, plugin_builder
+
+    if is_plugin(name):
+        plugin_builder(name)
+    elif name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
+                        "torchvision:<name>, timm:<name>, package.module:factory")
 
 
 def is_stackable(name: str) -> bool:
-    """What model ``name`` declared (:func:`register_model`)."""
+    """What model ``name`` declared (:func:`register_model`); outside models train one by one."""
     check_model(name)
-    return _STACKABLE[name]
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per channel; identity with the default buffers (paper: none)."""
-
-    def __init__(self, channels: int, mean=None, std=None) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean if mean is not None else [0.0] * channels,
-                                                     dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.as_tensor(std if std is not None else [1.0] * channels,
-                                                    dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+    return _STACKABLE.get(name, False)
 
 
 def size_advice(h: int, w: int, multiple: int = 8) -> str:
@@ -186,10 +180,15 @@ def build_model(
     seed: int | None = None, mean=None, std=None,
 ) -> nn.Module:
     """Build ``cfg.name`` from the registry; initialise from ``seed`` when given."""
+    from advimb.models.plugins import is_plugin, plugin_builder
+
     check_model(cfg.name)
     if seed is not None:
         torch.manual_seed(seed)
-    model = _REGISTRY[cfg.name](num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)
+    if is_plugin(cfg.name):
+        model = plugin_builder(cfg.name)(num_classes, tuple(image_shape))
+    else:
+        model = _REGISTRY[cfg.name](num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)
     if cfg.init == "keras":
         keras_init_(model)
     if cfg.normalize == "per_channel" and mean is not None:

@@ -66,11 +66,13 @@ def count_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[
 
 
 def long_tail_scenarios(config: ExperimentConfig) -> list[Scenario]:
+    """The long-tailed profiles' models and your own count vectors' (``imbalance.scenarios``):
+    every class of each attacked, the same way."""
     out = []
     for p in config.experiments.long_tail:
         kind, _, rho = p.partition(":")
         out.append(Scenario("longtail", profile=kind, rho=float(rho)))
-    return out
+    return out + [Scenario("counts", profile=c.name) for c in config.imbalance.scenarios]
 
 
 def defence_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[str, list[Scenario]]:

@@ -11,6 +11,7 @@ from typing import Any
 from advimb import artifacts
 from advimb.config.sections import ExperimentConfig
 from advimb.data.sources import load_dataset
+from advimb.errors import UserError
 from advimb.log import log
 from advimb.results.tables import build_tables
 from advimb.study.executor import LocalExecutor
@@ -35,7 +36,7 @@ def preflight(cfg: ExperimentConfig, ds, jobs, pair=None) -> None:
     the names, the model for these images, the attack's classes, the attacked subset, every
     scenario's counts against the data (no selection made), the report's pair."""
     check_names(cfg)
-    build_model(cfg.model, ds.num_classes, ds.image_shape)
+    check_forward(cfg, ds)
     attack_kwargs(cfg.attack, ds.classes)
     eval_subset(ds, cfg.eval.test_per_class)
     for job in train_jobs(jobs):
@@ -43,6 +44,27 @@ def preflight(cfg: ExperimentConfig, ds, jobs, pair=None) -> None:
                      job.scenario.name(ds.classes))
     if pair is not None:
         parse_pair(pair, ds.classes, [ds.classes[c] for c in target_classes(cfg.imbalance, ds.classes)])
+
+
+def check_forward(cfg: ExperimentConfig, ds) -> None:
+    """The model builds and classifies two of these images into the dataset's classes (an
+    outside model may not fit their size or channels): a one-line error before anything is
+    written."""
+    import torch
+
+    name = cfg.model.name
+    try:
+        with torch.no_grad():
+            out = build_model(cfg.model, ds.num_classes, ds.image_shape).eval()(torch.zeros(2, *ds.image_shape))
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"model {name!r} cannot classify {'x'.join(map(str, ds.image_shape))} images "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                        "choose another model or set data.resize / data.pad") from None
+    if tuple(out.shape) != (2, ds.num_classes):
+        raise UserError(f"model {name!r} returns outputs of shape {tuple(out.shape)} for 2 images; "
+                        f"advimb needs logits of shape (2, {ds.num_classes}) (one per class)")
 
 
 def open_executor(cfg: ExperimentConfig):

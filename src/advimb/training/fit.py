@@ -195,6 +195,7 @@ class _Run:
         n = len(perm)
         flips = (torch.rand(n, generator=gen) < 0.5).to(device) if augment else None
         weight = torch.tensor(regime.class_weight, device=device) if regime.class_weight else None
+        adjust = torch.tensor(regime.logit_adjust, device=device) if regime.logit_adjust else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         bar = tqdm(total=n, desc=f"{desc}/{cfg.max_epochs}", unit="img", leave=False, disable=not progress,
@@ -209,7 +210,7 @@ class _Run:
             if regime.adversarial:
                 with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
                     xb = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
-            loss, out = self.update(xb, yb, weight)
+            loss, out = self.update(xb, yb, weight, adjust)
             loss_sum += loss.detach() * len(idx)
             correct += (out.argmax(1) == yb).sum()
             bar.update(len(idx))
@@ -228,9 +229,10 @@ class _Run:
             self.forward, self.graphs = self.model, False
             return self.forward(xb)
 
-    def update(self, xb: torch.Tensor, yb: torch.Tensor,
-               weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step at the Keras learning rate of this iteration."""
+    def update(self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor | None,
+               adjust: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step at the Keras learning rate of this iteration (``adjust``: the
+        logit adjustment added to the training logits, :class:`Regime`)."""
         cfg = self.cfg
         for g in self.opt.param_groups:
             g["lr"] = keras_lr(cfg.lr, cfg.decay, self.step)
@@ -238,10 +240,11 @@ class _Run:
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self._forward(xb)
+        logits = out.float() if adjust is None else out.float() + adjust
         if weight is None:
-            loss = F.cross_entropy(out.float(), yb)
+            loss = F.cross_entropy(logits, yb)
         else:  # Keras class_weight: weighted per-image losses, averaged over the batch
-            loss = (F.cross_entropy(out.float(), yb, reduction="none") * weight[yb]).mean()
+            loss = (F.cross_entropy(logits, yb, reduction="none") * weight[yb]).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

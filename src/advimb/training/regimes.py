@@ -21,7 +21,10 @@ class Regime:
     is the paper's plain training.
 
     ``class_weight``: per-class loss weights (Keras ``class_weight`` semantics: each
-    image's loss times its class's weight, averaged over the batch). ``resample``: every
+    image's loss times its class's weight, averaged over the batch). ``logit_adjust``: per-class
+    offsets added to the logits in the training loss only (the logit-adjusted loss of Menon
+    et al. 2021 with tau = 1: log of the class's share of the training set, which is the
+    balanced softmax of Ren et al. 2020); predictions use the raw logits. ``resample``: every
     epoch, each class with fewer images than the largest is topped up to it by drawing its
     images again with replacement (fresh draws each epoch). ``adversarial``: ``fgsm`` or
     ``pgd``: each batch is replaced by adversarial images crafted against the current
@@ -30,6 +33,7 @@ class Regime:
     """
 
     class_weight: tuple[float, ...] = ()
+    logit_adjust: tuple[float, ...] = ()
     resample: bool = False
     adversarial: str = ""
     adv_eps: float = 0.01
@@ -70,6 +74,8 @@ class Defence:
                           adv_classes=scope)
         if self.name == "class_weight":
             return Regime(class_weight=balanced_weights(y_train, num_classes))
+        if self.name == "logit_adjust":
+            return Regime(logit_adjust=log_prior(y_train, num_classes))
         return Regime(resample=True)
 
 
@@ -94,9 +100,18 @@ def get_defence(name: str) -> Defence:
 
 for _d in (Defence("class_weight", description="each image's loss weighted N / (C n_c) (Keras class_weight)"),
            Defence("resample", description="smaller classes re-drawn with replacement up to the largest, flipped"),
+           Defence("logit_adjust", description="training logits + log class prior (logit-adjusted loss, Menon et "
+                   "al. 2021, tau = 1; = balanced softmax, Ren et al. 2020)"),
            Defence("fgsm_at", "fgsm", "trained on FGSM images crafted against the current model"),
            Defence("pgd_at", "pgd", "trained on PGD images crafted against the current model")):
     register_defence(_d)
+
+
+def log_prior(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
+    """log(n_c / N) for every class (an absent class counts as one image, so the offset stays
+    finite)."""
+    n = torch.bincount(y.cpu(), minlength=num_classes).double().clamp(min=1)
+    return tuple(float(v) for v in (n / len(y)).log().tolist())
 
 
 def balanced_weights(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:

@@ -9,7 +9,7 @@ Each model keeps everything :func:`advimb.training.fit.fit` gives it, whatever i
 training-set size: its own epochs (an epoch is a pass over that model's images, so models
 with smaller sets finish their epochs after fewer steps), its own shuffling and flips (the
 same per-epoch seeds as ``fit``), its own validation set and early stopping, its own RMSProp
-state and Keras lr decay, and its defence's class weights or re-sampling.
+state and Keras lr decay, and its defence's class weights, logit adjustment or re-sampling.
 
 **One shape for the whole run**, so a compiled step (one CUDA graph on a GPU) never
 recompiles: every step takes ``batch_size`` samples from every model. An epoch's last,
@@ -140,6 +140,8 @@ class _Stack:
         self.steps = [math.ceil(n / b) for n in self.n]
         self.width = max(self.steps) * b
         self.cw = [torch.tensor(r.class_weight, device=device) if r.class_weight else None for r in regimes]
+        classes = max([len(r.logit_adjust) for r in regimes] + [int(self.y.max()) + 1])
+        self.adjust = torch.tensor([list(r.logit_adjust) or [0.0] * classes for r in regimes], device=device)
         self._build_fns(models[0])
         params, buffers = stack_module_state(list(models))
         self.params = {k: v.detach().clone() for k, v in params.items()}
@@ -173,10 +175,10 @@ class _Stack:
         self.amp = amp = autocast_dtype(cfg.precision, device)
         self.base = base = copy.deepcopy(model).to("meta")
 
-        def loss_fn(p, b, x, y, w, r):
+        def loss_fn(p, b, x, y, w, r, adj):
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = functional_call(base, (p, b), (x,))
-            ce = F.cross_entropy(out.float(), y, reduction="none")
+            ce = F.cross_entropy(out.float() + adj, y, reduction="none")
             return (ce * w).sum() / r.sum().clamp_min(1), out
 
         def eval_fn(p, b, x):
@@ -246,7 +248,7 @@ class _Stack:
         xb = _float(self.x[ib])
         xb = torch.where(self.flip.gather(1, pos)[:, :, None, None, None], xb.flip(4), xb)
         yb = self.y[ib]
-        grads, (loss, out) = self._step(xb, yb, w, real)
+        grads, (loss, out) = self._step(xb, yb, w, real, self.adjust)
         with torch.no_grad():
             self.rmsprop(grads, keras_lr(self.cfg.lr, self.cfg.decay, self.tick_count))
             count = real.sum(1)

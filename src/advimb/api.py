@@ -1,0 +1,155 @@
+"""advimb from Python: :func:`run` a study (or resume it) and :func:`load` a finished one,
+both returning :class:`Results`, whose tables are pandas DataFrames read from the run
+folder's own artifacts. The same functions as the command line, the same checks: bad input
+raises :class:`advimb.errors.UserError` with the one-line message the CLI prints, before
+anything is written.
+
+    import advimb
+    res = advimb.run(preset="quick", data_dir="../shared/data", out="runs/quick",
+                     overrides={"train.max_epochs": 2})
+    res.table1                    # DataFrame, one row per class and the average
+    res.claims                    # the paper's claims, tested
+    advimb.load("runs/quick").clean_accuracy
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advimb.config.sections import ExperimentConfig
+from advimb.errors import UserError
+
+#: the tables of a run folder's ``tables/`` that :class:`Results` hands out, by attribute
+TABLES = ("table1", "clean_accuracy", "clean_target_accuracy", "relative_difference", "flip_rates")
+
+
+def build_config(preset: str | None = None, *, config_file: str | Path | None = None, data_dir: str | Path | None = None,
+           overrides: dict[str, Any] | None = None, seeds: int | None = None,
+           device: str | None = None) -> ExperimentConfig:
+    """The resolved config a :func:`run` with these arguments would use (every name checked).
+
+    ``overrides``: ``{"train.max_epochs": 2, "attack.name": "pgd"}`` (dotted keys, as the
+    CLI's ``--set``) or nested tables (``{"train": {"max_epochs": 2}}``)."""
+    from advimb.config.presets import resolve_config
+    from advimb.study.checks import check_names
+
+    extra: list[dict[str, Any]] = [_nest(overrides or {})]
+    if data_dir is not None:
+        extra.append({"data": {"dir": str(data_dir)}})
+    if seeds is not None:
+        extra.append({"experiments": {"seeds": seeds}})
+    if device is not None:
+        extra.append({"train": {"device": device}})
+    cfg = resolve_config(preset, config_file, extra)
+    check_names(cfg)
+    return cfg
+
+
+def run(preset: str | None = None, *, out: str | Path | None = None, config_file: str | Path | None = None,
+        data_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, seeds: int | None = None,
+        device: str | None = None, report: bool = True, progress: bool = True) -> "Results":
+    """Run (or resume) the study into run folder ``out`` (default ``runs/<preset>``), build
+    its tables and, with ``report``, its report; return its :class:`Results`. Arguments as
+    :func:`build_config`; the same study, artifacts and checks as ``advimb run``."""
+    from advimb.study.run import run_study
+
+    cfg = build_config(preset, config_file=config_file, data_dir=data_dir, overrides=overrides, seeds=seeds,
+                 device=device)
+    res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"])
+    results = Results(Path(res["run_dir"]))
+    if report:
+        results.build_report()
+    return results
+
+
+def load(run_dir: str | Path) -> "Results":
+    """The results of a finished run folder (made by this or an earlier version)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "tables" / "summary.json").is_file():
+        raise UserError(f"{run_dir} holds no finished study (no tables/summary.json); "
+                        "run it with advimb.run(...) or `advimb run`, or rebuild its tables with `advimb tables`")
+    return Results(run_dir)
+
+
+@dataclass(frozen=True)
+class Results:
+    """A run folder's results. Tables (``table1``, ``clean_accuracy``,
+    ``clean_target_accuracy``, ``relative_difference``, ``flip_rates``) are DataFrames read
+    from ``tables/*.csv``; ``summary`` is ``tables/summary.json``; ``claims`` the paper's
+    claims as the report tests them; ``report_path`` the HTML report, if built."""
+
+    run_dir: Path
+
+    def __getattr__(self, name: str) -> Any:
+        if name in TABLES:
+            return self.table(name)
+        raise AttributeError(name)
+
+    def table(self, name: str):
+        """One of the run's tables as a pandas DataFrame (a fresh copy each call)."""
+        import pandas as pd
+
+        path = self.run_dir / "tables" / f"{name}.csv"
+        if not path.is_file():
+            raise UserError(f"{path} does not exist; the tables are {', '.join(TABLES)}")
+        return pd.read_csv(path)
+
+    @property
+    def config(self) -> ExperimentConfig:
+        from advimb.results.reader import read_config
+
+        return read_config(self.run_dir)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "tables" / "summary.json").read_text())
+
+    @property
+    def report_path(self) -> Path | None:
+        p = self.run_dir / "report" / "index.html"
+        return p if p.is_file() else None
+
+    @functools.cached_property
+    def claims(self) -> dict[str, dict[str, Any]]:
+        """The paper's claims by id (``C1`` ... ), each with its statement, verdict,
+        comparisons and intervals: the report's, or computed the report's way when no
+        report was built."""
+        stored = self.run_dir / "report" / "results.json"
+        if stored.is_file():
+            raw = json.loads(stored.read_text())["claims"]
+        else:
+            from advimb.report.build import collect
+
+            raw = collect(self.run_dir)["claims"]
+        return {c["id"]: c for c in raw["claims"]}
+
+    def build_report(self, pair: str | None = None, n_boot: int = 2000) -> Path:
+        """Build (or rebuild) the HTML report; returns its path."""
+        from advimb.report.build import build_report
+
+        build_report(self.run_dir, pair, n_boot)
+        self.__dict__.pop("claims", None)
+        return self.run_dir / "report" / "index.html"
+
+    def __repr__(self) -> str:
+        return (f"Results({str(self.run_dir)!r}: balanced clean accuracy "
+                f"{self.summary.get('balanced_clean_accuracy')}%)")
+
+
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.max_epochs": 2}`` -> ``{"train": {"max_epochs": 2}}`` (nested tables kept)."""
+    from advimb.config.io import merge
+
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key:
+            raise UserError(f"override key {key!r} is not a setting name like 'train.max_epochs'")
+        d: Any = value
+        for part in reversed(key.split(".")):
+            d = {part: d}
+        out = merge(out, d)
+    return out
