@@ -159,10 +159,23 @@ def test_autoattack_and_pgd_from_torchattacks_at_a_tiny_size():
         assert (one - clean).abs().max() <= 8 / 255 + 1e-6 and one.min() >= 0 and one.max() <= 1
 
 
+def test_autoattack_runs_the_study_end_to_end_at_a_tiny_size(tmp_path):
+    """torchattacks:AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) through the whole
+    grid at a tiny size (2 test images per class), channels_last models included."""
+    pytest.importorskip("torchattacks")
+    over = {**TINY, "eval.test_per_class": 2, "attack.name": "torchattacks:AutoAttack", "attack.eps": 0.03,
+            "attack.params": {"norm": "Linf", "version": "standard"}}
+    res = advimb.run("smoke", out=tmp_path / "aa", overrides=over, report=False, progress=False)
+    assert res.config.attack.params == {"norm": "Linf", "version": "standard"}
+    avg = res.table1.iloc[-1]
+    assert avg["class"] == "average" and all(0 <= avg[c] <= 100 for c in res.table1.columns[1:])
+
+
 @pytest.mark.parametrize("sets, message", [
     (["attack.name='torchattacks:NoSuchAttack'"], "has no attack 'NoSuchAttack'"),
     (["attack.name='torchattacks:PGD'", "attack.params={stepz=3}"], "attack.params.stepz: torchattacks:PGD takes"),
     (["attack.name='torchattacks:PGD'", "attack.target='class1'"], "untargeted"),
+    (["data.source='torchvision:ImageNet'"], "advimb reads torchvision's"),
 ])
 def test_bad_torchattacks_settings_are_one_line_errors(tmp_path, capsys, sets, message):
     pytest.importorskip("torchattacks")

@@ -85,7 +85,8 @@ def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
         try:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed)
-                return cls(model, **kw)(x.detach(), y).detach()
+                # torchattacks reshapes with .view: give it the standard memory format
+                return cls(model, **kw)(x.detach().contiguous(memory_format=torch.contiguous_format), y).detach()
         finally:
             model.train(was_training)
     return run
