@@ -3,7 +3,6 @@ end to end with them on small data, and one-line errors before anything is writt
 
 from __future__ import annotations
 
-import importlib.util
 import textwrap
 
 import pytest
@@ -78,21 +77,21 @@ def test_an_outside_model_is_wrapped_like_advimbs_own(tmp_path, monkeypatch):
     assert hasattr(m, "normalize") and not is_stackable(factory)
     tv = build_model(ModelConfig(name="torchvision:resnet18"), 7, (1, 32, 32), seed=0)
     assert tv.eval()(torch.rand(2, 1, 32, 32)).shape == (2, 7)  # 1 channel repeated to the 3 it expects
+    tm = build_model(ModelConfig(name="timm:resnet10t"), 4, (1, 28, 28), seed=0)  # timm: the test extra has it
+    assert tm.eval()(torch.rand(2, 1, 28, 28)).shape == (2, 4)
 
 
 @pytest.mark.parametrize("name, message", [
     ("torchvision:resnet19", "torchvision"),
     ("nosuchmodule_xyz:build", "does not import"),
     ("mymodels:nothing", "has no callable 'nothing'"),
-    ("timm:resnet18", "timm"),
+    ("timm:no_such_net", "timm"),
     ("vgg_unknown", "unknown model"),
 ])
 def test_bad_model_names_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, name,
                                                                          message):
     _user_module(tmp_path, monkeypatch)
     pytest.importorskip("torchvision")
-    if name.startswith("timm:") and importlib.util.find_spec("timm") is not None:
-        pytest.skip("timm is installed here: timm:resnet18 is a valid name")
     out = tmp_path / "run"
     assert main(["run", "--preset", "smoke", "--out", str(out), "--set", f"model.name='{name}'"]) == 2
     err = capsys.readouterr().err.strip()
