@@ -191,14 +191,19 @@ def test_bad_torchattacks_settings_are_one_line_errors(tmp_path, capsys, sets, m
 FASHION = "/usr/share/datasets/fashion-mnist"
 
 
-def test_fashion_mnist_through_torchvision_from_local_idx_files(tmp_path, monkeypatch):
+def test_fashion_mnist_through_torchvision_from_local_idx_files(tmp_path, monkeypatch, request):
     """torchvision:FashionMNIST read by torchvision's loader from Debian's idx files (1
     channel, 28 x 28, padded to 32 for the VGG), the study end to end on two target classes;
     class names from the dataset, made file-system-safe."""
     from pathlib import Path
 
+    import os
+
+    if request.config.getoption("--no-real-data") or os.environ.get("ADVIMB_NO_REAL_DATA") == "1":
+        pytest.skip(f"real data declared absent (--no-real-data); expected Fashion-MNIST at {FASHION}")
     if not Path(FASHION, "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"{FASHION} is missing: apt-get install dataset-fashion-mnist (.ci/run does)")
+        pytest.fail(f"{FASHION} is missing: apt-get install dataset-fashion-mnist (.ci/run does), "
+                    "or run pytest --no-real-data", pytrace=False)
     monkeypatch.setenv("ADVIMB_CACHE", str(tmp_path / "cache"))
     over = {"data.source": "torchvision:FashionMNIST", "data.dir": FASHION, "data.pad": 2,
             "imbalance.majority_count": 40, "imbalance.minority_count": 8, "imbalance.classes": ["Shirt", "Ankle_boot"],
