@@ -28,8 +28,10 @@ def _user_module(tmp_path, monkeypatch, name="mymodels"):
         def not_a_model(num_classes, image_shape):
             return "a string"
 
-        def counts(num_classes):
-            return [50 - 4 * i for i in range(num_classes)]
+        def counts(num_classes):  # numpy integers are counts too
+            import numpy as np
+
+            return np.array([50 - 4 * i for i in range(num_classes)])
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     return f"{name}:build"
@@ -237,6 +239,32 @@ def test_your_own_count_vectors_are_scenarios_with_the_long_tail_tables(tmp_path
     meta = json.loads((res.run_dir / "scenarios" / "counts-mine.json").read_text())
     assert sum(meta["train_per_class"]) + sum(meta["val_per_class"]) == sum(mine)
     assert res.config.imbalance.scenarios[0].counts == tuple(mine)  # the run folder's config.toml
+
+
+def test_grouping_attack_jobs_changes_nothing_for_torchattacks(tmp_path):
+    """A torchattacks attack with a random start (PGD) gives each job the same images whether
+    the jobs run grouped or one by one: each job is attacked alone, from its own seed."""
+    pytest.importorskip("torchattacks")
+    import numpy as np
+
+    over = {**TINY, "eval.test_per_class": 4, "attack.name": "torchattacks:PGD",
+            "attack.params": {"steps": 2, "random_start": True}}
+    runs = [advimb.run("smoke", out=tmp_path / g, overrides={**over, "eval.group_attacks": g}, report=False,
+                       progress=False) for g in ("on", "off")]
+    files = sorted(p.relative_to(runs[0].run_dir) for p in (runs[0].run_dir / "eval" / "attack").glob("*.npz"))
+    assert len(files) == 30
+    for f in files:
+        a, b = (np.load(r.run_dir / f) for r in runs)
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), f
+    assert runs[0].table1.equals(runs[1].table1)
+
+
+def test_a_counts_scenario_takes_no_count_override():
+    from advimb.data.imbalance import parse_scenario
+
+    assert parse_scenario("counts:mine", ("a", "b")).profile == "mine"
+    with pytest.raises(UserError, match="has its own counts"):
+        parse_scenario("counts:mine@5", ("a", "b"))
 
 
 @pytest.mark.parametrize("scenarios, message", [

@@ -7,7 +7,8 @@ They run under advimb's conventions: the model in eval mode (restored afterwards
 seed (torchattacks draws its random starts from torch's global generator, so each batch is
 attacked inside ``torch.random.fork_rng`` seeded from the job's seed and the batch's first
 image: results depend on ``attack.batch_size``, which is part of no key, so keep it fixed to
-compare runs). ``attack.eps`` is passed as ``eps`` to attacks that take one, the dataset's
+compare runs; each attack job is attacked on its own, seeded from its seed, so grouping jobs
+changes nothing). ``attack.eps`` is passed as ``eps`` to attacks that take one, the dataset's
 number of classes as ``n_classes`` and the job's seed as ``seed`` to those that take them,
 unless ``[attack.params]`` sets them. The attacks are untargeted and ascend the true label's
 loss: ``attack.target``, ``attack.grad_label`` and ``attack.direction`` apply only to

@@ -92,6 +92,8 @@ def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
             raise UserError(f"scenario {text!r}: use longtail:<profile><rho>, e.g. longtail:exp10")
         return Scenario("longtail", profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
     if kind == "counts":
+        if n:
+            raise UserError(f"scenario {text!r}: a counts:<name> scenario has its own counts; drop the @{n}")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", cls):
             raise UserError(f"scenario {text!r}: use counts:<name> (imbalance.scenarios)")
         return Scenario("counts", profile=cls, count=n, defence=defence)
@@ -139,6 +141,7 @@ def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int
     """The counts of ``[[imbalance.scenarios]]`` ``name``: given, or from its factory; one
     non-negative integer per class (a one-line error otherwise)."""
     import importlib
+    import operator
 
     spec = next((c for c in cfg.scenarios if c.name == name), None)
     if spec is None:
@@ -152,7 +155,11 @@ def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int
         except Exception as e:
             raise UserError(f"imbalance.scenarios ({name}).factory {spec.factory!r} failed "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    if len(counts) != num_classes or not all(isinstance(c, int) and c >= 0 for c in counts) or not any(counts):
+    try:  # integers of any kind (numpy's too), not booleans
+        counts = [] if any(isinstance(c, bool) for c in counts) else [operator.index(c) for c in counts]
+    except TypeError:
+        counts = []
+    if len(counts) != num_classes or not all(c >= 0 for c in counts) or not any(counts):
         raise UserError(f"imbalance.scenarios ({name}): expected {num_classes} non-negative integer counts "
                         f"(one per class, in label order, not all 0), got {counts!r}")
     return counts

@@ -67,7 +67,8 @@ def load_torchvision(cfg: DataConfig, progress: bool) -> Dataset:
         root, download = (_stage_idx(d, name, cache / "torchvision-local" / f"{name}-{stamp}")
                           if name in MNIST_FAMILY else d), False
         origin = f"torchvision {name} from {d}"
-    key = f"torchvision-{name}-{_stamp(root) if cfg.dir is None else stamp}"
+    # downloaded: torchvision checks the files itself; local: the copy's sizes and mtimes
+    key = f"torchvision-{name}-" + ("download" if cfg.dir is None else stamp)
     return _cached(cache, key, lambda: _read(name, root, download, origin))
 
 
@@ -102,8 +103,9 @@ def _stage_idx(d: Path, name: str, root: Path) -> Path:
                 with gzip.open(d / fname, "rb") as src, open(raw / (plain + ".part"), "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 (raw / (plain + ".part")).replace(raw / plain)
-        elif (d / plain).is_file():
+        elif (d / plain).is_file():  # uncompressed: torchvision publishes no checksum for it
             shutil.copyfile(d / plain, raw / plain)
+            unverified.append(plain)
         else:
             raise UserError(f"{d} has no {fname} (nor {plain}): expected torchvision's {name} idx files "
                             f"or its layout ({name}/raw/)")
@@ -127,7 +129,7 @@ def _read(name: str, root: Path, download: bool, origin: str) -> Dataset:
     if name in MNIST_FAMILY:
         _check_idx(name, root, arrays)
         if (root / "unverified.txt").is_file() and (root / "unverified.txt").read_text().strip():
-            origin += " (gzip files re-compressed: md5 not torchvision's; idx headers and sizes checked)"
+            origin += " (not torchvision's md5: re-compressed or uncompressed files; idx headers and sizes checked)"
     classes = tuple(str(i) for i in range(10)) if name == "SVHN" else tuple(safe_class(c) for c in tr.classes)
     return _make(name.lower(), classes, arrays[0][0], arrays[0][1], arrays[1][0], arrays[1][1], origin)
 

@@ -189,7 +189,7 @@ def build_model(
         model = plugin_builder(cfg.name)(num_classes, tuple(image_shape))
     else:
         model = _REGISTRY[cfg.name](num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)
-    if cfg.init == "keras":
+    if cfg.init == "keras" and not is_plugin(cfg.name):  # outside models keep their own initialisation
         keras_init_(model)
     if cfg.normalize == "per_channel" and mean is not None:
         norm = model.normalize

@@ -161,6 +161,7 @@ class _Run:
         self.amp = autocast_dtype(cfg.precision, device)
         self.forward = compiled(model, cfg.compile, device)
         self.graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
+        self.stepped = False
         self.opt = make_optimizer(model, cfg)
         self.stopper = EarlyStopping(cfg.min_delta, cfg.patience)
         self.history: list[dict[str, float]] = []
@@ -220,9 +221,11 @@ class _Run:
     def _forward(self, xb: torch.Tensor) -> torch.Tensor:
         """The (compiled) forward; if compiling fails on the first step, say so and go on eager."""
         try:
-            return self.forward(xb)
+            out = self.forward(xb)
+            self.stepped = True  # this process has run the (compiled) forward once
+            return out
         except Exception as e:  # torch.compile's backends raise many kinds
-            if self.forward is self.model or self.step > 0:
+            if self.forward is self.model or self.stepped:
                 raise
             log(f"torch.compile of the training step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                 "training eager (set train.compile = 'off' to skip compiling)")

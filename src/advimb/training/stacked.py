@@ -18,9 +18,7 @@ real samples divided by their number, so the gradient equals that of the smaller
 and a model that has stopped (early stopping or ``max_epochs``) stays in the stack with
 zero weight on every sample: its gradient is exactly zero, so its weights no longer move,
 and the others are unaffected (vmap keeps the models independent). The price is wasted
-work: the padded samples (under one batch per model and epoch) and the steps of models that
-have already stopped, while the longest-running model finishes
-(:func:`advimb.training.waste.wasted_work` computes both from the histories).
+work: padding, and stopped models' steps (:func:`advimb.training.waste.wasted_work`).
 
 In float32 without dropout the result equals one-by-one training up to float rounding
 (``tests/test_stacked.py``: unequal sizes, padded batches, early stops at different epochs,
@@ -140,7 +138,9 @@ class _Stack:
         self.steps = [math.ceil(n / b) for n in self.n]
         self.width = max(self.steps) * b
         self.cw = [torch.tensor(r.class_weight, device=device) if r.class_weight else None for r in regimes]
-        classes = max([len(r.logit_adjust) for r in regimes] + [int(self.y.max()) + 1])
+        with torch.no_grad():  # the number of classes: what the model outputs
+            classes = copy.deepcopy(models[0]).eval()(torch.zeros(1, *(self.x.shape[i] for i in (3, 1, 2)),
+                                                                  device=device)).shape[1]
         self.adjust = torch.tensor([list(r.logit_adjust) or [0.0] * classes for r in regimes], device=device)
         self._build_fns(models[0])
         params, buffers = stack_module_state(list(models))
@@ -173,7 +173,7 @@ class _Stack:
         shape) and the vmap-ed evaluation."""
         cfg, device = self.cfg, self.device
         self.amp = amp = autocast_dtype(cfg.precision, device)
-        self.base = base = copy.deepcopy(model).to("meta")
+        self.base = base = copy.deepcopy(model).to("meta").train()  # dropout on while training
 
         def loss_fn(p, b, x, y, w, r, adj):
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -190,7 +190,7 @@ class _Stack:
         self.step_fn = compiled(self.eager_step, cfg.compile, device)
         self.eval_v = vmap(eval_fn)
         self.graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
-        self.warmup = 0.0
+        self.warmup, self.stepped = 0.0, False  # stepped: this process has run the step once
 
     def _stack_val(self, val: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Every model's validation set in one ``(M, V, ...)`` tensor, padded to the longest
@@ -249,6 +249,7 @@ class _Stack:
         xb = torch.where(self.flip.gather(1, pos)[:, :, None, None, None], xb.flip(4), xb)
         yb = self.y[ib]
         grads, (loss, out) = self._step(xb, yb, w, real, self.adjust)
+        self.stepped = True
         with torch.no_grad():
             self.rmsprop(grads, keras_lr(self.cfg.lr, self.cfg.decay, self.tick_count))
             count = real.sum(1)
@@ -269,7 +270,7 @@ class _Stack:
         try:
             return self.step_fn(self.params, self.buffers, *batch)
         except Exception as e:  # torch.compile's backends raise many kinds
-            if self.step_fn is self.eager_step or self.tick_count > 0:
+            if self.step_fn is self.eager_step or self.stepped:
                 raise
             log(f"torch.compile of the stacked step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                 "training eager (set train.compile = 'off' to skip compiling)")
@@ -336,9 +337,10 @@ class _Stack:
         torch.manual_seed(derive_seed(self.seeds[0], "dropout", self.tick_count))
 
     @torch.no_grad()
-    def _evaluate(self, which: list[int], batch_size: int = 500) -> tuple[list[float], list[float]]:
+    def _evaluate(self, which: list[int], images: int = 16384) -> tuple[list[float], list[float]]:
         """Mean cross-entropy and accuracy of the stacked models ``which`` on their own
-        validation sets, all of them in one vmap-ed pass per batch."""
+        validation sets, all of them in one vmap-ed pass per batch (``images`` in all)."""
+        batch_size = max(16, min(500, images // len(which)))
         self.base.eval()  # validation without dropout, as fit()'s evaluate_loss
         sel = torch.tensor(which, device=self.device)
         params = {k: v[sel] for k, v in self.params.items()}

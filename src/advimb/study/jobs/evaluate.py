@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from advimb import artifacts
+from advimb.attacks.plugins import is_plugin
 from advimb.attacks.evaluate import (attack_images, attack_kwargs, attack_spec, clean_metrics, histogram,
                                      min_eps_summary, minimal_eps, predict, predict_stacked, random_start)
 from advimb.config.seeds import derive_seed
@@ -227,6 +228,12 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
         if attack_kwargs(cfg.attack, ds.classes).get("random_start"):
             shape = (ds.image_shape[0], ds.image_shape[1], ds.image_shape[2])
             start = torch.cat([random_start(len(idx[j]), shape, cfg.attack.eps, j.seed()) for j in js])
+        if is_plugin(cfg.attack.name):  # torchattacks draws from a batch-wide generator: each job alone
+            for j in js:
+                x_adv[j] = attack_images(models.get(g), arr["x_test"][sel[j]], arr["y_test"][sel[j]], cfg.attack,
+                                         ds.classes, cl, seed=j.seed())
+            bar.update(1)
+            continue
         adv = attack_images(models.get(g), arr["x_test"][s_all], arr["y_test"][s_all], cfg.attack, ds.classes,
                             cl, start=start)
         for j, a in zip(js, adv.split([len(idx[j]) for j in js])):

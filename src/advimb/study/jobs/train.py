@@ -44,9 +44,8 @@ class TrainJob(Job):
                 "model": d["model"], "train": train, "data": data}
         if self.scenario.defence:
             spec["defence"] = self.defence_spec()
-        if self.scenario.kind == "counts":  # what defines your own count vector
-            spec["counts_scenario"] = next(to_dict(c) for c in self.config.imbalance.scenarios
-                                           if c.name == self.scenario.profile)
+        if self.scenario.kind == "counts":  # what defines your own count vector: its counts, resolved
+            spec["counts"] = class_counts(self.scenario, len(self.classes), self.config.imbalance)
         return spec
 
     def defence_spec(self) -> dict[str, Any]:
