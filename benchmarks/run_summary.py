@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import emit  # benchmarks/ is on sys.path when a script runs
+from _common import emit, trained_models  # benchmarks/ is on sys.path when a script runs
 
 from advimb.config import load_toml
 
@@ -27,10 +27,7 @@ def summary(run: Path) -> dict:
     for name, sec in inv["job_seconds"].items():
         key = PHASES.get(name.split()[0], "other")
         phase[key] = phase.get(key, 0.0) + sec
-    images = 0
-    for meta in run.glob("**/models/*/meta.json"):
-        scen = meta.parent.parent.parent / "scenarios" / f"{meta.parent.name}.json"
-        images += json.loads(scen.read_text())["n_train"] * json.loads(meta.read_text())["stopped_epoch"]
+    images = sum(n * e for n, e in trained_models(list(run.glob("**/models/*/meta.json"))))
     head, avg = ((run / "tables" / "table1.csv").read_text().splitlines()[i].split(",") for i in (0, -1))
     return {"run": str(run), "preset": cfg.get("preset", ""), "device": cfg["train"]["device"],
             "precision": cfg["train"]["precision"], "stack": cfg["train"]["stack"],

@@ -15,11 +15,10 @@ training-set size: advimb before the one stack).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
-from _common import emit  # benchmarks/ is on sys.path when a script runs
+from _common import emit, trained_models  # benchmarks/ is on sys.path when a script runs
 
 from advimb.config import load_toml
 from advimb.training.waste import wasted_work
@@ -31,11 +30,7 @@ def main() -> None:
     p.add_argument("--json", help="append the result as a JSON line to this file")
     a = p.parse_args()
     batch = int(load_toml(a.run / "config.toml")["train"]["batch_size"])
-    sizes, epochs = [], []
-    for meta in sorted((a.run / "models").glob("*/meta.json")):
-        scen = json.loads((a.run / "scenarios" / f"{meta.parent.name}.json").read_text())
-        sizes.append(scen["n_train"])
-        epochs.append(json.loads(meta.read_text())["stopped_epoch"])
+    sizes, epochs = map(list, zip(*trained_models(list((a.run / "models").glob("*/meta.json")))))
     steps = [math.ceil(n / batch) * e for n, e in zip(sizes, epochs)]
     groups: dict[int, int] = {}
     for n, s in zip(sizes, steps):

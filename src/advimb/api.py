@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from advimb.config.io import merge, nest
+from advimb.config.presets import resolve_config
 from advimb.config.sections import ExperimentConfig
 from advimb.errors import UserError
+from advimb.report.build import build_report, collect
+from advimb.results.reader import read_config
+from advimb.study.checks import check_names
+from advimb.study.run import run_study
 
 #: the tables of a run folder's ``tables/`` that :class:`Results` hands out, by attribute
 TABLES = ("table1", "clean_accuracy", "clean_target_accuracy", "relative_difference", "flip_rates")
@@ -34,9 +40,6 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
 
     ``overrides``: ``{"train.max_epochs": 2, "attack.name": "pgd"}`` (dotted keys, as the
     CLI's ``--set``) or nested tables (``{"train": {"max_epochs": 2}}``)."""
-    from advimb.config.presets import resolve_config
-    from advimb.study.checks import check_names
-
     extra: list[dict[str, Any]] = [_nest(overrides or {})]
     if data_dir is not None:
         extra.append({"data": {"dir": str(data_dir)}})
@@ -55,8 +58,6 @@ def run(preset: str | None = None, *, out: str | Path | None = None, config_file
     """Run (or resume) the study into run folder ``out`` (default ``runs/<preset>``), build
     its tables and, with ``report``, its report; return its :class:`Results`. Arguments as
     :func:`build_config`; the same study, artifacts and checks as ``advimb run``."""
-    from advimb.study.run import run_study
-
     cfg = build_config(preset, config_file=config_file, data_dir=data_dir, overrides=overrides, seeds=seeds,
                  device=device)
     res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"])
@@ -100,8 +101,6 @@ class Results:
 
     @property
     def config(self) -> ExperimentConfig:
-        from advimb.results.reader import read_config
-
         return read_config(self.run_dir)
 
     @property
@@ -122,15 +121,11 @@ class Results:
         if stored.is_file():
             raw = json.loads(stored.read_text())["claims"]
         else:
-            from advimb.report.build import collect
-
             raw = collect(self.run_dir)["claims"]
         return {c["id"]: c for c in raw["claims"]}
 
     def build_report(self, pair: str | None = None, n_boot: int = 2000) -> Path:
         """Build (or rebuild) the HTML report; returns its path."""
-        from advimb.report.build import build_report
-
         build_report(self.run_dir, pair, n_boot)
         self.__dict__.pop("claims", None)
         return self.run_dir / "report" / "index.html"
@@ -142,14 +137,9 @@ class Results:
 
 def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
     """``{"train.max_epochs": 2}`` -> ``{"train": {"max_epochs": 2}}`` (nested tables kept)."""
-    from advimb.config.io import merge
-
     out: dict[str, Any] = {}
     for key, value in overrides.items():
         if not isinstance(key, str) or not key:
             raise UserError(f"override key {key!r} is not a setting name like 'train.max_epochs'")
-        d: Any = value
-        for part in reversed(key.split(".")):
-            d = {part: d}
-        out = merge(out, d)
+        out = merge(out, nest(key, value))
     return out

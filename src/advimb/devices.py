@@ -85,8 +85,7 @@ def resolve_runtime(cfg: Any) -> Any:
     device = resolve_device(cfg.train.device)
     train = dataclasses.replace(
         cfg.train, device=str(device), precision=resolve_precision(cfg.train.precision, device),
-        stack=cfg.train.stack if cfg.train.stack != "auto" else ("on" if device.type == "cuda" else "off"),
-        compile=cfg.train.compile if cfg.train.compile != "auto" else ("on" if device.type == "cuda" else "off"),
+        stack=_on_for_cuda(cfg.train.stack, device), compile=_on_for_cuda(cfg.train.compile, device),
         threads=cfg.train.threads or torch.get_num_threads())
     grouped = cfg.eval.group_attacks
     if grouped == "auto":
@@ -94,6 +93,11 @@ def resolve_runtime(cfg: Any) -> Any:
     ev = dataclasses.replace(cfg.eval, group_attacks=grouped, batch_size=auto_batch(cfg.eval.batch_size, device))
     attack = dataclasses.replace(cfg.attack, batch_size=auto_batch(cfg.attack.batch_size, device))
     return dataclasses.replace(cfg, train=train, eval=ev, attack=attack)
+
+
+def _on_for_cuda(value: str, device: torch.device) -> str:
+    """An ``auto`` speed switch resolved: on for CUDA, off elsewhere."""
+    return value if value != "auto" else ("on" if device.type == "cuda" else "off")
 
 
 def check_resolved(cfg: Any) -> None:

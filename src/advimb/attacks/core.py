@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advimb.attacks.plugins import is_plugin, plugin_attack
 from advimb.config.sections import default_step
+from advimb.errors import UserError
 
 _REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
 _PARAMS: dict[str, tuple[str, ...]] = {}
@@ -35,8 +37,6 @@ def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
 def attack_params(name: str) -> tuple[str, ...]:
     """The ``attack.*`` settings attack ``name`` declared (a torchattacks attack: ``eps`` and
     its ``[attack.params]``)."""
-    from advimb.attacks.plugins import is_plugin
-
     get_attack(name)
     return ("eps", "params") if is_plugin(name) else _PARAMS[name]
 
@@ -48,9 +48,6 @@ def list_attacks() -> list[str]:
 def get_attack(name: str) -> Callable[..., torch.Tensor]:
     """The attack function of a registry name or of ``torchattacks:<Attack>``
     (:mod:`advimb.attacks.plugins`)."""
-    from advimb.attacks.plugins import is_plugin, plugin_attack
-    from advimb.errors import UserError
-
     if is_plugin(name):
         return plugin_attack(name)
     if name not in _REGISTRY:

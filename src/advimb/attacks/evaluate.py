@@ -24,7 +24,7 @@ from advimb.attacks.plugins import check_plugin, is_plugin
 from advimb.config.sections import AttackConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import parse_class
-from advimb.devices import to_float
+from advimb.devices import auto_batch, to_float
 
 
 @torch.no_grad()
@@ -79,7 +79,7 @@ def attack_kwargs(cfg: AttackConfig, classes: tuple[str, ...]) -> dict[str, Any]
     (:func:`advimb.attacks.core.attack_params`), class names resolved to indices."""
     values = {"grad_label": None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes),
               "target": parse_class(cfg.target, classes) if cfg.target else None,
-              "step_size": cfg.step_size or None, "params": dict(cfg.params)}
+              "step_size": cfg.step_size or None}
     if is_plugin(cfg.name):
         check_plugin(cfg.name, cfg.params, cfg.target, cfg.grad_label, cfg.direction)
         return {"eps": cfg.eps, "params": dict(cfg.params), "num_classes": len(classes)}
@@ -90,8 +90,6 @@ def attack_spec(cfg: AttackConfig) -> dict[str, Any]:
     """The attack settings that change its result (for job keys): its name and the settings
     it declared, as the config gives them (no ``target`` when untargeted)."""
     d = {"name": cfg.name, **{k: getattr(cfg, k) for k in attack_params(cfg.name)}}
-    if "params" in d:
-        d["params"] = dict(sorted(d["params"].items()))
     if not cfg.target:
         d.pop("target", None)
     return d
@@ -114,8 +112,6 @@ def attack_images(grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
     batch size or on which other images share the call. A random start (PGD) is ``start``
     (offsets from :func:`random_start`, one row per image) or else drawn for all images from
     ``seed``."""
-    from advimb.devices import auto_batch
-
     attack = get_attack(cfg.name)
     kwargs = attack_kwargs(cfg, classes)
     if kwargs.get("random_start") and start is None:

@@ -121,12 +121,14 @@ def parse_assignment(text: str) -> dict[str, Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    d: dict[str, Any] = {}
-    cur = d
-    parts = key.split(".")
-    for p in parts[:-1]:
-        cur = cur.setdefault(p, {})
-    cur[parts[-1]] = value
+    return nest(key, value)
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """``("train.max_epochs", 5)`` -> ``{"train": {"max_epochs": 5}}``."""
+    d: Any = value
+    for part in reversed(key.split(".")):
+        d = {part: d}
     return d
 
 

@@ -4,6 +4,7 @@ that changes with the source files (paths, sizes, mtimes); archives unpacked onc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,15 @@ def _extract(archive: Path, dest: Path) -> Path:
     tmp.rename(dest)
     marker.write_text(archive.name)
     return dest
+
+
+def stat_key(paths: list[Path], root: Path) -> str:
+    """A cache key for files as they are now: their paths under ``root``, sizes and mtimes."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
 
 
 def cache_root(cfg: DataConfig) -> Path:

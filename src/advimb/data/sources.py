@@ -5,12 +5,11 @@ tar.gz, an image folder or an archive of one), any image folder, or the syntheti
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable
 
 from advimb.config.sections import DataConfig
-from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root
+from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root, stat_key
 from advimb.data.dataset import CIFAR10_CLASSES, Dataset, _make, check_usable, transform
 from advimb.data.folders import _list_image_folder, _load_image_folder
 from advimb.data.synthetic import make_synthetic
@@ -41,14 +40,6 @@ def _is_image_folder(d: Path) -> bool:
 
 def _archives(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES))
-
-
-def _stat_key(paths: list[Path], root: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
 
 
 def _layout_error(d: Path) -> UserError:
@@ -103,10 +94,10 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
     root = _find_batches(d)
     if root is not None:
         batches = sorted((root / "cifar-10-batches-py").iterdir())
-        key = "cifar10-batches-" + _stat_key(batches, root)
+        key = "cifar10-batches-" + stat_key(batches, root)
         return _cached(cache, key, lambda: _load_torchvision(root, download=False))
     if (d / CIFAR_TGZ).exists():
-        key = "cifar10-tgz-" + _stat_key([d / CIFAR_TGZ], d)
+        key = "cifar10-tgz-" + stat_key([d / CIFAR_TGZ], d)
 
         def build() -> Dataset:
             from torchvision.datasets.utils import check_integrity
@@ -119,11 +110,11 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
         return _cached(cache, key, build)
     if _is_image_folder(d):
         classes, files = _list_image_folder(d)
-        key = "folder-" + _stat_key([p for s in ("train", "test") for p, _ in files[s]], d)
+        key = "folder-" + stat_key([p for s in ("train", "test") for p, _ in files[s]], d)
         return _check_cifar(cfg, _cached(cache, key, lambda: _load_image_folder(d, name, progress)))
     archives = _archives(d)
     if len(archives) == 1:
-        key = "archive-" + _stat_key(archives, d)
+        key = "archive-" + stat_key(archives, d)
 
         def build() -> Dataset:
             root = _unwrap(_extract(archives[0], cache / "extracted" / key))

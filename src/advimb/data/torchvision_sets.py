@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from advimb.config.sections import DataConfig
-from advimb.data.cache import _cached, cache_root
+from advimb.data.cache import _cached, cache_root, stat_key
 from advimb.data.dataset import Dataset, _make
 from advimb.errors import UserError
 
@@ -63,23 +63,13 @@ def load_torchvision(cfg: DataConfig, progress: bool) -> Dataset:
         d = Path(cfg.dir).expanduser()
         if not d.is_dir():
             raise UserError(f"data directory {d} does not exist; check --data-dir or ADVIMB_DATA")
-        stamp = _stamp(d)
+        stamp = stat_key(sorted(p for p in d.rglob("*") if p.is_file()), d)
         root, download = (_stage_idx(d, name, cache / "torchvision-local" / f"{name}-{stamp}")
                           if name in MNIST_FAMILY else d), False
         origin = f"torchvision {name} from {d}"
     # downloaded: torchvision checks the files itself; local: the copy's sizes and mtimes
     key = f"torchvision-{name}-" + ("download" if cfg.dir is None else stamp)
     return _cached(cache, key, lambda: _read(name, root, download, origin))
-
-
-def _stamp(root: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()) if root.is_dir() else []:
-        st = p.stat()
-        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
 
 
 def _stage_idx(d: Path, name: str, root: Path) -> Path:

@@ -14,6 +14,7 @@ from torch import nn
 from advimb.config.sections import ModelConfig
 from advimb.errors import UserError
 from advimb.models.normalize import Normalize
+from advimb.models.plugins import is_plugin, plugin_builder
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _STACKABLE: dict[str, bool] = {}
@@ -34,8 +35,6 @@ def list_models() -> list[str]:
 
 
 def check_model(name: str) -> None:
-    from advimb.models.plugins import is_plugin, plugin_builder
-
     if is_plugin(name):
         plugin_builder(name)
     elif name not in _REGISTRY:
@@ -180,8 +179,6 @@ def build_model(
     seed: int | None = None, mean=None, std=None,
 ) -> nn.Module:
     """Build ``cfg.name`` from the registry; initialise from ``seed`` when given."""
-    from advimb.models.plugins import is_plugin, plugin_builder
-
     check_model(cfg.name)
     if seed is not None:
         torch.manual_seed(seed)

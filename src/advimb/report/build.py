@@ -30,6 +30,8 @@ from advimb import artifacts
 from advimb.errors import UserError
 from advimb.layout import GRID, RunLayout
 from advimb.report import figures
+from advimb.report.html import render
+from advimb.report.text import fmt as _num
 from advimb.results.claims import check_claims, default_pair, magnitude_text, parse_pair
 from advimb.results.metrics import GridMetrics
 from advimb.results.reader import KINDS, TABLE1_COLUMNS, load_grid, model_name
@@ -305,8 +307,6 @@ def _fig3(run_dir: Path, results: dict[str, Any], fig_dir: Path, add, not_drawn:
 
 def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Build ``run_dir/report`` (page, figures, results.json, tables); returns the results."""
-    from advimb.report.html import render
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
@@ -331,8 +331,6 @@ def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[s
 def format_report_summary(results: dict[str, Any]) -> str:
     """Table 1 (with the paper's values when the run is in its setting, else why not) and
     each claim's sign-test verdict with its magnitude agreement, for the terminal."""
-    from advimb.report.text import fmt as _num
-
     t1 = results["table1"]
     comp = t1["paper_comparable"]
     short = ["diff under", "diff over", "same bal", "same under", "same over"]

@@ -13,15 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from advimb.devices import describe, resolve_device, resolve_runtime
 from advimb.log import log
 from advimb.study.jobs.base import Job
+from advimb.study.runfolder import environment
 
 
 def runtime_environment(cfg: Any) -> dict[str, Any]:
     """Versions, commit and hardware of this process for ``cfg``'s device (manifest)."""
-    from advimb.devices import describe, resolve_device
-    from advimb.study.runfolder import environment
-
     dev = resolve_device(cfg.train.device)
     return {**environment(str(dev)), **describe(dev)}
 
@@ -64,8 +63,6 @@ class LocalExecutor:
         return None
 
     def resolve(self, cfg: Any) -> Any:
-        from advimb.devices import resolve_runtime
-
         return resolve_runtime(cfg)
 
     def environment(self, cfg: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
 from advimb.devices import check_resolved
 from advimb.layout import sweep_folder
 from advimb.models import is_stackable
+from advimb.study.experiments import experiment_grid, replicate_config
 from advimb.study.jobs.base import Job
 from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalGroupJob, CleanEvalJob
 from advimb.study.jobs.train import TrainGroupJob, TrainJob
@@ -25,8 +26,6 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
     evaluations, 30 attack jobs holding the 50 combinations, plus any attack/eps sweep)
     and the experiments' models and attacks (``advimb.experiments``); with stacking on, the trainings
 of all replicates first, as one stack (:func:`group_training`)."""
-    from advimb.study.experiments import replicate_config
-
     check_resolved(config)
     trains: list[TrainJob] = []
     cleans: list[CleanEvalJob] = []
@@ -42,8 +41,6 @@ of all replicates first, as one stack (:func:`group_training`)."""
 def _plan_replicate(config: ExperimentConfig, ds: Dataset,
                     k: int) -> tuple[list[TrainJob], list[CleanEvalJob], list[Job]]:
     """One replicate's training jobs, clean evaluations, and attack jobs."""
-    from advimb.study.experiments import experiment_grid
-
     classes, fp = ds.classes, ds.fingerprint
     scenarios = paper_scenarios(config.imbalance, classes)
     extra, extra_attacks = experiment_grid(config, classes)
@@ -71,7 +68,7 @@ def _plan_replicate(config: ExperimentConfig, ds: Dataset,
 def group_clean(jobs: list[CleanEvalJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """With stacking on, the clean evaluations of every stackable model become one
     :class:`CleanEvalGroupJob` (the models classify each test batch together)."""
-    if config.train.stack != "on" or not is_stackable(config.model.name) or len(jobs) < 2:
+    if not _stacking(config) or len(jobs) < 2:
         return list(jobs)
     return [CleanEvalGroupJob(config, ds.classes, ds.fingerprint, 0, members=tuple(jobs))]
 
@@ -109,10 +106,17 @@ def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) 
     in one :class:`TrainGroupJob`: one stacked model of one shape. Adversarially trained
     models (each batch crafted against its own model) and models that declared themselves
     not stackable (batch norm) train one by one."""
-    if config.train.stack != "on" or not is_stackable(config.model.name):
+    if not _stacking(config):
         return list(jobs)
-    stack = [j for j in jobs if not j.scenario.defence or get_defence(j.scenario.defence).stackable]
-    alone = [j for j in jobs if j not in stack]
+    stack: list[TrainJob] = []
+    alone: list[Job] = []
+    for j in jobs:
+        (stack if not j.scenario.defence or get_defence(j.scenario.defence).stackable else alone).append(j)
     if len(stack) < 2:
         return list(jobs)
     return [TrainGroupJob(config, ds.classes, ds.fingerprint, 0, members=tuple(stack)), *alone]
+
+
+def _stacking(config: ExperimentConfig) -> bool:
+    """Do this study's models train (and get evaluated) as one stack?"""
+    return config.train.stack == "on" and is_stackable(config.model.name)

@@ -88,14 +88,40 @@ def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     return loss.item() / n, correct.item() / n
 
 
-def compiled(fn: Callable, mode: str, device: torch.device) -> Callable:
-    """``fn`` through ``torch.compile`` when ``mode == "on"``: with CUDA graphs on a GPU
-    (``reduce-overhead``: a batch-32 step of a small CNN is launch-bound there), inductor's
-    default on a CPU. A new shape (an epoch's last, smaller batch; a smaller stack after a
-    model stopped) recompiles once, then dynamo generalises the changed dimension."""
-    if mode != "on":
-        return fn
-    return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else "default")
+def compiled(fn: Callable, mode: str, device: torch.device, what: str = "the training step") -> Callable:
+    """``fn`` through ``torch.compile`` when ``mode == "on"`` (:class:`Compiled`), else ``fn``."""
+    return Compiled(fn, device, what) if mode == "on" else fn
+
+
+class Compiled:
+    """``fn`` through ``torch.compile``: with CUDA graphs on a GPU (``reduce-overhead``: a
+    batch-32 step of a small CNN is launch-bound there; each call is one step, so it marks the
+    step's beginning), inductor's default on a CPU. A new shape (an epoch's last, smaller
+    batch) recompiles once, then dynamo generalises the changed dimension. If compiling fails
+    on this process's first call, it says so in one line and runs ``fn`` eager from then on
+    (the same results to float tolerance) rather than lose the run."""
+
+    def __init__(self, fn: Callable, device: torch.device, what: str) -> None:
+        self.fn, self.what, self.graphs = fn, what, device.type == "cuda"
+        self.compiled: Callable | None = torch.compile(fn, mode="reduce-overhead" if self.graphs else "default")
+        self.called = False
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is None:
+            return self.fn(*args)
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        try:
+            out = self.compiled(*args)
+        except Exception as e:  # torch.compile's backends raise many kinds
+            if self.called:
+                raise
+            log(f"torch.compile of {self.what} failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "training eager (set train.compile = 'off' to skip compiling)")
+            self.compiled = None
+            return self.fn(*args)
+        self.called = True
+        return out
 
 
 @dataclass
@@ -160,8 +186,6 @@ class _Run:
         self.model, self.cfg, self.device = model, cfg, device
         self.amp = autocast_dtype(cfg.precision, device)
         self.forward = compiled(model, cfg.compile, device)
-        self.graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
-        self.stepped = False
         self.opt = make_optimizer(model, cfg)
         self.stopper = EarlyStopping(cfg.min_delta, cfg.patience)
         self.history: list[dict[str, float]] = []
@@ -218,20 +242,6 @@ class _Run:
         bar.close()
         return loss_sum, correct, n
 
-    def _forward(self, xb: torch.Tensor) -> torch.Tensor:
-        """The (compiled) forward; if compiling fails on the first step, say so and go on eager."""
-        try:
-            out = self.forward(xb)
-            self.stepped = True  # this process has run the (compiled) forward once
-            return out
-        except Exception as e:  # torch.compile's backends raise many kinds
-            if self.forward is self.model or self.stepped:
-                raise
-            log(f"torch.compile of the training step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                "training eager (set train.compile = 'off' to skip compiling)")
-            self.forward, self.graphs = self.model, False
-            return self.forward(xb)
-
     def update(self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor | None,
                adjust: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step at the Keras learning rate of this iteration (``adjust``: the
@@ -239,10 +249,8 @@ class _Run:
         cfg = self.cfg
         for g in self.opt.param_groups:
             g["lr"] = keras_lr(cfg.lr, cfg.decay, self.step)
-        if self.graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            out = self._forward(xb)
+            out = self.forward(xb)
         logits = out.float() if adjust is None else out.float() + adjust
         if weight is None:
             loss = F.cross_entropy(logits, yb)

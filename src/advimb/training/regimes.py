@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advimb.attacks.core import fgsm, pgd
 from advimb.errors import UserError
 
 
@@ -121,6 +122,15 @@ def balanced_weights(y: torch.Tensor, num_classes: int) -> tuple[float, ...]:
     return tuple(float(len(y) / (present * v)) if v > 0 else 0.0 for v in n.tolist())
 
 
+def epoch_size(y: torch.Tensor, regime: Regime) -> int:
+    """How many images :func:`epoch_order` gives per epoch: ``n``, or with ``resample`` the
+    largest class's count times the number of classes present."""
+    if not regime.resample:
+        return len(y)
+    counts = torch.bincount(y.cpu())
+    return int(counts.max()) * int((counts > 0).sum())
+
+
 def epoch_order(y: torch.Tensor, regime: Regime, gen: torch.Generator) -> torch.Tensor:
     """Positions into the training set for one epoch, shuffled (CPU tensor). Without
     ``resample`` this is ``randperm(n)`` (the paper's order); with it, every class is topped
@@ -144,8 +154,6 @@ def epoch_order(y: torch.Tensor, regime: Regime, gen: torch.Generator) -> torch.
 def adversarial_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, regime: Regime,
                       gen: torch.Generator) -> torch.Tensor:
     """The batch as adversarial training sees it (see :class:`Regime`)."""
-    from advimb.attacks.core import fgsm, pgd
-
     if regime.adversarial == "fgsm":
         x_adv = fgsm(model, xb, yb, eps=regime.adv_eps)
     else:

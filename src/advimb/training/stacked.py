@@ -44,7 +44,7 @@ from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype
 from advimb.log import log
 from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr
-from advimb.training.regimes import Regime, epoch_order
+from advimb.training.regimes import Regime, epoch_order, epoch_size
 
 
 def _float(x_u8: torch.Tensor) -> torch.Tensor:
@@ -130,8 +130,7 @@ class _Stack:
         self.seeds, self.augment, self.regimes = list(seeds), list(augment), list(regimes)
         self.m = m = len(models)
         self.idx = [t.to(device) for t in train_idx]
-        self.n = [len(epoch_order(self.y[i].cpu(), r, torch.Generator().manual_seed(0)))
-                  for i, r in zip(self.idx, regimes)]  # images per epoch (re-sampling tops classes up)
+        self.n = [epoch_size(self.y[i], r) for i, r in zip(self.idx, regimes)]  # images per epoch (re-sampling tops classes up)
         if min(self.n) == 0:
             raise ValueError("a stacked model has no training images")
         b = cfg.batch_size
@@ -186,11 +185,10 @@ class _Stack:
                 return functional_call(base, (p, b), (x,)).float()
 
         randomness = "different" if _has_dropout(model) else "error"
-        self.eager_step = vmap(grad_and_value(loss_fn, has_aux=True), randomness=randomness)
-        self.step_fn = compiled(self.eager_step, cfg.compile, device)
+        step = vmap(grad_and_value(loss_fn, has_aux=True), randomness=randomness)
+        self.step_fn = compiled(step, cfg.compile, device, "the stacked step")
         self.eval_v = vmap(eval_fn)
-        self.graphs = cfg.compile == "on" and device.type == "cuda"  # CUDA graphs: one step, one replay
-        self.warmup, self.stepped = 0.0, False  # stepped: this process has run the step once
+        self.warmup = 0.0
 
     def _stack_val(self, val: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Every model's validation set in one ``(M, V, ...)`` tensor, padded to the longest
@@ -248,8 +246,7 @@ class _Stack:
         xb = _float(self.x[ib])
         xb = torch.where(self.flip.gather(1, pos)[:, :, None, None, None], xb.flip(4), xb)
         yb = self.y[ib]
-        grads, (loss, out) = self._step(xb, yb, w, real, self.adjust)
-        self.stepped = True
+        grads, (loss, out) = self.step_fn(self.params, self.buffers, xb, yb, w, real, self.adjust)
         with torch.no_grad():
             self.rmsprop(grads, keras_lr(self.cfg.lr, self.cfg.decay, self.tick_count))
             count = real.sum(1)
@@ -261,21 +258,6 @@ class _Stack:
             return b * self.active
         return sum(min(b, self.n[i] - (self.tick_count - 1 - self.begin[i]) * b)
                    for i in range(self.m) if not self.done[i])
-
-    def _step(self, *batch: torch.Tensor) -> Any:
-        """The (compiled) step; if compiling fails on the first step, say so and go on eager
-        (the same results to float tolerance) rather than lose the run."""
-        if self.graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        try:
-            return self.step_fn(self.params, self.buffers, *batch)
-        except Exception as e:  # torch.compile's backends raise many kinds
-            if self.step_fn is self.eager_step or self.stepped:
-                raise
-            log(f"torch.compile of the stacked step failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                "training eager (set train.compile = 'off' to skip compiling)")
-            self.step_fn, self.graphs = self.eager_step, False
-            return self.step_fn(self.params, self.buffers, *batch)
 
     def report_warmup(self, seconds: float) -> None:
         """Log the first steps' time: compiling (and capturing the CUDA graph) happens there."""
