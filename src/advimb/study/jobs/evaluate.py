@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from advimb import artifacts
-from advimb.attacks.plugins import is_plugin
-from advimb.attacks.evaluate import (attack_images, attack_kwargs, attack_spec, clean_metrics, histogram,
-                                     min_eps_summary, minimal_eps, predict, predict_stacked, random_start)
+from advimb.attacks.evaluate import (attack_images, attack_spec, clean_metrics, histogram,
+                                     min_eps_summary, minimal_eps, predict, predict_stacked)
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
@@ -198,11 +197,16 @@ class ModelCache:
 
 
 def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
-    """Run attack jobs of one grid point together, in big batches: each model is loaded once;
-    each gradient model attacks the images of all its jobs in one batched pass; each
-    evaluated model classifies all the clean and adversarial images it is asked about in one
-    batched pass. Every image's attack and prediction is independent of the others in its
-    batch, so each job's artifacts are what it would write alone."""
+    """Run attack jobs of one grid point together: each model is loaded once and does its
+    work for every job while it is loaded (attacking with its gradient, classifying clean and
+    adversarial images). Each job's images still go through the attack and every classifier
+    in exactly the batches the job forms alone (its own images in its own order,
+    ``attack.batch_size`` / ``eval.batch_size`` at a time; a class's clean images classified
+    once for the jobs that share them), so the same tensors reach the same kernels and each
+    job's artifacts are bit for bit what it writes alone, on any CPU code path: grouping
+    changes which process does the work and how often a model is loaded, never the
+    arithmetic. (Concatenating the jobs' images into bigger batches would not: BLAS libraries
+    such as MKL may sum in another order for another batch size.)"""
     from tqdm.auto import tqdm
 
     first = jobs[0]
@@ -221,37 +225,18 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
     bar = tqdm(total=len(grads) + len(evaluated), desc=f"{len(jobs)} attack jobs ({first.subdir})", unit="model",
                leave=False, disable=not progress, mininterval=0.5)
     x_adv: dict[AttackJob, torch.Tensor] = {}
-    for g in grads:  # one attack pass per gradient model over all its jobs' images
-        js = [j for j in jobs if j.gradient == g]
-        s_all = torch.cat([sel[j] for j in js])
-        start = None
-        if attack_kwargs(cfg.attack, ds.classes).get("random_start"):
-            shape = (ds.image_shape[0], ds.image_shape[1], ds.image_shape[2])
-            start = torch.cat([random_start(len(idx[j]), shape, cfg.attack.eps, j.seed()) for j in js])
-        if is_plugin(cfg.attack.name):  # torchattacks draws from a batch-wide generator: each job alone
-            for j in js:
-                x_adv[j] = attack_images(models.get(g), arr["x_test"][sel[j]], arr["y_test"][sel[j]], cfg.attack,
-                                         ds.classes, cl, seed=j.seed())
-            bar.update(1)
-            continue
-        adv = attack_images(models.get(g), arr["x_test"][s_all], arr["y_test"][s_all], cfg.attack, ds.classes,
-                            cl, start=start)
-        for j, a in zip(js, adv.split([len(idx[j]) for j in js])):
-            x_adv[j] = a
+    for g in grads:  # each gradient model attacks its jobs' images, job by job
+        for j in (j for j in jobs if j.gradient == g):
+            x_adv[j] = attack_images(models.get(g), arr["x_test"][sel[j]], arr["y_test"][sel[j]], cfg.attack,
+                                     ds.classes, cl, seed=j.seed())
         bar.update(1)
     preds: dict[AttackJob, dict[Scenario, tuple]] = {j: {} for j in jobs}
-    for s in evaluated:  # one classification pass per evaluated model
-        js = [j for j in jobs if s in j.evaluated]
-        targets = list(dict.fromkeys(j.target for j in js))  # clean images: once per class
-        t_sel = {t: next(sel[j] for j in js if j.target == t) for t in targets}
-        p_c, pr_c = predict(models.get(s), arr["x_test"][torch.cat([t_sel[t] for t in targets])], bs, cl)
-        p_a, pr_a = predict(models.get(s), torch.cat([x_adv[j] for j in js]), bs, cl)
-        n_t = [len(t_sel[t]) for t in targets]
-        clean = {t: (a, b) for t, a, b in zip(targets, np.split(p_c, np.cumsum(n_t)[:-1]),
-                                               np.split(pr_c, np.cumsum(n_t)[:-1]))}
-        n_j = np.cumsum([len(idx[j]) for j in js])[:-1]
-        for j, a, b in zip(js, np.split(p_a, n_j), np.split(pr_a, n_j)):
-            preds[j][s] = (*clean[j.target], a, b)
+    for s in evaluated:  # each evaluated model classifies its jobs' images, job by job
+        clean: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for j in (j for j in jobs if s in j.evaluated):
+            if j.target not in clean:  # a class's clean images: once, as its first job would
+                clean[j.target] = predict(models.get(s), arr["x_test"][sel[j]], bs, cl)
+            preds[j][s] = (*clean[j.target], *predict(models.get(s), x_adv[j], bs, cl))
         bar.update(1)
     bar.close()
     return [j.record(run_dir, ds, idx[j], arr["x_test"][sel[j]], x_adv[j], preds[j], models) for j in jobs]
