@@ -100,6 +100,7 @@ def _driver(out, sched_file, *extra):
 ENV = {**os.environ, "ADVIMB_DATA": ""}
 
 
+@pytest.mark.determinism
 def test_dask_study_equals_the_local_one(local_ref, one_thread_cfg, dask_cluster, tmp_path):
     res = run_study(_dask_cfg(one_thread_cfg, dask_cluster), tmp_path / "run", progress=False)
     assert res["stats"]["run"] == 72
@@ -110,6 +111,29 @@ def test_dask_study_equals_the_local_one(local_ref, one_thread_cfg, dask_cluster
     # a rerun finds everything done; the local executor may continue a Dask run and vice versa
     again = run_study(one_thread_cfg, tmp_path / "run", progress=False)
     assert again["stats"]["run"] == 0 and again["stats"]["skipped"] == 72
+
+
+def test_a_dask_driver_is_refused_on_a_folder_another_invocation_holds(one_thread_cfg, dask_cluster, tmp_path):
+    """The lock is the driver's: a Dask driver on a folder held by another live invocation
+    stops with one line naming it, before it submits anything."""
+    from advimb.errors import UserError
+    from advimb.study.lock import hold
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom advimb.study.lock import hold\n"
+                               "with hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)", str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"in use by another advimb invocation, pid {holder.pid} "):
+            run_study(_dask_cfg(one_thread_cfg, dask_cluster), run, progress=False)
+        assert sorted(p.name for p in run.iterdir()) == ["run.lock"]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with hold(run):  # taken over from the killed holder
+        pass
 
 
 def test_a_killed_worker_does_not_change_the_results(local_ref, dask_cluster, tmp_path):

@@ -137,6 +137,8 @@ def test_interrupted_run_resumes_to_identical_results(smoke_run, tmp_path):
     assert len(invs) == 2 and invs[1]["status"] == "complete"
     assert invs[0]["status"].startswith("interrupted"), "the killed invocation still reads as running"
     assert "marked interrupted" in r.stderr
+    assert f"took over the lock of {out} from pid {proc.pid}" in r.stderr  # the killed holder's lock
+    assert not (out / "run.lock").exists()
     assert not list(out.rglob("*.tmp"))
     assert _tables(out) == _tables(smoke_run["run_dir"])
 

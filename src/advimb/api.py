@@ -27,6 +27,7 @@ from advimb.errors import UserError
 from advimb.report.build import build_report, collect
 from advimb.results.reader import read_config
 from advimb.study.checks import check_names
+from advimb.study.lock import hold
 from advimb.study.run import run_study
 
 #: the tables of a run folder's ``tables/`` that :class:`Results` hands out, by attribute
@@ -54,17 +55,17 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
 
 def run(preset: str | None = None, *, out: str | Path | None = None, config_file: str | Path | None = None,
         data_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, seeds: int | None = None,
-        device: str | None = None, report: bool = True, progress: bool = True) -> "Results":
+        device: str | None = None, report: bool = True, progress: bool = True, wait: bool = False) -> "Results":
     """Run (or resume) the study into run folder ``out`` (default ``runs/<preset>``), build
     its tables and, with ``report``, its report; return its :class:`Results`. Arguments as
-    :func:`build_config`; the same study, artifacts and checks as ``advimb run``."""
+    :func:`build_config`; the same study, artifacts and checks as ``advimb run``. ``wait``:
+    if another invocation is writing into ``out``, wait for it (else :class:`UserError`)."""
     cfg = build_config(preset, config_file=config_file, data_dir=data_dir, overrides=overrides, seeds=seeds,
                  device=device)
-    res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"])
-    results = Results(Path(res["run_dir"]))
-    if report:
-        results.build_report()
-    return results
+    after = (lambda run_dir: build_report(run_dir)) if report else None
+    res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"], after=after,
+                    wait=wait)
+    return Results(Path(res["run_dir"]))
 
 
 def load(run_dir: str | Path) -> "Results":
@@ -125,8 +126,9 @@ class Results:
         return {c["id"]: c for c in raw["claims"]}
 
     def build_report(self, pair: str | None = None, n_boot: int = 2000) -> Path:
-        """Build (or rebuild) the HTML report; returns its path."""
-        build_report(self.run_dir, pair, n_boot)
+        """Build (or rebuild) the HTML report, holding the run folder's lock; returns its path."""
+        with hold(self.run_dir, argv=["advimb.Results.build_report"]):
+            build_report(self.run_dir, pair, n_boot)
         self.__dict__.pop("claims", None)
         return self.run_dir / "report" / "index.html"
 

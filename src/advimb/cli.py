@@ -46,6 +46,9 @@ def _report_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--pair", metavar="A,B", help="class pair for Fig. 6 and claim C4 "
                     "(default cat,dog, or the pair the balanced model confuses most)")
     sp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    sp.add_argument("--wait", action="store_true",
+                    help="if another advimb invocation is writing into the run folder, wait for it to finish "
+                         "(default: stop with a message naming it)")
 
 
 def _run_args(sp: argparse.ArgumentParser, out_help: str) -> None:
@@ -74,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="build the report (figures, HTML, claims) of a run folder")
     rp.add_argument("run_dir")
     _report_args(rp)
-    sub.add_parser("tables", help="rebuild the tables of a run folder from its artifacts").add_argument("run_dir")
+    tp = sub.add_parser("tables", help="rebuild the tables of a run folder from its artifacts")
+    tp.add_argument("run_dir")
+    tp.add_argument("--wait", action="store_true", help="wait for another invocation writing into the folder")
     sub.add_parser("list", help="list presets, datasets, models, attacks, defences and long-tail profiles")
     return p
 
@@ -117,6 +122,7 @@ def _resolve(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
+    from advimb.report.build import build_report, format_report_summary
     from advimb.results.tables import format_summary
     from advimb.study.run import run_study
 
@@ -124,24 +130,18 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/{cfg.preset}"
     if not args.no_report:
         _check_n_boot(args.n_boot)
+    after = None if args.no_report else (lambda run_dir: build_report(run_dir, args.pair, args.n_boot))
     res = run_study(cfg, out, progress=not args.no_progress, argv=["advimb", *sys.argv[1:]],
-                    pair=None if args.no_report else args.pair)
+                    pair=None if args.no_report else args.pair, after=after, wait=args.wait)
     st = res["stats"]
     done = f"done in {res['wall_seconds']:.0f} s ({st['run']} jobs run, {st['skipped']} already done)"
     if args.no_report:
         print(format_summary(res["run_dir"]))
         print(f"{done}; results in {res['run_dir']}/tables")
         return 0
-    _report_to_terminal(res["run_dir"], args)
+    print(format_report_summary(res["after"]))
     print(f"{done}; report in {res['run_dir']}/report/index.html")
     return 0
-
-
-def _report_to_terminal(run_dir, args: argparse.Namespace) -> None:
-    from advimb.report.build import build_report, format_report_summary
-
-    _check_n_boot(args.n_boot)
-    print(format_report_summary(build_report(run_dir, args.pair, args.n_boot)))
 
 
 def _check_n_boot(n: int) -> None:
@@ -152,8 +152,11 @@ def _check_n_boot(n: int) -> None:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from advimb.report.build import build_report, format_report_summary
     run_dir = Path(args.run_dir)
-    _report_to_terminal(run_dir, args)  # build_report refuses a missing folder
+    _check_n_boot(args.n_boot)
+    with _holding(run_dir, args.wait):
+        print(format_report_summary(build_report(run_dir, args.pair, args.n_boot)))  # refuses a missing folder
     print(f"report in {run_dir}/report/index.html")
     return 0
 
@@ -166,9 +169,20 @@ def _tables(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
-    build_tables(run_dir)
+    with _holding(run_dir, args.wait):
+        build_tables(run_dir)
     print(format_summary(run_dir))
     return 0
+
+
+def _holding(run_dir, wait: bool):
+    """The run folder's lock while a command rewrites its tables or report (nothing to lock,
+    and nothing created, when the folder does not exist: the command itself says so)."""
+    import contextlib
+
+    from advimb.study.lock import hold
+
+    return hold(run_dir, argv=["advimb", *sys.argv[1:]], wait=wait) if run_dir.is_dir() else contextlib.nullcontext()
 
 
 def _list(_: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 jobs write through it, and the results reader, tables and report read through it.
 
     config.toml, manifest.json                the resolved config; provenance
+    run.lock                                  the lock of the invocation writing into the folder
     scenarios/<slug>.npz|json                 a scenario's training indices; its counts
     models/<slug>/weights.pt|history.csv|meta.json   a trained model (meta.json: its job marker)
     models/_stack-<key>/                      a stacked training group's checkpoint
@@ -71,6 +72,11 @@ class RunLayout:
     @property
     def manifest(self) -> Path:
         return self.run_dir / "manifest.json"
+
+    @property
+    def lock(self) -> Path:
+        """Who writes into the run folder now (``advimb.study.lock``)."""
+        return self.run_dir / "run.lock"
 
     @property
     def tables(self) -> Path:

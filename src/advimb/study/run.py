@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from advimb import artifacts
 from advimb.config.sections import ExperimentConfig
@@ -14,6 +15,7 @@ from advimb.data.sources import load_dataset
 from advimb.errors import UserError
 from advimb.log import log
 from advimb.results.tables import build_tables
+from advimb.study import lock
 from advimb.study.executor import LocalExecutor
 from advimb.study.jobs.train import TrainJob
 from advimb.study.plan import plan
@@ -77,66 +79,79 @@ def open_executor(cfg: ExperimentConfig):
 
 
 def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
-              argv: list[str] | None = None, pair=None) -> dict[str, Any]:
+              argv: list[str] | None = None, pair=None, after: Callable[[Path], Any] | None = None,
+              wait: bool = False) -> dict[str, Any]:
     """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary.
     Everything is checked (device, data, config against a folder's earlier run, every
-    scenario's counts, models, attacks, the report's ``pair``) before anything is written
-    into ``out``. ``train.threads`` applies to this call only (the caller's thread count is
-    restored)."""
+    scenario's counts, models, attacks, the report's ``pair``, that no other live invocation
+    holds the folder) before anything is written into ``out``. The folder's lock
+    (:mod:`advimb.study.lock`) is held from the first write to the end, ``after(run_dir)``
+    (the report) included; its result is the summary's ``after``. Another holder: a
+    :class:`UserError` naming it, or with ``wait`` a wait until it ends. ``train.threads``
+    applies to this call only (the caller's thread count is restored)."""
     import torch
 
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _run_study(cfg, out, progress, argv, pair)
+        return _run_study(cfg, out, progress, argv, pair, after, wait)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: list[str] | None,
-               pair) -> dict[str, Any]:
+               pair, after: Callable[[Path], Any] | None, wait: bool) -> dict[str, Any]:
+    argv = argv if argv is not None else sys.argv
+    artifacts.check_writable_dir(out)
+    lock.check_free(out, wait)  # fail fast, before loading anything
+    inv_id = uuid.uuid4().hex[:12]
+    with contextlib.ExitStack() as held:  # the folder's lock: from the first write to the end
+        with open_executor(cfg) as ex:
+            cfg = ex.resolve(cfg)  # device checked; precision "auto" -> what the device runs natively
+            ds = load_dataset(cfg.data, progress, fresh=True)  # the files as they are now
+            check_run_folder(out, cfg, ds.fingerprint)
+            jobs = plan(cfg, ds)
+            preflight(cfg, ds, jobs, pair)
+            run_dir = artifacts.ensure_writable_dir(out)  # the first write into the run folder
+            held.enter_context(lock.hold(run_dir, inv_id, argv, wait))
+            check_run_folder(run_dir, cfg, ds.fingerprint)  # again: a holder we waited for may have written
+            t0 = time.perf_counter()
+            stats = _execute(ex, cfg, ds, jobs, run_dir, inv_id, argv, progress)
+        summary = build_tables(run_dir)
+        wall = time.perf_counter() - t0
+        update_manifest(run_dir, status="complete", finished=now(),
+                        invocation={"id": inv_id, "finished": now(), "status": "complete",
+                                    "wall_seconds": round(wall, 1), "jobs_run": stats["run"],
+                                    "jobs_skipped": stats["skipped"], "jobs_recomputed": stats["recomputed"],
+                                    "job_seconds": stats["seconds"]})
+        done = after(run_dir) if after is not None else None
+    return {"run_dir": run_dir, "wall_seconds": wall, "stats": stats, "summary": summary, "after": done}
+
+
+def _execute(ex, cfg: ExperimentConfig, ds, jobs, run_dir: Path, inv_id: str, argv: list[str],
+             progress: bool) -> dict[str, Any]:
+    """Write the config and the manifest's invocation (the folder's lock held), run the jobs."""
     import os
     import platform
 
-    artifacts.check_writable_dir(out)
-    with open_executor(cfg) as ex:
-        cfg = ex.resolve(cfg)  # device checked; precision "auto" -> what the device runs natively
-        ds = load_dataset(cfg.data, progress, fresh=True)  # the files as they are now
-        check_run_folder(out, cfg, ds.fingerprint)
-        jobs = plan(cfg, ds)
-        preflight(cfg, ds, jobs, pair)
-        run_dir = open_run(out, cfg)  # the first write into the run folder
-        closed, running = close_stale_invocations(run_dir)
-        for old in closed:
-            log(f"an earlier invocation ({old}) ended without recording it (killed?); marked interrupted")
-        if running:
-            log(f"another advimb process is running a study in {run_dir}; both will skip what the other finished")
-        inv_id = uuid.uuid4().hex[:12]
-        env = ex.environment(cfg)
-        n_jobs = sum(len(j.parts()) for j in jobs)
-        seeds = {f"{j.scenario.name(ds.classes)}{j.tag}": j.seeds() for j in train_jobs(jobs)}
-        update_manifest(
-            run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
-            status="running",
-            invocation={"id": inv_id, "argv": argv if argv is not None else sys.argv, "started": now(),
-                        "status": "running", "executor": ex.describe(), "pid": os.getpid(),
-                        "host": platform.node()},
-        )
-        t0 = time.perf_counter()
-        log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
-            f"({cfg.train.precision}), {ex.name} executor, run folder {run_dir}")
-        try:
-            stats = ex.run(jobs, run_dir, progress)
-        except BaseException as e:
-            update_manifest(run_dir, status="interrupted",
-                            invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
-            raise
-    summary = build_tables(run_dir)
-    wall = time.perf_counter() - t0
-    update_manifest(run_dir, status="complete", finished=now(),
-                    invocation={"id": inv_id, "finished": now(), "status": "complete",
-                                "wall_seconds": round(wall, 1), "jobs_run": stats["run"],
-                                "jobs_skipped": stats["skipped"], "jobs_recomputed": stats["recomputed"],
-                                "job_seconds": stats["seconds"]})
-    return {"run_dir": run_dir, "wall_seconds": wall, "stats": stats, "summary": summary}
+    open_run(run_dir, cfg)
+    for old in close_stale_invocations(run_dir):
+        log(f"an earlier invocation ({old}) ended without recording it (killed?); marked interrupted")
+    env = ex.environment(cfg)
+    n_jobs = sum(len(j.parts()) for j in jobs)
+    seeds = {f"{j.scenario.name(ds.classes)}{j.tag}": j.seeds() for j in train_jobs(jobs)}
+    update_manifest(
+        run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
+        status="running",
+        invocation={"id": inv_id, "argv": argv, "started": now(), "status": "running",
+                    "executor": ex.describe(), "pid": os.getpid(), "host": platform.node()},
+    )
+    log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
+        f"({cfg.train.precision}), {ex.name} executor, run folder {run_dir}")
+    try:
+        return ex.run(jobs, run_dir, progress)
+    except BaseException as e:
+        update_manifest(run_dir, status="interrupted",
+                        invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
+        raise

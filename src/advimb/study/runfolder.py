@@ -83,52 +83,28 @@ def open_run(out: str | Path, cfg: ExperimentConfig) -> Path:
     return run_dir
 
 
-def close_stale_invocations(run_dir: Path) -> tuple[list[str], bool]:
-    """Mark invocations that the manifest still lists as ``running`` but whose process is
-    gone (killed with SIGKILL, or its machine died) as interrupted, and remove the temporary
-    files such a process left behind; returns (their ids, whether another invocation still
-    runs). An invocation whose process still runs on this machine is left alone, and then
-    so are the temporary files (they may be its writes in progress)."""
+def close_stale_invocations(run_dir: Path) -> list[str]:
+    """Mark the invocations that the manifest still lists as ``running`` as interrupted and
+    remove the temporary files they left behind; returns their ids. Called by the holder of
+    the folder's lock (:mod:`advimb.study.lock`): any other invocation that still reads as
+    running has ended without recording it (killed with SIGKILL, or its machine died), since
+    a live one would hold the lock."""
     path = RunLayout(run_dir).manifest
     if not path.exists():
-        return [], False
+        return []
     m = artifacts.read_json(path)
-    closed, running, elsewhere = [], False, False
+    closed = []
     for inv in m.get("invocations", []):
         if inv.get("status") != "running":
             continue
-        if inv.get("host") not in (None, platform.node()):  # its process is not visible from here
-            inv["status"] = (f"unknown: no end recorded; it ran on host {inv['host']}, whose processes this "
-                             "machine cannot see (killed, or still running there)")
-            closed.append(inv.get("id", "?"))
-            elsewhere = True
-        elif _alive(inv):
-            running = True
-        else:
-            inv["status"] = "interrupted: its process ended without recording an end (killed?)"
-            closed.append(inv.get("id", "?"))
+        where = "" if inv.get("host") in (None, platform.node()) else f" on host {inv['host']}"
+        inv["status"] = f"interrupted: its process{where} ended without recording an end (killed?)"
+        closed.append(inv.get("id", "?"))
     if closed:
         artifacts.write_json(path, m)
-    if not running and not elsewhere:  # no other writer can be at work: its leftovers go
-        for tmp in Path(run_dir).rglob(".*.tmp"):  # artifacts.atomic_path's names
-            tmp.unlink(missing_ok=True)
-    return closed, running
-
-
-def _alive(inv: dict[str, Any]) -> bool:
-    """Is the process that started invocation ``inv`` still running (on this machine)?"""
-    import os
-
-    pid = inv.get("pid")
-    if not pid or pid == os.getpid():  # an invocation from before pids were recorded, or this one's
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+    for tmp in Path(run_dir).rglob(".*.tmp"):  # artifacts.atomic_path's names: nobody else writes now
+        tmp.unlink(missing_ok=True)
+    return closed
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
