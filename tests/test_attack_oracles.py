@@ -27,6 +27,8 @@ from advimb.attacks.core import bim, fgsm, pgd
 
 ATOL = 1e-6
 
+pytestmark = pytest.mark.determinism  # rerun under other CPU code paths (tests/test_determinism.py)
+
 
 def _model(seed=0):
     torch.manual_seed(seed)

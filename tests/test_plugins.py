@@ -241,6 +241,7 @@ def test_your_own_count_vectors_are_scenarios_with_the_long_tail_tables(tmp_path
     assert res.config.imbalance.scenarios[0].counts == tuple(mine)  # the run folder's config.toml
 
 
+@pytest.mark.determinism
 def test_grouping_attack_jobs_changes_nothing_for_torchattacks(tmp_path):
     """A torchattacks attack with a random start (PGD) gives each job the same images whether
     the jobs run grouped or one by one: each job is attacked alone, from its own seed."""

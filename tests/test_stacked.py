@@ -30,6 +30,7 @@ def _setup(m=3, n=96, nval=40, seed=0):
     return x, y, idx, vidx, models
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("patience", [1, 50])
 def test_stacked_equals_one_by_one(patience):
     x, y, idx, vidx, models = _setup()
@@ -51,6 +52,7 @@ def test_stacked_equals_one_by_one(patience):
             assert hr["loss"] == pytest.approx(hg["loss"], rel=1e-4)
 
 
+@pytest.mark.determinism
 def test_a_stopped_model_does_not_change_the_others():
     """With patience 1 model 1 stops after epoch 2 and leaves the stack; every model's result
     equals its result trained alone (a stack of one)."""
@@ -92,6 +94,7 @@ def _unequal():
     return x, y, idx, vidx, models
 
 
+@pytest.mark.determinism
 def test_one_stack_of_unequal_sizes_equals_one_by_one():
     """The one stack of a study: models of different set sizes (padded last batches, epochs
     ending at different steps), early stops at different epochs, one model with class weights
@@ -111,6 +114,7 @@ def test_one_stack_of_unequal_sizes_equals_one_by_one():
     _assert_same(ref, got)
 
 
+@pytest.mark.determinism
 def test_logit_adjustment_trains_the_same_one_by_one_and_stacked():
     """The logit-adjusted loss (log class prior added to the training logits): stacked equals
     one by one, and it changes training (against the same model trained plainly)."""
@@ -168,6 +172,7 @@ def test_wasted_work_counts_padding_and_stopped_models():
     assert w["stopped"] == pytest.approx((192 - 96 - 32) / 192)
 
 
+@pytest.mark.determinism
 def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
     """train.stack=on: all 21 models (balanced, under- and over-sampled: three training-set
     sizes) train as one stack and are evaluated on the clean test set as one batched group;
@@ -202,8 +207,12 @@ def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
     assert again["stats"]["run"] == 0
     rcfg = resolve_runtime(cfg)
     for f in ("balanced", "under-class3", "over-class5"):
-        own, _ = predict(load_weights(rcfg, ds, RunLayout(run), f, torch.device("cpu")), torch.from_numpy(ds.x_test))
-        assert np.array_equal(np.load(run / "eval" / "clean" / f"{f}.npz")["predictions"], own), f
+        own, probs = predict(load_weights(rcfg, ds, RunLayout(run), f, torch.device("cpu")), torch.from_numpy(ds.x_test))
+        batched = np.load(run / "eval" / "clean" / f"{f}.npz")["predictions"]
+        # the README's tolerance: the labels agree except where a model's top two classes are
+        # within float rounding of each other (a near-tie that the batched pass may break the other way)
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        assert np.all((batched == own) | (top2[:, 1] - top2[:, 0] < 1e-5)), f
     ref = Path(smoke_run["run_dir"])
     for f in ("balanced", "under-class3", "over-class5"):
         a = json.loads((ref / "eval" / "clean" / f"{f}.json").read_text())["accuracy"]
@@ -233,6 +242,7 @@ def test_one_stack_holds_every_seed_and_every_defence_that_allows_it(smoke_cfg):
     assert {j.scenario.defence for j in alone} == {"fgsm_at"} and len(alone) == 2 * 2
 
 
+@pytest.mark.determinism
 def test_stacked_training_resumes_from_an_epoch_checkpoint():
     """Interrupted after epoch 3 (model 1 has already left the stack), resumed from the state
     the epoch-end callback saw: every model's weights and history equal an uninterrupted run."""
@@ -301,6 +311,7 @@ def test_interrupted_stacked_group_resumes_in_the_study(smoke_cfg, tmp_path, mon
         assert [h["val_loss"] for h in a] == [h["val_loss"] for h in b]
 
 
+@pytest.mark.determinism
 @pytest.mark.slow
 def test_compiled_training_equals_eager():
     """train.compile=on (torch.compile of the training step; inductor on the CPU, CUDA graphs

@@ -90,6 +90,7 @@ def test_tables_come_from_artifacts_only(smoke_run, tmp_path):
     assert _tables(run) == before
 
 
+@pytest.mark.determinism
 def test_same_seed_same_results_and_rerun_skips_everything(smoke_run, smoke_cfg, tmp_path):
     res = run_study(smoke_cfg, tmp_path / "again", progress=False)
     assert _tables(res["run_dir"]) == _tables(smoke_run["run_dir"])
@@ -114,6 +115,8 @@ def test_corrupt_artifact_is_detected_and_recomputed(smoke_run, smoke_cfg, tmp_p
     assert _tables(run) == _tables(smoke_run["run_dir"])
 
 
+@pytest.mark.determinism
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_results(smoke_run, tmp_path):
     """Kill the CLI with SIGKILL mid-study, rerun the same command, compare tables."""
     out = tmp_path / "killed"
@@ -184,6 +187,7 @@ def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
         assert all(d in {x.key for x in jobs[:jobs.index(j)]} for d in j.deps)
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("attack", ["fgsm", "pgd"])
 def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_path, attack):
     """eval.group_attacks runs the 30 attack jobs in big batches (each model loaded once, the

@@ -74,6 +74,7 @@ def _fit(epochs, resume=None, on_epoch_end=None, patience=50):
     return model, res
 
 
+@pytest.mark.determinism
 def test_fit_is_deterministic_and_restores_best_weights():
     states = {}
     _, res = _fit(6, on_epoch_end=lambda s: states.__setitem__(s["epoch"], {k: v.clone() for k, v in s["model"].items()}))
@@ -87,6 +88,7 @@ def test_fit_is_deterministic_and_restores_best_weights():
     assert res.history[-1]["lr"] == pytest.approx(keras_lr(1e-2, 1e-5, res.steps))
 
 
+@pytest.mark.determinism
 def test_resume_from_an_epoch_checkpoint_gives_identical_weights():
     import copy
 
