@@ -82,3 +82,19 @@ def test_a_scenario_that_leaves_a_class_empty_is_refused():
     labels = np.repeat(np.arange(3), 5)
     with pytest.raises(UserError, match="leaves class 'b' with no training images"):
         select_indices(labels, [5, 0, 5], selection="random", seed=0, classes=("a", "b", "c"), scenario_name="x")
+
+
+def test_balanced_subset_keeps_the_smallest_classes_count_of_every_class():
+    from advimb.data.imbalance import balanced_subset, validation_is_split
+
+    labels = np.repeat(np.arange(3), [10, 4, 7])
+    val = np.arange(len(labels))
+    kept = balanced_subset(val, labels, seed=1)
+    assert np.bincount(labels[kept]).tolist() == [4, 4, 4] and set(kept) <= set(val)
+    assert np.array_equal(kept, balanced_subset(val, labels, seed=1))  # seeded
+    assert not np.array_equal(kept, balanced_subset(val, labels, seed=2))
+    even = np.array([0, 1, 2, 10, 11, 12])
+    assert np.array_equal(balanced_subset(even, labels, seed=1), even)  # already balanced: itself
+    assert validation_is_split([5000] * 10, "balanced", 0.1)
+    assert not validation_is_split([1000] + [5000] * 9, "balanced", 0.1)
+    assert validation_is_split([1000] + [5000] * 9, "split", 0.1)

@@ -339,6 +339,38 @@ def test_validation_on_the_test_set_early_stops_on_it(tmp_path):
         assert best["val_accuracy"] == pytest.approx(clean["accuracy"], abs=1e-6)
 
 
+def test_balanced_validation_holds_out_alike_from_every_class(smoke_run, tmp_path):
+    """train.validation = 'balanced': split's training images, and of its held-out images as
+    many per class as the smallest class has (the rest recorded as unused); the balanced
+    scenario is split exactly, so its model and job key are split's."""
+    from advimb.config.presets import resolve_config
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs.train import TrainJob
+    from advimb.study.plan import plan
+
+    run = _run(tmp_path, "balval", "train.validation='balanced'")
+    split = Path(smoke_run["run_dir"])
+    for slug, minority in (("under-class3", 1), ("over-class5", 1), ("balanced", 5)):
+        info = json.loads((run / "scenarios" / f"{slug}.json").read_text())
+        assert info["validation"] == "balanced" and info["val_per_class"] == [minority] * 10, slug
+        ref = json.loads((split / "scenarios" / f"{slug}.json").read_text())
+        assert info["train_per_class"] == ref["train_per_class"]  # the same training images
+        assert info["n_held_out_unused"] == ref["n_val"] - info["n_val"]
+        with np.load(run / "scenarios" / f"{slug}.npz") as a, np.load(split / "scenarios" / f"{slug}.npz") as b:
+            assert np.array_equal(a["train"], b["train"])
+            assert set(a["val"]) | set(a["held_out_unused"]) == set(b["val"])
+    a = json.loads((run / "models" / "balanced" / "meta.json").read_text())
+    b = json.loads((split / "models" / "balanced" / "meta.json").read_text())
+    assert a["history"] == [{**h, "seconds": a["history"][i]["seconds"]} for i, h in enumerate(b["history"])]
+    keys = {}
+    for v in ("split", "balanced"):
+        cfg = resolve_runtime(resolve_config("smoke", overrides=[{"train": {"validation": v}}], env={}))
+        keys[v] = {p.scenario.name(p.classes): p.key for j in plan(cfg, load_dataset(cfg.data)) for p in j.parts()
+                   if isinstance(p, TrainJob)}
+    assert keys["split"]["balanced"] == keys["balanced"]["balanced"]
+    assert keys["split"]["under:class3"] != keys["balanced"]["under:class3"]
+
+
 def test_per_channel_normalisation_uses_the_training_sets_statistics(tmp_path):
     from advimb.config.presets import resolve_config
     from advimb.data.sources import load_dataset

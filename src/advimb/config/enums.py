@@ -50,6 +50,7 @@ class Init(Choice):
 
 class Validation(Choice):
     SPLIT = "split"
+    BALANCED = "balanced"
     TEST = "test"
 
 

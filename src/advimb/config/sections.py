@@ -141,8 +141,11 @@ class TrainConfig:
 
     lr_t = lr / (1 + decay * t), t = iterations so far (Keras inverse-time decay).
     ``validation``: ``split`` (stratified ``val_fraction`` of the scenario's training
-    images, the correct default) or ``test`` (the authors' leak: early stopping on the
-    test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
+    images, the correct default), ``balanced`` (the same held-out images, of which every
+    class keeps as many as the smallest class has, so early stopping weighs every class
+    alike; the training images are ``split``'s, and a scenario whose classes are all held
+    out equally, such as ``balanced``, is ``split`` exactly) or ``test`` (the authors' leak:
+    early stopping on the test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
     ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
     ``precision``: ``auto``, ``fp32`` or ``bf16`` (autocast). ``auto`` is resolved before
     a run starts: ``bf16`` where the device runs it natively (a GPU of compute capability

@@ -254,6 +254,25 @@ def held_out(n: int, fraction: float) -> int:
     return min(max(int(round(fraction * n)), 1), n - 1) if n >= 2 else 0
 
 
+def balanced_subset(val: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """The class-balanced part of held-out indices ``val``: from every class as many as the
+    smallest class has, chosen by a seeded permutation per class; sorted. Where every class
+    already has as many, that is ``val`` itself."""
+    per = np.bincount(labels[val])
+    n = int(per[per > 0].min()) if len(val) else 0
+    if np.all(per[per > 0] == n):
+        return np.sort(val)
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(val[labels[val] == c])[:n] for c in np.unique(labels[val])]))
+
+
+def validation_is_split(counts: list[int], validation: str, fraction: float) -> bool:
+    """Does ``validation`` hold out exactly what ``split`` does for a scenario with these
+    counts (``balanced`` where every class is held out alike)?"""
+    held = {held_out(n, fraction) for n in counts}
+    return validation == "split" or (validation == "balanced" and len(held) == 1)
+
+
 def split_sizes(counts: list[int], validation: str, fraction: float) -> tuple[int, int]:
     """(training, validation) images of a scenario with ``counts`` per class, without
     selecting any (:func:`stratified_split`'s rule); validation ``test`` holds none out."""

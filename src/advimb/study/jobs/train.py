@@ -17,7 +17,8 @@ from advimb import artifacts
 from advimb.config.io import to_dict
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
-from advimb.data.imbalance import Scenario, class_counts, select_indices, stratified_split
+from advimb.data.imbalance import (Scenario, balanced_subset, class_counts, select_indices, stratified_split,
+                                   validation_is_split)
 from advimb.devices import resolve_device
 from advimb.models import build_model
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
@@ -40,12 +41,15 @@ class TrainJob(Job):
         if train.get("precision") == "fp32":  # added later; fp32 is what older keys meant
             train.pop("precision")
         data = {k: v for k, v in d["data"].items() if not (k in ("resize", "pad") and v == 0)}  # added later too
+        counts = class_counts(self.scenario, len(self.classes), self.config.imbalance)
+        if validation_is_split(counts, train["validation"], train["val_fraction"]):
+            train["validation"] = "split"  # the same held-out images, so the same model (and key)
         spec = {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
                 "model": d["model"], "train": train, "data": data}
         if self.scenario.defence:
             spec["defence"] = self.defence_spec()
         if self.scenario.kind == "counts":  # what defines your own count vector: its counts, resolved
-            spec["counts"] = class_counts(self.scenario, len(self.classes), self.config.imbalance)
+            spec["counts"] = counts
         return spec
 
     def defence_spec(self) -> dict[str, Any]:
@@ -80,32 +84,38 @@ class TrainJob(Job):
         idx = select_indices(ds.y_train, counts, selection=cfg.imbalance.selection,
                              seed=seeds["selection"], classes=ds.classes,
                              scenario_name=self.scenario.name(ds.classes))
-        if cfg.train.validation == "split":
+        unused = np.array([], dtype=np.int64)
+        if cfg.train.validation == "test":  # the authors' leak: validate (early-stop) on the test set
+            tr, val = idx, unused
+        else:
             tr, val = stratified_split(idx, ds.y_train, cfg.train.val_fraction, seeds["validation"])
-        else:  # the authors' leak: validate (early-stop) on the test set
-            tr, val = idx, np.array([], dtype=np.int64)
-        return {"counts": counts, "indices": idx, "train": tr, "val": val}
+            if cfg.train.validation == "balanced":  # held out but neither trained nor validated on: unused
+                kept = balanced_subset(val, ds.y_train, derive_seed(seeds["validation"], "balanced"))
+                val, unused = kept, np.setdiff1d(val, kept)
+        return {"counts": counts, "indices": idx, "train": tr, "val": val, "unused": unused}
 
     def prepare(self, run_dir: Path, ds: Dataset, device: torch.device) -> dict[str, Any]:
         """Select and store the scenario's indices; build the initial model."""
         cfg = self.config
         sel = self.select(ds)
         slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
-        artifacts.write_npz(layout.scenario(slug), indices=sel["indices"], train=sel["train"], val=sel["val"])
+        extra = {"held_out_unused": sel["unused"]} if cfg.train.validation == "balanced" else {}
+        artifacts.write_npz(layout.scenario(slug), indices=sel["indices"], train=sel["train"], val=sel["val"], **extra)
         artifacts.write_json(layout.scenario(slug, "json"), {
             "scenario": self.scenario.name(ds.classes), "counts": dict(zip(ds.classes, sel["counts"])),
             "n_selected": len(sel["indices"]), "n_train": len(sel["train"]), "n_val": len(sel["val"]),
             "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
             "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
+            "n_held_out_unused": len(sel["unused"]),
             "selection": cfg.imbalance.selection, "validation": cfg.train.validation, "seeds": self.seeds(),
         })
         arr = device_arrays(ds, device)
         tr = torch.from_numpy(sel["train"]).to(device)
-        if cfg.train.validation == "split":
+        if cfg.train.validation == "test":  # the authors' leak: the whole test set
+            x_val, y_val = arr["x_test"], arr["y_test"]
+        else:
             va = torch.from_numpy(sel["val"]).to(device)
             x_val, y_val = arr["x_train"][va], arr["y_train"][va]
-        else:  # the authors' leak: the whole test set
-            x_val, y_val = arr["x_test"], arr["y_test"]
         mean = std = None
         if cfg.model.normalize == "per_channel":
             xf = arr["x_train"][tr].float().div(255)
