@@ -15,7 +15,8 @@ CPU (read when each library starts, hence a fresh process per path):
 - ``ATEN_CPU_CAPABILITY=default``: PyTorch's kernels without AVX2 / AVX-512.
 
 Each variable must change the arithmetic here (the probe below), or the rerun would test
-nothing. The claims rerun are the tests marked ``determinism`` and not ``slow``: grouped vs one
+nothing; the claims are then rerun once with all three set (with the default run of the suite,
+two code paths of every library). The claims rerun are the tests marked ``determinism`` and not ``slow``: grouped vs one
 by one attack jobs (FGSM, PGD, torchattacks), resumed vs uninterrupted training (one by one
 and stacked), stacked vs one by one, Dask vs local, the attacks against torchattacks and
 Foolbox. Two slow ones run on the default path only, for CI's time: compiled vs eager (a
@@ -35,13 +36,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: each variable alone must change the arithmetic (the probe); the claims are rerun twice:
-#: under MKL's compatible path, and under oneDNN's and PyTorch's oldest kernels together
+#: each variable alone must change the arithmetic (the probe); the claims are rerun once with
+#: all three set, so that every library underneath takes another path than the default run's
+#: (one rerun rather than one per library: CI's time)
 VARIABLES = {"MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}
-CODE_PATHS = {
-    "mkl-compatible": {"MKL_CBWR": "COMPATIBLE"},
-    "onednn-sse41+aten-default": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"},
-}
+CODE_PATHS = {"mkl-compatible+onednn-sse41+aten-default": VARIABLES}
 
 #: a model's softmax over 300 images at once and in three batches of 100, and an input
 #: gradient (FGSM's): their digests, and whether the two batchings agree bit for bit
