@@ -148,8 +148,8 @@ class TrainConfig:
     early stopping on the test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
     ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
     ``precision``: ``auto``, ``fp32`` or ``bf16`` (autocast). ``auto`` is resolved before
-    a run starts: ``bf16`` where the device runs it natively (a GPU of compute capability
-    >= 8, a CPU with AVX-512 BF16 or AMX), else ``fp32``; the resolved value is what the
+    a run starts: ``bf16`` where it pays (a GPU of compute capability >= 8, a CPU with AMX
+    or an AMD CPU with AVX-512 BF16: :func:`advimb.devices.bf16_native`), else ``fp32``; the resolved value is what the
     run folder's config records. It changes results, so it is part of the science config.
     ``compile``: ``on``, ``off`` or ``auto`` (on for CUDA, off for the CPU, where it measured
     no gain): ``torch.compile`` of the training step (CUDA graphs on a GPU); an execution
