@@ -1,0 +1,102 @@
+"""Publish a finished run folder here, the way ``paper-h200`` is published.
+
+    python docs/reproduction/publish.py ~/runs/h2-balval-cat cpu-balval-cat
+
+copies the run folder into ``docs/reproduction/NAME`` less what is not redistributed or not
+needed to rebuild it: the model weights and training checkpoints (``*.pt``), the lock, and
+the example images in ``eval/attack/*.npz`` (CIFAR-10's images; every other array of those
+files is kept as it is). It writes ``provenance.json`` (the source folder, the machine, and
+the size and sha256 of every file of the source with what was done to it), then rebuilds the
+tables and the report with the current advimb. The tests check the published folder against
+its ``provenance.json`` and its jobs' markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+#: arrays of an attack npz that hold dataset images (not redistributed here)
+IMAGE_ARRAYS = ("example_clean", "example_adversarial")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that decide the kernels torch takes (AVX2, AVX-512, bf16, AMX)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx", "amx")) or f == "fma")
+
+
+def publish(src: Path, name: str, root: Path = HERE) -> Path:
+    from advimb import artifacts
+
+    manifest = json.loads((src / "manifest.json").read_text())
+    last = manifest["invocations"][-1]
+    if last.get("status") != "complete":
+        raise SystemExit(f"{src}: its last invocation is {last.get('status')!r}, not complete; finish it first")
+    dst = root / name
+    if dst.exists():
+        raise SystemExit(f"{dst} exists; remove it first")
+    files = {}
+    for p in sorted(q for q in src.rglob("*") if q.is_file()):
+        rel = p.relative_to(src).as_posix()
+        rec = {**artifacts.file_record(p)}
+        if p.suffix in (".pt", ".pth", ".tmp") or rel == "run.lock" or rel.split("/")[0] in ("tables", "report"):
+            rec["published"] = "dropped (weights, checkpoints and the lock are not published; tables and report are rebuilt)"
+        elif rel.startswith("eval/attack/") and p.suffix == ".npz":
+            with np.load(p) as a:
+                kept = {k: a[k] for k in a.files if k not in IMAGE_ARRAYS}
+                removed = sorted(set(a.files) - set(kept))
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            artifacts.write_npz(dst / rel, **kept)
+            rec["published"] = f"arrays {', '.join(removed)} removed (dataset images); the others as they were"
+        else:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dst / rel)
+            rec["published"] = "as it was"
+        files[rel] = rec
+    env = manifest.get("environment", {})
+    prov = {
+        "source": str(src), "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": len(__import__("os").sched_getaffinity(0)),
+                    "python": platform.python_version(), "torch": env.get("torch")},
+        "files": files,
+    }
+    (dst / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
+    for cmd in ("tables", "report"):
+        subprocess.run([sys.executable, "-m", "advimb", cmd, str(dst)], check=True)
+    return dst
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", type=Path, help="a finished run folder")
+    ap.add_argument("name", help="the published folder's name under docs/reproduction/")
+    args = ap.parse_args()
+    print(publish(args.src.expanduser().resolve(), args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
