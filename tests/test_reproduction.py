@@ -171,3 +171,28 @@ def test_the_published_page_renders(chromium, tmp_path):
     problems, broken, n_images, width = render_in_chromium(chromium, RUN / "report" / "index.html",
                                                            tmp_path / "page.png")
     assert not problems and not broken and n_images == 6 and width <= 1366
+
+
+def test_a_study_of_some_classes_is_set_beside_the_paper_for_the_cells_it_measures(tmp_path, capsys):
+    """The published folder read as a study of cat and dog only (its config's imbalance.classes):
+    still the paper's setting, so its ten cells are set beside the paper's, the averages are
+    the paper's over the same two classes, the report names the eight classes it does not
+    study, and no note that needs all ten classes (the paper's stated 14.17%) is made."""
+    from advimb.report.build import build_report, format_report_summary
+
+    run = _copy(tmp_path)
+    cfg = (run / "config.toml").read_text()
+    assert cfg.count("\nclasses = []\n") == 1
+    (run / "config.toml").write_text(cfg.replace("\nclasses = []\n", '\nclasses = ["cat", "dog"]\n'))
+    res = build_report(run)
+    t1 = res["table1"]
+    assert res["paper_comparison"]["shown"] and [r["class"] for r in t1["rows"]] == ["cat", "dog"]
+    assert t1["cells_within_10_points"][1] == 10
+    assert t1["classes_not_studied"] == ["airplane", "automobile", "bird", "deer", "frog", "horse", "ship", "truck"]
+    assert t1["average"]["paper"]["different_model_under"] == (21 + 47) / 2
+    c3 = next(c for c in res["claims"]["claims"] if c["id"] == "C3")
+    assert not any("14.17" in n for n in c3["notes"])
+    term = format_report_summary(res)
+    assert "not studied by this run: the rows of airplane, automobile" in term and "(40 cells of Table 1)" in term
+    html = (run / "report" / "index.html").read_text()
+    assert "Not studied by this run: the rows of" in html and "(40 cells)" in html
