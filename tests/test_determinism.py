@@ -43,9 +43,11 @@ VARIABLES = {"MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_
 CODE_PATHS = {"mkl-compatible+onednn-sse41+aten-default": VARIABLES}
 
 #: a model's softmax over 300 images at once and in three batches of 100, and an input
-#: gradient (FGSM's): their digests, and whether the two batchings agree bit for bit
+#: gradient (FGSM's): their digests, and whether the two batchings agree bit for bit; at two
+#: threads whatever the environment sets, so that the probe asks the same question everywhere
 PROBE = """
 import hashlib, torch
+torch.set_num_threads(2)  # MKL's batch-size dependence below was seen at 2 threads (not at 1 on an Intel Xeon)
 from advimb.config.sections import ModelConfig
 from advimb.models import build_model
 m = build_model(ModelConfig(widths=(16, 32, 64)), 10, (3, 32, 32), seed=0).eval().to(memory_format=torch.channels_last)
