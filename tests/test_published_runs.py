@@ -113,7 +113,7 @@ def test_a_run_beside_itself_differs_by_nothing_where_paired():
 
     text = account.beside(HERE / "paper-h200")
     rows = [r for r in text.splitlines() if r.startswith("| ") and "quantity" not in r]
-    assert len(rows) == 1 + 10 * 7
+    assert len(rows) == 1 + 10 * 8
     paired = [r for r in rows if not r.startswith("| balanced model")]
     assert all("| +0.0 [+0.0, +0.0] |" in r for r in paired)
     (whole,) = [r for r in rows if r.startswith("| balanced model")]

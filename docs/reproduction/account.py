@@ -195,6 +195,59 @@ def headline(run: Path) -> str:
 BASE = "paper-h200"
 
 
+def _e(e, sign: str = "") -> str:
+    return f"{e.value:{sign}.1f} [{e.lo:{sign}.1f}, {e.hi:{sign}.1f}]"
+
+
+def _beside_rows(run: Path, base: Path | None = None):
+    """(label, published, this run, difference, the paper's value) per quantity of :func:`beside`."""
+    from advimb.results.metrics import GridMetrics, difference
+    from advimb.results.reader import TABLE1_COLUMNS, load_grid
+    from advimb.results.reference import reference
+    from advimb.results.stats import Bootstrap
+
+    new, old = load_grid(run), load_grid(base or HERE / BASE)
+    boot = Bootstrap()
+    mn, mo = GridMetrics(new, boot), GridMetrics(old, boot)
+    ref = reference()
+    paper = {c: dict(zip(ref["table1_columns"], v)) for c, v in ref["table1_percent"].items()}
+    rows = []
+    # the whole test set: independent resamples (the second run's bootstrap another seed)
+    qn, qo = GridMetrics(new, Bootstrap(seed=1)).clean_overall("balanced"), mo.clean_overall("balanced")
+    rows.append(("balanced model, clean test accuracy (10,000 images)", boot.interval(*qo), boot.interval(*qn),
+                 boot.interval(qn[0] - qo[0], qn[1] - qo[1]),
+                 f"{ref['text']['balanced_clean_accuracy_thesis_percent']} (the authors' code)"))
+    for c in new.targets:
+        # the balanced model's: the same protocol in both runs, so its difference is what retraining elsewhere
+        # (device, precision, rounding) does by itself
+        qn, qo = mn.accuracy(c, "balanced", "same_model", "clean"), mo.accuracy(c, "balanced", "same_model", "clean")
+        rows.append((f"balanced, clean accuracy of {c} ({new.n_attacked:,} images)", mo.estimate(qo), mn.estimate(qn),
+                     boot.interval(*difference(qn, qo)), "-"))
+        for kind in ("under", "over"):
+            qn, qo = mn.accuracy(c, kind, "different_model", "clean"), mo.accuracy(c, kind, "different_model", "clean")
+            rows.append((f"{kind}:{c}, clean accuracy of {c} ({new.n_attacked:,} images)", mo.estimate(qo),
+                         mn.estimate(qn), boot.interval(*difference(qn, qo)), "-"))
+        for col, kind, grad in TABLE1_COLUMNS:
+            qn, qo = mn.accuracy(c, kind, grad), mo.accuracy(c, kind, grad)
+            rows.append((f"Table 1, {c}, {col.replace('_', ' ').replace('model ', 'model: ')}", mo.estimate(qo),
+                         mn.estimate(qn), boot.interval(*difference(qn, qo)), f"{paper[c][col]:g}"))
+    return rows, new
+
+
+def beside_headline(run: Path) -> str:
+    """The main README's line on a later run: its headline quantities beside the published run's."""
+    rows, new = _beside_rows(run)
+    pick = {r[0]: r for r in rows}
+    c = new.targets[0]
+    bal = pick["balanced model, clean test accuracy (10,000 images)"]
+    own = pick[f"under:{c}, clean accuracy of {c} ({new.n_attacked:,} images)"]
+    du = pick[f"Table 1, {c}, different model: under"]
+    return (f"- Balanced model, clean test accuracy {_e(bal[2])} (published run {_e(bal[1])}); under:{c}, clean "
+            f"accuracy of {c} {_e(own[2])} (published run {_e(own[1])}; difference {_e(own[3], '+')} points, "
+            f"paired on the same images); Table 1's {c} cell, different model: under, {_e(du[2])} (published "
+            f"{_e(du[1])}, the paper {du[4]}).\n")
+
+
 def beside(run: Path, base: Path | None = None) -> str:
     """A later run beside the published one on the classes it studies: the balanced model's
     clean accuracy, each studied class's clean accuracy in its under- and over-sampled models
@@ -203,51 +256,21 @@ def beside(run: Path, base: Path | None = None) -> str:
     those images are paired: the difference's interval resamples the same images for both
     (the same :class:`Bootstrap` key). The clean accuracy over the whole test set is stored
     as confusion counts (no image order), so its difference resamples the runs independently."""
-    from advimb.results.metrics import GridMetrics, difference
-    from advimb.results.reader import TABLE1_COLUMNS, load_grid
-    from advimb.results.reference import reference
-    from advimb.results.stats import Bootstrap
-
-    base = base or HERE / BASE
-    new, old = load_grid(run), load_grid(base)
-    boot = Bootstrap()
-    mn, mo = GridMetrics(new, boot), GridMetrics(old, boot)
-    ref = reference()
-    paper = {c: dict(zip(ref["table1_columns"], v)) for c, v in ref["table1_percent"].items()}
-
-    def cells(qn, qo, paper_value: str) -> str:
-        en, eo, ed = mn.estimate(qn), mo.estimate(qo), boot.interval(*difference(qn, qo))
-        return (f"{eo.value:.1f} [{eo.lo:.1f}, {eo.hi:.1f}] | {en.value:.1f} [{en.lo:.1f}, {en.hi:.1f}] | "
-                f"{ed.value:+.1f} [{ed.lo:+.1f}, {ed.hi:+.1f}] | {paper_value} |")
-
+    rows, new = _beside_rows(run, base)
     out = [f"Each row: the published run ({BASE}) [95% interval] | this run [95% interval] | this run minus the "
            "published one, points [95% interval] | the paper. The intervals come from this table's own resample, so "
            "they can differ in the last digit from other tables' intervals of the same quantity.", "",
            "| quantity | published run | this run | difference | paper |", "|---|---:|---:|---:|---:|"]
-    # the whole test set: independent resamples (the second run's bootstrap another seed)
-    qn = GridMetrics(new, Bootstrap(seed=1)).clean_overall("balanced")
-    qo = mo.clean_overall("balanced")
-    en, eo = boot.interval(*qn), boot.interval(*qo)
-    ed = boot.interval(qn[0] - qo[0], qn[1] - qo[1])
-    out.append(f"| balanced model, clean test accuracy (10,000 images) | {eo.value:.1f} [{eo.lo:.1f}, {eo.hi:.1f}] | "
-               f"{en.value:.1f} [{en.lo:.1f}, {en.hi:.1f}] | {ed.value:+.1f} [{ed.lo:+.1f}, {ed.hi:+.1f}] | "
-               f"{ref['text']['balanced_clean_accuracy_thesis_percent']} (the authors' code) |")
-    for c in new.targets:
-        n = new.n_attacked
-        for kind in ("under", "over"):
-            q = (mn.accuracy(c, kind, "different_model", "clean"), mo.accuracy(c, kind, "different_model", "clean"))
-            out.append(f"| {kind}:{c}, clean accuracy of {c} ({n:,} images) | " + cells(*q, "-"))
-        for col, kind, grad in TABLE1_COLUMNS:
-            label = col.replace("_", " ").replace("model ", "model: ")
-            out.append(f"| Table 1, {c}, {label} | "
-                       + cells(mn.accuracy(c, kind, grad), mo.accuracy(c, kind, grad), f"{paper[c][col]:g}"))
+    for label, eo, en, ed, paper in rows:
+        out.append(f"| {label} | {_e(eo)} | {_e(en)} | {_e(ed, '+')} | {paper} |")
     missing = [c for c in new.classes if c not in new.targets]
     note = (f"\nThis run studies {', '.join(new.targets)} only: the other {len(missing)} classes' rows of Table 1 "
             f"({5 * len(missing)} cells) and every column average are not measured by it.\n" if missing else "")
     return "\n".join(out) + "\n" + note
 
 
-BLOCKS = {"headline": headline, "beside": beside, "run": run_facts, "table1": table1, "claims": claims, "models": models, "per_class": per_class,
+BLOCKS = {"headline": headline, "beside": beside, "beside_headline": beside_headline, "run": run_facts,
+          "table1": table1, "claims": claims, "models": models, "per_class": per_class,
           "pair": pair}
 
 
