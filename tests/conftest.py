@@ -119,3 +119,31 @@ def reproduction_archive(request) -> Path:
     pytest.fail(f"the published run's archive is not at {path}: put ../shared beside the repository or set "
                 "ADVIMB_REPRODUCTION_ARCHIVE=FILE; if it is absent on purpose, run pytest --no-real-data",
                 pytrace=False)
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    """Poll ``cond`` until true; fail the test after ``timeout`` seconds, saying what it waited for."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def verified_marker_files(run: Path) -> int:
+    """Check every file the run's clean-evaluation and model markers recorded and that is still
+    in the folder against its recorded size and sha256; return how many were checked."""
+    import json
+
+    from advimb.artifacts import verify_record
+
+    checked = 0
+    for marker in sorted(run.glob("eval/clean/*.json")) + sorted(run.glob("models/*/meta.json")):
+        for rel, rec in json.loads(marker.read_text())["files"].items():
+            if (run / rel).exists():
+                assert verify_record(run / rel, rec), rel
+                checked += 1
+    return checked

@@ -15,10 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from advimb.study.run import run_study
 
@@ -30,13 +30,6 @@ def _tables(run):
     return {t: (Path(run) / "tables" / t).read_text() for t in TABLES}
 
 
-def _wait(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +46,7 @@ def dask_cluster(tmp_path_factory):
                                "--no-dashboard", "--scheduler-file", str(sched_file), "--idle-timeout", "900"],
                               **common)]
     try:
-        _wait(sched_file.exists, 60, "the scheduler file")
+        wait_for(sched_file.exists, 60, "the scheduler file")
         procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file),
                                        "--host", "127.0.0.1", "--nworkers", "2", "--nthreads", "1",
                                        "--no-dashboard", "--death-timeout", "120"], **common))
@@ -149,7 +142,7 @@ def test_a_killed_worker_does_not_change_the_results(local_ref, dask_cluster, tm
             def busy_worker():
                 busy = [w for w, keys in c.processing().items() if keys]
                 return busy[0] if busy and len(list(out.glob("models/*/meta.json"))) >= 3 else None
-            _wait(lambda: busy_worker() is not None, 120, "a worker busy with a task after 3 models")
+            wait_for(lambda: busy_worker() is not None, 120, "a worker busy with a task after 3 models")
             victim = busy_worker()
             pid = c.run(os.getpid, workers=[victim])[victim]
             done_at_kill = len(list(out.glob("models/*/meta.json")))
@@ -157,7 +150,7 @@ def test_a_killed_worker_does_not_change_the_results(local_ref, dask_cluster, tm
             stdout, stderr = drv.communicate(timeout=300)
             assert drv.returncode == 0, stderr
             assert done_at_kill < 21, "the kill should land mid-study"
-            _wait(lambda: len(c.scheduler_info()["workers"]) == 2, 60, "the nanny to restart the worker")
+            wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, 60, "the nanny to restart the worker")
             assert victim not in c.scheduler_info()["workers"]
         assert f"Worker process {pid} was killed by signal 9" in (dask_cluster.parent / "log.txt").read_text()
     finally:
@@ -173,7 +166,7 @@ def test_a_killed_driver_resumes_without_recomputing(local_ref, dask_cluster, tm
     cmd = _driver(out, dask_cluster)
     drv = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(lambda: len(list(out.glob("models/*/meta.json"))) >= 6, 120, "6 trained models")
+        wait_for(lambda: len(list(out.glob("models/*/meta.json"))) >= 6, 120, "6 trained models")
     finally:
         drv.send_signal(signal.SIGKILL)
         drv.wait(timeout=30)

@@ -10,10 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from advimb.errors import UserError
 from advimb.study import lock
@@ -32,13 +32,6 @@ def _env():
     return {**os.environ, "ADVIMB_DATA": ""}
 
 
-def _wait_for(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _start_holder(folder: Path) -> subprocess.Popen:
@@ -102,7 +95,7 @@ def test_a_second_invocation_on_a_running_study_is_refused_or_waits(tmp_path):
                 return json.loads((run / "run.lock").read_text())["pid"] == first.pid
             except (OSError, ValueError, KeyError):
                 return False
-        _wait_for(held_by_first, 120, "the first invocation to hold the folder")
+        wait_for(held_by_first, 120, "the first invocation to hold the folder")
         second = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
         assert first.poll() is None, "the first invocation ended too soon for this test"
         assert second.returncode == 2, second.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -79,7 +80,7 @@ def publish(src: Path, name: str, root: Path = HERE) -> Path:
     env = manifest.get("environment", {})
     prov = {
         "source": str(src), "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": len(__import__("os").sched_getaffinity(0)),
+        "machine": {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": len(os.sched_getaffinity(0)),
                     "python": platform.python_version(), "torch": env.get("torch")},
         "files": files,
     }
