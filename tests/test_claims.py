@@ -185,15 +185,20 @@ def test_no_paper_comparison_without_the_reference():
         assert not any(isinstance(v, (int, float)) for v in c["paper"].values())
 
 
-def test_default_pair_is_chosen_among_the_studied_classes():
+def test_default_pair_is_a_studied_class_and_what_the_balanced_model_takes_it_for():
     assert default_pair(CIFAR) == ("cat", "dog")
     cm = np.eye(10) * 10
     cm[3, 5] = 9  # cat -> dog, but neither is studied
     cm[8, 9] = 3  # ship -> truck
-    cm[9, 1] = 7  # truck -> automobile
-    assert default_pair(CIFAR, ["ship", "truck"], cm) == ("ship", "truck")
+    cm[9, 1] = 7  # truck -> automobile: the largest confusion of a studied class, whether b is studied or not
+    assert default_pair(CIFAR, ["ship", "truck"], cm) == ("truck", "automobile")
+    assert default_pair(CIFAR, ["ship"], cm) == ("ship", "truck")
     assert default_pair(CIFAR, ["truck"], cm) == ("truck", "automobile")
     assert default_pair(CIFAR, ["cat", "dog", "ship"], cm) == ("cat", "dog")
+    # the paper's pair whenever cat is studied: C4 reads the under:cat model, dog need not be studied
+    cm[3, 8] = 12  # even where the balanced model takes cats for ships more often
+    assert default_pair(CIFAR, ["cat", "ship"], cm) == ("cat", "dog")
+    assert default_pair(("cat", "ship", "truck"), ["cat", "ship"], np.eye(3)) == ("cat", "ship")  # no dog
     cm3 = np.eye(3) * 10
     cm3[2, 0] = 7
     assert default_pair(("a", "b", "c"), None, cm3) == ("c", "a")

@@ -50,12 +50,13 @@ FLOOR = "floor effect"
 
 def default_pair(classes: tuple[str, ...], targets: list[str] | None = None,
                  confusion: np.ndarray | None = None) -> tuple[str, str]:
-    """The pair for Fig. 6 and C4, chosen among the studied classes ``targets`` (default:
-    all): (cat, dog) when both are studied; else the pair of studied classes the balanced
-    model confuses most (row-normalised clean confusion); with one studied class, that
-    class and the class it is most often taken for."""
+    """The pair (a, b) for Fig. 6 and C4, which read the under:a model, so a is a studied
+    class (``targets``, default: all): the paper's (cat, dog) when cat is studied and the
+    dataset has a dog (dog need not be studied); else the studied class a and the class b
+    that the balanced model takes a for most often (row-normalised clean confusion, largest
+    over every studied a and every other class b)."""
     targets = list(targets or classes)
-    if "cat" in targets and "dog" in targets:
+    if "cat" in targets and "dog" in classes:
         return "cat", "dog"
     if confusion is None:
         return targets[0], (targets[1] if len(targets) > 1 else next(c for c in classes if c != targets[0]))
@@ -63,10 +64,9 @@ def default_pair(classes: tuple[str, ...], targets: list[str] | None = None,
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     np.fill_diagonal(cm, -1)
     rows = [classes.index(c) for c in targets]
-    cols = rows if len(rows) > 1 else list(range(len(classes)))
-    sub = cm[np.ix_(rows, cols)]
+    sub = cm[rows]
     i, j = np.unravel_index(np.argmax(sub), sub.shape)
-    return classes[rows[i]], classes[cols[j]]
+    return classes[rows[i]], classes[j]
 
 
 def parse_pair(pair: str | tuple[str, str], classes: tuple[str, ...], targets: list[str]) -> tuple[str, str]:
