@@ -54,9 +54,10 @@ def _est(row: dict[str, Any], col: str) -> dict[str, float]:
 
 
 def _table1(rows: list[dict[str, Any]], ref: dict[str, Any] | None, interval: str,
-            sources: list[str]) -> dict[str, Any]:
+            sources: list[str], classes: tuple[str, ...]) -> dict[str, Any]:
     """Table 1 (means over seeds with intervals) from the table's rows; with the paper's
-    ``ref`` (only in its setting), the paper's values and the differences too."""
+    ``ref`` (only in its setting), the paper's values and the differences too; the
+    dataset's ``classes`` that the run does not study are named."""
     out = []
     for r in rows:
         row: dict[str, Any] = {"class": r["class"], "measured": {}, "ci": {}, "paper": {}, "difference": {}}
@@ -77,10 +78,10 @@ def _table1(rows: list[dict[str, Any]], ref: dict[str, Any] | None, interval: st
             avg["difference"][col] = round(avg["measured"][col] - avg["paper"][col], 2)
         diffs = [abs(r["difference"][c]) for r in out for c in cols]
         table1["cells_within_10_points"] = [sum(d <= 10 for d in diffs), len(diffs)]
-        # a study of some classes is in the paper's setting for the cells it measures; say which it does not
-        studied = {r["class"] for r in out}
-        if missing := [c for c in ref["table1_percent"] if c not in studied]:
-            table1["classes_not_studied"] = missing
+    # a study of some classes (in the paper's setting for the cells it measures, or not): say which it does not
+    studied = {r["class"] for r in out}
+    if missing := [c for c in classes if c not in studied]:
+        table1["classes_not_studied"] = missing
     return table1
 
 
@@ -116,7 +117,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
         "interval_method": summary["interval"],
         **_balanced(summary, grid),
         "table1": _table1(summary["rows"]["table1"], ref if comparable else None, summary["interval"],
-                          grid.attack_sources()),
+                          grid.attack_sources(), classes),
         **_figure_data(grid, summary, pair),
         "history": {"rows": _read_history(hist_path) if hist_path.exists() else [],
                     "source": str(hist_path.relative_to(run_dir))},
@@ -332,9 +333,10 @@ def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[s
     return results
 
 
-def not_studied_text(classes: list[str]) -> str:
+def not_studied_text(classes: list[str], comparable: bool = True) -> str:
+    beside = ", the paper's beside them" if comparable else ""
     return (f"not studied by this run: the rows of {', '.join(classes)} ({5 * len(classes)} cells of Table 1); its "
-            "averages, the paper's beside them and the claims are over the studied classes only")
+            f"averages{beside} and the claims are over the studied classes only")
 
 
 def format_report_summary(results: dict[str, Any]) -> str:
@@ -356,10 +358,10 @@ def format_report_summary(results: dict[str, Any]) -> str:
     if comp:
         w, n = t1["cells_within_10_points"]
         lines.append(f"{w} of {n} cells within 10 points of the paper's Table 1")
-        if t1.get("classes_not_studied"):
-            lines.append(not_studied_text(t1["classes_not_studied"]))
     else:
         lines.append("no comparison with the paper: " + "; ".join(results["paper_comparison"]["reasons"]))
+    if t1.get("classes_not_studied"):
+        lines.append(not_studied_text(t1["classes_not_studied"], comp))
     b = results["balanced_clean_accuracy"]
     lines.append(f"balanced model, clean test accuracy: {_num(b['value'])}% [{_num(b['lo'])}, {_num(b['hi'])}]")
     lines.append("claims - verdict = sign test of each difference (95% interval above 0); magnitude = this run vs "

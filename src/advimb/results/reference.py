@@ -68,6 +68,9 @@ def paper_setting(cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> list
     if mo.normalize != "none":
         why.append(f"the model normalises its input (model.normalize = {mo.normalize!r}; the paper: x / 255 only)")
     t = cfg.train
+    if t.augment not in ("none", "hflip_except_over"):
+        why.append(f"the training images are augmented with {t.augment!r} (the paper's text: none; the authors' code: "
+                   "random horizontal flips except for the over-sampled models, 'hflip_except_over')")
     if ((t.lr, t.batch_size, t.max_epochs, t.rho, t.eps) != (1e-4, 32, 200, 0.9, 1e-7) or t.decay not in (1e-5, 1e-6)
             or t.patience not in (10, 20)):
         why.append(f"the training is lr {t.lr:g}, batch {t.batch_size}, up to {t.max_epochs} epochs, rho {t.rho:g}, "
