@@ -64,7 +64,7 @@ def test_too_few_images_for_the_counts(capsys, tmp_path):
     root = _images(tmp_path / "data")
     code, err = _err(capsys, ["run", "--preset", "quick", "--no-progress", "--data-dir", str(root), "--out", str(tmp_path / "o"),
                               "--set", "eval.test_per_class=1"])
-    assert code == 2 and "class 'airplane' has 3 training images but scenario balanced asks for 500" in err
+    assert code == 2 and "class 'airplane' has 3 training images but scenario balanced asks for 2500" in err
 
 
 def test_unwritable_output_folder(capsys, tmp_path):

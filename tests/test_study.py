@@ -239,7 +239,7 @@ def test_any_image_folder_dataset_runs_the_study(tmp_path):
                 img = rng.integers(0, 60, (16, 16, 3)).astype(np.uint8)
                 img[..., i] += 150
                 Image.fromarray(img).save(tmp_path / "shapes" / split / c / f"{j}.png")
-    sets = ["data.source=folder", "imbalance.majority_count=20", "imbalance.minority_count=5",
+    sets = ["data.source=folder", "imbalance.classes=[]", "imbalance.majority_count=20", "imbalance.minority_count=5",
             "model.widths=[4, 8, 8]", "model.fc=16", "train.max_epochs=2", "train.lr=1e-3", "eval.test_per_class=0"]
     cfg = resolve_config("quick", overrides=[{"data": {"dir": str(tmp_path / "shapes")}}]
                          + [parse_assignment(s) for s in sets], env={})

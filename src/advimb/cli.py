@@ -196,6 +196,9 @@ def _list(_: argparse.Namespace) -> int:
     print("presets:")
     for name, p in PRESETS.items():
         print(f"  {name:9s} {p.description}\n  {'':9s} cost: {p.cost}")
+        if p.departures:
+            print(f"  {'':9s} departs from the paper's protocol:")
+            print("".join(f"  {'':9s}   - {d}\n" for d in p.departures), end="")
     print("datasets (data.source): " + ", ".join(list_sources()))
     print("models (model.name):    " + ", ".join(m + ("" if is_stackable(m) else " (not stackable)")
                                               for m in list_models())
