@@ -5,9 +5,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``advimb.run``, ``advimb.load``, ``advimb.build_config`` and ``advimb.Results``
+    """``advimb.run``, ``advimb.load``, ``advimb.load_model``, ``advimb.build_config`` and ``advimb.Results``
     (:mod:`advimb.api`), imported on first use so that ``import advimb`` stays light."""
-    if name in ("run", "load", "build_config", "Results"):
+    if name in ("run", "load", "load_model", "build_config", "Results"):
         from advimb import api
 
         return getattr(api, name)

@@ -10,6 +10,7 @@ anything is written.
     res.table1                    # DataFrame, one row per class and the average
     res.claims                    # the paper's claims, tested
     advimb.load("runs/quick").clean_accuracy
+    net = advimb.load_model("runs/quick", "under:truck")   # the trained nn.Module
 """
 
 from __future__ import annotations
@@ -75,6 +76,43 @@ def load(run_dir: str | Path) -> "Results":
         raise UserError(f"{run_dir} holds no finished study (no tables/summary.json); "
                         "run it with advimb.run(...) or `advimb run`, or rebuild its tables with `advimb tables`")
     return Results(run_dir)
+
+
+def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int = 0, device: str = "cpu"):
+    """A trained model of a finished run folder as a ``torch.nn.Module`` in eval mode on
+    ``device``, ready for any attack library: it takes images in [0, 1], ``(N, C, H, W)``
+    float, and returns logits (its input normalisation, if any, is inside it), as the study
+    evaluated and attacked it. ``model``: ``balanced``, ``under:<class>``, ``over:<class>``
+    or an experiment's model (the names under ``models/``, ``:`` for ``-``); ``replicate``:
+    the seed index of a ``--seeds N`` run (0: the first seed).
+
+        net = advimb.load_model("runs/quick", "under:truck")
+        adv = torchattacks.PGD(net, eps=8 / 255)(images, labels)
+    """
+    import torch
+
+    from advimb.layout import RunLayout, slug
+    from advimb.study.jobs.base import trained_model
+
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    manifest = RunLayout(run_dir).manifest
+    if cfg is None or not manifest.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no readable config.toml and manifest.json); "
+                        "give the folder `advimb run --out` wrote")
+    layout = RunLayout(run_dir, replicate)
+    weights = layout.model(slug(model)) / "weights.pt"
+    if not weights.is_file():
+        found = sorted(p.parent.name.replace("-", ":", 1) for p in (layout.root / "models").glob("*/weights.pt"))
+        raise UserError(f"{run_dir} has no trained model {model!r}"
+                        + (f" in replicate {replicate}" if replicate else "")
+                        + (f"; it has: {', '.join(found)}" if found else "; it has none yet (run the study first)"))
+    data = json.loads(manifest.read_text()).get("dataset", {})
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise UserError(f"device {device!r} is not a torch device ({e}); use cpu, cuda or cuda:N") from None
+    return trained_model(cfg, len(data["classes"]), tuple(data["image_shape"]), weights, dev)
 
 
 @dataclass(frozen=True)

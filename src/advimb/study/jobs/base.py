@@ -49,9 +49,15 @@ def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
 
 def load_weights(cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: str,
                  device: torch.device) -> torch.nn.Module:
-    model = build_model(cfg.model, ds.num_classes, ds.image_shape)
-    state = torch.load(layout.model(slug) / "weights.pt", map_location=device, weights_only=True)
-    model.load_state_dict(state)
+    return trained_model(cfg, ds.num_classes, ds.image_shape, layout.model(slug) / "weights.pt", device)
+
+
+def trained_model(cfg: ExperimentConfig, num_classes: int, image_shape: tuple[int, ...], weights: Path,
+                  device: torch.device) -> torch.nn.Module:
+    """The model of ``cfg`` with the trained ``weights`` (its input normalisation included), in
+    eval mode on ``device``, in the memory format it was evaluated in."""
+    model = build_model(cfg.model, num_classes, tuple(image_shape))
+    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     model.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
