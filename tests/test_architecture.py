@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "advimb"
 LAYERS = {
     "errors": set(), "log": set(), "layout": set(), "artifacts": {"errors"}, "devices": {"errors"},
     "config": {"errors"},
-    "data": {"config", "errors", "artifacts"},
+    "data": {"config", "errors", "log", "artifacts"},
     "models": {"config", "errors"},
     "attacks": {"config", "errors", "devices", "data"},
     "training": {"config", "errors", "log", "devices", "attacks", "models"},
@@ -22,7 +22,7 @@ LAYERS = {
               "results"},
     "report": {"config", "errors", "artifacts", "layout", "results"},
     "cli": {"config", "errors", "study", "results", "report", "models", "attacks", "data", "training"},
-    "api": {"config", "errors", "study", "results", "report"},
+    "api": {"config", "errors", "layout", "study", "results", "report"},
 }
 
 

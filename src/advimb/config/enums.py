@@ -74,11 +74,6 @@ class Auto(Choice):
     OFF = "off"
 
 
-class Switch(Choice):
-    ON = "on"
-    OFF = "off"
-
-
 class Direction(Choice):
     ASCENT = "ascent"
     DESCENT = "descent"

@@ -13,10 +13,6 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise UserError(f"config {key}: {msg}")
 
 
-def _choice(value: str, key: str, choices: tuple[str, ...]) -> None:
-    _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
-
-
 def _enum(section: Any, name: str, enum: type[Choice], key: str) -> None:
     """Convert field ``name`` of a frozen section to its enum (a one-line error otherwise)."""
     object.__setattr__(section, name, enum.parse(getattr(section, name), key))

@@ -18,6 +18,7 @@ from advimb.artifacts import write_json, write_npz
 from advimb.config.sections import DataConfig
 from advimb.data.dataset import Dataset
 from advimb.errors import UserError
+from advimb.log import log
 
 
 def _extract(archive: Path, dest: Path) -> Path:
@@ -94,13 +95,13 @@ def _cached_on_disk(cache: Path, key: str, build) -> Dataset:
             return Dataset(info["name"], tuple(info["classes"]), *arrays,
                            info["fingerprint"], info["origin"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            print(f"advimb: cached arrays {npz} are unreadable; decoding the data again")
+            log(f"cached arrays {npz} are unreadable; decoding the data again")
     ds = build()
     try:
         write_npz(npz, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
         write_json(meta, {"name": ds.name, "classes": list(ds.classes),
                           "fingerprint": ds.fingerprint, "origin": ds.origin})
     except OSError as e:
-        print(f"advimb: could not cache decoded arrays in {npz.parent} ({e.strerror}); "
-              "set --set data.cache_dir=... to a writable folder to make later loads fast")
+        log(f"could not cache decoded arrays in {npz.parent} ({e.strerror}); "
+            "set --set data.cache_dir=... to a writable folder to make later loads fast")
     return ds

@@ -273,15 +273,6 @@ def validation_is_split(counts: list[int], validation: str, fraction: float) -> 
     return validation == "split" or (validation == "balanced" and len(held) == 1)
 
 
-def split_sizes(counts: list[int], validation: str, fraction: float) -> tuple[int, int]:
-    """(training, validation) images of a scenario with ``counts`` per class, without
-    selecting any (:func:`stratified_split`'s rule); validation ``test`` holds none out."""
-    if validation == "test":
-        return sum(counts), 0
-    val = sum(held_out(n, fraction) for n in counts)
-    return sum(counts) - val, val
-
-
 def stratified_split(
     indices: np.ndarray, labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,9 @@ self-contained ``report/index.html``, built only from stored artifacts.
 
 It never trains or attacks: inputs are ``config.toml``, ``manifest.json``,
 ``models/balanced/history.csv``, ``eval/clean/*.json`` and ``eval/attack/*.json|npz`` (read
-through :mod:`advimb.results`) and the tables built from them (:mod:`advimb.tables`). The
+through :mod:`advimb.results`) and the tables built from them (:mod:`advimb.results.tables`). The
 paper's numbers appear only when the run is in the paper's setting
-(:func:`advimb.reference.paper_setting`); otherwise the page, ``results.json`` and the
+(:func:`advimb.results.reference.paper_setting`); otherwise the page, ``results.json`` and the
 terminal say why not.
 """
 

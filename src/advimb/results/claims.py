@@ -1,13 +1,13 @@
 """The paper's claims (PROTOCOL.md C1-C4), measured with intervals and given a verdict.
 
 Every quantity is a mean over the studied classes of a per-class mean over attacked test
-images (:mod:`advimb.metrics`, one definition each), with its 95% interval from the
-bootstrap of :mod:`advimb.stats` (paired where two quantities share images). A claim is a
+images (:mod:`advimb.results.metrics`, one definition each), with its 95% interval from the
+bootstrap of :mod:`advimb.results.stats` (paired where two quantities share images). A claim is a
 list of differences the paper says are positive, and its verdict is a **sign test** of
-their intervals (:func:`advimb.stats.verdict`): it says whether the direction holds, not
+their intervals (:func:`advimb.results.stats.verdict`): it says whether the direction holds, not
 whether the size matches. The size is reported beside it as *magnitude agreement* - this
 run's value, the paper's, and whether the paper's lies inside this run's interval - only
-when the run is in the paper's setting (:mod:`advimb.reference`).
+when the run is in the paper's setting (:mod:`advimb.results.reference`).
 
 - C1 under-sampled models are the most vulnerable, over-sampled the least: same-model
   accuracy under attack, balanced - under > 0 and over - balanced > 0.

@@ -2,7 +2,7 @@
 defences), from stored artifacts only.
 
 Every quantity is a mean of per-image outcomes of the attacked test images of a class,
-with a 95% interval from the paired two-level bootstrap of ``advimb.stats`` (seeds, then
+with a 95% interval from the paired two-level bootstrap of ``advimb.results.stats`` (seeds, then
 test images within each class); quantities measured on the same images (a defended and an
 undefended model on the cat images) share their resamples, so their differences are
 paired. Writes ``tables/imbalance_sweep.csv``, ``tables/long_tail.csv``,
@@ -35,7 +35,7 @@ class Quantities:
         v = self.s.values(evaluated, gradient, cls, which)
         if v is None:
             return float("nan"), np.full(self.boot.n_boot, np.nan)
-        # the same key as the main grid's (advimb.metrics): one class's attacked images, one resample
+        # the same key as the main grid's (advimb.results.metrics): one class's attacked images, one resample
         return self.boot.mean(v, key=("attacked", cls))
 
     def rel(self, model: Scenario, cls: str):

@@ -2,7 +2,7 @@
 
 Every quantity is in percent and comes as ``(point, replicates)``: the point estimate (the
 mean over seeds of the per-seed value) and its ``(n_boot,)`` replicates from
-:class:`advimb.stats.Bootstrap` (seeds resampled, then test images within each class), so
+:class:`advimb.results.stats.Bootstrap` (seeds resampled, then test images within each class), so
 ``Bootstrap.interval`` turns it into a 95% percentile interval and arithmetic on two
 quantities of the same class's images is paired.
 

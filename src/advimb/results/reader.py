@@ -3,7 +3,7 @@
 It reads the stored artifacts only (``config.toml``, ``manifest.json``, ``eval/attack/*.json``
 with their ``.npz`` per-image predictions, ``eval/clean/*.json``, and the same under
 ``replicates/<k>/``), checks that the grid the config asks for is complete, and returns
-typed per-image outcomes that :mod:`advimb.tables`, :mod:`advimb.claims` and the report
+typed per-image outcomes that :mod:`advimb.results.tables`, :mod:`advimb.results.claims` and the report
 compute from. Run folders made by earlier versions of advimb read the same way (their
 files have the same names and keys).
 
@@ -69,7 +69,7 @@ class CleanEval:
         """100 for each correctly classified test image of class ``c``, 0 otherwise, in no
         particular image order: the confusion counts are what every version of the artifact
         stores, and a bootstrap of one model's accuracy needs no more (it must not be paired
-        with another model's: :meth:`advimb.metrics.GridMetrics.clean_class`)."""
+        with another model's: :meth:`advimb.results.metrics.GridMetrics.clean_class`)."""
         n, k = int(self.confusion[c].sum()), int(self.confusion[c, c])
         return np.r_[np.full(k, 100.0), np.zeros(n - k)]
 

@@ -100,7 +100,7 @@ class Bootstrap:
 
     def shares(self, labels_by_seed: Sequence[np.ndarray], key: object, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
         """Percent of images predicted as each label: points ``(C,)`` and replicates
-        ``(n_boot, C)``, paired with :meth:`mean` calls of the same ``key`` (the same resample)."""
+        ``(n_boot, C)``, paired with :meth:`Bootstrap.mean` calls of the same ``key`` (the same resample)."""
         per_seed, points = [], []
         for s, lab in enumerate(labels_by_seed):
             lab = np.asarray(lab, dtype=np.int64)

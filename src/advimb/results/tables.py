@@ -1,15 +1,15 @@
 """Results tables, derived only from the stored artifacts of a run folder.
 
-Reads the paper grid's per-image results through :func:`advimb.results.load_grid` (and
+Reads the paper grid's per-image results through :func:`advimb.results.reader.load_grid` (and
 nothing else); never trains or attacks. Writes ``tables/``: ``table1.csv``/``table1.md``
 (paper Table 1 layout), ``clean_target_accuracy.csv`` (Fig. 2 data),
 ``relative_difference.csv`` (Fig. 4 data), ``flip_rates.csv`` (Fig. 6 data),
 ``clean_accuracy.csv``, ``summary.json`` with the paper's orderings checked,
 ``sources.json`` naming the artifacts each table used and ``README.md`` saying what every
 column means. Every number is in percent, with ``<column>_lo`` / ``<column>_hi``: its 95%
-interval from one method for every table (:func:`advimb.stats.interval_method`: a percentile
+interval from one method for every table (:func:`advimb.results.stats.interval_method`: a percentile
 bootstrap over test images within each class, after resampling seeds when the run has
-several), so no interval leaves [0, 100]. Definitions: :mod:`advimb.metrics`.
+several), so no interval leaves [0, 100]. Definitions: :mod:`advimb.results.metrics`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Executors only schedule jobs; what a job does is in ``jobs.py``.
+"""Executors only schedule jobs; what a job does is in :mod:`advimb.study.jobs`.
 
 The local executor runs the plan in order in this process (every job follows its
 dependencies in ``plan``'s order), skipping jobs whose artifacts are done and recomputing
 any whose stored result is corrupt or was made by another job. The Dask executor
-(``advimb.cluster``, imported only when asked for) submits the same jobs as tasks.
+(``advimb.study.cluster``, imported only when asked for) submits the same jobs as tasks.
 Both resolve ``auto`` settings where the jobs will run and report that hardware.
 """
 

@@ -24,7 +24,7 @@ def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """The study as jobs, in an order where every job follows its dependencies: for each
     replicate (``experiments.seeds``), the paper's grid (21 trainings, 21 clean
     evaluations, 30 attack jobs holding the 50 combinations, plus any attack/eps sweep)
-    and the experiments' models and attacks (``advimb.experiments``); with stacking on, the trainings
+    and the experiments' models and attacks (``advimb.study.experiments``); with stacking on, the trainings
 of all replicates first, as one stack (:func:`group_training`)."""
     check_resolved(config)
     trains: list[TrainJob] = []

@@ -68,7 +68,7 @@ class Defence:
         return {**out, "steps": adv_steps} if self.adversarial == "pgd" else out
 
     def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
-        """The training regime of a model with this defence (its ``spec`` from :meth:`spec`)."""
+        """The training regime of a model with this defence (its ``spec`` from :meth:`Defence.spec`)."""
         if self.adversarial:
             scope = (target,) if spec["scope"] == "minority" else ()
             return Regime(adversarial=self.adversarial, adv_eps=spec["eps"], adv_steps=spec.get("steps", 7),

@@ -1,7 +1,8 @@
 """The study as small, picklable jobs: ``job.run(run_dir)`` writes the job's artifacts.
 
-Three kinds: :class:`TrainJob` (one scenario's training set and model),
-:class:`CleanEvalJob` (a model on the clean test set) and ``attack_jobs.AttackJob`` (one
+Three kinds: :class:`~advimb.study.jobs.train.TrainJob` (one scenario's training set and model),
+:class:`~advimb.study.jobs.evaluate.CleanEvalJob` (a model on the clean test set) and
+:class:`~advimb.study.jobs.evaluate.AttackJob` (one
 class's test images attacked with one model's gradient, classified by one or more models);
 ``plan.plan`` lists them for a study. Every
 job has a ``key``: a hash of everything that determines its result (the science part of
@@ -80,7 +81,8 @@ class Checkpoint:
             return None
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)
-        except Exception:  # a partial or foreign file: start again
+        except Exception as e:  # a partial or foreign file (torch.load raises many kinds): start again
+            log(f"checkpoint {self.path} is unreadable ({type(e).__name__}); {name} starts again")
             return None
         if any(state.get(k) != v for k, v in self.stamp.items()):
             return None
