@@ -56,7 +56,7 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
 
 def run(preset: str | None = None, *, out: str | Path | None = None, config_file: str | Path | None = None,
         data_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, seeds: int | None = None,
-        device: str | None = None, report: bool = True, progress: bool = True, wait: bool = False) -> "Results":
+        device: str | None = None, report: bool = True, progress: bool = True, wait: bool = False) -> Results:
     """Run (or resume) the study into run folder ``out`` (default ``runs/<preset>``), build
     its tables and, with ``report``, its report; return its :class:`Results`. Arguments as
     :func:`build_config`; the same study, artifacts and checks as ``advimb run``. ``wait``:
@@ -69,7 +69,7 @@ def run(preset: str | None = None, *, out: str | Path | None = None, config_file
     return Results(Path(res["run_dir"]))
 
 
-def load(run_dir: str | Path) -> "Results":
+def load(run_dir: str | Path) -> Results:
     """The results of a finished run folder (made by this or an earlier version)."""
     run_dir = Path(run_dir)
     if not (run_dir / "tables" / "summary.json").is_file():

@@ -19,7 +19,8 @@ import secrets
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -122,9 +123,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

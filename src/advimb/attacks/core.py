@@ -8,7 +8,7 @@ it found; it never changes parameters or their ``.grad``.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F

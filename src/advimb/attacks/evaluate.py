@@ -154,7 +154,7 @@ def minimal_eps(model: nn.Module, grad_model: nn.Module, x_u8: torch.Tensor, y: 
         yb = y[i:i + batch_size]
         d = get_attack("fgsm")(grad_model, x, yb, **attack_kwargs(attack_cfg, classes)) - x
 
-        def flipped(e: torch.Tensor) -> torch.Tensor:
+        def flipped(e: torch.Tensor, x: torch.Tensor = x, d: torch.Tensor = d, yb: torch.Tensor = yb) -> torch.Tensor:
             xe = x + e.view(-1, 1, 1, 1) * d
             xe = xe.clamp(0, 1) if cfg.clip else xe
             with torch.no_grad(), eval_mode(model):

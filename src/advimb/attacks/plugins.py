@@ -18,7 +18,8 @@ advimb's own attacks. Every name and parameter is checked when the config is bui
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn

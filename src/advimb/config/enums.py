@@ -26,7 +26,7 @@ class Choice(str, Enum):
         return repr(self.value)
 
     @classmethod
-    def parse(cls, value: object, key: str) -> "Choice":
+    def parse(cls, value: object, key: str) -> Choice:
         try:
             return cls(value)
         except ValueError:

@@ -9,7 +9,7 @@ value is validated here, at the boundary, with an error that names the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from advimb.config.additive import ExecutorConfig, ExperimentsConfig, SweepConfig
 from advimb.config.enums import Augment, Auto, Direction, Init, Normalize, Precision, Selection, SignZero, Validation
@@ -48,8 +48,8 @@ class DataConfig:
     """
 
     source: str = "cifar10"
-    dir: Optional[str] = None
-    cache_dir: Optional[str] = None
+    dir: str | None = None
+    cache_dir: str | None = None
     download: bool = True
     resize: int = 0
     pad: int = 0

@@ -59,7 +59,7 @@ def _decode_chunk(paths: list[str]) -> np.ndarray | str:
                 gray = im.mode in GRAY_MODES
                 a = np.asarray(im.convert("L" if gray else "RGB"))
                 out.append(a[..., None] if gray else a)
-        except Exception as e:  # PIL raises many types for bad files
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
             return f"cannot decode image {p} ({type(e).__name__}: {e}); replace or delete it"
         if out[-1].shape[:2] != out[0].shape[:2]:
             return (f"image {p} is {out[-1].shape[1]}x{out[-1].shape[0]} but others are "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -152,7 +152,7 @@ def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int
         try:
             fn = getattr(importlib.import_module(module), attr)
             counts = list(fn(num_classes))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the user's factory may raise anything: one line, exit 2
             raise UserError(f"imbalance.scenarios ({name}).factory {spec.factory!r} failed "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     try:  # integers of any kind (numpy's too), not booleans
@@ -251,7 +251,7 @@ def select_indices(
 def held_out(n: int, fraction: float) -> int:
     """Validation images of a class of ``n``: ``fraction`` of them, rounded, at least one of
     a class with two or more, never all."""
-    return min(max(int(round(fraction * n)), 1), n - 1) if n >= 2 else 0
+    return min(max(round(fraction * n), 1), n - 1) if n >= 2 else 0
 
 
 def balanced_subset(val: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:

@@ -6,7 +6,7 @@ tar.gz, an image folder or an archive of one), any image folder, or the syntheti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from advimb.config.sections import DataConfig
 from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root, stat_key
@@ -109,7 +109,7 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
 
         return _cached(cache, key, build)
     if _is_image_folder(d):
-        classes, files = _list_image_folder(d)
+        _, files = _list_image_folder(d)
         key = "folder-" + stat_key([p for s in ("train", "test") for p, _ in files[s]], d)
         return _check_cifar(cfg, _cached(cache, key, lambda: _load_image_folder(d, name, progress)))
     archives = _archives(d)

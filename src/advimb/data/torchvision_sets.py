@@ -85,7 +85,7 @@ def _stage_idx(d: Path, name: str, root: Path) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
     unverified: list[str] = []
     for fname, md5 in cls.resources:
-        plain = fname[:-3] if fname.endswith(".gz") else fname
+        plain = fname.removesuffix(".gz")
         if (d / fname).is_file():
             if not check_integrity(str(d / fname), md5):
                 unverified.append(fname)  # re-compressed (Debian's are): the idx contents are checked instead

@@ -18,7 +18,7 @@ imports, the constructor exists) when the config is built, before anything is wr
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -98,7 +98,7 @@ def _timm(arch: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
 def _factory(module: str, attr: str, name: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
     try:
         mod = importlib.import_module(module)
-    except Exception as e:  # ImportError, or the module itself failing
+    except Exception as e:  # noqa: BLE001 - ImportError, or the module itself failing
         raise UserError(f"model.name {name!r}: module {module!r} does not import ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''}); is it on PYTHONPATH?") from None
     fn = getattr(mod, attr, None)

@@ -284,7 +284,7 @@ def seed_tests(grid: GridResults, res: dict[str, Any], reference, pair) -> None:
             vals = vals[np.isfinite(vals)]
             t, p = stats.ttest_1samp(vals, 0.0) if len(vals) > 1 and np.ptp(vals) > 0 else (float("nan"),) * 2
             comp["seed_test"] = {"test": "paired t-test over seeds (difference per seed vs 0, two-sided)",
-                                 "seeds": int(len(vals)), "per_seed": [round(float(v), 2) for v in vals],
+                                 "seeds": len(vals), "per_seed": [round(float(v), 2) for v in vals],
                                  "t": round(float(t), 3), "p": float(p), "df": int(len(vals) - 1)}
         weak = [c["label"] for c in claim["comparisons"] if not c["seed_test"]["p"] < 0.05]
         if weak and claim["verdict"] == REPRODUCED:

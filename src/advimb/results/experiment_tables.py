@@ -145,8 +145,8 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
                  "balanced": q.acc(BALANCED, BALANCED, cls), "defended_balanced": q.acc(defended_bal, defended_bal, cls)}
             e["gap_plain"], e["gap_defended"] = _diff(e["balanced"], e["under"]), _diff(e["balanced"], e["defended"])
             e["closed"] = _diff(e["defended"], e["under"])
-            for k in ests:
-                ests[k].append(e[k])
+            for k, values in ests.items():
+                values.append(e[k])
             rows.append({"defence": d, "class": cls, "model": model.name(s.classes),
                          **q.cols("under_adversarial_accuracy", e["under"]),
                          **q.cols("defended_adversarial_accuracy", e["defended"]),

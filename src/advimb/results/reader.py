@@ -102,7 +102,7 @@ class GridResults:
     def clean_sources(self) -> list[str]:
         return sorted({e.source for v in self.clean.values() for e in v})
 
-    def seed(self, s: int) -> "GridResults":
+    def seed(self, s: int) -> GridResults:
         """The results of seed ``s`` alone."""
         return GridResults(self.run_dir, self.classes, self.targets, 1,
                            {k: [v[s]] for k, v in self.cells.items()}, {k: [v[s]] for k, v in self.clean.items()},

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from advimb.errors import UserError
 from advimb.log import log
@@ -66,7 +67,7 @@ class DaskExecutor:
         self.address = ""
 
     # ------------------------------------------------------------------ connection
-    def __enter__(self) -> "DaskExecutor":
+    def __enter__(self) -> DaskExecutor:
         distributed = _import_distributed()
         e = self.ecfg
         address = e.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS", "")
@@ -104,7 +105,7 @@ class DaskExecutor:
             resources={"GPU": 1} if cuda else None,
             env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:

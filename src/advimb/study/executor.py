@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from advimb.devices import describe, resolve_device, resolve_runtime
 from advimb.log import log
@@ -56,10 +57,10 @@ class LocalExecutor:
 
     name = "local"
 
-    def __enter__(self) -> "LocalExecutor":
+    def __enter__(self) -> LocalExecutor:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
     def resolve(self, cfg: Any) -> Any:

@@ -114,7 +114,7 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
             add(s, c, (s,), "long_tail")
         add(bal, c, tuple(lt), "long_tail")
     defended = defence_scenarios(config, classes)
-    for d, lst in defended.items():
+    for lst in defended.values():
         scenarios += lst
         for s in lst:
             targets = target_classes(config.imbalance, classes) if s.target is None else [s.target]

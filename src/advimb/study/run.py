@@ -7,7 +7,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from advimb import artifacts
 from advimb.config.sections import ExperimentConfig
@@ -60,7 +61,7 @@ def check_forward(cfg: ExperimentConfig, ds) -> None:
             out = build_model(cfg.model, ds.num_classes, ds.image_shape).eval()(torch.zeros(2, *ds.image_shape))
     except UserError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any model the user names may fail on these images: one line, exit 2
         raise UserError(f"model {name!r} cannot classify {'x'.join(map(str, ds.image_shape))} images "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
                         "choose another model or set data.resize / data.pad") from None

@@ -27,9 +27,9 @@ def git_commit() -> dict[str, Any]:
     """The commit of the advimb source tree, if it is a git checkout (else None)."""
     src = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=src, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=src,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

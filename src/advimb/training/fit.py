@@ -16,7 +16,8 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -141,7 +142,7 @@ def fit(
     *,
     seed: int,
     augment: bool = False,
-    regime: Regime = Regime(),
+    regime: Regime = Regime(),  # noqa: B008 - a frozen (immutable) default
     resume: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     desc: str = "train",

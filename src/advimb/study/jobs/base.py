@@ -81,7 +81,7 @@ class Checkpoint:
             return None
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)
-        except Exception as e:  # a partial or foreign file (torch.load raises many kinds): start again
+        except Exception as e:  # noqa: BLE001 - a partial or foreign file (torch.load raises many kinds)
             log(f"checkpoint {self.path} is unreadable ({type(e).__name__}); {name} starts again")
             return None
         if any(state.get(k) != v for k, v in self.stamp.items()):
@@ -138,7 +138,7 @@ class Job:
     def spec(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def parts(self) -> tuple["Job", ...]:
+    def parts(self) -> tuple[Job, ...]:
         """The jobs whose artifacts this one writes: itself, or a group's members."""
         return (self,)
 

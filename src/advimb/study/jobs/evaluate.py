@@ -25,7 +25,7 @@ from advimb.study.jobs.base import GroupJob, Job, device_arrays, load_weights
 
 @dataclass(frozen=True)
 class CleanEvalJob(Job):
-    scenario: Scenario = Scenario("balanced")
+    scenario: Scenario = Scenario("balanced")  # noqa: RUF009 - a frozen (immutable) default
     model_key: str = ""
     kind = "clean"
 
@@ -93,7 +93,7 @@ class AttackJob(Job):
     """The test images of ``target`` attacked with ``gradient``'s gradient and classified
     by every model in ``evaluated`` (the gradient model itself = same-model attack)."""
 
-    gradient: Scenario = Scenario("balanced")
+    gradient: Scenario = Scenario("balanced")  # noqa: RUF009 - a frozen (immutable) default
     target: int = 0
     evaluated: tuple[Scenario, ...] = ()
     model_keys: tuple[str, ...] = ()
@@ -135,7 +135,7 @@ class AttackJob(Job):
 
     def record(self, run_dir: Path, ds: Dataset, idx: np.ndarray, x_u8: torch.Tensor, x_adv: torch.Tensor,
                preds: dict[Scenario, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-               models: "ModelCache") -> dict[str, Any]:
+               models: ModelCache) -> dict[str, Any]:
         """Write this job's artifacts from its adversarial images ``x_adv`` and, per evaluated
         model, (clean labels, clean probabilities, adversarial labels, adversarial
         probabilities) of its images."""

@@ -28,7 +28,7 @@ from advimb.training.regimes import Regime, get_defence
 
 @dataclass(frozen=True)
 class TrainJob(Job):
-    scenario: Scenario = Scenario("balanced")
+    scenario: Scenario = Scenario("balanced")  # noqa: RUF009 - a frozen (immutable) default
     kind = "train"
 
     @property
