@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "paper": Preset(
-        "the protocol as the paper's text describes it (defaults, with PROTOCOL.md's corrections)",
+        "the protocol as the paper's text describes it (defaults, with docs/PROTOCOL.md's corrections)",
         PAPER_COST,
         {},
     ),

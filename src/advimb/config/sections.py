@@ -1,7 +1,7 @@
 """Frozen dataclass configs, one per stage, composed into :class:`ExperimentConfig`.
 
 Defaults are the protocol as the paper's text describes it, with the corrections that
-``PROTOCOL.md`` names (seeded random selection, held-out validation split, clipping to
+``docs/PROTOCOL.md`` names (seeded random selection, held-out validation split, clipping to
 [0, 1]). Presets (``presets.py``) and config files only fill these dataclasses; every
 value is validated here, at the boundary, with an error that names the key.
 """
@@ -137,7 +137,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """RMSProp with Keras semantics and early stopping (PROTOCOL.md, Training).
+    """RMSProp with Keras semantics and early stopping (docs/PROTOCOL.md, Training).
 
     lr_t = lr / (1 + decay * t), t = iterations so far (Keras inverse-time decay).
     ``validation``: ``split`` (stratified ``val_fraction`` of the scenario's training

@@ -1,4 +1,4 @@
-"""The paper's claims (PROTOCOL.md C1-C4), measured with intervals and given a verdict.
+"""The paper's claims (docs/PROTOCOL.md C1-C4), measured with intervals and given a verdict.
 
 Every quantity is a mean over the studied classes of a per-class mean over attacked test
 images (:mod:`advimb.results.metrics`, one definition each), with its 95% interval from the

@@ -31,7 +31,7 @@ def reference() -> dict[str, Any]:
 
 def paper_setting(cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> list[str]:
     """How a run differs from the paper's setting, as reasons (empty: it is in it). ``dataset``
-    is the manifest's dataset summary. The two protocols of PROTOCOL.md (``paper``,
+    is the manifest's dataset summary. The two protocols of docs/PROTOCOL.md (``paper``,
     ``faithful``: sign(0), clipping, dropout, decay, patience, validation, ...) are both the
     paper's setting. The data is taken to be CIFAR-10 when it is read as CIFAR-10 (its class
     names and counts checked by the loader and here); its pixels are not checked against a
