@@ -124,10 +124,32 @@ class Results:
 
     run_dir: Path
 
-    def __getattr__(self, name: str) -> Any:
-        if name in TABLES:
-            return self.table(name)
-        raise AttributeError(name)
+    @property
+    def table1(self):
+        """Table 1: accuracy of the target class under attack, one row per class and the average."""
+        return self.table("table1")
+
+    @property
+    def clean_accuracy(self):
+        """Every model's clean test accuracy, overall and per class."""
+        return self.table("clean_accuracy")
+
+    @property
+    def clean_target_accuracy(self):
+        """Fig. 2: each studied class's clean accuracy (full test set) for the balanced model and the
+        models with that class under- and over-sampled."""
+        return self.table("clean_target_accuracy")
+
+    @property
+    def relative_difference(self):
+        """Fig. 4: 100 x (clean - attacked) / clean accuracy, both on the attacked images."""
+        return self.table("relative_difference")
+
+    @property
+    def flip_rates(self):
+        """Fig. 6: the share of each class's attacked images predicted as each label, before and after
+        the attack."""
+        return self.table("flip_rates")
 
     def table(self, name: str):
         """One of the run's tables as a pandas DataFrame (a fresh copy each call)."""

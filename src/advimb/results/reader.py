@@ -22,6 +22,7 @@ import numpy as np
 from advimb import artifacts
 from advimb.config.io import from_dict, load_toml
 from advimb.config.sections import ExperimentConfig
+from advimb.data.imbalance import KINDS as KINDS  # the scenarios' kinds, for the layers above
 from advimb.data.imbalance import Scenario, parse_scenario, target_classes
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS, GRID, RunLayout, slug
@@ -34,7 +35,6 @@ TABLE1_COLUMNS = (
     ("same_model_under", "under", "same_model"),
     ("same_model_over", "over", "same_model"),
 )
-KINDS = ("balanced", "under", "over")
 
 
 def model_name(kind: str, c: str) -> str:
