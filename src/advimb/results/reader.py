@@ -22,7 +22,7 @@ import numpy as np
 from advimb import artifacts
 from advimb.config.io import from_dict, load_toml
 from advimb.config.sections import ExperimentConfig
-from advimb.data.imbalance import KINDS as KINDS  # the scenarios' kinds, for the layers above
+from advimb.data.imbalance import KINDS  # noqa: F401 - the scenarios' kinds, re-exported for the report
 from advimb.data.imbalance import Scenario, parse_scenario, target_classes
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS, GRID, RunLayout, slug
