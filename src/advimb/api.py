@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from advimb.config.io import merge, nest
-from advimb.config.presets import resolve_config
 from advimb.config.sections import ExperimentConfig
 from advimb.errors import UserError
 from advimb.report.build import build_report, collect
 from advimb.results.reader import read_config
-from advimb.study.checks import check_names
+from advimb.study.checks import resolve_arguments
 from advimb.study.lock import hold
 from advimb.study.run import run_study
 
@@ -42,16 +41,8 @@ def build_config(preset: str | None = None, *, config_file: str | Path | None = 
 
     ``overrides``: ``{"train.max_epochs": 2, "attack.name": "pgd"}`` (dotted keys, as the
     CLI's ``--set``) or nested tables (``{"train": {"max_epochs": 2}}``)."""
-    extra: list[dict[str, Any]] = [_nest(overrides or {})]
-    if data_dir is not None:
-        extra.append({"data": {"dir": str(data_dir)}})
-    if seeds is not None:
-        extra.append({"experiments": {"seeds": seeds}})
-    if device is not None:
-        extra.append({"train": {"device": device}})
-    cfg = resolve_config(preset, config_file, extra)
-    check_names(cfg)
-    return cfg
+    return resolve_arguments(preset, config_file, [_nest(overrides or {})], data_dir=data_dir, seeds=seeds,
+                             device=device)
 
 
 def run(preset: str | None = None, *, out: str | Path | None = None, config_file: str | Path | None = None,

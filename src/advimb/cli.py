@@ -86,22 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _resolve(args: argparse.Namespace):
     from advimb.config.io import parse_assignment
-    from advimb.config.presets import resolve_config
+    from advimb.study.checks import ARGUMENT_KEYS, resolve_arguments
 
     overrides: list[dict[str, Any]] = [parse_assignment(s) for s in args.sets]
-    if args.data_dir is not None:
-        overrides.append({"data": {"dir": args.data_dir}})
-    if args.seed is not None:
-        overrides.append({"seed": args.seed})
-    if args.seeds is not None:
-        overrides.append({"experiments": {"seeds": args.seeds}})
-    if args.eps is not None:
-        overrides.append({"attack": {"eps": args.eps}})
-    if args.device is not None:
-        overrides.append({"train": {"device": args.device}})
-    for flag, key in (("executor", "name"), ("scheduler", "scheduler"), ("scheduler_file", "scheduler_file")):
-        if getattr(args, flag) is not None:
-            overrides.append({"executor": {key: getattr(args, flag)}})
     if getattr(args, "attacks", None) is not None:
         try:
             eps = [float(e) for e in args.epsilons.split(",") if e.strip()]
@@ -112,13 +99,10 @@ def _resolve(args: argparse.Namespace):
         if not eps or not attacks:
             raise UserError("advimb sweep needs at least one attack and one eps, e.g. "
                             "--attacks fgsm,pgd --epsilons 0.005,0.01")
-        overrides.append({"sweep": {"attacks": attacks,
-                                    "epsilons": eps}})
-    from advimb.study.checks import check_names
-
-    cfg = resolve_config(args.preset, args.config, overrides)
-    check_names(cfg)  # every name known to its registry, before anything else happens
-    return cfg
+        overrides.append({"sweep": {"attacks": attacks, "epsilons": eps}})
+    # every name known to its registry, before anything else happens
+    return resolve_arguments(args.preset, args.config, overrides,
+                             **{name: getattr(args, name, None) for name in ARGUMENT_KEYS})
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,11 +1,17 @@
 """Every name of an open set in a config checked against its registry, when the config is built
 (the CLI's first step, and the study's preflight): datasets, models, attacks, defences and
-long-tail profiles. Closed sets are enums, checked by the config itself."""
+long-tail profiles. Closed sets are enums, checked by the config itself. And the one
+translation of a run's arguments (the CLI's flags, the Python API's keywords) into a config.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from advimb.attacks.core import get_attack
 from advimb.attacks.plugins import check_plugin, is_plugin
+from advimb.config.presets import resolve_config
 from advimb.config.sections import ExperimentConfig
 from advimb.data.imbalance import check_profile
 from advimb.data.sources import check_source
@@ -25,3 +31,27 @@ def check_names(cfg: ExperimentConfig) -> None:
         get_defence(d)
     for p in cfg.experiments.long_tail:
         check_profile(p.partition(":")[0])
+
+
+#: the arguments of ``advimb run`` (flags) and ``advimb.run`` (keywords) that set one config key
+ARGUMENT_KEYS = {"data_dir": ("data", "dir"), "seed": ("seed",), "seeds": ("experiments", "seeds"),
+                 "eps": ("attack", "eps"), "device": ("train", "device"), "executor": ("executor", "name"),
+                 "scheduler": ("executor", "scheduler"), "scheduler_file": ("executor", "scheduler_file")}
+
+
+def resolve_arguments(preset: str | None, config_file: str | Path | None = None,
+                      overrides: list[dict[str, Any]] | None = None, **arguments: Any) -> ExperimentConfig:
+    """The resolved config of a run's arguments, every name checked: the preset, the config
+    file, ``overrides`` (nested tables, in order: ``--set``) and then each of
+    :data:`ARGUMENT_KEYS` that is not None (``data_dir=...``, ``seeds=3``...)."""
+    extra = list(overrides or [])
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        nested: Any = str(value) if isinstance(value, Path) else value
+        for key in reversed(ARGUMENT_KEYS[name]):
+            nested = {key: nested}
+        extra.append(nested)
+    cfg = resolve_config(preset, config_file, extra)
+    check_names(cfg)
+    return cfg
