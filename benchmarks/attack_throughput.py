@@ -52,7 +52,7 @@ def main() -> None:
             torch.cuda.synchronize()
         return torch.cat(out)
 
-    ours = lambda xb, yb: fgsm(model, xb, yb, eps=0.01)  # noqa: E731
+    ours = lambda xb, yb: fgsm(model, xb, yb, eps=0.01)
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     x_u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # NHWC, as the study stores it
     acfg = AttackConfig(eps=0.01, batch_size=a.batch)

@@ -17,10 +17,10 @@ differ by a few ulps, never by a step).
 
 from __future__ import annotations
 
-import foolbox as fb  # noqa: E402
+import foolbox as fb
 import pytest
 import torch
-import torchattacks  # noqa: E402  (test extra: a missing oracle fails, never skips)
+import torchattacks
 from torch import nn
 
 from advimb.attacks.core import bim, fgsm, pgd

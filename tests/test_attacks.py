@@ -43,7 +43,7 @@ def test_matches_the_formula_and_is_deterministic():
 
 def test_ascent_raises_and_descent_lowers_the_loss():
     model, (x, y) = _model(), _data(n=64)
-    loss = lambda z: F.cross_entropy(model(z), y).item()  # noqa: E731
+    loss = lambda z: F.cross_entropy(model(z), y).item()
     assert loss(fgsm(model, x, y, eps=0.03)) > loss(x) > loss(fgsm(model, x, y, eps=0.03, direction="descent"))
 
 
@@ -128,7 +128,7 @@ def test_fgsm_is_one_bim_step_of_size_eps(eps, seed, sign_zero):
 def test_ascent_raises_and_descent_lowers_the_true_label_loss_on_average(name, seed):
     attack = get_attack(name)
     model, (x, y) = _model(seed), _data(seed, n=64)
-    loss = lambda z: F.cross_entropy(model(z), y).item()  # noqa: E731
+    loss = lambda z: F.cross_entropy(model(z), y).item()
     up = attack(model, x, y, eps=0.03, **_kw(name, 0.03, seed))
     down = attack(model, x, y, eps=0.03, direction="descent", **_kw(name, 0.03, seed))
     assert loss(up) > loss(x) > loss(down)

@@ -4,6 +4,7 @@ a second architecture. Exact properties first, then one smoke study with all of 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_long_tail_profiles_follow_their_formulas():
     exp = long_tail_counts("exp", 10.0, 5000, 10)
     assert exp[0] == 5000 and exp[-1] == 500
     assert exp == [int(5000 * 10 ** (-i / 9)) for i in range(10)]
-    assert all(a > b for a, b in zip(exp, exp[1:]))
+    assert all(a > b for a, b in itertools.pairwise(exp))
     assert long_tail_counts("step", 10.0, 5000, 10) == [5000] * 5 + [500] * 5
     assert long_tail_counts("step", 4.0, 100, 3) == [100, 100, 25]  # odd C: the rarer half rounds down
 

@@ -71,7 +71,7 @@ def test_stratified_split():
     tr, val = stratified_split(idx, LABELS, 0.25, seed=0)
     assert not set(tr) & set(val) and sorted([*tr, *val]) == sorted(idx)
     assert np.bincount(LABELS[val], minlength=10).tolist() == [10, 10, 10, 2, 10, 10, 10, 10, 10, 10]
-    tr2, val2 = stratified_split(idx, LABELS, 0.25, seed=0)
+    _, val2 = stratified_split(idx, LABELS, 0.25, seed=0)
     assert np.array_equal(val, val2)
 
 

@@ -103,5 +103,5 @@ def test_every_model_gives_the_same_correct_gradient_at_every_call_on_tiny_width
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", GRAD_PROBE, name], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", GRAD_PROBE, name], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and r.stdout.startswith("ok"), (r.returncode, r.stderr[-1500:])

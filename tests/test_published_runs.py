@@ -24,7 +24,7 @@ IMAGE_ARRAYS = {"example_clean", "example_adversarial"}
 def test_the_reproduction_page_lists_every_published_folder():
     """The page's table of folders and the folders on disk are the same set (so a folder
     that the glob below would not find cannot go untested)."""
-    listed = set(re.findall(r"^\| \[`([\w.-]+)/`\]", (HERE / "README.md").read_text(), re.M))
+    listed = set(re.findall(r"^\| \[`([\w.-]+)/`\]", (HERE / "README.md").read_text(), re.MULTILINE))
     on_disk = {p.parent.name for p in HERE.glob("*/manifest.json")}
     assert listed == on_disk
     assert set(PUBLISHED) == on_disk - {"paper-h200"}

@@ -70,7 +70,7 @@ def test_the_quick_preset_gives_every_claim_a_verdict_off_the_floor(real_data_di
     assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive") for c in res["claims"]["claims"])
     assert "FLOOR EFFECT" not in term and "Floor effect" not in term
     for cid, s in shown.items():
-        assert re.search(rf"^  {cid}\s+{s.upper()}", term, re.M), (cid, s)
+        assert re.search(rf"^  {cid}\s+{s.upper()}", term, re.MULTILINE), (cid, s)
     assert res["paper_comparison"]["shown"] is False and res["table1"]["average"]["paper"] == {}
     for reason in res["paper_comparison"]["reasons"]:
         assert reason in term

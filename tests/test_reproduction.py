@@ -152,7 +152,7 @@ def test_the_committed_report_is_the_current_one(report):
 
 def test_the_readmes_numbers_are_the_artifacts():
     r = subprocess.run([sys.executable, str(REPO / "docs" / "reproduction" / "account.py"), "--check"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     main = (REPO / "README.md").read_text()
     assert "<!-- account:headline paper-h200 -->" in main and "docs/reproduction/README.md" in main

@@ -249,7 +249,7 @@ def test_stacked_training_resumes_from_an_epoch_checkpoint():
     x, y, idx, vidx, models = _setup()
     cfg = TrainConfig(lr=1e-3, max_epochs=6, patience=1, min_delta=0.0, channels_last=False, precision="fp32")
     val = [(x[v], y[v]) for v in vidx]
-    kw = dict(seeds=[5, 6, 7], augment=[False, True, False], progress=False)
+    kw = {"seeds": [5, 6, 7], "augment": [False, True, False], "progress": False}
     saved = {}
 
     def stop_after_3(state):

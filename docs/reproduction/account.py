@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 MAIN_README = HERE.parent.parent / "README.md"
-BLOCK = re.compile(r"<!-- account:(\w+) ([\w./-]+) -->\n(.*?)<!-- /account:\1 -->", re.S)
+BLOCK = re.compile(r"<!-- account:(\w+) ([\w./-]+) -->\n(.*?)<!-- /account:\1 -->", re.DOTALL)
 COLS = ("different_model_under", "different_model_over", "same_model_balanced", "same_model_under", "same_model_over")
 HEAD = ("different model: under", "different model: over", "same model: balanced", "same model: under",
         "same model: over")
@@ -105,7 +105,7 @@ def models(run: Path) -> str:
     out = ["| model | training / validation images (its class) | best epoch / stopped | best val. loss | val. acc. "
            "at best | train acc. at best / at stop | clean test acc. | its class, clean test acc. |",
            "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name in clean:
+    for name, row in clean.items():
         slug = name.replace(":", "-")
         meta = _json(run / "models" / slug / "meta.json")
         sc = _json(run / "scenarios" / f"{slug}.json")
@@ -117,8 +117,8 @@ def models(run: Path) -> str:
         out.append(
             f"| {name} | {sc['n_train']:,} / {sc['n_val']:,} ({own}) | {meta['best_epoch']} / {meta['stopped_epoch']} | "
             f"{best['val_loss']:.3f} | {100 * best['val_accuracy']:.1f}% | {100 * best['accuracy']:.1f}% / "
-            f"{100 * hist[-1]['accuracy']:.1f}% | {_ci(clean[name], 'accuracy')} | "
-            f"{_ci(clean[name], target) if target else '-'} |")
+            f"{100 * hist[-1]['accuracy']:.1f}% | {_ci(row, 'accuracy')} | "
+            f"{_ci(row, target) if target else '-'} |")
     return "\n".join(out) + "\n"
 
 
@@ -288,8 +288,8 @@ def unexplained_numbers(text: str) -> list[str]:
     """Numbers in the prose (outside the generated blocks and the quoted command output) that
     appear in neither of those nor in ``PROTOCOL_NUMBERS``: a number the text asserts that no
     artifact shows."""
-    generated = "".join(m[0] for m in BLOCK.finditer(text)) + "".join(re.findall(r"```.*?```", text, re.S))
-    prose = re.sub(r"```.*?```", "", BLOCK.sub("", text), flags=re.S)
+    generated = "".join(m[0] for m in BLOCK.finditer(text)) + "".join(re.findall(r"```.*?```", text, re.DOTALL))
+    prose = re.sub(r"```.*?```", "", BLOCK.sub("", text), flags=re.DOTALL)
     return sorted({n for n in NUMBER.findall(prose) if n not in PROTOCOL_NUMBERS and n.rstrip("%") not in generated})
 
 
