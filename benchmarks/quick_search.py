@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from _common import emit, trained_models  # benchmarks/ is on sys.path when a script runs
+from run_summary import summary as summary_of_run
 
 
 def cpu_model() -> str:
@@ -42,13 +43,12 @@ def read_run(run: Path) -> dict:
     """The quick preset's targets, from the run's tables (and its report's results, if built)."""
     summary = json.loads((run / "tables" / "summary.json").read_text())
     rows = list(csv.DictReader((run / "tables" / "clean_target_accuracy.csv").open()))
-    inv = json.loads((run / "manifest.json").read_text())["invocations"][-1]
-    train_s = sum(s for name, s in inv["job_seconds"].items() if name.startswith("train"))
+    times = summary_of_run(run)
     res = {"balanced_clean_accuracy": summary["balanced_clean_accuracy"],
            "under_own_class": {r["class"]: float(r["under"]) for r in rows},
            "over_own_class": {r["class"]: float(r["over"]) for r in rows},
            "under_own_class_mean": sum(float(r["under"]) for r in rows) / len(rows),
-           "study_seconds": inv["wall_seconds"], "train_seconds": round(train_s, 1),
+           "study_seconds": times["study_seconds"], "train_seconds": times["seconds_by_phase"].get("train", 0.0),
            "epochs": sorted(e for _, e in trained_models(list(run.glob("models/*/meta.json"))))}
     results = run / "report" / "results.json"
     if results.exists():
@@ -76,7 +76,7 @@ def main() -> None:
         cmd += [x for s in sets for x in ("--set", s)] + (["--no-report"] if a.no_report else [])
         t0 = time.perf_counter()
         with open(f"{run}.log", "w") as log:
-            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
         wall = time.perf_counter() - t0
         res = {"variant": name, "sets": sets, "rc": rc, "wall_seconds": round(wall, 1), "cpu": cpu_model(),
                "host": platform.node(), "command": " ".join(cmd)}

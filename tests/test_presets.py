@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from advimb.cli import main
-from advimb.config.io import to_dict
+from advimb.config.io import nest, to_dict
 from advimb.config.presets import PRESETS, resolve_config
 from advimb.data.dataset import CIFAR10_CLASSES
 from advimb.results.reference import paper_setting
@@ -29,13 +29,6 @@ def _leaves(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _assignment(key: str, value) -> dict:
-    d: dict = value
-    for part in reversed(key.split(".")):
-        d = {part: d}
-    return d
-
-
 @pytest.mark.parametrize("name", ["paper", "faithful"])
 def test_the_protocol_presets_are_in_the_papers_setting(name):
     assert paper_setting(resolve_config(name, env={}), CIFAR10) == []
@@ -49,7 +42,7 @@ def test_every_departure_of_the_quick_preset_is_a_reason_in_the_report():
     differs = {k for k in quick if quick[k] != paper[k] and k not in NOT_SCIENCE}
     assert {"imbalance.majority_count", "train.lr", "train.augment", "model.normalize"} <= differs
     for key in sorted(differs):
-        cfg = resolve_config("paper", overrides=[_assignment(key, quick[key])], env={})
+        cfg = resolve_config("paper", overrides=[nest(key, quick[key])], env={})
         assert paper_setting(cfg, CIFAR10), f"{key} = {quick[key]!r} is not named as a departure"
     reasons = paper_setting(resolve_config("quick", env={}), CIFAR10)
     assert len(reasons) >= 4 and len(PRESETS["quick"].departures) >= len(reasons)

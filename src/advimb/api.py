@@ -82,6 +82,7 @@ def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int =
     """
     import torch
 
+    from advimb.artifacts import read_json
     from advimb.layout import RunLayout, slug
     from advimb.study.jobs.base import trained_model
 
@@ -94,11 +95,11 @@ def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int =
     layout = RunLayout(run_dir, replicate)
     weights = layout.model(slug(model)) / "weights.pt"
     if not weights.is_file():
-        found = sorted(p.parent.name.replace("-", ":", 1) for p in (layout.root / "models").glob("*/weights.pt"))
+        found = sorted(read_json(p)["scenario"] for p in (layout.root / "models").glob("*/meta.json"))
         raise UserError(f"{run_dir} has no trained model {model!r}"
                         + (f" in replicate {replicate}" if replicate else "")
                         + (f"; it has: {', '.join(found)}" if found else "; it has none yet (run the study first)"))
-    data = json.loads(manifest.read_text()).get("dataset", {})
+    data = read_json(manifest).get("dataset", {})
     try:
         dev = torch.device(device)
     except RuntimeError as e:

@@ -11,6 +11,7 @@ from typing import Any
 
 from advimb.attacks.core import get_attack
 from advimb.attacks.plugins import check_plugin, is_plugin
+from advimb.config.io import nest
 from advimb.config.presets import resolve_config
 from advimb.config.sections import ExperimentConfig
 from advimb.data.imbalance import check_profile
@@ -34,9 +35,9 @@ def check_names(cfg: ExperimentConfig) -> None:
 
 
 #: the arguments of ``advimb run`` (flags) and ``advimb.run`` (keywords) that set one config key
-ARGUMENT_KEYS = {"data_dir": ("data", "dir"), "seed": ("seed",), "seeds": ("experiments", "seeds"),
-                 "eps": ("attack", "eps"), "device": ("train", "device"), "executor": ("executor", "name"),
-                 "scheduler": ("executor", "scheduler"), "scheduler_file": ("executor", "scheduler_file")}
+ARGUMENT_KEYS = {"data_dir": "data.dir", "seed": "seed", "seeds": "experiments.seeds", "eps": "attack.eps",
+                 "device": "train.device", "executor": "executor.name", "scheduler": "executor.scheduler",
+                 "scheduler_file": "executor.scheduler_file"}
 
 
 def resolve_arguments(preset: str | None, config_file: str | Path | None = None,
@@ -45,13 +46,8 @@ def resolve_arguments(preset: str | None, config_file: str | Path | None = None,
     file, ``overrides`` (nested tables, in order: ``--set``) and then each of
     :data:`ARGUMENT_KEYS` that is not None (``data_dir=...``, ``seeds=3``...)."""
     extra = list(overrides or [])
-    for name, value in arguments.items():
-        if value is None:
-            continue
-        nested: Any = str(value) if isinstance(value, Path) else value
-        for key in reversed(ARGUMENT_KEYS[name]):
-            nested = {key: nested}
-        extra.append(nested)
+    extra += [nest(ARGUMENT_KEYS[name], str(value) if isinstance(value, Path) else value)
+              for name, value in arguments.items() if value is not None]
     cfg = resolve_config(preset, config_file, extra)
     check_names(cfg)
     return cfg
