@@ -47,7 +47,7 @@ def main() -> None:
     ta = torchattacks.FGSM(model, eps=0.01)
 
     def run(fn):
-        out = [fn(x[i:i + a.batch], y[i:i + a.batch]) for i in range(0, a.images, a.batch)]
+        out = [fn(x[i : i + a.batch], y[i : i + a.batch]) for i in range(0, a.images, a.batch)]
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return torch.cat(out)
@@ -60,8 +60,14 @@ def main() -> None:
     def study(xb, yb):  # the whole set in one call; attack_images batches it itself
         return attack_images(cl_model, x_u8, y, acfg, tuple(str(i) for i in range(10)))
 
-    res = {"device": str(dev), "torch": torch.__version__, "images": a.images, "batch": a.batch,
-           "widths": a.widths, "threads": torch.get_num_threads()}
+    res = {
+        "device": str(dev),
+        "torch": torch.__version__,
+        "images": a.images,
+        "batch": a.batch,
+        "widths": a.widths,
+        "threads": torch.get_num_threads(),
+    }
     # also the warm-up; torchattacks averages the loss over the batch (advimb sums it), which
     # can flip the sign of a gradient entry that is at rounding level: count such pixels
     diff = (run(ours) - run(ta)).abs()
@@ -70,12 +76,16 @@ def main() -> None:
     x_cl = x.contiguous(memory_format=torch.channels_last)
 
     def run_cl(fn):  # torchattacks given the same channels_last model and inputs as the study
-        out = [fn(x_cl[i:i + a.batch], y[i:i + a.batch]) for i in range(0, a.images, a.batch)]
+        out = [fn(x_cl[i : i + a.batch], y[i : i + a.batch]) for i in range(0, a.images, a.batch)]
         return torch.cat(out)
 
     run_cl(ta_cl)
-    ways = {"torchattacks": lambda: run(ta), "advimb": lambda: run(ours),
-            "torchattacks_channels_last": lambda: run_cl(ta_cl), "advimb_study": lambda: study(None, None)}
+    ways = {
+        "torchattacks": lambda: run(ta),
+        "advimb": lambda: run(ours),
+        "torchattacks_channels_last": lambda: run_cl(ta_cl),
+        "advimb_study": lambda: study(None, None),
+    }
     best = {k: float("inf") for k in ways}
     for _ in range(a.repeats):
         for name, fn in ways.items():

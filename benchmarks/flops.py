@@ -39,7 +39,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats
         t = time.perf_counter()
         (a @ b).sum().item()
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best
 
 
 def conv_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
@@ -63,13 +63,17 @@ def main() -> None:
     a = p.parse_args()
     dev = torch.device(a.device)
     n = 2048 if dev.type == "cpu" else 8192
-    res = {"device": str(dev), "threads": torch.get_num_threads(),
-           "forward_flops_per_image": {w: model_flops(tuple(int(v) for v in w.split(",")))
-                                       for w in ("32,64,128", "16,32,64")},
-           "matmul_fp32_flops": matmul_peak(dev, torch.float32, n),
-           "matmul_bf16_flops": matmul_peak(dev, torch.bfloat16, n),
-           "conv_fp32_flops": conv_peak(dev, torch.float32),
-           "conv_bf16_flops": conv_peak(dev, torch.bfloat16)}
+    res = {
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "forward_flops_per_image": {
+            w: model_flops(tuple(int(v) for v in w.split(","))) for w in ("32,64,128", "16,32,64")
+        },
+        "matmul_fp32_flops": matmul_peak(dev, torch.float32, n),
+        "matmul_bf16_flops": matmul_peak(dev, torch.bfloat16, n),
+        "conv_fp32_flops": conv_peak(dev, torch.float32),
+        "conv_bf16_flops": conv_peak(dev, torch.bfloat16),
+    }
     for dt in ("fp32", "bf16"):
         res[f"peak_{dt}_flops"] = max(res[f"matmul_{dt}_flops"], res[f"conv_{dt}_flops"])
     emit(res, a.json, digits=1)

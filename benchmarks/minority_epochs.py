@@ -40,11 +40,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], dest="sets")
     p.add_argument("--json", default="benchmarks/results/minority_epochs.jsonl")
     a = p.parse_args()
-    cfg = resolve_config("quick", overrides=[{"data": {"dir": a.data}}] + [parse_assignment(s) for s in a.sets],
-                         env={})
+    cfg = resolve_config("quick", overrides=[{"data": {"dir": a.data}}] + [parse_assignment(s) for s in a.sets], env={})
     ds = load_dataset(cfg.data)
-    job = TrainJob(config=cfg, scenario=parse_scenario(a.scenario, ds.classes), classes=ds.classes,
-                   fingerprint=ds.fingerprint)
+    job = TrainJob(
+        config=cfg, scenario=parse_scenario(a.scenario, ds.classes), classes=ds.classes, fingerprint=ds.fingerprint
+    )
     dev = torch.device("cpu")
     prep = job.prepare(Path(tempfile.mkdtemp()), ds, dev)
     arr = device_arrays(ds, dev)
@@ -58,22 +58,48 @@ def main() -> None:
     def after_epoch(state: dict) -> None:
         model.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=amp, enabled=amp is not None):
-            pred = torch.cat([model(to_float(xt[i:i + 1000], True)).argmax(1) for i in range(0, len(xt), 1000)])
+            pred = torch.cat([model(to_float(xt[i : i + 1000], True)).argmax(1) for i in range(0, len(xt), 1000)])
         model.train()
         h = state["history"][-1]
-        row = {"label": a.label, "scenario": a.scenario, "epoch": state["epoch"],
-               "seconds": time.perf_counter() - t0, "test_accuracy": (pred == yt).float().mean().item() * 100,
-               "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"] * 100, "train_accuracy": h["accuracy"] * 100}
+        row = {
+            "label": a.label,
+            "scenario": a.scenario,
+            "epoch": state["epoch"],
+            "seconds": time.perf_counter() - t0,
+            "test_accuracy": (pred == yt).float().mean().item() * 100,
+            "val_loss": h["val_loss"],
+            "val_accuracy": h["val_accuracy"] * 100,
+            "train_accuracy": h["accuracy"] * 100,
+        }
         if target is not None:
             row["target_accuracy"] = (pred[yt == target] == target).float().mean().item() * 100
         rows.append(row)
         emit(row, a.json, 1)
 
-    res = fit(model, (x_tr, y_tr), prep["val"], cfg.train, seed=job.seeds()["train"], augment=prep["augment"],
-              regime=prep["regime"], on_epoch_end=after_epoch, progress=False)
-    emit({"label": a.label, "scenario": a.scenario, "sets": a.sets, "precision": resolve_precision(cfg.train.precision, dev),
-          "n_train": len(x_tr), "best_epoch": res.best_epoch,
-          "restored": rows[res.best_epoch - 1] if res.best_epoch > 0 else None}, a.json, 1)
+    res = fit(
+        model,
+        (x_tr, y_tr),
+        prep["val"],
+        cfg.train,
+        seed=job.seeds()["train"],
+        augment=prep["augment"],
+        regime=prep["regime"],
+        on_epoch_end=after_epoch,
+        progress=False,
+    )
+    emit(
+        {
+            "label": a.label,
+            "scenario": a.scenario,
+            "sets": a.sets,
+            "precision": resolve_precision(cfg.train.precision, dev),
+            "n_train": len(x_tr),
+            "best_epoch": res.best_epoch,
+            "restored": rows[res.best_epoch - 1] if res.best_epoch > 0 else None,
+        },
+        a.json,
+        1,
+    )
 
 
 if __name__ == "__main__":

@@ -44,12 +44,15 @@ def read_run(run: Path) -> dict:
     summary = json.loads((run / "tables" / "summary.json").read_text())
     rows = list(csv.DictReader((run / "tables" / "clean_target_accuracy.csv").open()))
     times = summary_of_run(run)
-    res = {"balanced_clean_accuracy": summary["balanced_clean_accuracy"],
-           "under_own_class": {r["class"]: float(r["under"]) for r in rows},
-           "over_own_class": {r["class"]: float(r["over"]) for r in rows},
-           "under_own_class_mean": sum(float(r["under"]) for r in rows) / len(rows),
-           "study_seconds": times["study_seconds"], "train_seconds": times["seconds_by_phase"].get("train", 0.0),
-           "epochs": sorted(e for _, e in trained_models(list(run.glob("models/*/meta.json"))))}
+    res = {
+        "balanced_clean_accuracy": summary["balanced_clean_accuracy"],
+        "under_own_class": {r["class"]: float(r["under"]) for r in rows},
+        "over_own_class": {r["class"]: float(r["over"]) for r in rows},
+        "under_own_class_mean": sum(float(r["under"]) for r in rows) / len(rows),
+        "study_seconds": times["study_seconds"],
+        "train_seconds": times["seconds_by_phase"].get("train", 0.0),
+        "epochs": sorted(e for _, e in trained_models(list(run.glob("models/*/meta.json")))),
+    }
     results = run / "report" / "results.json"
     if results.exists():
         claims = json.loads(results.read_text())["claims"]["claims"]
@@ -78,8 +81,15 @@ def main() -> None:
         with open(f"{run}.log", "w") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
         wall = time.perf_counter() - t0
-        res = {"variant": name, "sets": sets, "rc": rc, "wall_seconds": round(wall, 1), "cpu": cpu_model(),
-               "host": platform.node(), "command": " ".join(cmd)}
+        res = {
+            "variant": name,
+            "sets": sets,
+            "rc": rc,
+            "wall_seconds": round(wall, 1),
+            "cpu": cpu_model(),
+            "host": platform.node(),
+            "command": " ".join(cmd),
+        }
         if rc == 0:
             res.update(read_run(run))
         emit(res, a.json)

@@ -29,14 +29,23 @@ def summary(run: Path) -> dict:
         phase[key] = phase.get(key, 0.0) + sec
     images = sum(n * e for n, e in trained_models(list(run.glob("**/models/*/meta.json"))))
     head, avg = ((run / "tables" / "table1.csv").read_text().splitlines()[i].split(",") for i in (0, -1))
-    return {"run": str(run), "preset": cfg.get("preset", ""), "device": cfg["train"]["device"],
-            "precision": cfg["train"]["precision"], "stack": cfg["train"]["stack"],
-            "compile": cfg["train"]["compile"], "seeds": cfg.get("experiments", {}).get("seeds", 1),
-            "study_seconds": inv["wall_seconds"], "seconds_by_phase": {k: round(v, 1) for k, v in phase.items()},
-            "training_images": images, "training_images_per_s": images / max(phase.get("train", 0.0), 1e-9),
-            "table1_average": {h: float(v) for h, v in zip(head[1:], avg[1:]) if not h.endswith(("_lo", "_hi"))},
-            "balanced_clean_accuracy": json.loads((run / "tables" / "summary.json").read_text())
-            .get("balanced_clean_accuracy")}
+    return {
+        "run": str(run),
+        "preset": cfg.get("preset", ""),
+        "device": cfg["train"]["device"],
+        "precision": cfg["train"]["precision"],
+        "stack": cfg["train"]["stack"],
+        "compile": cfg["train"]["compile"],
+        "seeds": cfg.get("experiments", {}).get("seeds", 1),
+        "study_seconds": inv["wall_seconds"],
+        "seconds_by_phase": {k: round(v, 1) for k, v in phase.items()},
+        "training_images": images,
+        "training_images_per_s": images / max(phase.get("train", 0.0), 1e-9),
+        "table1_average": {h: float(v) for h, v in zip(head[1:], avg[1:]) if not h.endswith(("_lo", "_hi"))},
+        "balanced_clean_accuracy": json.loads((run / "tables" / "summary.json").read_text()).get(
+            "balanced_clean_accuracy"
+        ),
+    }
 
 
 def main() -> None:

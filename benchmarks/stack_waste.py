@@ -35,8 +35,14 @@ def main() -> None:
     groups: dict[int, int] = {}
     for n, s in zip(sizes, steps):
         groups[n] = max(groups.get(n, 0), s)
-    res = {"run": str(a.run), "models": len(sizes), "batch": batch, **wasted_work(sizes, epochs, batch),
-           "one_by_one_steps": sum(steps), "per_size_group_steps": sum(groups.values())}
+    res = {
+        "run": str(a.run),
+        "models": len(sizes),
+        "batch": batch,
+        **wasted_work(sizes, epochs, batch),
+        "one_by_one_steps": sum(steps),
+        "per_size_group_steps": sum(groups.values()),
+    }
     emit(res, a.json, digits=4)
 
 

@@ -61,7 +61,7 @@ def naive_epoch(model, x, y, val, batch: int, device) -> None:
     with torch.no_grad():
         xv = val[0].permute(0, 3, 1, 2).float().div(255)
         for i in range(0, len(xv), 500):
-            F.cross_entropy(model(xv[i:i + 500]), val[1][i:i + 500]).item()
+            F.cross_entropy(model(xv[i : i + 500]), val[1][i : i + 500]).item()
 
 
 def main() -> None:
@@ -69,12 +69,20 @@ def main() -> None:
     p.add_argument("--models", type=int, default=10)
     p.add_argument("--images", type=int, default=640, help="training images per model")
     p.add_argument("--widths", default="32,64,128", help="conv widths (paper: 32,64,128)")
-    p.add_argument("--sizes", default="equal", choices=("equal", "paper"),
-                   help="training-set sizes: all --images, or the paper study's (needs --models 21)")
+    p.add_argument(
+        "--sizes",
+        default="equal",
+        choices=("equal", "paper"),
+        help="training-set sizes: all --images, or the paper study's (needs --models 21)",
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"),
-                   help="advimb's trainers (naive is always float32)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("auto", "fp32", "bf16"),
+        help="advimb's trainers (naive is always float32)",
+    )
     p.add_argument("--compile", default="off", choices=("off", "on"), help="advimb's train.compile")
     p.add_argument("--skip", default="", help="comma-separated: naive,fit,stacked")
     p.add_argument("--json", help="append the result as a JSON line to this file")
@@ -97,10 +105,19 @@ def main() -> None:
     models = [build_model(mcfg, 10, (3, 32, 32), seed=i).to(dev) for i in range(a.models)]
     precision = resolve_precision(a.precision, dev)
     cfg = TrainConfig(max_epochs=1, batch_size=a.batch, precision=precision, compile=a.compile)
-    res = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-           "torch": torch.__version__, "models": a.models, "images_per_model": a.images, "sizes": a.sizes,
-           "widths": a.widths,
-           "batch": a.batch, "precision": precision, "compile": a.compile, "threads": torch.get_num_threads()}
+    res = {
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "models": a.models,
+        "images_per_model": a.images,
+        "sizes": a.sizes,
+        "widths": a.widths,
+        "batch": a.batch,
+        "precision": precision,
+        "compile": a.compile,
+        "threads": torch.get_num_threads(),
+    }
 
     def timed(name, fn) -> float:
         t = time.perf_counter()
@@ -115,17 +132,26 @@ def main() -> None:
         return sum(sizes) / (time.perf_counter() - t1)
 
     def naive(warmup):
-        for i, m in enumerate([copy.deepcopy(m) for m in models[:1 if warmup else None]]):
+        for i, m in enumerate([copy.deepcopy(m) for m in models[: 1 if warmup else None]]):
             naive_epoch(m, x[idx[i]], y[idx[i]], val, a.batch, dev)
 
     def one_by_one(warmup):
-        for i, m in enumerate([copy.deepcopy(m) for m in models[:1 if warmup else None]]):
+        for i, m in enumerate([copy.deepcopy(m) for m in models[: 1 if warmup else None]]):
             m.to(memory_format=torch.channels_last)
             fit(m, (x[idx[i]], y[idx[i]]), val, cfg, seed=i, progress=False)
 
     def stacked(warmup):
-        fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, [val] * a.models, cfg,
-                    seeds=list(range(a.models)), augment=[False] * a.models, progress=False)
+        fit_stacked(
+            [copy.deepcopy(m) for m in models],
+            x,
+            y,
+            idx,
+            [val] * a.models,
+            cfg,
+            seeds=list(range(a.models)),
+            augment=[False] * a.models,
+            progress=False,
+        )
 
     for name, fn in (("naive", naive), ("fit", one_by_one), ("stacked", stacked)):
         if name not in skip:

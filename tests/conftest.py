@@ -15,10 +15,10 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--no-real-data", action="store_true",
-                     help="the real CIFAR-10 copy is absent: skip real-data tests (reported)")
-    parser.addoption("--no-browser", action="store_true",
-                     help="Chromium is absent: skip the browser test (reported)")
+    parser.addoption(
+        "--no-real-data", action="store_true", help="the real CIFAR-10 copy is absent: skip real-data tests (reported)"
+    )
+    parser.addoption("--no-browser", action="store_true", help="Chromium is absent: skip the browser test (reported)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,7 +39,9 @@ def real_data_dir(request) -> Path:
     pytest.fail(
         f"real CIFAR-10 not found at {path}: put cifar10-jpeg.tar.xz (or CIFAR-10 in any "
         "supported layout) there or set ADVIMB_TEST_DATA=DIR; if the data is absent on purpose, "
-        "run pytest --no-real-data", pytrace=False)
+        "run pytest --no-real-data",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +72,11 @@ def chromium(request) -> str:
         return path
     if request.config.getoption("--no-browser") or os.environ.get("ADVIMB_NO_BROWSER") == "1":
         pytest.skip("Chromium declared absent (--no-browser)")
-    pytest.fail("Chromium not found: install Debian's chromium (apt-get install chromium, as .ci/run does) or "
-                "set ADVIMB_CHROMIUM=/path/to/chromium; if it is absent on purpose, run pytest --no-browser",
-                pytrace=False)
+    pytest.fail(
+        "Chromium not found: install Debian's chromium (apt-get install chromium, as .ci/run does) or "
+        "set ADVIMB_CHROMIUM=/path/to/chromium; if it is absent on purpose, run pytest --no-browser",
+        pytrace=False,
+    )
 
 
 def render_in_chromium(exe: str, page: Path, shot: Path) -> tuple[list[str], list[str], int, int]:
@@ -86,15 +90,20 @@ def render_in_chromium(exe: str, page: Path, shot: Path) -> tuple[list[str], lis
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
             pg = browser.new_page(viewport={"width": 1366, "height": 768})
-            pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                  if m.type in ("error", "warning") else None)
+            pg.on(
+                "console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+            )
             pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             pg.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
-            pg.on("request", lambda r: problems.append(f"network request: {r.url}")
-                  if not r.url.startswith("file://") else None)
+            pg.on(
+                "request",
+                lambda r: problems.append(f"network request: {r.url}") if not r.url.startswith("file://") else None,
+            )
             pg.goto(Path(page).resolve().as_uri(), wait_until="load")
-            broken = pg.evaluate("[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
-                                 ".map(i => i.src)")
+            broken = pg.evaluate(
+                "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+            )
             n_images = pg.evaluate("document.images.length")
             width = pg.evaluate("document.documentElement.scrollWidth")
             pg.screenshot(path=str(shot), full_page=True)
@@ -110,15 +119,21 @@ def reproduction_archive(request) -> Path:
     """The archive the published paper-scale run folder comes from (../shared/reproduction),
     to check the committed copy against; fails when missing unless the run declares the
     shared data absent (``--no-real-data``)."""
-    path = Path(os.environ.get("ADVIMB_REPRODUCTION_ARCHIVE", REPO.parent / "shared" / "reproduction"
-                               / "h200-paper-2026-11-26" / "run-without-weights.tgz"))
+    path = Path(
+        os.environ.get(
+            "ADVIMB_REPRODUCTION_ARCHIVE",
+            REPO.parent / "shared" / "reproduction" / "h200-paper-2026-11-26" / "run-without-weights.tgz",
+        )
+    )
     if path.is_file():
         return path
     if request.config.getoption("--no-real-data") or os.environ.get("ADVIMB_NO_REAL_DATA") == "1":
         pytest.skip(f"shared data declared absent (--no-real-data); expected the archive at {path}")
-    pytest.fail(f"the published run's archive is not at {path}: put ../shared beside the repository or set "
-                "ADVIMB_REPRODUCTION_ARCHIVE=FILE; if it is absent on purpose, run pytest --no-real-data",
-                pytrace=False)
+    pytest.fail(
+        f"the published run's archive is not at {path}: put ../shared beside the repository or set "
+        "ADVIMB_REPRODUCTION_ARCHIVE=FILE; if it is absent on purpose, run pytest --no-real-data",
+        pytrace=False,
+    )
 
 
 def wait_for(cond, timeout: float, what: str) -> None:

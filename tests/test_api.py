@@ -34,7 +34,7 @@ def test_load_model_gives_the_studied_model_ready_for_torchattacks(smoke_run):
     idx = torch.from_numpy(attacked["test_indices"])
     xs, ys = x[idx], torch.from_numpy(ds.y_test)[idx]
     fgsm = torchattacks.FGSM(net, eps=cfg.attack.eps)
-    adv = torch.cat([fgsm(xs[i:i + 16], ys[i:i + 16]) for i in range(0, len(xs), 16)])
+    adv = torch.cat([fgsm(xs[i : i + 16], ys[i : i + 16]) for i in range(0, len(xs), 16)])
     assert (adv - xs).abs().max() <= cfg.attack.eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
         adv_pred = net(adv).argmax(1).numpy()

@@ -11,15 +11,30 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "advimb"
 
 #: each package and the advimb packages it may import (its layer and the ones below)
 LAYERS = {
-    "errors": set(), "log": set(), "layout": set(), "artifacts": {"errors"}, "devices": {"errors"},
+    "errors": set(),
+    "log": set(),
+    "layout": set(),
+    "artifacts": {"errors"},
+    "devices": {"errors"},
     "config": {"errors"},
     "data": {"config", "errors", "log", "artifacts"},
     "models": {"config", "errors"},
     "attacks": {"config", "errors", "devices", "data"},
     "training": {"config", "errors", "log", "devices", "attacks", "models"},
     "results": {"config", "errors", "artifacts", "layout", "data"},
-    "study": {"config", "errors", "log", "layout", "artifacts", "devices", "data", "models", "attacks", "training",
-              "results"},
+    "study": {
+        "config",
+        "errors",
+        "log",
+        "layout",
+        "artifacts",
+        "devices",
+        "data",
+        "models",
+        "attacks",
+        "training",
+        "results",
+    },
     "report": {"config", "errors", "artifacts", "layout", "results"},
     "cli": {"config", "errors", "study", "results", "report", "models", "attacks", "data", "training"},
     "api": {"config", "errors", "artifacts", "layout", "study", "results", "report"},
@@ -62,7 +77,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(edges[m]):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (found := visit(n)):
                 return found
         stack.pop()
@@ -101,8 +116,10 @@ def test_the_results_and_the_report_need_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, advimb.results.tables, advimb.results.claims, advimb.report.build; "
-            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    code = (
+        "import sys, advimb.results.tables, advimb.results.claims, advimb.report.build; "
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr or r.stdout
 

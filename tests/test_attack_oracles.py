@@ -32,8 +32,16 @@ pytestmark = pytest.mark.determinism  # rerun under other CPU code paths (tests/
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
-                      nn.ReLU(), nn.Flatten(), nn.Dropout(0.5), nn.Linear(8 * 8 * 8, 10))
+    m = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(8 * 8 * 8, 10),
+    )
     return m.eval()
 
 

@@ -10,8 +10,9 @@ from advimb.attacks.core import fgsm, sign
 
 def _model(seed=0, dropout=0.0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Dropout(dropout),
-                         nn.Linear(4 * 8 * 8, 5))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * 8 * 8, 5)
+    )
 
 
 def _data(seed=0, n=16):
@@ -20,7 +21,9 @@ def _data(seed=0, n=16):
 
 
 @settings(max_examples=30, deadline=None)
-@given(eps=st.floats(0, 1), seed=st.integers(0, 1000), clip=st.booleans(), direction=st.sampled_from(["ascent", "descent"]))
+@given(
+    eps=st.floats(0, 1), seed=st.integers(0, 1000), clip=st.booleans(), direction=st.sampled_from(["ascent", "descent"])
+)
 def test_linf_bound_and_range(eps, seed, clip, direction):
     model, (x, y) = _model(seed), _data(seed)
     adv = fgsm(model, x, y, eps=eps, clip=clip, direction=direction)
@@ -79,7 +82,7 @@ def test_model_in_training_mode_is_attacked_in_eval_mode_and_restored():
 def test_batched_equals_whole():
     model, (x, y) = _model(), _data(n=32)
     whole = fgsm(model, x, y, eps=0.01)
-    parts = torch.cat([fgsm(model, x[i:i + 8], y[i:i + 8], eps=0.01) for i in range(0, 32, 8)])
+    parts = torch.cat([fgsm(model, x[i : i + 8], y[i : i + 8], eps=0.01) for i in range(0, 32, 8)])
     assert torch.equal(whole, parts)
 
 
@@ -100,8 +103,12 @@ def _kw(name, eps, seed):
 
 @pytest.mark.parametrize("name", list_attacks())
 @settings(max_examples=15, deadline=None)
-@given(eps=st.floats(0.0, 0.3), seed=st.integers(0, 1000), clip=st.booleans(),
-       direction=st.sampled_from(["ascent", "descent"]))
+@given(
+    eps=st.floats(0.0, 0.3),
+    seed=st.integers(0, 1000),
+    clip=st.booleans(),
+    direction=st.sampled_from(["ascent", "descent"]),
+)
 def test_every_attack_keeps_its_bound_and_range_and_is_deterministic(name, eps, seed, clip, direction):
     attack = get_attack(name)
     model, (x, y) = _model(seed), _data(seed, n=8)
@@ -118,8 +125,10 @@ def test_every_attack_keeps_its_bound_and_range_and_is_deterministic(name, eps, 
 @given(eps=st.floats(0.0, 0.5), seed=st.integers(0, 1000), sign_zero=st.sampled_from(["torch", "plus"]))
 def test_fgsm_is_one_bim_step_of_size_eps(eps, seed, sign_zero):
     model, (x, y) = _model(seed), _data(seed)
-    assert torch.equal(fgsm(model, x, y, eps=eps, sign_zero=sign_zero),
-                       bim(model, x, y, eps=eps, steps=1, step_size=eps, sign_zero=sign_zero))
+    assert torch.equal(
+        fgsm(model, x, y, eps=eps, sign_zero=sign_zero),
+        bim(model, x, y, eps=eps, steps=1, step_size=eps, sign_zero=sign_zero),
+    )
 
 
 @pytest.mark.parametrize("name", list_attacks())

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from advimb.errors import UserError
-from advimb.results.claims import check_claims, default_pair, magnitude_text, parse_pair
+from advimb.report.text import magnitude_text
+from advimb.results.claims import check_claims
 from advimb.results.metrics import GridMetrics
+from advimb.results.pairs import default_pair, parse_pair
 from advimb.results.reader import Cell, GridResults
 from advimb.results.reference import reference
 from advimb.results.stats import INCONCLUSIVE, NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, Bootstrap, Estimate, verdict
@@ -19,17 +21,20 @@ CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"
 # ----------------------------------------------------------------------------- verdicts
 
 
-@pytest.mark.parametrize("intervals,expected", [
-    ([(5, 1, 9)], REPRODUCED),
-    ([(5, 1, 9), (3, 0.5, 6)], REPRODUCED),
-    ([(5, 1, 9), (1, -2, 4)], INCONCLUSIVE),      # one interval contains 0
-    ([(0, 0, 0)], INCONCLUSIVE),                   # a degenerate tie: no evidence either way
-    ([(5, 1, 9), (-4, -7, -1)], NOT_REPRODUCED),  # one comparison goes the other way
-    ([(-4, -7, -1), (1, -2, 4)], NOT_REPRODUCED),
-    ([(float("nan"),) * 3], NOT_MEASURABLE),       # could not be measured
-    ([(5, 1, 9), (float("nan"),) * 3], NOT_MEASURABLE),
-    ([], NOT_MEASURABLE),
-])
+@pytest.mark.parametrize(
+    "intervals,expected",
+    [
+        ([(5, 1, 9)], REPRODUCED),
+        ([(5, 1, 9), (3, 0.5, 6)], REPRODUCED),
+        ([(5, 1, 9), (1, -2, 4)], INCONCLUSIVE),  # one interval contains 0
+        ([(0, 0, 0)], INCONCLUSIVE),  # a degenerate tie: no evidence either way
+        ([(5, 1, 9), (-4, -7, -1)], NOT_REPRODUCED),  # one comparison goes the other way
+        ([(-4, -7, -1), (1, -2, 4)], NOT_REPRODUCED),
+        ([(float("nan"),) * 3], NOT_MEASURABLE),  # could not be measured
+        ([(5, 1, 9), (float("nan"),) * 3], NOT_MEASURABLE),
+        ([], NOT_MEASURABLE),
+    ],
+)
 def test_verdict(intervals, expected):
     assert verdict([Estimate(*i) for i in intervals]) == expected
 
@@ -89,10 +94,16 @@ def _grid(acc, n=400, cat_to_dog=0.45, clean=None, seed=0, clean_cat_to_dog=0.0,
             adv = np.where(rng.random(n) < p, t, (t + 1 + rng.integers(0, k - 1, n)) % k)
             cl = np.where(rng.random(n) < clean[kind], t, (t + 1) % k)
             if c == "cat" and kind == "under":
-                adv[:int(cat_to_dog * n)] = classes.index("dog")
-                cl[n - int(clean_cat_to_dog * n):] = classes.index("dog")
-            cells[(c, kind, grad)] = [Cell(cl, adv, f"eval/attack/{kind}__{c}.npz",
-                                           {"class": c, "n": n, "evaluated_model": kind, "gradient_model": kind})]
+                adv[: int(cat_to_dog * n)] = classes.index("dog")
+                cl[n - int(clean_cat_to_dog * n) :] = classes.index("dog")
+            cells[(c, kind, grad)] = [
+                Cell(
+                    cl,
+                    adv,
+                    f"eval/attack/{kind}__{c}.npz",
+                    {"class": c, "n": n, "evaluated_model": kind, "gradient_model": kind},
+                )
+            ]
     return GridResults(Path("."), classes, list(targets or classes), 1, cells)
 
 
@@ -100,8 +111,13 @@ def _claims(res, ref=True, n_boot=500, pair=None):
     return check_claims(GridMetrics(res, Bootstrap(n_boot=n_boot)), reference() if ref else None, pair)
 
 
-PAPERLIKE = {("balanced", "same_model"): 0.26, ("under", "same_model"): 0.14, ("over", "same_model"): 0.44,
-             ("under", "different_model"): 0.54, ("over", "different_model"): 0.83}
+PAPERLIKE = {
+    ("balanced", "same_model"): 0.26,
+    ("under", "same_model"): 0.14,
+    ("over", "same_model"): 0.44,
+    ("under", "different_model"): 0.54,
+    ("over", "different_model"): 0.83,
+}
 
 
 def _verdicts(res):
@@ -110,12 +126,20 @@ def _verdicts(res):
 
 def test_claims_reproduced_on_paperlike_results():
     res = _claims(_grid(PAPERLIKE))
-    assert _verdicts(res) == {"C1": REPRODUCED, "C2": REPRODUCED, "C3": REPRODUCED, "C4a": REPRODUCED,
-                              "C4b": REPRODUCED}
+    assert _verdicts(res) == {
+        "C1": REPRODUCED,
+        "C2": REPRODUCED,
+        "C3": REPRODUCED,
+        "C4a": REPRODUCED,
+        "C4b": REPRODUCED,
+    }
     assert {c["shown_as"] for c in res["claims"]} == {"direction reproduced"}
     c1 = res["claims"][0]
-    assert c1["measured"]["same_model_under_accuracy_percent"]["lo"] < 14 < \
-        c1["measured"]["same_model_under_accuracy_percent"]["hi"] + 1
+    assert (
+        c1["measured"]["same_model_under_accuracy_percent"]["lo"]
+        < 14
+        < c1["measured"]["same_model_under_accuracy_percent"]["hi"] + 1
+    )
     assert c1["paper"]["same_model_under_accuracy_percent"] == pytest.approx(14.17)
     assert c1["paper"]["same_model_balanced_accuracy_percent"] == pytest.approx(25.8)
     assert "sign" in c1["test"]
@@ -138,8 +162,8 @@ def test_claims_reproduced_on_paperlike_results():
 def test_claims_not_reproduced_when_the_order_is_reversed():
     rev = {**PAPERLIKE, ("under", "same_model"): 0.60, ("under", "different_model"): 0.30}
     v = _verdicts(_claims(_grid(rev, cat_to_dog=0.0)))
-    assert v["C1"] == NOT_REPRODUCED   # under-sampled models are the *least* vulnerable here
-    assert v["C3"] == NOT_REPRODUCED   # transfer is stronger than same-model for them
+    assert v["C1"] == NOT_REPRODUCED  # under-sampled models are the *least* vulnerable here
+    assert v["C3"] == NOT_REPRODUCED  # transfer is stronger than same-model for them
     assert v["C4a"] == NOT_REPRODUCED  # no perturbed cat goes to dog
 
 

@@ -22,14 +22,11 @@ from conftest import wait_for
 
 from advimb.study.run import run_study
 
-TABLES = ["table1.csv", "clean_target_accuracy.csv", "relative_difference.csv", "flip_rates.csv",
-          "clean_accuracy.csv"]
+TABLES = ["table1.csv", "clean_target_accuracy.csv", "relative_difference.csv", "flip_rates.csv", "clean_accuracy.csv"]
 
 
 def _tables(run):
     return {t: (Path(run) / "tables" / t).read_text() for t in TABLES}
-
-
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +40,50 @@ def dask_cluster(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = open(d / "log.txt", "w")  # noqa: SIM115 - the servers write into it for the whole session
     common = {"env": env, "start_new_session": True, "stdout": log, "stderr": subprocess.STDOUT}
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--no-dashboard", "--scheduler-file", str(sched_file), "--idle-timeout", "900"],
-                              **common)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+                "--idle-timeout",
+                "900",
+            ],
+            **common,
+        )
+    ]
     try:
         wait_for(sched_file.exists, 60, "the scheduler file")
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", "--scheduler-file", str(sched_file),
-                                       "--host", "127.0.0.1", "--nworkers", "2", "--nthreads", "1",
-                                       "--no-dashboard", "--death-timeout", "120"], **common))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "worker",
+                    "--scheduler-file",
+                    str(sched_file),
+                    "--host",
+                    "127.0.0.1",
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--death-timeout",
+                    "120",
+                ],
+                **common,
+            )
+        )
         with Client(scheduler_file=str(sched_file), timeout=30) as c:
             c.wait_for_workers(2, timeout=90)
             assert c.scheduler.address.startswith("tcp://127.0.0.1:")
@@ -81,14 +114,31 @@ def local_ref(one_thread_cfg, tmp_path_factory):
 def _dask_cfg(cfg, sched_file):
     import dataclasses
 
-    return dataclasses.replace(cfg, executor=dataclasses.replace(cfg.executor, name="dask",
-                                                                 scheduler_file=str(sched_file)))
+    return dataclasses.replace(
+        cfg, executor=dataclasses.replace(cfg.executor, name="dask", scheduler_file=str(sched_file))
+    )
 
 
 def _driver(out, sched_file, *extra):
-    return [sys.executable, "-m", "advimb", "run", "--preset", "smoke", "--out", str(out), "--no-progress",
-            "--no-report", "--set", "train.threads=1", "--executor", "dask", "--scheduler-file", str(sched_file),
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "advimb",
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-report",
+        "--set",
+        "train.threads=1",
+        "--executor",
+        "dask",
+        "--scheduler-file",
+        str(sched_file),
+        *extra,
+    ]
 
 
 ENV = {**os.environ, "ADVIMB_DATA": ""}
@@ -115,9 +165,17 @@ def test_a_dask_driver_is_refused_on_a_folder_another_invocation_holds(one_threa
 
     run = tmp_path / "run"
     run.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom advimb.study.lock import hold\n"
-                               "with hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)", str(run)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom advimb.study.lock import hold\n"
+            "with hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(120)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=rf"in use by another advimb invocation, pid {holder.pid} "):
@@ -136,13 +194,16 @@ def test_a_killed_worker_does_not_change_the_results(local_ref, dask_cluster, tm
     from distributed import Client
 
     out = tmp_path / "run"
-    drv = subprocess.Popen(_driver(out, dask_cluster), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    drv = subprocess.Popen(
+        _driver(out, dask_cluster), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         with Client(scheduler_file=str(dask_cluster), timeout=30) as c:
+
             def busy_worker():
                 busy = [w for w, keys in c.processing().items() if keys]
                 return busy[0] if busy and len(list(out.glob("models/*/meta.json"))) >= 3 else None
+
             wait_for(lambda: busy_worker() is not None, 120, "a worker busy with a task after 3 models")
             victim = busy_worker()
             pid = c.run(os.getpid, workers=[victim])[victim]
@@ -171,8 +232,11 @@ def test_a_killed_driver_resumes_without_recomputing(local_ref, dask_cluster, tm
     finally:
         drv.send_signal(signal.SIGKILL)
         drv.wait(timeout=30)
-    done = {p: p.stat().st_mtime_ns for p in out.glob("**/*.json") if p.parent.name != "tables"
-            and p.name not in ("manifest.json",) and json.loads(p.read_text()).get("job_key")}
+    done = {
+        p: p.stat().st_mtime_ns
+        for p in out.glob("**/*.json")
+        if p.parent.name != "tables" and p.name not in ("manifest.json",) and json.loads(p.read_text()).get("job_key")
+    }
     assert 6 <= len(done) < 72, "the kill should land mid-study"
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
@@ -186,10 +250,31 @@ def test_dask_local_cluster_from_the_cli(local_ref, tmp_path):
     """--executor dask with no scheduler: advimb starts (and stops) its own LocalCluster on
     127.0.0.1; the tables equal the local executor's."""
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "advimb", "run", "--preset", "smoke", "--out", str(out),
-                        "--no-progress", "--no-report", "--set", "train.threads=1", "--executor", "dask",
-                        "--set", "executor.workers=2"],
-                       env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advimb",
+            "run",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-report",
+            "--set",
+            "train.threads=1",
+            "--executor",
+            "dask",
+            "--set",
+            "executor.workers=2",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert "starting a Dask LocalCluster on 127.0.0.1: 2 worker process(es)" in r.stderr
     inv = json.loads((out / "manifest.json").read_text())["invocations"][-1]
@@ -197,28 +282,40 @@ def test_dask_local_cluster_from_the_cli(local_ref, tmp_path):
     assert _tables(out) == _tables(local_ref)
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["--scheduler", "tcp://127.0.0.1:9", "--set", "executor.connect_timeout=2"],
-     "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
-    (["--scheduler-file", "/nonexistent/scheduler.json"], "Dask scheduler file /nonexistent/scheduler.json does not exist"),
-    (["--set", "executor.retries=-1"], "executor.retries: must be in [0, 20]"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (
+            ["--scheduler", "tcp://127.0.0.1:9", "--set", "executor.connect_timeout=2"],
+            "cannot reach the Dask scheduler at tcp://127.0.0.1:9",
+        ),
+        (
+            ["--scheduler-file", "/nonexistent/scheduler.json"],
+            "Dask scheduler file /nonexistent/scheduler.json does not exist",
+        ),
+        (["--set", "executor.retries=-1"], "executor.retries: must be in [0, 20]"),
+    ],
+)
 def test_bad_cluster_input_is_one_line(tmp_path, capsys, argv, msg):
     from advimb.cli import main
 
-    assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"),
-                 "--executor", "dask", *argv]) == 2
+    assert (
+        main(["run", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"), "--executor", "dask", *argv])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("advimb: error:") and msg in err and "\n" not in err
 
 
 def test_the_local_executor_never_imports_dask(tmp_path):
-    code = ("import sys; from advimb.config.presets import resolve_config; from advimb.study.run import run_study; "
-            "import dataclasses; c = resolve_config('smoke', env={}); "
-            "c = dataclasses.replace(c, train=dataclasses.replace(c.train, max_epochs=1)); "
-            f"run_study(c, {str(tmp_path / 'run')!r}, progress=False); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
-            "assert not bad, bad; print('ok')")
+    code = (
+        "import sys; from advimb.config.presets import resolve_config; from advimb.study.run import run_study; "
+        "import dataclasses; c = resolve_config('smoke', env={}); "
+        "c = dataclasses.replace(c, train=dataclasses.replace(c.train, max_epochs=1)); "
+        f"run_study(c, {str(tmp_path / 'run')!r}, progress=False); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "
+        "assert not bad, bad; print('ok')"
+    )
     r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 

@@ -26,14 +26,17 @@ def test_faithful_preset_switches_every_documented_difference():
     assert cfg.attack.sign_zero == "plus" and cfg.attack.clip is False
 
 
-@pytest.mark.parametrize("key,value,msg", [
-    ("train.epochs", "5", "unknown config key train.epochs"),
-    ("nosuch", "1", "unknown config key nosuch"),
-    ("attack.eps", "1.5", "outside [0, 1]"),
-    ("attack.eps", "-0.1", "outside [0, 1]"),
-    ("train.batch_size", "'big'", "expected an integer"),
-    ("imbalance.selection", "'sorted'", "not one of random, first"),
-])
+@pytest.mark.parametrize(
+    "key,value,msg",
+    [
+        ("train.epochs", "5", "unknown config key train.epochs"),
+        ("nosuch", "1", "unknown config key nosuch"),
+        ("attack.eps", "1.5", "outside [0, 1]"),
+        ("attack.eps", "-0.1", "outside [0, 1]"),
+        ("train.batch_size", "'big'", "expected an integer"),
+        ("imbalance.selection", "'sorted'", "not one of random, first"),
+    ],
+)
 def test_bad_values_name_the_key(key, value, msg):
     with pytest.raises(UserError, match=msg.replace("[", r"\[").replace("]", r"\]")):
         resolve_config("smoke", overrides=[parse_assignment(f"{key}={value}")], env={})
@@ -49,9 +52,9 @@ def test_resolution_order(tmp_path):
     f.write_text('preset = "quick"\nseed = 5\n[train]\nmax_epochs = 3\n[attack]\neps = 0.02\n')
     cfg = resolve_config(None, f, [parse_assignment("attack.eps=0.03")], env={"ADVIMB_DATA": str(tmp_path)})
     assert cfg.preset == "quick" and cfg.seed == 5
-    assert cfg.train.max_epochs == 3           # file over preset
-    assert cfg.attack.eps == 0.03               # CLI over file
-    assert cfg.model.widths == (16, 32, 64)     # preset over defaults
+    assert cfg.train.max_epochs == 3  # file over preset
+    assert cfg.attack.eps == 0.03  # CLI over file
+    assert cfg.model.widths == (16, 32, 64)  # preset over defaults
     assert cfg.data.dir == str(tmp_path.resolve())  # env fills data.dir
 
 

@@ -36,10 +36,12 @@ def test_synthetic_is_seeded_and_class_structured():
     assert a.fingerprint != make_synthetic(SyntheticConfig(seed=2)).fingerprint
     assert a.x_train.shape == (2000, 32, 32, 3) and a.x_train.dtype == np.uint8
     assert np.bincount(a.y_train).tolist() == [200] * 10
+
     # not noise: a nearest-class-mean classifier on simple features beats chance by far
     def feats(x):
         f = np.abs(np.fft.fft2(x.astype(float).mean(-1) - 128)).reshape(len(x), -1)[:, :300]
         return np.concatenate([f / f.max(), x.reshape(len(x), -1, 3).mean(1) / 255], 1)
+
     ftr, fte = feats(a.x_train), feats(a.x_test)
     means = np.stack([ftr[a.y_train == c].mean(0) for c in range(10)])
     pred = np.argmin(((fte[:, None] - means[None]) ** 2).sum(-1), 1)
@@ -111,11 +113,14 @@ def test_corrupt_image_names_the_file(tmp_path):
         _load(root, tmp_path / "cache")
 
 
-@pytest.mark.parametrize("make,msg", [
-    (lambda p: p, "does not exist"),
-    (lambda p: (p.mkdir(), p)[1], "no dataset found"),
-    (lambda p: (p.mkdir(), (p / "train").mkdir(), (p / "test").mkdir(), p)[3], "holds no class folders"),
-])
+@pytest.mark.parametrize(
+    "make,msg",
+    [
+        (lambda p: p, "does not exist"),
+        (lambda p: (p.mkdir(), p)[1], "no dataset found"),
+        (lambda p: (p.mkdir(), (p / "train").mkdir(), (p / "test").mkdir(), p)[3], "holds no class folders"),
+    ],
+)
 def test_bad_layouts(tmp_path, make, msg):
     root = make(tmp_path / "d")
     with pytest.raises(UserError, match=msg):

@@ -63,13 +63,18 @@ print(h(a), h(xg.grad), torch.equal(a, b))
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
-                                                                     "ATEN_CPU_CAPABILITY", "PYTEST_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "PYTEST_"))
+    }
     return {**env, **extra}
 
 
 def _probe(extra: dict[str, str]) -> tuple[str, str, bool]:
-    r = subprocess.run([sys.executable, "-c", PROBE], env=_env(extra), capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE], env=_env(extra), capture_output=True, text=True, timeout=300, check=False
+    )
     assert r.returncode == 0, r.stderr
     a, g, same = r.stdout.split()
     return a, g, same == "True"
@@ -96,9 +101,28 @@ def test_mkls_compatible_path_sums_another_batch_size_in_another_order():
 @pytest.mark.parametrize("path", list(CODE_PATHS))
 def test_determinism_claims_hold_on_every_cpu_code_path(path, tmp_path):
     extra = CODE_PATHS[path]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "determinism and not slow", "-p", "no:cacheprovider",
-                        "--basetemp", str(tmp_path / "t"), "-x", "tests"],
-                       cwd=REPO, env=_env(extra), capture_output=True, text=True, timeout=1500, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "determinism and not slow",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "t"),
+            "-x",
+            "tests",
+        ],
+        cwd=REPO,
+        env=_env(extra),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
     tail = "\n".join(r.stdout.splitlines()[-25:])
     assert r.returncode == 0, f"determinism claims fail under {extra}:\n{tail}\n{r.stderr[-2000:]}"
     assert " passed" in tail and "skipped" not in tail.split("\n")[-1], tail

@@ -18,8 +18,9 @@ OUTSIDE = ("torch", "torchvision", "numpy", "pandas", "dask", "distributed", "to
 
 
 def _modules() -> list[str]:
-    return ["advimb"] + [m.name for m in pkgutil.walk_packages(advimb.__path__, "advimb.")
-                         if m.name != "advimb.__main__"]  # importing it runs the CLI
+    return ["advimb"] + [
+        m.name for m in pkgutil.walk_packages(advimb.__path__, "advimb.") if m.name != "advimb.__main__"
+    ]  # importing it runs the CLI
 
 
 def _resolve(dotted: str, context) -> bool:

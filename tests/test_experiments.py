@@ -30,10 +30,12 @@ def test_long_tail_profiles_follow_their_formulas():
 
 def test_scenario_names_round_trip_and_counts():
     cfg = ImbalanceConfig()
-    for name, counts in [("under:class3@250", [5000] * 3 + [250] + [5000] * 6),
-                         ("over:class3@2500", [1000] * 3 + [2500] + [1000] * 6),
-                         ("under:class3+pgd_at", [5000] * 3 + [1000] + [5000] * 6),
-                         ("longtail:step10", [5000] * 5 + [500] * 5)]:
+    for name, counts in [
+        ("under:class3@250", [5000] * 3 + [250] + [5000] * 6),
+        ("over:class3@2500", [1000] * 3 + [2500] + [1000] * 6),
+        ("under:class3+pgd_at", [5000] * 3 + [1000] + [5000] * 6),
+        ("longtail:step10", [5000] * 5 + [500] * 5),
+    ]:
         s = parse_scenario(name, CLASSES)
         assert s.name(CLASSES) == name and class_counts(s, 10, cfg) == counts
         assert not s.plain
@@ -79,10 +81,22 @@ def test_defended_models_share_their_undefended_twins_data_and_init(smoke_cfg):
     assert np.array_equal(plain.select(ds)["train"], defended.select(ds)["train"])
 
 
-EXPERIMENTS = ["--seeds", "2", "--set", "experiments.counts=[5, 20, 50]", "--set", "experiments.count_classes=['class3']",
-               "--set", "experiments.long_tail=['exp:10', 'step:5']",
-               "--set", "experiments.defences=['class_weight', 'resample', 'logit_adjust', 'fgsm_at', 'pgd_at']",
-               "--set", "experiments.defence_classes=['class3', 'class5']", "--set", "experiments.adv_steps=2"]
+EXPERIMENTS = [
+    "--seeds",
+    "2",
+    "--set",
+    "experiments.counts=[5, 20, 50]",
+    "--set",
+    "experiments.count_classes=['class3']",
+    "--set",
+    "experiments.long_tail=['exp:10', 'step:5']",
+    "--set",
+    "experiments.defences=['class_weight', 'resample', 'logit_adjust', 'fgsm_at', 'pgd_at']",
+    "--set",
+    "experiments.defence_classes=['class3', 'class5']",
+    "--set",
+    "experiments.adv_steps=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +123,13 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
     assert len(lt) == 1 + 2 * 10 and lt[1].startswith("longtail:exp10,class0,50,")
     summary = json.loads((t / "summary.json").read_text())
     assert summary["seeds"] == 2 and summary["experiments"]["seeds"] == 2
-    assert [d["defence"] for d in summary["defences"]] == ["class_weight", "resample", "logit_adjust", "fgsm_at", "pgd_at"]
+    assert [d["defence"] for d in summary["defences"]] == [
+        "class_weight",
+        "resample",
+        "logit_adjust",
+        "fgsm_at",
+        "pgd_at",
+    ]
     from advimb.results.experiment_tables import gap_verdict
     from advimb.results.stats import Estimate
 
@@ -119,7 +139,8 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
         # the verdict is what its rule gives for the stored intervals (and one of the four)
         assert d["verdict"] == gap_verdict(Estimate(**e), Estimate(**d["gap_defended_pp"]))
         assert d["gap_closed_pp"]["value"] == pytest.approx(
-            d["defended_adversarial_accuracy"]["value"] - d["under_adversarial_accuracy"]["value"], abs=0.02)
+            d["defended_adversarial_accuracy"]["value"] - d["under_adversarial_accuracy"]["value"], abs=0.02
+        )
     assert {r["profile"] for r in summary["long_tail"]} == {"longtail:exp10", "longtail:step5"}
     ds = (t / "defences_summary.csv").read_text()
     assert "nan" not in ds.lower()  # an undefined number says why instead
@@ -127,8 +148,10 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
     assert "n/a: no defended balanced model (only adversarial training defends the balanced model)" in cw
     header = (t / "table1.csv").read_text().splitlines()[0]
     assert "same_model_under_lo" in header and "same_model_under_hi" in header
-    assert "mean over 2 seeds; [95% interval: 95% percentile bootstrap (2,000 replicates; the 2 seeds resampled, " \
-           "then the test images within each class of each seed)]" in (t / "table1.md").read_text()
+    assert (
+        "mean over 2 seeds; [95% interval: 95% percentile bootstrap (2,000 replicates; the 2 seeds resampled, "
+        "then the test images within each class of each seed)]" in (t / "table1.md").read_text()
+    )
     sources = json.loads((t / "sources.json").read_text())
     for name in ("imbalance_sweep", "long_tail", "defences"):
         assert sources[name] and all((exp_run / s).exists() for s in sources[name])
@@ -141,13 +164,25 @@ def test_no_interval_leaves_0_100_with_two_seeds(exp_run):
 
     t = exp_run / "tables"
     checked = 0
-    for name in ("table1", "clean_target_accuracy", "clean_accuracy", "flip_rates", "imbalance_sweep",
-                 "long_tail", "defences"):
+    for name in (
+        "table1",
+        "clean_target_accuracy",
+        "clean_accuracy",
+        "flip_rates",
+        "imbalance_sweep",
+        "long_tail",
+        "defences",
+    ):
         with open(t / f"{name}.csv") as f:
             for row in csv.DictReader(f):
                 for col, v in row.items():
-                    if not col.endswith("_lo") or v == "" or "relative_difference" in col or "gap" in col \
-                            or "minus" in col:
+                    if (
+                        not col.endswith("_lo")
+                        or v == ""
+                        or "relative_difference" in col
+                        or "gap" in col
+                        or "minus" in col
+                    ):
                         continue
                     base = col[:-3]
                     lo, hi, val = float(v), float(row[f"{base}_hi"]), float(row[base])
@@ -155,15 +190,19 @@ def test_no_interval_leaves_0_100_with_two_seeds(exp_run):
                     checked += 1
     assert checked > 500
     md = (t / "table1.md").read_text()
-    assert "-" not in "".join(line.split("|", 2)[2] for line in md.splitlines() if line.startswith("| ") and "[" in line)
+    assert "-" not in "".join(
+        line.split("|", 2)[2] for line in md.splitlines() if line.startswith("| ") and "[" in line
+    )
 
 
 def test_replicates_are_independent(exp_run):
     a = json.loads((exp_run / "models" / "under-class3" / "meta.json").read_text())
     b = json.loads((exp_run / "replicates" / "1" / "models" / "under-class3" / "meta.json").read_text())
     assert a["seeds"] != b["seeds"] and b["replicate"] == 1
-    with np.load(exp_run / "scenarios" / "under-class3.npz") as za, \
-            np.load(exp_run / "replicates" / "1" / "scenarios" / "under-class3.npz") as zb:
+    with (
+        np.load(exp_run / "scenarios" / "under-class3.npz") as za,
+        np.load(exp_run / "replicates" / "1" / "scenarios" / "under-class3.npz") as zb,
+    ):
         assert not np.array_equal(za["indices"], zb["indices"])  # its own data selection
 
 
@@ -206,25 +245,60 @@ def test_rerun_with_experiments_skips_everything(exp_run):
 def test_a_second_architecture_runs_the_study(tmp_path):
     """resnet_small (batch norm: never stacked, even with train.stack=on) on three classes."""
     out = tmp_path / "run"
-    assert main(["run", "--preset", "smoke", "--out", str(out), "--no-progress", "--no-report",
-                 "--set", "model.name='resnet_small'", "--set", "train.stack='on'",
-                 "--set", "imbalance.classes=['class0', 'class1']"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "smoke",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-report",
+                "--set",
+                "model.name='resnet_small'",
+                "--set",
+                "train.stack='on'",
+                "--set",
+                "imbalance.classes=['class0', 'class1']",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "models" / "under-class0" / "meta.json").read_text())
     assert meta["stacked_with"] == 1
     assert len((out / "tables" / "table1.csv").read_text().splitlines()) == 1 + 2 + 1
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["--set", "experiments.defences=['dropout']"], "experiments.defences: 'dropout' is not one of"),
-    (["--set", "experiments.long_tail=['exp']"], "experiments.long_tail: 'exp' is not <profile>:<rho> with rho >= 1"),
-    (["--set", "experiments.long_tail=['pow:3']"], "experiments.long_tail: unknown profile 'pow'; choose one of: exp, step"),
-    (["--set", "experiments.long_tail=['step:0.5']"], "rho >= 1"),
-    (["--seeds", "0"], "experiments.seeds: must be in [1, 100]"),
-    (["--set", "imbalance.classes=['class0']", "--set", "experiments.counts=[5]",
-      "--set", "experiments.count_classes=['class1']"], "experiments.count_classes: 'class1' is not a target class"),
-    (["--set", "experiments.counts=[500]"], "asks for 500"),
-    (["--set", "experiments.adv_eps=2"], "experiments.adv_eps: 2.0 is outside [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--set", "experiments.defences=['dropout']"], "experiments.defences: 'dropout' is not one of"),
+        (
+            ["--set", "experiments.long_tail=['exp']"],
+            "experiments.long_tail: 'exp' is not <profile>:<rho> with rho >= 1",
+        ),
+        (
+            ["--set", "experiments.long_tail=['pow:3']"],
+            "experiments.long_tail: unknown profile 'pow'; choose one of: exp, step",
+        ),
+        (["--set", "experiments.long_tail=['step:0.5']"], "rho >= 1"),
+        (["--seeds", "0"], "experiments.seeds: must be in [1, 100]"),
+        (
+            [
+                "--set",
+                "imbalance.classes=['class0']",
+                "--set",
+                "experiments.counts=[5]",
+                "--set",
+                "experiments.count_classes=['class1']",
+            ],
+            "experiments.count_classes: 'class1' is not a target class",
+        ),
+        (["--set", "experiments.counts=[500]"], "asks for 500"),
+        (["--set", "experiments.adv_eps=2"], "experiments.adv_eps: 2.0 is outside [0, 1]"),
+    ],
+)
 def test_bad_experiment_input_is_one_line(tmp_path, capsys, argv, msg):
     assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip()
@@ -235,8 +309,9 @@ def test_bad_experiment_input_is_one_line(tmp_path, capsys, argv, msg):
 def test_experiment_report_renders_in_headless_chromium(exp_run, chromium, tmp_path):
     from conftest import render_in_chromium
 
-    problems, broken, n_images, width = render_in_chromium(chromium, exp_run / "report" / "index.html",
-                                                           tmp_path / "report.png")
+    problems, broken, n_images, width = render_in_chromium(
+        chromium, exp_run / "report" / "index.html", tmp_path / "report.png"
+    )
     assert not problems, problems
     assert not broken, f"images that did not load: {broken}"
     res = json.loads((exp_run / "report" / "results.json").read_text())
@@ -249,8 +324,10 @@ def test_minority_only_adversarial_training_perturbs_the_under_sampled_class(smo
     from advimb.study.jobs.train import TrainJob
 
     ds = load_dataset(smoke_cfg.data)
-    cfg = dataclasses.replace(smoke_cfg, experiments=dataclasses.replace(
-        smoke_cfg.experiments, adv_scope="minority", adv_eps=0.02, adv_steps=3))
+    cfg = dataclasses.replace(
+        smoke_cfg,
+        experiments=dataclasses.replace(smoke_cfg.experiments, adv_scope="minority", adv_eps=0.02, adv_steps=3),
+    )
     y = torch.from_numpy(ds.y_train)
     under = TrainJob(cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 4, defence="pgd_at"))
     assert under.regime(y, 10) == Regime(adversarial="pgd", adv_eps=0.02, adv_steps=3, adv_classes=(4,))

@@ -50,8 +50,10 @@ def smoke_data():
 
 def _keys(cfg, ds) -> dict[tuple[str, str, str], str]:
     jobs = plan(resolve_runtime(cfg), ds)
-    return {(type(j).__name__, j.name, getattr(j, "subdir", "")): j.key
-            for j in [*jobs, *(m for g in jobs if g.parts() != (g,) for m in g.parts())]}
+    return {
+        (type(j).__name__, j.name, getattr(j, "subdir", "")): j.key
+        for j in [*jobs, *(m for g in jobs if g.parts() != (g,) for m in g.parts())]
+    }
 
 
 def test_the_synthetic_dataset_golden(smoke_data):
@@ -61,8 +63,9 @@ def test_the_synthetic_dataset_golden(smoke_data):
 @pytest.mark.parametrize("mode", ["off", "on"])
 def test_one_job_key_of_each_kind_golden(smoke_data, mode):
     cfg, ds = smoke_data
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, stack=mode),
-                              eval=dataclasses.replace(cfg.eval, group_attacks=mode))
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, stack=mode), eval=dataclasses.replace(cfg.eval, group_attacks=mode)
+    )
     keys = _keys(cfg, ds)
     assert keys[("TrainJob", "train balanced", "")] == "3e4d3a3b56c44c07"
     assert keys[("CleanEvalJob", "clean balanced", "")] == "d30c168fcae9cc64"
@@ -76,11 +79,20 @@ def test_one_job_key_of_each_kind_golden(smoke_data, mode):
 
 def test_experiment_and_sweep_job_keys_golden(smoke_data):
     cfg, ds = smoke_data
-    sets = ["attack.name='pgd'", "sweep.epsilons=[0.02]", "experiments.defences=['pgd_at']",
-            "experiments.defence_classes=['class3']", "experiments.long_tail=['exp:10']", "experiments.counts=[5]",
-            "experiments.count_classes=['class3']"]
-    cfg = resolve_config("smoke", overrides=[parse_assignment(s) for s in sets]
-                         + [{"train": {"stack": "off"}, "eval": {"group_attacks": "off"}}], env={})
+    sets = [
+        "attack.name='pgd'",
+        "sweep.epsilons=[0.02]",
+        "experiments.defences=['pgd_at']",
+        "experiments.defence_classes=['class3']",
+        "experiments.long_tail=['exp:10']",
+        "experiments.counts=[5]",
+        "experiments.count_classes=['class3']",
+    ]
+    cfg = resolve_config(
+        "smoke",
+        overrides=[parse_assignment(s) for s in sets] + [{"train": {"stack": "off"}, "eval": {"group_attacks": "off"}}],
+        env={},
+    )
     keys = _keys(cfg, ds)
     assert keys[("TrainJob", "train under:class3@5", "")] == "8efad70056d204cc"
     assert keys[("TrainJob", "train longtail:exp10", "")] == "dcd99bb8bbfd4ce5"

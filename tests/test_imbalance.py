@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 
 from advimb.config.sections import ImbalanceConfig
-from advimb.data.imbalance import (Scenario, class_counts, paper_scenarios, parse_scenario, select_indices,
-                                   stratified_split)
+from advimb.data.imbalance import (
+    Scenario,
+    class_counts,
+    paper_scenarios,
+    parse_scenario,
+    select_indices,
+    stratified_split,
+)
 from advimb.errors import UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -17,15 +23,24 @@ def test_paper_grid_has_21_scenarios():
     assert [x.name(CLASSES) for x in s[1:3]] == ["under:airplane", "under:automobile"]
 
 
-@pytest.mark.parametrize("text,kind,target", [
-    ("balanced", "balanced", None), ("under:cat", "under", 3), ("over:3", "over", 3), ("under:0", "under", 0)])
+@pytest.mark.parametrize(
+    "text,kind,target",
+    [("balanced", "balanced", None), ("under:cat", "under", 3), ("over:3", "over", 3), ("under:0", "under", 0)],
+)
 def test_parse_scenario(text, kind, target):
     assert parse_scenario(text, CLASSES) == Scenario(kind, target)
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("under:zebra", "unknown class 'zebra'"), ("over:10", "out of range"), ("sideways:cat", "unknown scenario"),
-    ("under", "needs a class"), ("balanced:cat", "takes no class")])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("under:zebra", "unknown class 'zebra'"),
+        ("over:10", "out of range"),
+        ("sideways:cat", "unknown scenario"),
+        ("under", "needs a class"),
+        ("balanced:cat", "takes no class"),
+    ],
+)
 def test_parse_scenario_errors(text, msg):
     with pytest.raises(UserError, match=msg):
         parse_scenario(text, CLASSES)
@@ -39,8 +54,11 @@ def test_exact_class_counts(selection, scenario):
     got = np.bincount(LABELS[idx], minlength=10)
     assert got.tolist() == counts
     assert len(np.unique(idx)) == len(idx) and np.all(np.diff(idx) > 0)
-    expected = {"balanced": [40] * 10, "under": [40, 40, 40, 8, 40, 40, 40, 40, 40, 40],
-                "over": [8, 8, 8, 8, 8, 40, 8, 8, 8, 8]}[scenario.kind]
+    expected = {
+        "balanced": [40] * 10,
+        "under": [40, 40, 40, 8, 40, 40, 40, 40, 40, 40],
+        "over": [8, 8, 8, 8, 8, 40, 8, 8, 8, 8],
+    }[scenario.kind]
     assert got.tolist() == expected
 
 
@@ -49,8 +67,9 @@ def test_random_selection_is_seeded_and_nested():
     b = select_indices(LABELS, [40] * 10, selection="random", seed=3, classes=CLASSES)
     c = select_indices(LABELS, [40] * 10, selection="random", seed=4, classes=CLASSES)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    small = select_indices(LABELS, class_counts(Scenario("under", 3), 10, CFG), selection="random",
-                           seed=3, classes=CLASSES)
+    small = select_indices(
+        LABELS, class_counts(Scenario("under", 3), 10, CFG), selection="random", seed=3, classes=CLASSES
+    )
     assert set(small) <= set(a)  # the 8 cats of under:cat are among the 40 of balanced
 
 
@@ -66,8 +85,9 @@ def test_too_few_images_is_a_user_error():
 
 
 def test_stratified_split():
-    idx = select_indices(LABELS, class_counts(Scenario("under", 3), 10, CFG), selection="random",
-                         seed=0, classes=CLASSES)
+    idx = select_indices(
+        LABELS, class_counts(Scenario("under", 3), 10, CFG), selection="random", seed=0, classes=CLASSES
+    )
     tr, val = stratified_split(idx, LABELS, 0.25, seed=0)
     assert not set(tr) & set(val) and sorted([*tr, *val]) == sorted(idx)
     assert np.bincount(LABELS[val], minlength=10).tolist() == [10, 10, 10, 2, 10, 10, 10, 10, 10, 10]

@@ -32,8 +32,6 @@ def _env():
     return {**os.environ, "ADVIMB_DATA": ""}
 
 
-
-
 def _start_holder(folder: Path) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
@@ -64,7 +62,9 @@ def test_a_live_holder_is_named_and_a_killed_ones_lock_is_taken_over(tmp_path, c
         with pytest.raises(UserError, match=rf"pid {proc.pid}"), lock.hold(run):
             pass
         # the CLI: one line, exit 2, nothing written into the folder
-        r = subprocess.run([*SMOKE, "--out", str(run)], env=_env(), capture_output=True, text=True, timeout=120, check=False)
+        r = subprocess.run(
+            [*SMOKE, "--out", str(run)], env=_env(), capture_output=True, text=True, timeout=120, check=False
+        )
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("advimb: error: ") and f"pid {proc.pid}" in lines[0]
@@ -75,7 +75,9 @@ def test_a_live_holder_is_named_and_a_killed_ones_lock_is_taken_over(tmp_path, c
         proc.wait(timeout=30)
     assert json.loads((run / "run.lock").read_text())["pid"] == proc.pid  # the dead holder's record stays
     assert lock.holder(run) is None  # ... but nobody holds the lock
-    r = subprocess.run([*SMOKE, "--out", str(run)], env=_env(), capture_output=True, text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [*SMOKE, "--out", str(run)], env=_env(), capture_output=True, text=True, timeout=300, check=False
+    )
     assert r.returncode == 0, r.stderr
     assert f"took over the lock of {run} from pid {proc.pid}" in r.stderr
     assert not (run / "run.lock").exists() and (run / "tables" / "table1.csv").exists()
@@ -89,11 +91,13 @@ def test_a_second_invocation_on_a_running_study_is_refused_or_waits(tmp_path):
     cmd = [*SMOKE, "--out", str(run), "--set", "train.max_epochs=30", "--set", "train.patience=30"]
     first = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+
         def held_by_first():
             try:
                 return json.loads((run / "run.lock").read_text())["pid"] == first.pid
             except (OSError, ValueError, KeyError):
                 return False
+
         wait_for(held_by_first, 120, "the first invocation to hold the folder")
         second = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, check=False)
         assert first.poll() is None, "the first invocation ended too soon for this test"
@@ -123,12 +127,24 @@ def test_advimb_tables_and_report_take_the_lock_too(smoke_run, tmp_path):
     proc = _start_holder(run)
     try:
         for sub in (["tables", str(run)], ["report", str(run)]):
-            r = subprocess.run([sys.executable, "-m", "advimb", *sub], env=_env(), capture_output=True, text=True,
-                               timeout=120, check=False)
+            r = subprocess.run(
+                [sys.executable, "-m", "advimb", *sub],
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             assert r.returncode == 2 and f"pid {proc.pid}" in r.stderr, (sub, r.stderr)
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    r = subprocess.run([sys.executable, "-m", "advimb", "tables", str(run)], env=_env(), capture_output=True,
-                       text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "advimb", "tables", str(run)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr

@@ -57,8 +57,14 @@ def test_keras_init_and_seed():
 
 
 def test_normalisation_lives_inside_the_model():
-    m = build_model(ModelConfig(widths=(4, 8, 8), fc=8, normalize="per_channel"), 10, (3, 32, 32),
-                    seed=0, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    m = build_model(
+        ModelConfig(widths=(4, 8, 8), fc=8, normalize="per_channel"),
+        10,
+        (3, 32, 32),
+        seed=0,
+        mean=[0.5, 0.4, 0.3],
+        std=[0.2, 0.2, 0.2],
+    )
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(m.normalize(x)[:, 0], (x[:, 0] - 0.5) / 0.2)
     assert "normalize.mean" in m.state_dict()
@@ -66,6 +72,7 @@ def test_normalisation_lives_inside_the_model():
 
 def test_unknown_model():
     from advimb.errors import UserError
+
     with pytest.raises(UserError, match="unknown model 'resnet9'"):
         build_model(ModelConfig(name="resnet9"), 10, (3, 32, 32))
 
@@ -103,5 +110,7 @@ def test_every_model_gives_the_same_correct_gradient_at_every_call_on_tiny_width
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", GRAD_PROBE, name], capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", GRAD_PROBE, name], capture_output=True, text=True, timeout=120, check=False
+    )
     assert r.returncode == 0 and r.stdout.startswith("ok"), (r.returncode, r.stderr[-1500:])

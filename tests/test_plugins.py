@@ -16,7 +16,8 @@ TINY = {"train.max_epochs": 1}
 
 
 def _user_module(tmp_path, monkeypatch, name="mymodels"):
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent('''
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
 
@@ -32,7 +33,8 @@ def _user_module(tmp_path, monkeypatch, name="mymodels"):
             import numpy as np
 
             return np.array([50 - 4 * i for i in range(num_classes)])
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return f"{name}:build"
 
@@ -61,8 +63,13 @@ def test_the_readme_python_example_runs_as_printed(tmp_path, monkeypatch):
 def test_a_user_model_and_a_torchvision_model_run_the_study(tmp_path, monkeypatch):
     factory = _user_module(tmp_path, monkeypatch)
     for name in (factory, "torchvision:squeezenet1_1"):
-        res = advimb.run("smoke", out=tmp_path / name.replace(":", "_"), overrides={**TINY, "model.name": name},
-                         report=False, progress=False)
+        res = advimb.run(
+            "smoke",
+            out=tmp_path / name.replace(":", "_"),
+            overrides={**TINY, "model.name": name},
+            report=False,
+            progress=False,
+        )
         assert res.config.model.name == name
         t1 = res.table1
         assert len(t1) == 11 and t1.drop(columns="class").notna().all().all()
@@ -83,15 +90,17 @@ def test_an_outside_model_is_wrapped_like_advimbs_own(tmp_path, monkeypatch):
     assert tm.eval()(torch.rand(2, 1, 28, 28)).shape == (2, 4)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("torchvision:resnet19", "torchvision"),
-    ("nosuchmodule_xyz:build", "does not import"),
-    ("mymodels:nothing", "has no callable 'nothing'"),
-    ("timm:no_such_net", "timm"),
-    ("vgg_unknown", "unknown model"),
-])
-def test_bad_model_names_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, name,
-                                                                         message):
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("torchvision:resnet19", "torchvision"),
+        ("nosuchmodule_xyz:build", "does not import"),
+        ("mymodels:nothing", "has no callable 'nothing'"),
+        ("timm:no_such_net", "timm"),
+        ("vgg_unknown", "unknown model"),
+    ],
+)
+def test_bad_model_names_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, name, message):
     _user_module(tmp_path, monkeypatch)
     pytest.importorskip("torchvision")
     out = tmp_path / "run"
@@ -129,8 +138,13 @@ def test_a_torchattacks_attack_by_name_runs_the_study_like_advimbs_own(tmp_path)
     differ only where a gradient entry is at rounding level), with its key from its params."""
     pytest.importorskip("torchattacks")
     own = advimb.run("smoke", out=tmp_path / "own", overrides=TINY, report=False, progress=False)
-    ta = advimb.run("smoke", out=tmp_path / "ta", overrides={**TINY, "attack.name": "torchattacks:FGSM"},
-                    report=False, progress=False)
+    ta = advimb.run(
+        "smoke",
+        out=tmp_path / "ta",
+        overrides={**TINY, "attack.name": "torchattacks:FGSM"},
+        report=False,
+        progress=False,
+    )
     a, b = own.table1.drop(columns="class"), ta.table1.drop(columns="class")
     assert (a - b).abs().max().max() <= 1.0, (a - b).abs().max()
     assert own.clean_accuracy.equals(ta.clean_accuracy)  # the same models
@@ -149,8 +163,10 @@ def test_autoattack_and_pgd_from_torchattacks_at_a_tiny_size():
     x = torch.randint(0, 256, (6, 16, 16, 3), generator=g, dtype=torch.uint8)
     y = torch.randint(0, 10, (6,), generator=g)
     classes = tuple(f"c{i}" for i in range(10))
-    for name, params in (("torchattacks:AutoAttack", {"norm": "Linf", "version": "standard"}),
-                         ("torchattacks:PGD", {"steps": 3, "random_start": True})):
+    for name, params in (
+        ("torchattacks:AutoAttack", {"norm": "Linf", "version": "standard"}),
+        ("torchattacks:PGD", {"steps": 3, "random_start": True}),
+    ):
         cfg = AttackConfig(name=name, eps=8 / 255, params=params, batch_size=4)
         assert attack_kwargs(cfg, classes)["num_classes"] == 10
         one = attack_images(model, x, y, cfg, classes, seed=3)
@@ -166,9 +182,14 @@ def test_autoattack_runs_the_study_end_to_end_at_a_tiny_size(tmp_path):
     channels_last models included. One class, not the whole grid: the standard version's
     Square attack spends 5,000 queries on every image it has not fooled, 395 s for the grid in CI."""
     pytest.importorskip("torchattacks")
-    over = {**TINY, "eval.test_per_class": 2, "imbalance.classes": ["class3"],
-            "attack.name": "torchattacks:AutoAttack", "attack.eps": 0.03,
-            "attack.params": {"norm": "Linf", "version": "standard"}}
+    over = {
+        **TINY,
+        "eval.test_per_class": 2,
+        "imbalance.classes": ["class3"],
+        "attack.name": "torchattacks:AutoAttack",
+        "attack.eps": 0.03,
+        "attack.params": {"norm": "Linf", "version": "standard"},
+    }
     res = advimb.run("smoke", out=tmp_path / "aa", overrides=over, report=False, progress=False)
     assert res.config.attack.params == {"norm": "Linf", "version": "standard"}
     assert list(res.table1["class"]) == ["class3", "average"]
@@ -176,12 +197,15 @@ def test_autoattack_runs_the_study_end_to_end_at_a_tiny_size(tmp_path):
     assert all(0 <= avg[c] <= 100 for c in res.table1.columns[1:])
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["attack.name='torchattacks:NoSuchAttack'"], "has no attack 'NoSuchAttack'"),
-    (["attack.name='torchattacks:PGD'", "attack.params={stepz=3}"], "attack.params.stepz: torchattacks:PGD takes"),
-    (["attack.name='torchattacks:PGD'", "attack.target='class1'"], "untargeted"),
-    (["data.source='torchvision:ImageNet'"], "advimb reads torchvision's"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["attack.name='torchattacks:NoSuchAttack'"], "has no attack 'NoSuchAttack'"),
+        (["attack.name='torchattacks:PGD'", "attack.params={stepz=3}"], "attack.params.stepz: torchattacks:PGD takes"),
+        (["attack.name='torchattacks:PGD'", "attack.target='class1'"], "untargeted"),
+        (["data.source='torchvision:ImageNet'"], "advimb reads torchvision's"),
+    ],
+)
 def test_bad_torchattacks_settings_are_one_line_errors(tmp_path, capsys, sets, message):
     pytest.importorskip("torchattacks")
     out = tmp_path / "run"
@@ -201,19 +225,27 @@ def test_fashion_mnist_through_torchvision_from_local_idx_files(tmp_path, monkey
     """torchvision:FashionMNIST read by torchvision's loader from Debian's idx files (1
     channel, 28 x 28, padded to 32 for the VGG), the study end to end on two target classes;
     class names from the dataset, made file-system-safe."""
-    from pathlib import Path
-
     import os
+    from pathlib import Path
 
     if request.config.getoption("--no-real-data") or os.environ.get("ADVIMB_NO_REAL_DATA") == "1":
         pytest.skip(f"real data declared absent (--no-real-data); expected Fashion-MNIST at {FASHION}")
     if not Path(FASHION, "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"{FASHION} is missing: apt-get install dataset-fashion-mnist (.ci/run does), "
-                    "or run pytest --no-real-data", pytrace=False)
+        pytest.fail(
+            f"{FASHION} is missing: apt-get install dataset-fashion-mnist (.ci/run does), or run pytest --no-real-data",
+            pytrace=False,
+        )
     monkeypatch.setenv("ADVIMB_CACHE", str(tmp_path / "cache"))
-    over = {"data.source": "torchvision:FashionMNIST", "data.dir": FASHION, "data.pad": 2,
-            "imbalance.majority_count": 40, "imbalance.minority_count": 8, "imbalance.classes": ["Shirt", "Ankle_boot"],
-            "eval.test_per_class": 20, "train.max_epochs": 1}
+    over = {
+        "data.source": "torchvision:FashionMNIST",
+        "data.dir": FASHION,
+        "data.pad": 2,
+        "imbalance.majority_count": 40,
+        "imbalance.minority_count": 8,
+        "imbalance.classes": ["Shirt", "Ankle_boot"],
+        "eval.test_per_class": 20,
+        "train.max_epochs": 1,
+    }
     res = advimb.run("smoke", out=tmp_path / "fm", overrides=over, report=False, progress=False)
     t1 = res.table1
     assert list(t1["class"][:-1]) == ["Shirt", "Ankle_boot"]
@@ -233,8 +265,10 @@ def test_your_own_count_vectors_are_scenarios_with_the_long_tail_tables(tmp_path
 
     _user_module(tmp_path, monkeypatch)
     mine = [50, 40, 30, 20, 10, 5, 5, 5, 5, 5]
-    over = {**TINY, "imbalance.scenarios": [{"name": "mine", "counts": mine},
-                                            {"name": "fromcode", "factory": "mymodels:counts"}]}
+    over = {
+        **TINY,
+        "imbalance.scenarios": [{"name": "mine", "counts": mine}, {"name": "fromcode", "factory": "mymodels:counts"}],
+    }
     res = advimb.run("smoke", out=tmp_path / "run", overrides=over, report=False, progress=False)
     lt = res.table("long_tail")
     assert set(lt["profile"]) == {"counts:mine", "counts:fromcode"}
@@ -252,10 +286,16 @@ def test_grouping_attack_jobs_changes_nothing_for_torchattacks(tmp_path):
     pytest.importorskip("torchattacks")
     import numpy as np
 
-    over = {**TINY, "eval.test_per_class": 4, "attack.name": "torchattacks:PGD",
-            "attack.params": {"steps": 2, "random_start": True}}
-    runs = [advimb.run("smoke", out=tmp_path / g, overrides={**over, "eval.group_attacks": g}, report=False,
-                       progress=False) for g in ("on", "off")]
+    over = {
+        **TINY,
+        "eval.test_per_class": 4,
+        "attack.name": "torchattacks:PGD",
+        "attack.params": {"steps": 2, "random_start": True},
+    }
+    runs = [
+        advimb.run("smoke", out=tmp_path / g, overrides={**over, "eval.group_attacks": g}, report=False, progress=False)
+        for g in ("on", "off")
+    ]
     files = sorted(p.relative_to(runs[0].run_dir) for p in (runs[0].run_dir / "eval" / "attack").glob("*.npz"))
     assert len(files) == 30
     for f in files:
@@ -272,12 +312,15 @@ def test_a_counts_scenario_takes_no_count_override():
         parse_scenario("counts:mine@5", ("a", "b"))
 
 
-@pytest.mark.parametrize("scenarios, message", [
-    ([{"name": "short", "counts": [5, 5]}], "expected 10 non-negative integer counts"),
-    ([{"name": "bad name", "counts": [5] * 10}], "must be letters, digits"),
-    ([{"name": "both", "counts": [5] * 10, "factory": "x:y"}], "either counts"),
-    ([{"name": "toomany", "counts": [500] * 10}], "toomany"),
-])
+@pytest.mark.parametrize(
+    "scenarios, message",
+    [
+        ([{"name": "short", "counts": [5, 5]}], "expected 10 non-negative integer counts"),
+        ([{"name": "bad name", "counts": [5] * 10}], "must be letters, digits"),
+        ([{"name": "both", "counts": [5] * 10, "factory": "x:y"}], "either counts"),
+        ([{"name": "toomany", "counts": [500] * 10}], "toomany"),
+    ],
+)
 def test_bad_count_vectors_are_one_line_errors(tmp_path, scenarios, message):
     out = tmp_path / "run"
     with pytest.raises(UserError, match=message):

@@ -13,12 +13,25 @@ from advimb.data.dataset import CIFAR10_CLASSES
 from advimb.results.reference import paper_setting
 
 #: the manifest's summary of the whole CIFAR-10
-CIFAR10 = {"classes": list(CIFAR10_CLASSES), "image_shape": [3, 32, 32], "train_per_class": [5000] * 10,
-           "test_per_class": [1000] * 10}
+CIFAR10 = {
+    "classes": list(CIFAR10_CLASSES),
+    "image_shape": [3, 32, 32],
+    "train_per_class": [5000] * 10,
+    "test_per_class": [1000] * 10,
+}
 #: settings that choose how a run executes, not what it computes (or, for ``imbalance.classes``,
 #: which of the paper's cells it measures: the report names the classes it does not study)
-NOT_SCIENCE = {"preset", "train.device", "train.threads", "train.channels_last", "train.stack", "train.compile",
-               "train.precision", "imbalance.classes", "eval.examples"}
+NOT_SCIENCE = {
+    "preset",
+    "train.device",
+    "train.threads",
+    "train.channels_last",
+    "train.stack",
+    "train.compile",
+    "train.precision",
+    "imbalance.classes",
+    "eval.examples",
+}
 
 
 def _leaves(d: dict, prefix: str = "") -> dict:

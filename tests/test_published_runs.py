@@ -32,8 +32,9 @@ def test_the_reproduction_page_lists_every_published_folder():
 
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_the_published_folder_is_its_provenance(name):
-    from advimb.artifacts import file_record
     from conftest import verified_marker_files
+
+    from advimb.artifacts import file_record
 
     run = HERE / name
     files = [p for p in run.rglob("*") if p.is_file()]
@@ -62,8 +63,11 @@ def test_the_current_code_recognises_every_finished_job(name):
 
     run = HERE / name
     cfg = from_dict(ExperimentConfig, load_toml(run / "config.toml"))
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu", stack="off"),
-                              eval=dataclasses.replace(cfg.eval, group_attacks="off"))
+    cfg = dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(cfg.train, device="cpu", stack="off"),
+        eval=dataclasses.replace(cfg.eval, group_attacks="off"),
+    )
     ds = json.loads((run / "manifest.json").read_text())["dataset"]
 
     class Data:
@@ -91,8 +95,17 @@ def test_tables_and_report_rebuild_to_the_committed_ones(name, tmp_path):
         assert (run / "tables" / f).read_bytes() == (src / "tables" / f).read_bytes(), f
     res = build_report(run)
     old = json.loads((src / "report" / "results.json").read_text())
-    for key in ("table1", "claims", "clean_target_accuracy", "relative_difference", "flip_rates", "pair",
-                "paper_comparison", "balanced_clean_accuracy", "figures_not_drawn"):
+    for key in (
+        "table1",
+        "claims",
+        "clean_target_accuracy",
+        "relative_difference",
+        "flip_rates",
+        "pair",
+        "paper_comparison",
+        "balanced_clean_accuracy",
+        "figures_not_drawn",
+    ):
         assert old.get(key) == json.loads(json.dumps(res.get(key))), key
     assert res["paper_comparison"]["shown"], res["paper_comparison"]["reasons"]
 

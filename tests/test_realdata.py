@@ -19,17 +19,30 @@ pytestmark = pytest.mark.realdata
 
 
 def test_small_study_on_real_cifar10(real_data_dir, tmp_path):
-    sets = ["imbalance.classes=['cat', 'ship']", "imbalance.majority_count=100", "imbalance.minority_count=20",
-            "model.widths=[8, 16, 16]", "train.max_epochs=2", "eval.test_per_class=50"]
-    cfg = resolve_config("quick", overrides=[{"data": {"dir": str(real_data_dir)}}]
-                         + [parse_assignment(s) for s in sets], env={})
+    sets = [
+        "imbalance.classes=['cat', 'ship']",
+        "imbalance.majority_count=100",
+        "imbalance.minority_count=20",
+        "model.widths=[8, 16, 16]",
+        "train.max_epochs=2",
+        "eval.test_per_class=50",
+    ]
+    cfg = resolve_config(
+        "quick", overrides=[{"data": {"dir": str(real_data_dir)}}] + [parse_assignment(s) for s in sets], env={}
+    )
     res = run_study(cfg, tmp_path / "run", progress=False)
     run = Path(res["run_dir"])
     ds = load_dataset(cfg.data)
     assert ds.classes == CIFAR10_CLASSES and len(ds.y_train) == 50_000 and len(ds.y_test) == 10_000
     assert np.bincount(ds.y_train).tolist() == [5000] * 10
     # 5 models (balanced, under/over cat and ship), 2 x 5 combinations
-    assert sorted(p.name for p in (run / "models").iterdir()) == ["balanced", "over-cat", "over-ship", "under-cat", "under-ship"]
+    assert sorted(p.name for p in (run / "models").iterdir()) == [
+        "balanced",
+        "over-cat",
+        "over-ship",
+        "under-cat",
+        "under-ship",
+    ]
     counts = json.loads((run / "scenarios" / "under-cat.json").read_text())["counts"]
     assert counts["cat"] == 20 and counts["dog"] == 100 and sum(counts.values()) == 920
     table = (run / "tables" / "table1.csv").read_text().splitlines()
@@ -53,8 +66,7 @@ def test_the_quick_preset_gives_every_claim_a_verdict_off_the_floor(real_data_di
     from advimb.results.claims import FLOOR, FLOOR_PERCENT
 
     out = tmp_path / "quick"
-    assert main(["run", "--preset", "quick", "--data-dir", str(real_data_dir), "--out", str(out),
-                 "--no-progress"]) == 0
+    assert main(["run", "--preset", "quick", "--data-dir", str(real_data_dir), "--out", str(out), "--no-progress"]) == 0
     term = capsys.readouterr().out
     res = json.loads((out / "report" / "results.json").read_text())
     assert res["balanced_clean_accuracy"]["value"] >= 55, res["balanced_clean_accuracy"]

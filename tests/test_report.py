@@ -36,9 +36,26 @@ def cifar_named_run(tmp_path_factory):
             d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(d / f"{i}.png")
     out = root / "run"
-    code = main(["run", "--preset", "smoke", "--no-progress", "--data-dir", str(root / "data"),
-                 "--set", "data.source='folder'", "--set", "imbalance.majority_count=25",
-                 "--set", "imbalance.minority_count=5", "--n-boot", "200", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--preset",
+            "smoke",
+            "--no-progress",
+            "--data-dir",
+            str(root / "data"),
+            "--set",
+            "data.source='folder'",
+            "--set",
+            "imbalance.majority_count=25",
+            "--set",
+            "imbalance.minority_count=5",
+            "--n-boot",
+            "200",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
@@ -46,6 +63,7 @@ def cifar_named_run(tmp_path_factory):
 def _results(run: Path) -> dict:
     def no_nan(x):
         raise AssertionError(f"results.json holds {x}: not strict JSON")
+
     return json.loads((run / "report" / "results.json").read_text(), parse_constant=no_nan)
 
 
@@ -83,8 +101,10 @@ def test_run_ends_with_a_report(cifar_named_run, capsys):
     for c in res["claims"]["claims"]:
         # the verdict is the sign test of the stored intervals, and is shown as its rule says
         nan = float("nan")
-        ests = [Estimate(x["value"], x["lo"], x["hi"]) if x["lo"] is not None else Estimate(nan, nan, nan)
-                for x in c["comparisons"]]
+        ests = [
+            Estimate(x["value"], x["lo"], x["hi"]) if x["lo"] is not None else Estimate(nan, nan, nan)
+            for x in c["comparisons"]
+        ]
         assert c["verdict"] == verdict(ests)
         assert c["shown_as"] == ("floor effect" if c["floor_effect"] else SHOWN_AS[c["verdict"]])
         assert c["magnitude"] == [] and c["magnitude_note"].startswith("no comparison with the paper")
@@ -129,8 +149,16 @@ def test_page_references_only_files_that_exist(cifar_named_run):
         assert (rep / r).is_file(), f"the page references a missing file: {r}"
     for f in _results(cifar_named_run)["figures"]:
         assert f["files"]["png"] in refs
-    for word in ("C1", "C4a", "C4b", "Configuration", "Manifest", "No comparison with the paper",
-                 "attack: FGSM, eps 0.01, ascent on the true label", "sign test"):
+    for word in (
+        "C1",
+        "C4a",
+        "C4b",
+        "Configuration",
+        "Manifest",
+        "No comparison with the paper",
+        "attack: FGSM, eps 0.01, ascent on the true label",
+        "sign test",
+    ):
         assert word in html
     for word in ("Notes on the paper", "25.8%", "this run beside the paper", '"eps": 0.01'):
         assert word not in html
@@ -142,11 +170,13 @@ def test_report_command_and_bad_input(cifar_named_run, capsys, tmp_path):
     assert "Table 1" in out and "C1 " in out and "C4a " in out and "C4b " in out
     assert "no comparison with the paper: " in out and " / " not in out.split("Table 1")[1].split("average")[0]
     assert _results(cifar_named_run)["pair"]["classes"] == ["automobile", "truck"]
-    for argv, msg in ((["report", str(tmp_path / "nope")], "does not exist"),
-                      (["report", str(cifar_named_run), "--pair", "cat,zebra"], "unknown class 'zebra'"),
-                      (["report", str(cifar_named_run), "--n-boot", "5"], "too small"),
-                      (["report", str(cifar_named_run), "--pair", "cat,dog,bird"], "must name two classes"),
-                      (["report", str(tmp_path)], "holds no evaluation results")):
+    for argv, msg in (
+        (["report", str(tmp_path / "nope")], "does not exist"),
+        (["report", str(cifar_named_run), "--pair", "cat,zebra"], "unknown class 'zebra'"),
+        (["report", str(cifar_named_run), "--n-boot", "5"], "too small"),
+        (["report", str(cifar_named_run), "--pair", "cat,dog,bird"], "must name two classes"),
+        (["report", str(tmp_path)], "holds no evaluation results"),
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("advimb: error:") and msg in err and "\n" not in err
@@ -174,12 +204,32 @@ def test_four_classes_named_like_cifar_get_no_paper_comparison(tmp_path, capsys)
             d.mkdir(parents=True)
             for j in range(n):
                 img = rng.integers(0, 60, (64, 64, 3)).astype(np.uint8)
-                img[8 * i:8 * i + 16, :, i % 3] = 230
+                img[8 * i : 8 * i + 16, :, i % 3] = 230
                 Image.fromarray(img).save(d / f"{j}.png")
     out = tmp_path / "run"
-    assert main(["run", "--preset", "smoke", "--no-progress", "--data-dir", str(tmp_path / "data"),
-                 "--set", "data.source='folder'", "--set", "imbalance.majority_count=10",
-                 "--set", "imbalance.minority_count=3", "--n-boot", "200", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "smoke",
+                "--no-progress",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--set",
+                "data.source='folder'",
+                "--set",
+                "imbalance.majority_count=10",
+                "--set",
+                "imbalance.minority_count=3",
+                "--n-boot",
+                "200",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     term = capsys.readouterr().out
     res = _results(out)
     assert res["paper_comparison"]["shown"] is False and res["table1"]["paper_comparable"] is False
@@ -230,8 +280,25 @@ def test_a_run_folder_with_missing_results_is_reported_not_averaged(smoke_run, t
 
 def test_a_figure_that_cannot_be_drawn_says_why(tmp_path):
     out = tmp_path / "run"
-    assert main(["run", "--preset", "smoke", "--no-progress", "--out", str(out), "--n-boot", "200",
-                 "--set", "eval.examples=0", "--set", "imbalance.classes=['class3', 'class5']"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--preset",
+                "smoke",
+                "--no-progress",
+                "--out",
+                str(out),
+                "--n-boot",
+                "200",
+                "--set",
+                "eval.examples=0",
+                "--set",
+                "imbalance.classes=['class3', 'class5']",
+            ]
+        )
+        == 0
+    )
     res = _results(out)
     assert [f["id"] for f in res["figures_not_drawn"]] == ["fig3"]
     assert "eval.examples = 0" in res["figures_not_drawn"][0]["reason"]
@@ -244,7 +311,11 @@ def test_a_figure_that_cannot_be_drawn_says_why(tmp_path):
 def test_an_undefined_average_says_why():
     from advimb.report.html import _rel_avg
 
-    res = {"relative_difference": {"average": {"under": None, "balanced": 61.234},
-                                   "undefined": {"under": ["cat", "dog"], "balanced": []}}}
+    res = {
+        "relative_difference": {
+            "average": {"under": None, "balanced": 61.234},
+            "undefined": {"under": ["cat", "dog"], "balanced": []},
+        }
+    }
     assert _rel_avg(res, "balanced") == "61.2%"
     assert _rel_avg(res, "under") == "undefined: clean accuracy 0 for cat, dog"

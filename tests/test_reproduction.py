@@ -39,8 +39,11 @@ def test_every_committed_artifact_is_the_archives(reproduction_archive):
 
     import numpy as np
 
-    committed = {str(p.relative_to(RUN)) for p in RUN.rglob("*") if p.is_file()
-                 and p.relative_to(RUN).parts[0] not in ("tables", "report")}
+    committed = {
+        str(p.relative_to(RUN))
+        for p in RUN.rglob("*")
+        if p.is_file() and p.relative_to(RUN).parts[0] not in ("tables", "report")
+    }
     assert len(committed) == 167
     seen = set()
     with tarfile.open(reproduction_archive) as tar:
@@ -77,8 +80,11 @@ def test_the_current_code_recognises_every_finished_job():
 
     cfg = from_dict(ExperimentConfig, load_toml(RUN / "config.toml"))
     # where it ran is not part of any key: plan as on this machine, one job per model
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu", stack="off"),
-                              eval=dataclasses.replace(cfg.eval, group_attacks="off"))
+    cfg = dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(cfg.train, device="cpu", stack="off"),
+        eval=dataclasses.replace(cfg.eval, group_attacks="off"),
+    )
     ds = json.loads((RUN / "manifest.json").read_text())["dataset"]
 
     class Data:  # what planning needs of the dataset: its classes and fingerprint
@@ -120,12 +126,19 @@ def test_the_report_sets_the_paper_beside_this_run(report):
     assert t1["average"]["paper"]["different_model_under"] == 53.8
     assert t1["average"]["measured"]["different_model_under"] == pytest.approx(28.97, abs=0.01)
     shown = {c["id"]: c["shown_as"] for c in res["claims"]["claims"]}
-    assert shown == {"C1": "direction reproduced", "C2": "direction reproduced", "C3": "direction reproduced",
-                     "C4a": "direction reproduced", "C4b": "inconclusive"}
+    assert shown == {
+        "C1": "direction reproduced",
+        "C2": "direction reproduced",
+        "C3": "direction reproduced",
+        "C4a": "direction reproduced",
+        "C4b": "inconclusive",
+    }
     c1 = res["claims"]["claims"][0]
     assert {x["quantity"]: x["inside"] for x in c1["magnitude"]} == {
-        "same_model_balanced_accuracy_percent": False, "same_model_under_accuracy_percent": False,
-        "same_model_over_accuracy_percent": False}
+        "same_model_balanced_accuracy_percent": False,
+        "same_model_under_accuracy_percent": False,
+        "same_model_over_accuracy_percent": False,
+    }
     assert res["balanced_clean_accuracy"]["value"] == 73.1
     assert "(this run / paper)" in term and "28 of 50 cells within 10 points" in term
     html = (run / "report" / "index.html").read_text()
@@ -138,8 +151,17 @@ def test_the_committed_report_is_the_current_one(report):
     artifacts (but for when and where it was built)."""
     _, res, _ = report
     committed = json.loads((RUN / "report" / "results.json").read_text())
-    for key in ("table1", "claims", "clean_target_accuracy", "relative_difference", "flip_rates", "pair",
-                "paper_comparison", "balanced_clean_accuracy", "figures_not_drawn"):
+    for key in (
+        "table1",
+        "claims",
+        "clean_target_accuracy",
+        "relative_difference",
+        "flip_rates",
+        "pair",
+        "paper_comparison",
+        "balanced_clean_accuracy",
+        "figures_not_drawn",
+    ):
         assert committed[key] == json.loads(json.dumps(res[key])), key
     assert [f["id"] for f in committed["figures"]] == [f["id"] for f in res["figures"]]
     for f in committed["figures"]:
@@ -151,8 +173,13 @@ def test_the_committed_report_is_the_current_one(report):
 
 
 def test_the_readmes_numbers_are_the_artifacts():
-    r = subprocess.run([sys.executable, str(REPO / "docs" / "reproduction" / "account.py"), "--check"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "reproduction" / "account.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     main = (REPO / "README.md").read_text()
     assert "<!-- account:headline paper-h200 -->" in main and "docs/reproduction/README.md" in main
@@ -162,8 +189,9 @@ def test_the_readmes_numbers_are_the_artifacts():
 def test_the_published_page_renders(chromium, tmp_path):
     from conftest import render_in_chromium
 
-    problems, broken, n_images, width = render_in_chromium(chromium, RUN / "report" / "index.html",
-                                                           tmp_path / "page.png")
+    problems, broken, n_images, width = render_in_chromium(
+        chromium, RUN / "report" / "index.html", tmp_path / "page.png"
+    )
     assert not problems and not broken and n_images == 6 and width <= 1366
 
 

@@ -34,14 +34,24 @@ def _setup(m=3, n=96, nval=40, seed=0):
 @pytest.mark.parametrize("patience", [1, 50])
 def test_stacked_equals_one_by_one(patience):
     x, y, idx, vidx, models = _setup()
-    cfg = TrainConfig(lr=1e-3, max_epochs=4, patience=patience, min_delta=0.0, channels_last=False,
-                      precision="fp32")
+    cfg = TrainConfig(lr=1e-3, max_epochs=4, patience=patience, min_delta=0.0, channels_last=False, precision="fp32")
     seeds, augment = [5, 6, 7], [False, True, False]
     singles = [copy.deepcopy(m) for m in models]
-    ref = [fit(m, (x[i], y[i]), (x[v], y[v]), cfg, seed=s, augment=a, progress=False)
-           for m, i, v, s, a in zip(singles, idx, vidx, seeds, augment)]
-    got = fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, [(x[v], y[v]) for v in vidx], cfg,
-                      seeds=seeds, augment=augment, progress=False)
+    ref = [
+        fit(m, (x[i], y[i]), (x[v], y[v]), cfg, seed=s, augment=a, progress=False)
+        for m, i, v, s, a in zip(singles, idx, vidx, seeds, augment)
+    ]
+    got = fit_stacked(
+        [copy.deepcopy(m) for m in models],
+        x,
+        y,
+        idx,
+        [(x[v], y[v]) for v in vidx],
+        cfg,
+        seeds=seeds,
+        augment=augment,
+        progress=False,
+    )
     for r, g in zip(ref, got):
         assert [h["epoch"] for h in r.history] == [h["epoch"] for h in g.history]
         assert r.best_epoch == g.best_epoch and r.stopped_epoch == g.stopped_epoch
@@ -57,16 +67,33 @@ def test_a_stopped_model_does_not_change_the_others():
     """With patience 1 model 1 stops after epoch 2 and leaves the stack; every model's result
     equals its result trained alone (a stack of one)."""
     x, y, idx, vidx, models = _setup()
-    cfg = TrainConfig(lr=1e-3, max_epochs=5, patience=1, min_delta=0.0, channels_last=False,
-                      precision="fp32")
+    cfg = TrainConfig(lr=1e-3, max_epochs=5, patience=1, min_delta=0.0, channels_last=False, precision="fp32")
     val = [(x[v], y[v]) for v in vidx]
-    trio = fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, val, cfg,
-                       seeds=[5, 6, 7], augment=[False, False, False], progress=False)
+    trio = fit_stacked(
+        [copy.deepcopy(m) for m in models],
+        x,
+        y,
+        idx,
+        val,
+        cfg,
+        seeds=[5, 6, 7],
+        augment=[False, False, False],
+        progress=False,
+    )
     stops = [r.stopped_epoch for r in trio]
     assert min(stops) < max(stops) == 5, stops  # someone left the stack early, someone ran on
     for i, r in enumerate(trio):
-        solo = fit_stacked([copy.deepcopy(models[i])], x, y, idx[i:i + 1], val[i:i + 1], cfg,
-                           seeds=[5 + i], augment=[False], progress=False)[0]
+        solo = fit_stacked(
+            [copy.deepcopy(models[i])],
+            x,
+            y,
+            idx[i : i + 1],
+            val[i : i + 1],
+            cfg,
+            seeds=[5 + i],
+            augment=[False],
+            progress=False,
+        )[0]
         assert solo.stopped_epoch == r.stopped_epoch and solo.best_epoch == r.best_epoch
         for k in r.state_dict:
             assert torch.allclose(r.state_dict[k], solo.state_dict[k], rtol=1e-4, atol=1e-5), k
@@ -101,16 +128,29 @@ def test_one_stack_of_unequal_sizes_equals_one_by_one():
     and one re-sampled (each epoch longer than its set): each model's history, steps and
     weights equal its one-by-one training."""
     x, y, idx, vidx, models = _unequal()
-    cfg = TrainConfig(lr=1e-3, batch_size=16, max_epochs=7, patience=1, min_delta=0.0, channels_last=False,
-                      precision="fp32")
+    cfg = TrainConfig(
+        lr=1e-3, batch_size=16, max_epochs=7, patience=1, min_delta=0.0, channels_last=False, precision="fp32"
+    )
     seeds, augment = [5, 6, 7, 8], [False, True, False, True]
     regimes = [Regime(), Regime(), Regime(class_weight=tuple(balanced_weights(y[idx[2]], 4))), Regime(resample=True)]
-    ref = [fit(copy.deepcopy(m), (x[i], y[i]), (x[v], y[v]), cfg, seed=s, augment=a, regime=r, progress=False)
-           for m, i, v, s, a, r in zip(models, idx, vidx, seeds, augment, regimes)]
+    ref = [
+        fit(copy.deepcopy(m), (x[i], y[i]), (x[v], y[v]), cfg, seed=s, augment=a, regime=r, progress=False)
+        for m, i, v, s, a, r in zip(models, idx, vidx, seeds, augment, regimes)
+    ]
     stops = [r.stopped_epoch for r in ref]
     assert len(set(stops)) > 1 and max(stops) == 7, stops  # early stops at different epochs
-    got = fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, [(x[v], y[v]) for v in vidx], cfg,
-                      seeds=seeds, augment=augment, regimes=regimes, progress=False)
+    got = fit_stacked(
+        [copy.deepcopy(m) for m in models],
+        x,
+        y,
+        idx,
+        [(x[v], y[v]) for v in vidx],
+        cfg,
+        seeds=seeds,
+        augment=augment,
+        regimes=regimes,
+        progress=False,
+    )
     _assert_same(ref, got)
 
 
@@ -125,10 +165,22 @@ def test_logit_adjustment_trains_the_same_one_by_one_and_stacked():
     regimes = [Regime(logit_adjust=log_prior(y[i], 4)) for i in idx[:2]]
     assert regimes[0].logit_adjust != regimes[1].logit_adjust
     val = [(x[v], y[v]) for v in vidx[:2]]
-    ref = [fit(copy.deepcopy(m), (x[i], y[i]), v, cfg, seed=s, regime=r, progress=False)
-           for m, i, v, s, r in zip(models, idx, val, (5, 6), regimes)]
-    got = fit_stacked([copy.deepcopy(m) for m in models[:2]], x, y, idx[:2], val, cfg, seeds=[5, 6],
-                      augment=[False, False], regimes=regimes, progress=False)
+    ref = [
+        fit(copy.deepcopy(m), (x[i], y[i]), v, cfg, seed=s, regime=r, progress=False)
+        for m, i, v, s, r in zip(models, idx, val, (5, 6), regimes)
+    ]
+    got = fit_stacked(
+        [copy.deepcopy(m) for m in models[:2]],
+        x,
+        y,
+        idx[:2],
+        val,
+        cfg,
+        seeds=[5, 6],
+        augment=[False, False],
+        regimes=regimes,
+        progress=False,
+    )
     # RMSProp divides by the root of a tiny accumulator where a weight's gradients are ~0, so
     # rounding-level gradient differences can move such a weight by ~1e-5 (losses agree to 1e-7)
     _assert_same(ref, got, atol=1e-4)
@@ -142,8 +194,9 @@ def test_a_stopped_model_keeps_its_weights_and_the_shape_never_changes(monkeypat
     from advimb.training import stacked
 
     x, y, idx, vidx, models = _unequal()
-    cfg = TrainConfig(lr=2e-3, batch_size=16, max_epochs=6, patience=1, min_delta=0.0, channels_last=False,
-                      precision="fp32")
+    cfg = TrainConfig(
+        lr=2e-3, batch_size=16, max_epochs=6, patience=1, min_delta=0.0, channels_last=False, precision="fp32"
+    )
     shapes, after_stop = set(), {}
     real_tick = stacked._Stack.tick
 
@@ -157,9 +210,20 @@ def test_a_stopped_model_keeps_its_weights_and_the_shape_never_changes(monkeypat
         return out
 
     monkeypatch.setattr(stacked._Stack, "tick", tick)
-    res = fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, [(x[v], y[v]) for v in vidx], cfg,
-                      seeds=[1, 2, 3, 4], augment=[False] * 4, progress=False)
-    assert shapes == {((4, 16, 3, 16, 16), (4, 16), (4, 16), (4, 16), (4, 4))}  # images, labels, weights, mask, logit offsets
+    res = fit_stacked(
+        [copy.deepcopy(m) for m in models],
+        x,
+        y,
+        idx,
+        [(x[v], y[v]) for v in vidx],
+        cfg,
+        seeds=[1, 2, 3, 4],
+        augment=[False] * 4,
+        progress=False,
+    )
+    assert shapes == {
+        ((4, 16, 3, 16, 16), (4, 16), (4, 16), (4, 16), (4, 4))
+    }  # images, labels, weights, mask, logit offsets
     assert after_stop and all(after_stop.values()), after_stop
     assert min(r.stopped_epoch for r in res) < 6
 
@@ -207,7 +271,9 @@ def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
     assert again["stats"]["run"] == 0
     rcfg = resolve_runtime(cfg)
     for f in ("balanced", "under-class3", "over-class5"):
-        own, probs = predict(load_weights(rcfg, ds, RunLayout(run), f, torch.device("cpu")), torch.from_numpy(ds.x_test))
+        own, probs = predict(
+            load_weights(rcfg, ds, RunLayout(run), f, torch.device("cpu")), torch.from_numpy(ds.x_test)
+        )
         batched = np.load(run / "eval" / "clean" / f"{f}.npz")["predictions"]
         # the README's tolerance: the labels agree except where a model's top two classes are
         # within float rounding of each other (a near-tie that the batched pass may break the other way)
@@ -229,8 +295,20 @@ def test_one_stack_holds_every_seed_and_every_defence_that_allows_it(smoke_cfg):
     from advimb.study.jobs.train import TrainGroupJob, TrainJob
     from advimb.study.plan import plan
 
-    cfg = resolve_config("smoke", overrides=[{"train": {"stack": "on"}, "experiments": {
-        "seeds": 2, "defences": ["class_weight", "resample", "fgsm_at"], "defence_classes": ["class3"]}}], env={})
+    cfg = resolve_config(
+        "smoke",
+        overrides=[
+            {
+                "train": {"stack": "on"},
+                "experiments": {
+                    "seeds": 2,
+                    "defences": ["class_weight", "resample", "fgsm_at"],
+                    "defence_classes": ["class3"],
+                },
+            }
+        ],
+        env={},
+    )
     jobs = plan(resolve_runtime(cfg), load_dataset(cfg.data))
     groups = [j for j in jobs if isinstance(j, TrainGroupJob)]
     alone = [j for j in jobs if isinstance(j, TrainJob)]
@@ -280,8 +358,9 @@ def test_interrupted_stacked_group_resumes_in_the_study(smoke_cfg, tmp_path, mon
     from advimb.study.run import run_study
     from advimb.training import stacked
 
-    cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on", max_epochs=4,
-                                                                   patience=4))
+    cfg = dataclasses.replace(
+        smoke_cfg, train=dataclasses.replace(smoke_cfg.train, stack="on", max_epochs=4, patience=4)
+    )
     real = stacked.fit_stacked
 
     def interrupted(*a, on_epoch_end=None, **kw):
@@ -289,6 +368,7 @@ def test_interrupted_stacked_group_resumes_in_the_study(smoke_cfg, tmp_path, mon
             on_epoch_end(state)
             if state["epoch"] == 2:
                 raise KeyboardInterrupt
+
         return real(*a, on_epoch_end=cb, **kw)
 
     monkeypatch.setattr(stacked, "fit_stacked", interrupted)
@@ -323,13 +403,31 @@ def test_compiled_training_equals_eager():
     regimes = [Regime(), Regime(), Regime(class_weight=tuple(balanced_weights(y[idx[2]], 4))), Regime(resample=True)]
     out = {}
     for mode in ("off", "on"):
-        cfg = TrainConfig(lr=1e-3, batch_size=16, max_epochs=7, patience=1, min_delta=0.0, channels_last=False,
-                          precision="fp32", compile=mode)
+        cfg = TrainConfig(
+            lr=1e-3,
+            batch_size=16,
+            max_epochs=7,
+            patience=1,
+            min_delta=0.0,
+            channels_last=False,
+            precision="fp32",
+            compile=mode,
+        )
         one = fit(copy.deepcopy(models[0]), (x[idx[0]], y[idx[0]]), val[0], cfg, seed=5, progress=False)
         torch._dynamo.reset()
         with torch._dynamo.config.patch(error_on_recompile=True):
-            four = fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, val, cfg, seeds=[5, 6, 7, 8],
-                               augment=[False, True, False, True], regimes=regimes, progress=False)
+            four = fit_stacked(
+                [copy.deepcopy(m) for m in models],
+                x,
+                y,
+                idx,
+                val,
+                cfg,
+                seeds=[5, 6, 7, 8],
+                augment=[False, True, False, True],
+                regimes=regimes,
+                progress=False,
+            )
         out[mode] = [one, *four]
     assert len({r.stopped_epoch for r in out["on"][1:]}) > 1  # models stopped at different epochs
     for e, c in zip(out["off"], out["on"]):
@@ -341,9 +439,11 @@ def test_compiled_training_equals_eager():
 def test_a_failing_compile_falls_back_to_eager(monkeypatch, capsys):
     """If torch.compile fails on the first step, the stack (and the one-by-one trainer) says
     so in one line and trains eager, with the eager results."""
+
     def broken(fn, mode=None):
         def fail(*a, **kw):
             raise RuntimeError("backend exploded\nlong traceback")
+
         return fail
 
     monkeypatch.setattr(torch, "compile", broken)
@@ -352,8 +452,17 @@ def test_a_failing_compile_falls_back_to_eager(monkeypatch, capsys):
     out = {}
     for mode in ("off", "on"):
         cfg = TrainConfig(lr=1e-3, max_epochs=2, channels_last=False, precision="fp32", compile=mode)
-        out[mode] = fit_stacked([copy.deepcopy(m) for m in models], x, y, idx, val, cfg, seeds=[5, 6],
-                                augment=[False, False], progress=False)
+        out[mode] = fit_stacked(
+            [copy.deepcopy(m) for m in models],
+            x,
+            y,
+            idx,
+            val,
+            cfg,
+            seeds=[5, 6],
+            augment=[False, False],
+            progress=False,
+        )
         out[mode].append(fit(copy.deepcopy(models[0]), (x[idx[0]], y[idx[0]]), val[0], cfg, seed=5, progress=False))
     err = capsys.readouterr().err
     assert "torch.compile of the stacked step failed (RuntimeError: backend exploded); training eager" in err

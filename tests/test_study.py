@@ -16,8 +16,15 @@ import torch
 from advimb.devices import resolve_runtime
 from advimb.study.run import run_study
 
-TABLES = ["table1.csv", "table1.md", "clean_target_accuracy.csv", "relative_difference.csv",
-          "flip_rates.csv", "clean_accuracy.csv", "summary.json"]
+TABLES = [
+    "table1.csv",
+    "table1.md",
+    "clean_target_accuracy.csv",
+    "relative_difference.csv",
+    "flip_rates.csv",
+    "clean_accuracy.csv",
+    "summary.json",
+]
 
 
 def _tables(run_dir):
@@ -67,8 +74,13 @@ def test_checkpoints_load_with_weights_only(smoke_run):
 
 def test_table1_layout(smoke_run):
     lines = (Path(smoke_run["run_dir"]) / "tables" / "table1.csv").read_text().splitlines()
-    cols = ["different_model_under", "different_model_over", "same_model_balanced", "same_model_under",
-            "same_model_over"]
+    cols = [
+        "different_model_under",
+        "different_model_over",
+        "same_model_balanced",
+        "same_model_under",
+        "same_model_over",
+    ]
     assert lines[0] == "class," + ",".join(f"{c},{c}_lo,{c}_hi" for c in cols)
     assert len(lines) == 1 + 10 + 1 and lines[-1].startswith("average,")
     md = (Path(smoke_run["run_dir"]) / "tables" / "table1.md").read_text()
@@ -100,6 +112,7 @@ def test_same_seed_same_results_and_rerun_skips_everything(smoke_run, smoke_cfg,
 
 def test_different_seed_changes_results(smoke_run, smoke_cfg, tmp_path):
     import dataclasses
+
     res = run_study(dataclasses.replace(smoke_cfg, seed=1), tmp_path / "seed1", progress=False)
     assert _tables(res["run_dir"])["clean_accuracy.csv"] != _tables(smoke_run["run_dir"])["clean_accuracy.csv"]
 
@@ -160,8 +173,10 @@ def test_rerun_with_another_config_is_refused_and_keeps_results(smoke_run, smoke
     assert sorted(p for p in run.rglob("*") if p.is_file()) == files
 
 
-@pytest.mark.parametrize("mode,executor,grouped", [("auto", "local", True), ("off", "local", False),
-                                                   ("auto", "dask", False), ("on", "dask", True)])
+@pytest.mark.parametrize(
+    "mode,executor,grouped",
+    [("auto", "local", True), ("off", "local", False), ("auto", "dask", False), ("on", "dask", True)],
+)
 def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
     import dataclasses
     import pickle
@@ -170,8 +185,11 @@ def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
     from advimb.study.jobs.evaluate import AttackGroupJob
     from advimb.study.plan import plan
 
-    cfg = dataclasses.replace(smoke_cfg, eval=dataclasses.replace(smoke_cfg.eval, group_attacks=mode),
-                              executor=dataclasses.replace(smoke_cfg.executor, name=executor))
+    cfg = dataclasses.replace(
+        smoke_cfg,
+        eval=dataclasses.replace(smoke_cfg.eval, group_attacks=mode),
+        executor=dataclasses.replace(smoke_cfg.executor, name=executor),
+    )
     jobs = plan(resolve_runtime(cfg), load_dataset(cfg.data))
     # grouped: the 30 attack jobs (50 combinations) are one AttackGroupJob
     assert len(jobs) == 21 + 21 + (1 if grouped else 30)
@@ -184,7 +202,7 @@ def test_jobs_are_small_and_picklable(smoke_cfg, mode, executor, grouped):
         assert len(blob) < 20_000 and pickle.loads(blob).key == j.key
         assert all(d in keys for d in j.deps)
         # every dependency comes earlier in the plan
-        assert all(d in {x.key for x in jobs[:jobs.index(j)]} for d in j.deps)
+        assert all(d in {x.key for x in jobs[: jobs.index(j)]} for d in j.deps)
 
 
 @pytest.mark.determinism
@@ -199,8 +217,11 @@ def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_
     from advimb.study.jobs.evaluate import AttackJob, run_attacks
     from advimb.study.plan import plan
 
-    cfg = dataclasses.replace(smoke_cfg, attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
-                              eval=dataclasses.replace(smoke_cfg.eval, group_attacks="off"))
+    cfg = dataclasses.replace(
+        smoke_cfg,
+        attack=dataclasses.replace(smoke_cfg.attack, name=attack, eps=0.03),
+        eval=dataclasses.replace(smoke_cfg.eval, group_attacks="off"),
+    )
     jobs = [j for j in plan(resolve_runtime(cfg), load_dataset(cfg.data)) if isinstance(j, AttackJob)]
     runs = {}
     for mode in ("single", "grouped"):
@@ -217,8 +238,10 @@ def test_grouped_attacks_write_what_single_jobs_write(smoke_run, smoke_cfg, tmp_
         a = json.loads(j.marker(runs["single"]).read_text())
         b = json.loads(j.marker(runs["grouped"]).read_text())
         assert a["combinations"] == b["combinations"], j.name
-        with np.load(j.marker(runs["single"]).with_suffix(".npz")) as za, \
-                np.load(j.marker(runs["grouped"]).with_suffix(".npz")) as zb:
+        with (
+            np.load(j.marker(runs["single"]).with_suffix(".npz")) as za,
+            np.load(j.marker(runs["grouped"]).with_suffix(".npz")) as zb,
+        ):
             assert sorted(za.files) == sorted(zb.files)
             for f in za.files:
                 assert np.array_equal(za[f], zb[f]), (j.name, f)
@@ -239,10 +262,20 @@ def test_any_image_folder_dataset_runs_the_study(tmp_path):
                 img = rng.integers(0, 60, (16, 16, 3)).astype(np.uint8)
                 img[..., i] += 150
                 Image.fromarray(img).save(tmp_path / "shapes" / split / c / f"{j}.png")
-    sets = ["data.source=folder", "imbalance.classes=[]", "imbalance.majority_count=20", "imbalance.minority_count=5",
-            "model.widths=[4, 8, 8]", "model.fc=16", "train.max_epochs=2", "train.lr=1e-3", "eval.test_per_class=0"]
-    cfg = resolve_config("quick", overrides=[{"data": {"dir": str(tmp_path / "shapes")}}]
-                         + [parse_assignment(s) for s in sets], env={})
+    sets = [
+        "data.source=folder",
+        "imbalance.classes=[]",
+        "imbalance.majority_count=20",
+        "imbalance.minority_count=5",
+        "model.widths=[4, 8, 8]",
+        "model.fc=16",
+        "train.max_epochs=2",
+        "train.lr=1e-3",
+        "eval.test_per_class=0",
+    ]
+    cfg = resolve_config(
+        "quick", overrides=[{"data": {"dir": str(tmp_path / "shapes")}}] + [parse_assignment(s) for s in sets], env={}
+    )
     res = run_study(cfg, tmp_path / "run", progress=False)
     run = Path(res["run_dir"])
     assert len(list((run / "models").glob("*/weights.pt"))) == 7
@@ -265,8 +298,9 @@ def test_precision_auto_is_resolved_into_the_run_config(smoke_cfg, tmp_path):
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     expected = "bf16" if bf16_native(cpu) else "fp32"
     assert resolve_precision("auto", cpu) == expected
-    cfg = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, precision="auto", device="cpu",
-                                                                   max_epochs=1))
+    cfg = dataclasses.replace(
+        smoke_cfg, train=dataclasses.replace(smoke_cfg.train, precision="auto", device="cpu", max_epochs=1)
+    )
     res = run_study(cfg, tmp_path / "run", progress=False)
     run = Path(res["run_dir"])
     assert load_toml(run / "config.toml")["train"]["precision"] == expected
@@ -318,8 +352,17 @@ def _run(tmp_path, name, *sets, preset="smoke"):
     from advimb.cli import main
 
     out = tmp_path / name
-    args = ["run", "--preset", preset, "--no-progress", "--no-report", "--out", str(out),
-            "--set", "imbalance.classes=['class3', 'class5']"]
+    args = [
+        "run",
+        "--preset",
+        preset,
+        "--no-progress",
+        "--no-report",
+        "--out",
+        str(out),
+        "--set",
+        "imbalance.classes=['class3', 'class5']",
+    ]
     for s in sets:
         args += ["--set", s]
     assert main(args) == 0
@@ -365,8 +408,12 @@ def test_balanced_validation_holds_out_alike_from_every_class(smoke_run, tmp_pat
     keys = {}
     for v in ("split", "balanced"):
         cfg = resolve_runtime(resolve_config("smoke", overrides=[{"train": {"validation": v}}], env={}))
-        keys[v] = {p.scenario.name(p.classes): p.key for j in plan(cfg, load_dataset(cfg.data)) for p in j.parts()
-                   if isinstance(p, TrainJob)}
+        keys[v] = {
+            p.scenario.name(p.classes): p.key
+            for j in plan(cfg, load_dataset(cfg.data))
+            for p in j.parts()
+            if isinstance(p, TrainJob)
+        }
     assert keys["split"]["balanced"] == keys["balanced"]["balanced"]
     assert keys["split"]["under:class3"] != keys["balanced"]["under:class3"]
 
@@ -387,16 +434,30 @@ def test_per_channel_normalisation_uses_the_training_sets_statistics(tmp_path):
 def test_hflip_except_over_flips_all_but_the_over_sampled_models(tmp_path):
     run = _run(tmp_path, "flips", "train.augment='hflip_except_over'")
     augment = {p.parent.name: json.loads(p.read_text())["augment"] for p in run.glob("models/*/meta.json")}
-    assert augment == {"balanced": True, "under-class3": True, "under-class5": True,
-                       "over-class3": False, "over-class5": False}
+    assert augment == {
+        "balanced": True,
+        "under-class3": True,
+        "under-class5": True,
+        "over-class3": False,
+        "over-class5": False,
+    }
 
 
 def test_the_faithful_preset_end_to_end(tmp_path):
     """The authors' protocol at smoke scale: their VGG (dropout), the test set as validation,
     first-N selection, flips except for over-sampled models, sign(0) = +1 and no clipping."""
-    run = _run(tmp_path, "faithful", "data.source='synthetic'", "imbalance.majority_count=50",
-               "imbalance.minority_count=10", "model.widths=[4, 8, 8]", "model.fc=16", "train.max_epochs=2",
-               "train.precision='fp32'", preset="faithful")
+    run = _run(
+        tmp_path,
+        "faithful",
+        "data.source='synthetic'",
+        "imbalance.majority_count=50",
+        "imbalance.minority_count=10",
+        "model.widths=[4, 8, 8]",
+        "model.fc=16",
+        "train.max_epochs=2",
+        "train.precision='fp32'",
+        preset="faithful",
+    )
     cfg = (run / "config.toml").read_text()
     assert 'preset = "faithful"' in cfg and 'name = "vgg_authors"' in cfg and 'sign_zero = "plus"' in cfg
     assert json.loads((run / "scenarios" / "under-class3.json").read_text())["selection"] == "first"
@@ -425,8 +486,10 @@ def test_grad_label_and_target_come_from_the_config(tmp_path):
     a = json.loads((plain / "eval" / "attack" / "balanced__class3.json").read_text())
     b = json.loads((targeted / "eval" / "attack" / "balanced__class3.json").read_text())
     assert b["attack"]["target"] == "class5" and a["job_key"] != b["job_key"]
-    to5 = {name: next(c for c in d["combinations"] if c["evaluated_model"] == "balanced")["adversarial_histogram"][5]
-           for name, d in (("plain", a), ("targeted", b))}
+    to5 = {
+        name: next(c for c in d["combinations"] if c["evaluated_model"] == "balanced")["adversarial_histogram"][5]
+        for name, d in (("plain", a), ("targeted", b))
+    }
     assert to5["targeted"] > to5["plain"]  # the targeted attack sends more cat-like class3 images to class5
 
 
@@ -444,9 +507,23 @@ def test_a_run_folder_refuses_a_different_dataset(tmp_path, capsys):
             (root / split / c).mkdir(parents=True)
             for j in range(n):
                 Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{j}.png")
-    args = ["run", "--preset", "smoke", "--no-progress", "--no-report", "--data-dir", str(root),
-            "--set", "data.source='folder'", "--set", "imbalance.majority_count=8", "--set",
-            "imbalance.minority_count=2", "--out", str(tmp_path / "run")]
+    args = [
+        "run",
+        "--preset",
+        "smoke",
+        "--no-progress",
+        "--no-report",
+        "--data-dir",
+        str(root),
+        "--set",
+        "data.source='folder'",
+        "--set",
+        "imbalance.majority_count=8",
+        "--set",
+        "imbalance.minority_count=2",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 0
     files = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*") if p.is_file()}
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "train" / "a" / "0.png")

@@ -15,8 +15,24 @@ from advimb.cli import main
 @pytest.fixture(scope="module")
 def sweep_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "run"
-    code = main(["sweep", "--preset", "smoke", "--no-progress", "--out", str(out), "--attacks", "fgsm,pgd",
-                 "--epsilons", "0.01,0.04", "--set", "imbalance.classes=['class3', 'class5']", "--n-boot", "200"])
+    code = main(
+        [
+            "sweep",
+            "--preset",
+            "smoke",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--attacks",
+            "fgsm,pgd",
+            "--epsilons",
+            "0.01,0.04",
+            "--set",
+            "imbalance.classes=['class3', 'class5']",
+            "--n-boot",
+            "200",
+        ]
+    )
     assert code == 0
     return out
 
@@ -31,13 +47,16 @@ def test_sweep_writes_every_point_and_matches_the_main_grid(sweep_run):
     assert points == ["fgsm-eps0.01", "fgsm-eps0.04", "pgd-eps0.01", "pgd-eps0.04"]
     rows = _csv(sweep_run / "tables" / "sweep.csv")
     assert len(rows) == 4 * 2 * 5  # points x classes x combinations per class
-    main_grid = {(r["class"], r["evaluated_model"], r["gradient_model"]): r["adversarial_accuracy"]
-                 for f in (sweep_run / "eval" / "attack").glob("*.json")
-                 for r in json.loads(f.read_text())["combinations"]}
+    main_grid = {
+        (r["class"], r["evaluated_model"], r["gradient_model"]): r["adversarial_accuracy"]
+        for f in (sweep_run / "eval" / "attack").glob("*.json")
+        for r in json.loads(f.read_text())["combinations"]
+    }
     fgsm01 = [r for r in rows if r["attack"] == "fgsm" and float(r["eps"]) == 0.01]
     for r in fgsm01:  # the sweep's FGSM at the main eps reproduces the main grid exactly
         assert float(r["adversarial_accuracy"]) == pytest.approx(
-            main_grid[(r["class"], r["evaluated_model"], r["gradient_model"])], abs=1e-9)
+            main_grid[(r["class"], r["evaluated_model"], r["gradient_model"])], abs=1e-9
+        )
 
 
 def test_sweep_metrics(sweep_run):
@@ -58,8 +77,13 @@ def test_sweep_metrics(sweep_run):
         assert 0 < float(r["min_eps_mean"]) <= 0.04
     summ = _csv(sweep_run / "tables" / "sweep_summary.csv")
     for s in summ:
-        acc = [float(r["adversarial_accuracy"]) for r in rows if r["attack"] == s["attack"]
-               and r["eps"] == s["eps"] and f"{r['gradient']}_{r['model_kind']}" == s["column"]]
+        acc = [
+            float(r["adversarial_accuracy"])
+            for r in rows
+            if r["attack"] == s["attack"]
+            and r["eps"] == s["eps"]
+            and f"{r['gradient']}_{r['model_kind']}" == s["column"]
+        ]
         assert float(s["accuracy"]) == pytest.approx(100 * np.mean(acc), abs=1e-3)
         assert float(s["worst_class_accuracy"]) == pytest.approx(100 * min(acc), abs=1e-3)
 
@@ -85,10 +109,10 @@ def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):
         with torch.no_grad():
             correct = (model(x).argmax(1) == y).numpy()
         for i in np.flatnonzero(np.isfinite(me) & correct)[:5]:
-            e, res = float(me[i]), 0.04 / 2 ** 10  # 10 halvings of [0, 0.04]
+            e, res = float(me[i]), 0.04 / 2**10  # 10 halvings of [0, 0.04]
             with torch.no_grad():
-                at = model(fgsm(model, x[i:i + 1], y[i:i + 1], eps=e)).argmax(1).item()
-                below = model(fgsm(model, x[i:i + 1], y[i:i + 1], eps=max(e - res, 0.0))).argmax(1).item()
+                at = model(fgsm(model, x[i : i + 1], y[i : i + 1], eps=e)).argmax(1).item()
+                below = model(fgsm(model, x[i : i + 1], y[i : i + 1], eps=max(e - res, 0.0))).argmax(1).item()
             assert at != y[i].item(), "the image does not flip at its minimal eps"
             assert below == y[i].item(), "the image already flips one resolution step below"
             checked += 1
@@ -113,19 +137,26 @@ def test_pgd_evaluation_does_not_depend_on_batch_size(smoke_run, smoke_cfg):
     ds = load_dataset(smoke_cfg.data)
     model = load_weights(smoke_cfg, ds, RunLayout(smoke_run["run_dir"]), "balanced", "cpu")
     x, y = torch.from_numpy(ds.x_test[:40]), torch.from_numpy(ds.y_test[:40]).long()
-    res = [attack_images(model, x, y, dataclasses.replace(smoke_cfg.attack, name="pgd", eps=0.03, batch_size=b),
-                         ds.classes, seed=7) for b in (7, 40)]
+    res = [
+        attack_images(
+            model, x, y, dataclasses.replace(smoke_cfg.attack, name="pgd", eps=0.03, batch_size=b), ds.classes, seed=7
+        )
+        for b in (7, 40)
+    ]
     assert torch.equal(res[0], res[1])
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["--attacks", "fgsm,cw"], "unknown attack 'cw'"),
-    (["--epsilons", "0.01,abc"], "not a comma-separated list of numbers"),
-    (["--epsilons", "0.01,1.5"], "sweep.epsilons: 1.5 is outside (0, 1]"),
-    (["--set", "attack.steps=0"], "attack.steps: must be >= 1"),
-    (["--epsilons", ""], "needs at least one attack and one eps"),
-    (["--set", "attack.target='zebra'"], "unknown class 'zebra'"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--attacks", "fgsm,cw"], "unknown attack 'cw'"),
+        (["--epsilons", "0.01,abc"], "not a comma-separated list of numbers"),
+        (["--epsilons", "0.01,1.5"], "sweep.epsilons: 1.5 is outside (0, 1]"),
+        (["--set", "attack.steps=0"], "attack.steps: must be >= 1"),
+        (["--epsilons", ""], "needs at least one attack and one eps"),
+        (["--set", "attack.target='zebra'"], "unknown class 'zebra'"),
+    ],
+)
 def test_bad_sweep_input(capsys, tmp_path, argv, msg):
     assert main(["sweep", "--preset", "smoke", "--no-progress", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip()

@@ -29,7 +29,7 @@ def test_rmsprop_matches_keras_update_rule():
         lin(x).pow(2).sum().backward()
         g = lin.weight.grad.numpy().copy()
         opt.step()
-        a = 0.9 * a + 0.1 * g ** 2
+        a = 0.9 * a + 0.1 * g**2
         w = w - 1e-2 * g / (np.sqrt(a) + 1e-7)
         np.testing.assert_allclose(lin.weight.detach().numpy(), w, rtol=1e-12, atol=1e-14)
 
@@ -67,17 +67,29 @@ class Tiny(nn.Module):
 def _fit(epochs, resume=None, on_epoch_end=None, patience=50):
     torch.manual_seed(0)
     model = Tiny()
-    cfg = TrainConfig(lr=1e-2, batch_size=16, max_epochs=epochs, patience=patience, channels_last=False,
-                      precision="fp32")
-    res = fit(model, _toy(), _toy(48, seed=1), cfg, seed=7, augment=True, resume=resume,
-              on_epoch_end=on_epoch_end, progress=False)
+    cfg = TrainConfig(
+        lr=1e-2, batch_size=16, max_epochs=epochs, patience=patience, channels_last=False, precision="fp32"
+    )
+    res = fit(
+        model,
+        _toy(),
+        _toy(48, seed=1),
+        cfg,
+        seed=7,
+        augment=True,
+        resume=resume,
+        on_epoch_end=on_epoch_end,
+        progress=False,
+    )
     return model, res
 
 
 @pytest.mark.determinism
 def test_fit_is_deterministic_and_restores_best_weights():
     states = {}
-    _, res = _fit(6, on_epoch_end=lambda s: states.__setitem__(s["epoch"], {k: v.clone() for k, v in s["model"].items()}))
+    _, res = _fit(
+        6, on_epoch_end=lambda s: states.__setitem__(s["epoch"], {k: v.clone() for k, v in s["model"].items()})
+    )
     _, res2 = _fit(6)
     assert all(torch.equal(res.state_dict[k], res2.state_dict[k]) for k in res.state_dict)
     losses = [h["val_loss"] for h in res.history]
@@ -112,10 +124,19 @@ def test_restore_best_false_keeps_the_last_epochs_weights():
     states = {}
     torch.manual_seed(0)
     model = Tiny()
-    cfg = TrainConfig(lr=1e-2, batch_size=16, max_epochs=6, patience=50, channels_last=False, precision="fp32",
-                      restore_best=False)
-    res = fit(model, _toy(), _toy(48, seed=1), cfg, seed=7, augment=True, progress=False,
-              on_epoch_end=lambda s: states.__setitem__(s["epoch"], {k: v.clone() for k, v in s["model"].items()}))
+    cfg = TrainConfig(
+        lr=1e-2, batch_size=16, max_epochs=6, patience=50, channels_last=False, precision="fp32", restore_best=False
+    )
+    res = fit(
+        model,
+        _toy(),
+        _toy(48, seed=1),
+        cfg,
+        seed=7,
+        augment=True,
+        progress=False,
+        on_epoch_end=lambda s: states.__setitem__(s["epoch"], {k: v.clone() for k, v in s["model"].items()}),
+    )
     assert all(torch.equal(res.state_dict[k], states[6][k]) for k in states[6])
     _, best = _fit(6)  # the same training with restore_best = true keeps the best epoch instead
     assert best.best_epoch == res.best_epoch

@@ -25,8 +25,13 @@ README = HERE / "README.md"
 MAIN_README = HERE.parent.parent / "README.md"
 BLOCK = re.compile(r"<!-- account:(\w+) ([\w./-]+) -->\n(.*?)<!-- /account:\1 -->", re.DOTALL)
 COLS = ("different_model_under", "different_model_over", "same_model_balanced", "same_model_under", "same_model_over")
-HEAD = ("different model: under", "different model: over", "same model: balanced", "same model: under",
-        "same model: over")
+HEAD = (
+    "different model: under",
+    "different model: over",
+    "same model: balanced",
+    "same model: under",
+    "same model: over",
+)
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -47,24 +52,37 @@ def run_facts(run: Path) -> str:
     inv = m["invocations"][-1]
     env, ds = m["environment"], m["dataset"]
     js = inv["job_seconds"]
-    phase = {"training": sum(v for k, v in js.items() if k.startswith("train")),
-             "clean evaluation": sum(v for k, v in js.items() if k.startswith("clean")),
-             "attacks": sum(v for k, v in js.items() if k.startswith("attack"))}
+    phase = {
+        "training": sum(v for k, v in js.items() if k.startswith("train")),
+        "clean evaluation": sum(v for k, v in js.items() if k.startswith("clean")),
+        "attacks": sum(v for k, v in js.items() if k.startswith("attack")),
+    }
     train = "; ".join(f"{k.removeprefix('train ')} {v:.1f} s" for k, v in js.items() if k.startswith("train"))
     prec = re.search(r'precision = "(\w+)"', cfg).group(1)
     stack = re.search(r'stack = "(\w+)"', cfg).group(1)
     rows = [
         ("command", f"`{' '.join(inv['argv'])}`"),
-        ("device", f"{env['device']}, {env['torch_threads']} CPU threads; PyTorch {env['torch']}, torchvision "
-                   f"{env['torchvision']}, numpy {env['numpy']}, Python {env['python']}"),
+        (
+            "device",
+            f"{env['device']}, {env['torch_threads']} CPU threads; PyTorch {env['torch']}, torchvision "
+            f"{env['torchvision']}, numpy {env['numpy']}, Python {env['python']}",
+        ),
         ("code", f"advimb {env['advimb']}; the manifest records git commit `{env['commit'][:7]}` (see Provenance)"),
-        ("settings resolved", f"train.precision = {prec}, train.stack = {stack}, compile off, {inv['executor']['name']} "
-                              "executor"),
-        ("dataset", f"{ds['name']}: {ds['origin']} (fingerprint `{ds['fingerprint'][:16]}...`), "
-                    f"{sum(ds['train_per_class']):,} training and {sum(ds['test_per_class']):,} test images"),
+        (
+            "settings resolved",
+            f"train.precision = {prec}, train.stack = {stack}, compile off, {inv['executor']['name']} executor",
+        ),
+        (
+            "dataset",
+            f"{ds['name']}: {ds['origin']} (fingerprint `{ds['fingerprint'][:16]}...`), "
+            f"{sum(ds['train_per_class']):,} training and {sum(ds['test_per_class']):,} test images",
+        ),
         ("started / finished", f"{inv['started']} / {inv['finished']}"),
-        ("wall time", f"{inv['wall_seconds']:.0f} s of study time ({inv['jobs_run']} jobs): "
-                      + ", ".join(f"{k} {v:.1f} s" for k, v in phase.items())),
+        (
+            "wall time",
+            f"{inv['wall_seconds']:.0f} s of study time ({inv['jobs_run']} jobs): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in phase.items()),
+        ),
         ("training by job", train),
     ]
     return "| what | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
@@ -80,31 +98,42 @@ def table1(run: Path) -> str:
         name = f"**{r['class']}**" if r["class"] == "average" else r["class"]
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     w, n = t1["cells_within_10_points"]
-    far = sorted(((abs(rr["difference"][c]), rr["class"], h) for rr in t1["rows"] for c, h in zip(COLS, HEAD)),
-                 reverse=True)[:5]
-    return ("Each cell: this run [95% interval] / the paper / difference in points.\n\n" + "\n".join(out) + "\n\n"
-            f"{w} of {n} cells are within 10 points of the paper's. Largest differences: "
-            + "; ".join(f"{cls}, {h} ({d:.1f})" for d, cls, h in far) + ".\n")
+    far = sorted(
+        ((abs(rr["difference"][c]), rr["class"], h) for rr in t1["rows"] for c, h in zip(COLS, HEAD)), reverse=True
+    )[:5]
+    return (
+        "Each cell: this run [95% interval] / the paper / difference in points.\n\n" + "\n".join(out) + "\n\n"
+        f"{w} of {n} cells are within 10 points of the paper's. Largest differences: "
+        + "; ".join(f"{cls}, {h} ({d:.1f})" for d, cls, h in far)
+        + ".\n"
+    )
 
 
 def claims(run: Path) -> str:
-    from advimb.results.claims import magnitude_text
+    from advimb.report.text import magnitude_text
 
     res = _json(run / "report" / "results.json")
-    out = ["| claim | sign test | differences the paper predicts > 0, pp [95% interval] | magnitude: this run vs "
-           "the paper |", "|---|---|---|---|"]
+    out = [
+        "| claim | sign test | differences the paper predicts > 0, pp [95% interval] | magnitude: this run vs "
+        "the paper |",
+        "|---|---|---|---|",
+    ]
     for c in res["claims"]["claims"]:
-        comps = "; ".join(f"{x['label'].replace(' (pp)', '')}: {x['value']:+.1f} [{x['lo']:.1f}, {x['hi']:.1f}]"
-                          for x in c["comparisons"])
+        comps = "; ".join(
+            f"{x['label'].replace(' (pp)', '')}: {x['value']:+.1f} [{x['lo']:.1f}, {x['hi']:.1f}]"
+            for x in c["comparisons"]
+        )
         out.append(f"| {c['id']} | {c['shown_as']} | {comps} | {magnitude_text(c)} |")
-    return (f"Intervals: {res['claims']['interval_method']}. Verdict = sign test only.\n\n" + "\n".join(out) + "\n")
+    return f"Intervals: {res['claims']['interval_method']}. Verdict = sign test only.\n\n" + "\n".join(out) + "\n"
 
 
 def models(run: Path) -> str:
     clean = {r["model"]: r for r in _csv(run / "tables" / "clean_accuracy.csv")}
-    out = ["| model | training / validation images (its class) | best epoch / stopped | best val. loss | val. acc. "
-           "at best | train acc. at best / at stop | clean test acc. | its class, clean test acc. |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| model | training / validation images (its class) | best epoch / stopped | best val. loss | val. acc. "
+        "at best | train acc. at best / at stop | clean test acc. | its class, clean test acc. |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, row in clean.items():
         slug = name.replace(":", "-")
         meta = _json(run / "models" / slug / "meta.json")
@@ -113,12 +142,13 @@ def models(run: Path) -> str:
         best = hist[meta["best_epoch"] - 1]
         target = meta["target"]
         i = list(sc["counts"]).index(target) if target else None
-        own = (f"{sc['train_per_class'][i]:,} / {sc['val_per_class'][i]:,}" if target is not None else "-")
+        own = f"{sc['train_per_class'][i]:,} / {sc['val_per_class'][i]:,}" if target is not None else "-"
         out.append(
             f"| {name} | {sc['n_train']:,} / {sc['n_val']:,} ({own}) | {meta['best_epoch']} / {meta['stopped_epoch']} | "
             f"{best['val_loss']:.3f} | {100 * best['val_accuracy']:.1f}% | {100 * best['accuracy']:.1f}% / "
             f"{100 * hist[-1]['accuracy']:.1f}% | {_ci(row, 'accuracy')} | "
-            f"{_ci(row, target) if target else '-'} |")
+            f"{_ci(row, target) if target else '-'} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -126,44 +156,63 @@ def per_class(run: Path) -> str:
     fig2 = _csv(run / "tables" / "clean_target_accuracy.csv")
     t1 = {r["class"]: r for r in _csv(run / "tables" / "table1.csv")}
     rel = {(r["class"], r["model_kind"], r["gradient"]): r for r in _csv(run / "tables" / "relative_difference.csv")}
-    out = ["| class | clean: balanced | clean: under-sampled | clean: over-sampled | under-sampled model: attacked "
-           "with the balanced model's gradient | that, as a share of its clean accuracy on those images |",
-           "|---|---:|---:|---:|---:|---:|"]
+    out = [
+        "| class | clean: balanced | clean: under-sampled | clean: over-sampled | under-sampled model: attacked "
+        "with the balanced model's gradient | that, as a share of its clean accuracy on those images |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     ratios = []
     for r in fig2:
         c = r["class"]
         d = rel[(c, "under", "different_model")]
         ratio = float(d["adversarial_accuracy"]) / float(d["clean_accuracy_attacked_images"])
         ratios.append(ratio)
-        out.append(f"| {c} | {_ci(r, 'balanced')} | {_ci(r, 'under')} | {_ci(r, 'over')} | "
-                   f"{_ci(t1[c], 'different_model_under')} | {100 * ratio:.0f}% |")
+        out.append(
+            f"| {c} | {_ci(r, 'balanced')} | {_ci(r, 'under')} | {_ci(r, 'over')} | "
+            f"{_ci(t1[c], 'different_model_under')} | {100 * ratio:.0f}% |"
+        )
     s = _json(run / "tables" / "summary.json")
     ct = s["clean_target_average_percent"]
     mean_ratio = sum(ratios) / len(ratios)
     du = s["table1_average_percent"]["different_model_under"]
-    return ("\n".join(out) + "\n\n"
-            f"Means over classes: clean accuracy of the class {ct['balanced']:.1f}% (balanced model), "
-            f"{ct['under']:.1f}% (under-sampled), {ct['over']:.1f}% (over-sampled). Under the transfer attack the "
-            f"under-sampled models keep {100 * mean_ratio:.0f}% of their clean accuracy on the attacked images (mean of "
-            f"the per-class ratios; {du:.1f}% / {ct['under']:.1f}% = {100 * du / ct['under']:.0f}% as a ratio of the "
-            f"means). The same ratios applied to the balanced model's clean accuracy of the classes "
-            f"({ct['balanced']:.1f}%) give {mean_ratio * ct['balanced']:.1f}% to {du / ct['under'] * ct['balanced']:.1f}%.\n")
+    return (
+        "\n".join(out) + "\n\n"
+        f"Means over classes: clean accuracy of the class {ct['balanced']:.1f}% (balanced model), "
+        f"{ct['under']:.1f}% (under-sampled), {ct['over']:.1f}% (over-sampled). Under the transfer attack the "
+        f"under-sampled models keep {100 * mean_ratio:.0f}% of their clean accuracy on the attacked images (mean of "
+        f"the per-class ratios; {du:.1f}% / {ct['under']:.1f}% = {100 * du / ct['under']:.0f}% as a ratio of the "
+        f"means). The same ratios applied to the balanced model's clean accuracy of the classes "
+        f"({ct['balanced']:.1f}%) give {mean_ratio * ct['balanced']:.1f}% to {du / ct['under'] * ct['balanced']:.1f}%.\n"
+    )
 
 
 def pair(run: Path) -> str:
     """Where the report's pair's images go, clean and perturbed (same-model attack), by model."""
     a, b = _json(run / "report" / "results.json")["pair"]["classes"]
     flips = _csv(run / "tables" / "flip_rates.csv")
-    out = ["| images | model | share predicted as the pair's other class: clean -> perturbed | top wrong labels "
-           "after the attack |",
-           "|---|---|---|---|"]
-    for cls, other, model in ((a, b, "balanced"), (a, b, f"under:{a}"), (a, b, f"over:{a}"),
-                              (b, a, "balanced"), (b, a, f"under:{b}"), (b, a, f"over:{b}")):
-        rows = [r for r in flips if r["class"] == cls and r["evaluated_model"] == model and r["gradient"] == "same_model"]
+    out = [
+        "| images | model | share predicted as the pair's other class: clean -> perturbed | top wrong labels "
+        "after the attack |",
+        "|---|---|---|---|",
+    ]
+    for cls, other, model in (
+        (a, b, "balanced"),
+        (a, b, f"under:{a}"),
+        (a, b, f"over:{a}"),
+        (b, a, "balanced"),
+        (b, a, f"under:{b}"),
+        (b, a, f"over:{b}"),
+    ):
+        rows = [
+            r for r in flips if r["class"] == cls and r["evaluated_model"] == model and r["gradient"] == "same_model"
+        ]
         to = next(r for r in rows if r["predicted_class"] == other)
         wrong = sorted((r for r in rows if r["predicted_class"] != cls), key=lambda r: -float(r["share"]))[:3]
-        out.append(f"| {cls} | {model} | {other}: {_ci(to, 'clean_share')} -> {_ci(to, 'share')} | "
-                   + ", ".join(f"{r['predicted_class']} {float(r['share']):.1f}" for r in wrong) + " |")
+        out.append(
+            f"| {cls} | {model} | {other}: {_ci(to, 'clean_share')} -> {_ci(to, 'share')} | "
+            + ", ".join(f"{r['predicted_class']} {float(r['share']):.1f}" for r in wrong)
+            + " |"
+        )
     n = int(flips[0]["attacked_images"])
     return f"Shares of the class's {n:,} attacked test images, % [95% interval].\n\n" + "\n".join(out) + "\n"
 
@@ -180,15 +229,18 @@ def headline(run: Path) -> str:
     w, n = t1["cells_within_10_points"]
     a, b = res["pair"]["classes"]
     c4b = cl["C4b"]["comparisons"][0]
-    return (f"- Claims (sign tests, 95% bootstrap intervals): {verdicts}. C4b: under {a} under-sampling, the share of "
-            f"{a} images called {b} after the attack minus before it: {c4b['value']:+.1f} points "
-            f"[{c4b['lo']:.1f}, {c4b['hi']:.1f}].\n"
-            f"- Table 1: {w} of {n} cells within 10 points of the paper's; column averages (this run / paper): "
-            + "; ".join(f"{h} {avg['measured'][c]:.1f}% / {avg['paper'][c]:g}%" for c, h in zip(COLS, HEAD)) + ".\n"
-            f"- Balanced model, clean test accuracy: {bal['value']:.1f}% [{bal['lo']:.1f}, {bal['hi']:.1f}] (the authors "
-            f"report {ref['balanced_clean_accuracy_thesis_percent']}% from their code). Clean accuracy of the target "
-            f"class, mean over classes: {ct['balanced']['value']:.1f}% for the balanced model, "
-            f"{ct['under']['value']:.1f}% for the models with that class under-sampled.\n")
+    return (
+        f"- Claims (sign tests, 95% bootstrap intervals): {verdicts}. C4b: under {a} under-sampling, the share of "
+        f"{a} images called {b} after the attack minus before it: {c4b['value']:+.1f} points "
+        f"[{c4b['lo']:.1f}, {c4b['hi']:.1f}].\n"
+        f"- Table 1: {w} of {n} cells within 10 points of the paper's; column averages (this run / paper): "
+        + "; ".join(f"{h} {avg['measured'][c]:.1f}% / {avg['paper'][c]:g}%" for c, h in zip(COLS, HEAD))
+        + ".\n"
+        f"- Balanced model, clean test accuracy: {bal['value']:.1f}% [{bal['lo']:.1f}, {bal['hi']:.1f}] (the authors "
+        f"report {ref['balanced_clean_accuracy_thesis_percent']}% from their code). Clean accuracy of the target "
+        f"class, mean over classes: {ct['balanced']['value']:.1f}% for the balanced model, "
+        f"{ct['under']['value']:.1f}% for the models with that class under-sampled.\n"
+    )
 
 
 #: the published run every later run is compared with
@@ -214,23 +266,50 @@ def _beside_rows(run: Path, base: Path | None = None):
     rows = []
     # the whole test set: independent resamples (the second run's bootstrap another seed)
     qn, qo = GridMetrics(new, Bootstrap(seed=1)).clean_overall("balanced"), mo.clean_overall("balanced")
-    rows.append(("balanced model, clean test accuracy (10,000 images)", boot.interval(*qo), boot.interval(*qn),
-                 boot.interval(qn[0] - qo[0], qn[1] - qo[1]),
-                 f"{ref['text']['balanced_clean_accuracy_thesis_percent']} (the authors' code)"))
+    rows.append(
+        (
+            "balanced model, clean test accuracy (10,000 images)",
+            boot.interval(*qo),
+            boot.interval(*qn),
+            boot.interval(qn[0] - qo[0], qn[1] - qo[1]),
+            f"{ref['text']['balanced_clean_accuracy_thesis_percent']} (the authors' code)",
+        )
+    )
     for c in new.targets:
         # the balanced model's: the same protocol in both runs, so its difference is what retraining elsewhere
         # (device, precision, rounding) does by itself
         qn, qo = mn.accuracy(c, "balanced", "same_model", "clean"), mo.accuracy(c, "balanced", "same_model", "clean")
-        rows.append((f"balanced, clean accuracy of {c} ({new.n_attacked:,} images)", mo.estimate(qo), mn.estimate(qn),
-                     boot.interval(*difference(qn, qo)), "-"))
+        rows.append(
+            (
+                f"balanced, clean accuracy of {c} ({new.n_attacked:,} images)",
+                mo.estimate(qo),
+                mn.estimate(qn),
+                boot.interval(*difference(qn, qo)),
+                "-",
+            )
+        )
         for kind in ("under", "over"):
             qn, qo = mn.accuracy(c, kind, "different_model", "clean"), mo.accuracy(c, kind, "different_model", "clean")
-            rows.append((f"{kind}:{c}, clean accuracy of {c} ({new.n_attacked:,} images)", mo.estimate(qo),
-                         mn.estimate(qn), boot.interval(*difference(qn, qo)), "-"))
+            rows.append(
+                (
+                    f"{kind}:{c}, clean accuracy of {c} ({new.n_attacked:,} images)",
+                    mo.estimate(qo),
+                    mn.estimate(qn),
+                    boot.interval(*difference(qn, qo)),
+                    "-",
+                )
+            )
         for col, kind, grad in TABLE1_COLUMNS:
             qn, qo = mn.accuracy(c, kind, grad), mo.accuracy(c, kind, grad)
-            rows.append((f"Table 1, {c}, {col.replace('_', ' ').replace('model ', 'model: ')}", mo.estimate(qo),
-                         mn.estimate(qn), boot.interval(*difference(qn, qo)), f"{paper[c][col]:g}"))
+            rows.append(
+                (
+                    f"Table 1, {c}, {col.replace('_', ' ').replace('model ', 'model: ')}",
+                    mo.estimate(qo),
+                    mn.estimate(qn),
+                    boot.interval(*difference(qn, qo)),
+                    f"{paper[c][col]:g}",
+                )
+            )
     return rows, new
 
 
@@ -242,10 +321,12 @@ def beside_headline(run: Path) -> str:
     bal = pick["balanced model, clean test accuracy (10,000 images)"]
     own = pick[f"under:{c}, clean accuracy of {c} ({new.n_attacked:,} images)"]
     du = pick[f"Table 1, {c}, different model: under"]
-    return (f"- Balanced model, clean test accuracy {_e(bal[2])} (published run {_e(bal[1])}); under:{c}, clean "
-            f"accuracy of {c} {_e(own[2])} (published run {_e(own[1])}; difference {_e(own[3], '+')} points, "
-            f"paired on the same images); Table 1's {c} cell, different model: under, {_e(du[2])} (published "
-            f"{_e(du[1])}, the paper {du[4]}).\n")
+    return (
+        f"- Balanced model, clean test accuracy {_e(bal[2])} (published run {_e(bal[1])}); under:{c}, clean "
+        f"accuracy of {c} {_e(own[2])} (published run {_e(own[1])}; difference {_e(own[3], '+')} points, "
+        f"paired on the same images); Table 1's {c} cell, different model: under, {_e(du[2])} (published "
+        f"{_e(du[1])}, the paper {du[4]}).\n"
+    )
 
 
 def beside(run: Path, base: Path | None = None) -> str:
@@ -257,21 +338,37 @@ def beside(run: Path, base: Path | None = None) -> str:
     (the same :class:`Bootstrap` key). The clean accuracy over the whole test set is stored
     as confusion counts (no image order), so its difference resamples the runs independently."""
     rows, new = _beside_rows(run, base)
-    out = [f"Each row: the published run ({BASE}) [95% interval] | this run [95% interval] | this run minus the "
-           "published one, points [95% interval] | the paper. The intervals come from this table's own resample, so "
-           "they can differ in the last digit from other tables' intervals of the same quantity.", "",
-           "| quantity | published run | this run | difference | paper |", "|---|---:|---:|---:|---:|"]
+    out = [
+        f"Each row: the published run ({BASE}) [95% interval] | this run [95% interval] | this run minus the "
+        "published one, points [95% interval] | the paper. The intervals come from this table's own resample, so "
+        "they can differ in the last digit from other tables' intervals of the same quantity.",
+        "",
+        "| quantity | published run | this run | difference | paper |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for label, eo, en, ed, paper in rows:
         out.append(f"| {label} | {_e(eo)} | {_e(en)} | {_e(ed, '+')} | {paper} |")
     missing = [c for c in new.classes if c not in new.targets]
-    note = (f"\nThis run studies {', '.join(new.targets)} only: the other {len(missing)} classes' rows of Table 1 "
-            f"({5 * len(missing)} cells) and every column average are not measured by it.\n" if missing else "")
+    note = (
+        f"\nThis run studies {', '.join(new.targets)} only: the other {len(missing)} classes' rows of Table 1 "
+        f"({5 * len(missing)} cells) and every column average are not measured by it.\n"
+        if missing
+        else ""
+    )
     return "\n".join(out) + "\n" + note
 
 
-BLOCKS = {"headline": headline, "beside": beside, "beside_headline": beside_headline, "run": run_facts,
-          "table1": table1, "claims": claims, "models": models, "per_class": per_class,
-          "pair": pair}
+BLOCKS = {
+    "headline": headline,
+    "beside": beside,
+    "beside_headline": beside_headline,
+    "run": run_facts,
+    "table1": table1,
+    "claims": claims,
+    "models": models,
+    "per_class": per_class,
+    "pair": pair,
+}
 
 
 def block(name: str, run: str) -> str:
@@ -313,12 +410,16 @@ def main() -> int:
             stale.append(str(path.relative_to(HERE.parent.parent)))
     loose = unexplained_numbers(README.read_text())
     if loose:
-        print(f"docs/reproduction/README.md states numbers that no generated table shows: {', '.join(loose)}",
-              file=sys.stderr)
+        print(
+            f"docs/reproduction/README.md states numbers that no generated table shows: {', '.join(loose)}",
+            file=sys.stderr,
+        )
         return 1
     if stale:
-        print(f"{', '.join(stale)} out of step with the artifacts; run python docs/reproduction/account.py --write",
-              file=sys.stderr)
+        print(
+            f"{', '.join(stale)} out of step with the artifacts; run python docs/reproduction/account.py --write",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

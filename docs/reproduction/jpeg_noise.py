@@ -47,7 +47,7 @@ def thumbnails(wheel: str, tile: int = 128, stride: int = 64) -> np.ndarray:
             a = np.asarray(img)
             for y in range(0, a.shape[0] - tile + 1, stride):
                 for x in range(0, a.shape[1] - tile + 1, stride):
-                    t = Image.fromarray(a[y:y + tile, x:x + tile]).resize((32, 32), Image.BOX)
+                    t = Image.fromarray(a[y : y + tile, x : x + tile]).resize((32, 32), Image.BOX)
                     out.append(np.asarray(t))
     return np.stack(out)
 
@@ -55,9 +55,11 @@ def thumbnails(wheel: str, tile: int = 128, stride: int = 64) -> np.ndarray:
 def stats(before: np.ndarray, after: np.ndarray) -> str:
     d = np.abs(after.astype(np.int16) - before.astype(np.int16))
     per_image_max = d.reshape(len(d), -1).max(1)
-    return (f"{len(d)} images: mean |delta| {d.mean():.2f} levels, RMS {np.sqrt((d.astype(float) ** 2).mean()):.2f}, "
-            f"median per-image max {np.median(per_image_max):.0f}, pixels with |delta| > eps (2.55 levels): "
-            f"{100 * (d > EPS_LEVELS).mean():.1f}%")
+    return (
+        f"{len(d)} images: mean |delta| {d.mean():.2f} levels, RMS {np.sqrt((d.astype(float) ** 2).mean()):.2f}, "
+        f"median per-image max {np.median(per_image_max):.0f}, pixels with |delta| > eps (2.55 levels): "
+        f"{100 * (d > EPS_LEVELS).mean():.1f}%"
+    )
 
 
 def main() -> None:
@@ -66,8 +68,10 @@ def main() -> None:
     ap.add_argument("--data-dir", help="the offline CIFAR-10 copy (second-generation error of its test images)")
     args = ap.parse_args()
     thumbs = thumbnails(args.photos)
-    print("first generation, q75, 32x32 thumbnails of lossless photographs:",
-          stats(thumbs, np.stack([q75(t) for t in thumbs])))
+    print(
+        "first generation, q75, 32x32 thumbnails of lossless photographs:",
+        stats(thumbs, np.stack([q75(t) for t in thumbs])),
+    )
     if args.data_dir:
         from advimb.config.sections import DataConfig
         from advimb.data.sources import load_dataset

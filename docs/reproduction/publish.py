@@ -64,7 +64,9 @@ def publish(src: Path, name: str, root: Path = HERE) -> Path:
         rel = p.relative_to(src).as_posix()
         rec = {**artifacts.file_record(p)}
         if p.suffix in (".pt", ".pth", ".tmp") or rel == "run.lock" or rel.split("/")[0] in ("tables", "report"):
-            rec["published"] = "dropped (weights, checkpoints and the lock are not published; tables and report are rebuilt)"
+            rec["published"] = (
+                "dropped (weights, checkpoints and the lock are not published; tables and report are rebuilt)"
+            )
         elif rel.startswith("eval/attack/") and p.suffix == ".npz":
             with np.load(p) as a:
                 kept = {k: a[k] for k in a.files if k not in IMAGE_ARRAYS}
@@ -79,9 +81,15 @@ def publish(src: Path, name: str, root: Path = HERE) -> Path:
         files[rel] = rec
     env = manifest.get("environment", {})
     prov = {
-        "source": str(src), "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": len(os.sched_getaffinity(0)),
-                    "python": platform.python_version(), "torch": env.get("torch")},
+        "source": str(src),
+        "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": cpu_name(),
+            "cpu_flags": cpu_flags(),
+            "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "torch": env.get("torch"),
+        },
         "files": files,
     }
     (dst / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")

@@ -34,29 +34,46 @@ from advimb.study.run import run_study
 TABLES = ("table1", "clean_accuracy", "clean_target_accuracy", "relative_difference", "flip_rates")
 
 
-def build_config(preset: str | None = None, *, config_file: str | Path | None = None, data_dir: str | Path | None = None,
-           overrides: dict[str, Any] | None = None, seeds: int | None = None,
-           device: str | None = None) -> ExperimentConfig:
+def build_config(
+    preset: str | None = None,
+    *,
+    config_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    seeds: int | None = None,
+    device: str | None = None,
+) -> ExperimentConfig:
     """The resolved config a :func:`run` with these arguments would use (every name checked).
 
     ``overrides``: ``{"train.max_epochs": 2, "attack.name": "pgd"}`` (dotted keys, as the
     CLI's ``--set``) or nested tables (``{"train": {"max_epochs": 2}}``)."""
-    return resolve_arguments(preset, config_file, [_nest(overrides or {})], data_dir=data_dir, seeds=seeds,
-                             device=device)
+    return resolve_arguments(
+        preset, config_file, [_nest(overrides or {})], data_dir=data_dir, seeds=seeds, device=device
+    )
 
 
-def run(preset: str | None = None, *, out: str | Path | None = None, config_file: str | Path | None = None,
-        data_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, seeds: int | None = None,
-        device: str | None = None, report: bool = True, progress: bool = True, wait: bool = False) -> Results:
+def run(
+    preset: str | None = None,
+    *,
+    out: str | Path | None = None,
+    config_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    seeds: int | None = None,
+    device: str | None = None,
+    report: bool = True,
+    progress: bool = True,
+    wait: bool = False,
+) -> Results:
     """Run (or resume) the study into run folder ``out`` (default ``runs/<preset>``), build
     its tables and, with ``report``, its report; return its :class:`Results`. Arguments as
     :func:`build_config`; the same study, artifacts and checks as ``advimb run``. ``wait``:
     if another invocation is writing into ``out``, wait for it (else :class:`UserError`)."""
-    cfg = build_config(preset, config_file=config_file, data_dir=data_dir, overrides=overrides, seeds=seeds,
-                 device=device)
+    cfg = build_config(
+        preset, config_file=config_file, data_dir=data_dir, overrides=overrides, seeds=seeds, device=device
+    )
     after = (lambda run_dir: build_report(run_dir)) if report else None
-    res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"], after=after,
-                    wait=wait)
+    res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"], after=after, wait=wait)
     return Results(Path(res["run_dir"]))
 
 
@@ -64,8 +81,10 @@ def load(run_dir: str | Path) -> Results:
     """The results of a finished run folder (made by this or an earlier version)."""
     run_dir = Path(run_dir)
     if not (run_dir / "tables" / "summary.json").is_file():
-        raise UserError(f"{run_dir} holds no finished study (no tables/summary.json); "
-                        "run it with advimb.run(...) or `advimb run`, or rebuild its tables with `advimb tables`")
+        raise UserError(
+            f"{run_dir} holds no finished study (no tables/summary.json); "
+            "run it with advimb.run(...) or `advimb run`, or rebuild its tables with `advimb tables`"
+        )
     return Results(run_dir)
 
 
@@ -90,15 +109,19 @@ def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int =
     cfg = read_config(run_dir)
     manifest = RunLayout(run_dir).manifest
     if cfg is None or not manifest.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no readable config.toml and manifest.json); "
-                        "give the folder `advimb run --out` wrote")
+        raise UserError(
+            f"{run_dir} is not a run folder (no readable config.toml and manifest.json); "
+            "give the folder `advimb run --out` wrote"
+        )
     layout = RunLayout(run_dir, replicate)
     weights = layout.model(slug(model)) / "weights.pt"
     if not weights.is_file():
         found = sorted(read_json(p)["scenario"] for p in (layout.root / "models").glob("*/meta.json"))
-        raise UserError(f"{run_dir} has no trained model {model!r}"
-                        + (f" in replicate {replicate}" if replicate else "")
-                        + (f"; it has: {', '.join(found)}" if found else "; it has none yet (run the study first)"))
+        raise UserError(
+            f"{run_dir} has no trained model {model!r}"
+            + (f" in replicate {replicate}" if replicate else "")
+            + (f"; it has: {', '.join(found)}" if found else "; it has none yet (run the study first)")
+        )
     data = read_json(manifest).get("dataset", {})
     try:
         dev = torch.device(device)
@@ -185,8 +208,7 @@ class Results:
         return self.run_dir / "report" / "index.html"
 
     def __repr__(self) -> str:
-        return (f"Results({str(self.run_dir)!r}: balanced clean accuracy "
-                f"{self.summary.get('balanced_clean_accuracy')}%)")
+        return f"Results({str(self.run_dir)!r}: balanced clean accuracy {self.summary.get('balanced_clean_accuracy')}%)"
 
 
 def _nest(overrides: dict[str, Any]) -> dict[str, Any]:

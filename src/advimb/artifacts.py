@@ -18,9 +18,9 @@ import os
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -112,8 +112,9 @@ def csv_text(rows: list[dict[str, Any]], cols: list[str]) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (("" if not math.isfinite(v) else f"{v:.4f}") if isinstance(v, float) else v)
-                    for k, v in r.items()})
+        w.writerow(
+            {k: (("" if not math.isfinite(v) else f"{v:.4f}") if isinstance(v, float) else v) for k, v in r.items()}
+        )
     return buf.getvalue()
 
 

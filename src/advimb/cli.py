@@ -1,10 +1,10 @@
 """Command-line interface (thin: it only fills the config and calls the stages).
 
-    advimb run --preset quick --data-dir ../shared/data --out runs/quick
-    advimb report runs/quick              # figures, HTML page, claims (run does this at the end)
-    advimb tables runs/quick
-    advimb config --preset quick          # print the resolved config as TOML
-    advimb list                           # presets, models, attacks
+advimb run --preset quick --data-dir ../shared/data --out runs/quick
+advimb report runs/quick              # figures, HTML page, claims (run does this at the end)
+advimb tables runs/quick
+advimb config --preset quick          # print the resolved config as TOML
+advimb list                           # presets, models, attacks
 """
 
 from __future__ import annotations
@@ -21,34 +21,60 @@ def _study_args(sp: argparse.ArgumentParser) -> None:
     """The options that build a study's config (run, sweep, config)."""
     from advimb.config.presets import PRESETS
 
-    sp.add_argument("--preset", default=None,
-                    help=f"one of {', '.join(PRESETS)} (default: paper, or the config file's preset)")
+    sp.add_argument(
+        "--preset", default=None, help=f"one of {', '.join(PRESETS)} (default: paper, or the config file's preset)"
+    )
     sp.add_argument("--config", metavar="FILE", help="TOML file setting any config field")
-    sp.add_argument("--data-dir", metavar="DIR",
-                    help="local dataset (CIFAR-10 batches, image folders or an archive); "
-                         "default $ADVIMB_DATA, else download CIFAR-10")
+    sp.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="local dataset (CIFAR-10 batches, image folders or an archive); "
+        "default $ADVIMB_DATA, else download CIFAR-10",
+    )
     sp.add_argument("--seed", type=int, help="base seed (selection, split, init, order)")
-    sp.add_argument("--seeds", type=int, metavar="N",
-                    help="independent replicates of every job (default 1); tables show means and 95%% intervals")
+    sp.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="independent replicates of every job (default 1); tables show means and 95%% intervals",
+    )
     sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
     sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    sp.add_argument("--executor", choices=("local", "dask"),
-                    help="who runs the jobs: local (default, this process) or dask (Dask distributed)")
-    sp.add_argument("--scheduler", metavar="ADDRESS",
-                    help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default $DASK_SCHEDULER_ADDRESS; "
-                         "neither: start a local cluster)")
+    sp.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="who runs the jobs: local (default, this process) or dask (Dask distributed)",
+    )
+    sp.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default $DASK_SCHEDULER_ADDRESS; "
+        "neither: start a local cluster)",
+    )
     sp.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file (dask scheduler --scheduler-file)")
-    sp.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="set any config field, e.g. --set train.max_epochs=5 (repeatable)")
+    sp.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config field, e.g. --set train.max_epochs=5 (repeatable)",
+    )
 
 
 def _report_args(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--pair", metavar="A,B", help="class pair for Fig. 6 and claim C4 "
-                    "(default cat,dog, or the pair the balanced model confuses most)")
+    sp.add_argument(
+        "--pair",
+        metavar="A,B",
+        help="class pair for Fig. 6 and claim C4 (default cat,dog, or the pair the balanced model confuses most)",
+    )
     sp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
-    sp.add_argument("--wait", action="store_true",
-                    help="if another advimb invocation is writing into the run folder, wait for it to finish "
-                         "(default: stop with a message naming it)")
+    sp.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another advimb invocation is writing into the run folder, wait for it to finish "
+        "(default: stop with a message naming it)",
+    )
 
 
 def _run_args(sp: argparse.ArgumentParser, out_help: str) -> None:
@@ -61,19 +87,27 @@ def _run_args(sp: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="advimb", description=(
-        "How class imbalance changes a CNN's vulnerability to adversarial inputs "
-        "(Possas & Zhou, reproduced and generalised)."))
+    p = argparse.ArgumentParser(
+        prog="advimb",
+        description=(
+            "How class imbalance changes a CNN's vulnerability to adversarial inputs "
+            "(Possas & Zhou, reproduced and generalised)."
+        ),
+    )
     p.add_argument("--version", action="version", version=f"advimb {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    _run_args(sub.add_parser("run", help="run (or resume) the study into a run folder"),
-              "run folder (default runs/<preset>)")
+    _run_args(
+        sub.add_parser("run", help="run (or resume) the study into a run folder"), "run folder (default runs/<preset>)"
+    )
     _study_args(sub.add_parser("config", help="print the resolved config as TOML"))
     sw = sub.add_parser("sweep", help="the study plus every attack at every eps (accuracy-vs-eps curves)")
     _run_args(sw, "run folder (default runs/<preset>; reuses its models)")
     sw.add_argument("--attacks", default="fgsm,bim,pgd", help="comma-separated (default fgsm,bim,pgd)")
-    sw.add_argument("--epsilons", default="0.0025,0.005,0.01,0.02,0.04",
-                    help="comma-separated eps values on the [0, 1] scale (default 0.0025,0.005,0.01,0.02,0.04)")
+    sw.add_argument(
+        "--epsilons",
+        default="0.0025,0.005,0.01,0.02,0.04",
+        help="comma-separated eps values on the [0, 1] scale (default 0.0025,0.005,0.01,0.02,0.04)",
+    )
     rp = sub.add_parser("report", help="build the report (figures, HTML, claims) of a run folder")
     rp.add_argument("run_dir")
     _report_args(rp)
@@ -93,16 +127,19 @@ def _resolve(args: argparse.Namespace):
         try:
             eps = [float(e) for e in args.epsilons.split(",") if e.strip()]
         except ValueError:
-            raise UserError(f"--epsilons {args.epsilons!r} is not a comma-separated list of numbers, "
-                            "e.g. 0.005,0.01,0.02") from None
+            raise UserError(
+                f"--epsilons {args.epsilons!r} is not a comma-separated list of numbers, e.g. 0.005,0.01,0.02"
+            ) from None
         attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
         if not eps or not attacks:
-            raise UserError("advimb sweep needs at least one attack and one eps, e.g. "
-                            "--attacks fgsm,pgd --epsilons 0.005,0.01")
+            raise UserError(
+                "advimb sweep needs at least one attack and one eps, e.g. --attacks fgsm,pgd --epsilons 0.005,0.01"
+            )
         overrides.append({"sweep": {"attacks": attacks, "epsilons": eps}})
     # every name known to its registry, before anything else happens
-    return resolve_arguments(args.preset, args.config, overrides,
-                             **{name: getattr(args, name, None) for name in ARGUMENT_KEYS})
+    return resolve_arguments(
+        args.preset, args.config, overrides, **{name: getattr(args, name, None) for name in ARGUMENT_KEYS}
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -115,8 +152,15 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_report:
         _check_n_boot(args.n_boot)
     after = None if args.no_report else (lambda run_dir: build_report(run_dir, args.pair, args.n_boot))
-    res = run_study(cfg, out, progress=not args.no_progress, argv=["advimb", *sys.argv[1:]],
-                    pair=None if args.no_report else args.pair, after=after, wait=args.wait)
+    res = run_study(
+        cfg,
+        out,
+        progress=not args.no_progress,
+        argv=["advimb", *sys.argv[1:]],
+        pair=None if args.no_report else args.pair,
+        after=after,
+        wait=args.wait,
+    )
     st = res["stats"]
     done = f"done in {res['wall_seconds']:.0f} s ({st['run']} jobs run, {st['skipped']} already done)"
     if args.no_report:
@@ -137,6 +181,7 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from advimb.report.build import build_report, format_report_summary
+
     run_dir = Path(args.run_dir)
     _check_n_boot(args.n_boot)
     with _holding(run_dir, args.wait):
@@ -184,13 +229,19 @@ def _list(_: argparse.Namespace) -> int:
             print(f"  {'':9s} departs from the paper's protocol:")
             print("".join(f"  {'':9s}   - {d}\n" for d in p.departures), end="")
     print("datasets (data.source): " + ", ".join(list_sources()))
-    print("models (model.name):    " + ", ".join(m + ("" if is_stackable(m) else " (not stackable)")
-                                              for m in list_models())
-          + "; or torchvision:<name>, timm:<name>, package.module:factory (one by one)")
-    print("attacks (attack.name):  " + "; ".join(f"{a} ({', '.join(attack_params(a))})" for a in list_attacks())
-          + "; or torchattacks:<Attack> with [attack.params]")
-    print("defences (experiments.defences): " + "; ".join(f"{d}: {get_defence(d).description}"
-                                                           for d in list_defences()))
+    print(
+        "models (model.name):    "
+        + ", ".join(m + ("" if is_stackable(m) else " (not stackable)") for m in list_models())
+        + "; or torchvision:<name>, timm:<name>, package.module:factory (one by one)"
+    )
+    print(
+        "attacks (attack.name):  "
+        + "; ".join(f"{a} ({', '.join(attack_params(a))})" for a in list_attacks())
+        + "; or torchattacks:<Attack> with [attack.params]"
+    )
+    print(
+        "defences (experiments.defences): " + "; ".join(f"{d}: {get_defence(d).description}" for d in list_defences())
+    )
     print("long-tail profiles (experiments.long_tail = ['<profile>:<rho>']): " + ", ".join(list_profiles()))
     return 0
 
@@ -212,13 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if argv is None:  # the real command line, not a test calling main()
         signal.signal(signal.SIGTERM, _terminate)
-    handler = {"run": _run, "sweep": _run, "report": _report, "tables": _tables, "list": _list, "config": _config}[args.command]
+    handler = {"run": _run, "sweep": _run, "report": _report, "tables": _tables, "list": _list, "config": _config}[
+        args.command
+    ]
     try:
         return handler(args)
     except UserError as e:
         print(f"advimb: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nadvimb: interrupted; finished work is saved - rerun the same command to resume",
-              file=sys.stderr)
+        print("\nadvimb: interrupted; finished work is saved - rerun the same command to resume", file=sys.stderr)
         return 130

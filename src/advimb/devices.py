@@ -35,11 +35,15 @@ def resolve_device(name: str, check: bool = True) -> torch.device:
         raise UserError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N (--device)") from None
     if dev.type == "cuda" and check:
         if not torch.cuda.is_available():
-            raise UserError(f"device {name!r}: no CUDA GPU is visible to PyTorch on this machine "
-                            "(torch.cuda.is_available() is False); use --device cpu or --device auto")
+            raise UserError(
+                f"device {name!r}: no CUDA GPU is visible to PyTorch on this machine "
+                "(torch.cuda.is_available() is False); use --device cpu or --device auto"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                            f"(cuda:0-cuda:{torch.cuda.device_count() - 1}); choose one of them")
+            raise UserError(
+                f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                f"(cuda:0-cuda:{torch.cuda.device_count() - 1}); choose one of them"
+            )
     elif dev.type not in ("cpu", "cuda"):
         raise UserError(f"device {name!r}: advimb runs on cpu or cuda (auto picks cuda when a GPU is visible)")
     return dev
@@ -100,9 +104,13 @@ def resolve_runtime(cfg: Any) -> Any:
     ``plan`` read these values and resolve nothing themselves; ``config.toml`` records them."""
     device = resolve_device(cfg.train.device)
     train = dataclasses.replace(
-        cfg.train, device=str(device), precision=resolve_precision(cfg.train.precision, device),
-        stack=_on_for_cuda(cfg.train.stack, device), compile=_on_for_cuda(cfg.train.compile, device),
-        threads=cfg.train.threads or torch.get_num_threads())
+        cfg.train,
+        device=str(device),
+        precision=resolve_precision(cfg.train.precision, device),
+        stack=_on_for_cuda(cfg.train.stack, device),
+        compile=_on_for_cuda(cfg.train.compile, device),
+        threads=cfg.train.threads or torch.get_num_threads(),
+    )
     grouped = cfg.eval.group_attacks
     if grouped == "auto":
         grouped = "off" if cfg.executor.name == "dask" else "on"
@@ -119,17 +127,21 @@ def _on_for_cuda(value: str, device: torch.device) -> str:
 def check_resolved(cfg: Any) -> None:
     """A bug, not bad input, when a config reaches planning or a job without its runtime settings
     resolved (:func:`resolve_runtime`)."""
-    if "auto" in (cfg.train.device, cfg.train.precision, cfg.train.stack, cfg.train.compile,
-                  cfg.eval.group_attacks) or not (
-            cfg.eval.batch_size and cfg.attack.batch_size and cfg.train.threads):
-        raise ValueError("this config's runtime settings are not resolved; pass it through "
-                         "advimb.devices.resolve_runtime first")
+    if "auto" in (
+        cfg.train.device,
+        cfg.train.precision,
+        cfg.train.stack,
+        cfg.train.compile,
+        cfg.eval.group_attacks,
+    ) or not (cfg.eval.batch_size and cfg.attack.batch_size and cfg.train.threads):
+        raise ValueError(
+            "this config's runtime settings are not resolved; pass it through advimb.devices.resolve_runtime first"
+        )
 
 
 def describe(device: torch.device) -> dict[str, Any]:
     """What the manifest records about the hardware's speed-relevant features."""
-    d: dict[str, Any] = {"bf16_native": bf16_native(device),
-                         "torch_interop_threads": torch.get_num_interop_threads()}
+    d: dict[str, Any] = {"bf16_native": bf16_native(device), "torch_interop_threads": torch.get_num_interop_threads()}
     if device.type == "cpu":
         d["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return d

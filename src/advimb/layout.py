@@ -22,8 +22,7 @@ from pathlib import Path
 #: the paper's grid, relative to a replicate's folder
 GRID = "eval/attack"
 #: the experiments' folders, relative to a replicate's folder
-EXPERIMENTS = {"counts": "experiments/counts", "long_tail": "experiments/long_tail",
-               "defences": "experiments/defences"}
+EXPERIMENTS = {"counts": "experiments/counts", "long_tail": "experiments/long_tail", "defences": "experiments/defences"}
 
 
 def sweep_folder(attack: str, eps: float) -> str:
@@ -56,8 +55,9 @@ class RunLayout:
 
     def replicates(self) -> list[RunLayout]:
         """The replicates that hold results, in seed order."""
-        found = sorted(int(p.name) for p in (self.run_dir / "replicates").glob("*")
-                       if p.name.isdigit() and (p / "eval").is_dir())
+        found = sorted(
+            int(p.name) for p in (self.run_dir / "replicates").glob("*") if p.name.isdigit() and (p / "eval").is_dir()
+        )
         return [self.of(0), *(self.of(k) for k in found)]
 
     def rel(self, path: Path) -> str:

@@ -3,8 +3,30 @@ their application to a model's test images with the config's settings, predictio
 minimal flipping eps (``evaluate``). Imports ``advimb.config``, ``advimb.devices`` and
 ``advimb.data.imbalance`` (class names), nothing of training, the study or the report."""
 
-from advimb.attacks.core import (bim, default_step, eval_mode, fgsm, get_attack, list_attacks, pgd, project,
-                                  register_attack, sign, sign_step)
+from advimb.attacks.core import (
+    bim,
+    default_step,
+    eval_mode,
+    fgsm,
+    get_attack,
+    list_attacks,
+    pgd,
+    project,
+    register_attack,
+    sign,
+    sign_step,
+)
 
-__all__ = ["bim", "default_step", "eval_mode", "fgsm", "get_attack", "list_attacks", "pgd", "project",
-           "register_attack", "sign", "sign_step"]
+__all__ = [
+    "bim",
+    "default_step",
+    "eval_mode",
+    "fgsm",
+    "get_attack",
+    "list_attacks",
+    "pgd",
+    "project",
+    "register_attack",
+    "sign",
+    "sign_step",
+]

@@ -28,9 +28,11 @@ def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
     """Register an attack function ``fn(model, x, y, **settings)`` under ``name``, declaring
     once which ``attack.*`` settings it takes: they, and only they, are passed to it and make
     up its job keys (an FGSM job's key does not change when ``attack.steps`` does)."""
+
     def deco(fn):
         _REGISTRY[name], _PARAMS[name] = fn, tuple(params)
         return fn
+
     return deco
 
 
@@ -51,8 +53,10 @@ def get_attack(name: str) -> Callable[..., torch.Tensor]:
     if is_plugin(name):
         return plugin_attack(name)
     if name not in _REGISTRY:
-        raise UserError(f"unknown attack {name!r}; choose one of: {', '.join(list_attacks())}, "
-                        "or torchattacks:<Attack> (e.g. torchattacks:AutoAttack)")
+        raise UserError(
+            f"unknown attack {name!r}; choose one of: {', '.join(list_attacks())}, "
+            "or torchattacks:<Attack> (e.g. torchattacks:AutoAttack)"
+        )
     return _REGISTRY[name]
 
 
@@ -94,13 +98,19 @@ def labels_for(y: torch.Tensor, grad_label: torch.Tensor | int | None) -> torch.
     return grad_label.to(y.device)
 
 
-def sign_step(model: nn.Module, x: torch.Tensor, label: torch.Tensor, step: float, *,
-              direction: str = "ascent", sign_zero: str = "torch") -> torch.Tensor:
+def sign_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    label: torch.Tensor,
+    step: float,
+    *,
+    direction: str = "ascent",
+    sign_zero: str = "torch",
+) -> torch.Tensor:
     """One gradient-sign step, the building block of every attack here:
     ``x +- step * sign(grad_x CE(model(x), label))`` (``+`` for ascent)."""
     g = sign(input_gradient(model, x, label), sign_zero)
     return x.detach() + step * g if direction == "ascent" else x.detach() - step * g
-
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:
@@ -186,8 +196,9 @@ def bim(
     x_adv = x0 if x_init is None else project(x_init.detach(), x0, eps, clip)
     with eval_mode(model):
         for _ in range(steps):
-            x_adv = project(sign_step(model, x_adv, label, alpha, direction=direction, sign_zero=sign_zero),
-                            x0, eps, clip)
+            x_adv = project(
+                sign_step(model, x_adv, label, alpha, direction=direction, sign_zero=sign_zero), x0, eps, clip
+            )
     return x_adv
 
 

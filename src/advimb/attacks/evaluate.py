@@ -28,14 +28,15 @@ from advimb.devices import auto_batch, to_float
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500,
-            channels_last: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 500, channels_last: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and softmax probabilities of ``model`` (eval mode) for images ``x``:
     uint8 NHWC (scaled here) or float NCHW in [0, 1]."""
     labels, probs = [], []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size]
+            xb = x[i : i + batch_size]
             if xb.dtype == torch.uint8:
                 xb = to_float(xb, channels_last)
             p = torch.softmax(model(xb).float(), dim=1)
@@ -53,14 +54,13 @@ def predict_stacked(models: Sequence[nn.Module], x: torch.Tensor, batch_size: in
     params, buffers = stack_module_state([m.eval() for m in models])
     run = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
     per = max(batch_size // len(models), 1)
-    labels = [run(params, buffers, to_float(x[i:i + per], False)).argmax(2).cpu() for i in range(0, len(x), per)]
+    labels = [run(params, buffers, to_float(x[i : i + per], False)).argmax(2).cpu() for i in range(0, len(x), per)]
     return torch.cat(labels, 1).numpy()
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(
-        num_classes, num_classes)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def clean_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -77,9 +77,11 @@ def clean_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> d
 def attack_kwargs(cfg: AttackConfig, classes: tuple[str, ...]) -> dict[str, Any]:
     """Keyword arguments of the attack function: the settings it declared
     (:func:`advimb.attacks.core.attack_params`), class names resolved to indices."""
-    values = {"grad_label": None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes),
-              "target": parse_class(cfg.target, classes) if cfg.target else None,
-              "step_size": cfg.step_size or None}
+    values = {
+        "grad_label": None if cfg.grad_label == "true" else parse_class(cfg.grad_label, classes),
+        "target": parse_class(cfg.target, classes) if cfg.target else None,
+        "step_size": cfg.step_size or None,
+    }
     if is_plugin(cfg.name):
         check_plugin(cfg.name, cfg.params, cfg.target, cfg.grad_label, cfg.direction)
         return {"eps": cfg.eps, "params": dict(cfg.params), "num_classes": len(classes)}
@@ -102,10 +104,16 @@ def random_start(n: int, image_shape: tuple[int, int, int], eps: float, seed: in
     return torch.empty((n, *image_shape)).uniform_(-eps, eps, generator=g)
 
 
-def attack_images(grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
-                  cfg: AttackConfig, classes: tuple[str, ...],
-                  channels_last: bool = True, seed: int = 0,
-                  start: torch.Tensor | None = None) -> torch.Tensor:
+def attack_images(
+    grad_model: nn.Module,
+    x_u8: torch.Tensor,
+    y: torch.Tensor,
+    cfg: AttackConfig,
+    classes: tuple[str, ...],
+    channels_last: bool = True,
+    seed: int = 0,
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Adversarial images (float NCHW) of uint8 NHWC ``x_u8`` from ``grad_model``'s gradient,
     in batches of ``cfg.batch_size`` (0 = the device's default, ``devices.AUTO_BATCH``).
     Each image's attack is independent of the others, so the result does not depend on the
@@ -119,24 +127,32 @@ def attack_images(grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
     bs = auto_batch(cfg.batch_size, x_u8.device)
     out = []
     for i in range(0, len(x_u8), bs):
-        xb = to_float(x_u8[i:i + bs], channels_last)
+        xb = to_float(x_u8[i : i + bs], channels_last)
         kw = dict(kwargs)
         if "num_classes" in kwargs:  # torchattacks: seeded per batch (it draws from torch's generator)
             kw["seed"] = derive_seed(seed, "torchattacks", i)
         if kwargs.get("random_start"):
-            kw["x_init"] = xb + start[i:i + bs].to(xb.device, xb.dtype)
-        out.append(attack(grad_model, xb, y[i:i + bs], **kw))
-    return torch.cat(out) if out else torch.zeros((0, x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]),
-                                                  device=x_u8.device)
+            kw["x_init"] = xb + start[i : i + bs].to(xb.device, xb.dtype)
+        out.append(attack(grad_model, xb, y[i : i + bs], **kw))
+    return torch.cat(out) if out else torch.zeros((0, x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]), device=x_u8.device)
 
 
 def histogram(pred: np.ndarray, num_classes: int) -> list[int]:
     return np.bincount(pred, minlength=num_classes).tolist()
 
 
-def minimal_eps(model: nn.Module, grad_model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor,
-                cfg: AttackConfig, classes: tuple[str, ...], eps_max: float, batch_size: int = 500,
-                channels_last: bool = True, iters: int = 10) -> np.ndarray:
+def minimal_eps(
+    model: nn.Module,
+    grad_model: nn.Module,
+    x_u8: torch.Tensor,
+    y: torch.Tensor,
+    cfg: AttackConfig,
+    classes: tuple[str, ...],
+    eps_max: float,
+    batch_size: int = 500,
+    channels_last: bool = True,
+    iters: int = 10,
+) -> np.ndarray:
     """Per image, the smallest FGSM eps in (0, ``eps_max``] at which ``model`` stops
     predicting the true class, to ``eps_max / 2**iters``; ``inf`` when even ``eps_max`` does
     not flip it.
@@ -150,8 +166,8 @@ def minimal_eps(model: nn.Module, grad_model: nn.Module, x_u8: torch.Tensor, y: 
     attack_cfg = dataclasses.replace(cfg, name="fgsm", eps=1.0, clip=False)
     out = []
     for i in range(0, len(x_u8), batch_size):
-        x = to_float(x_u8[i:i + batch_size], channels_last)
-        yb = y[i:i + batch_size]
+        x = to_float(x_u8[i : i + batch_size], channels_last)
+        yb = y[i : i + batch_size]
         d = get_attack("fgsm")(grad_model, x, yb, **attack_kwargs(attack_cfg, classes)) - x
 
         def flipped(e: torch.Tensor, x: torch.Tensor = x, d: torch.Tensor = d, yb: torch.Tensor = yb) -> torch.Tensor:
@@ -175,6 +191,9 @@ def minimal_eps(model: nn.Module, grad_model: nn.Module, x_u8: torch.Tensor, y: 
 def min_eps_summary(me: np.ndarray, eps_max: float) -> dict[str, Any]:
     """Minimal-eps statistics over initially-correct images (``me`` from :func:`minimal_eps`)."""
     fin = me[np.isfinite(me)]
-    return {"min_eps_max": eps_max, "min_eps_flippable_share": float(len(fin) / len(me)) if len(me) else float("nan"),
-            "min_eps_mean": float(fin.mean()) if len(fin) else float("nan"),
-            "min_eps_median": float(np.median(fin)) if len(fin) else float("nan")}
+    return {
+        "min_eps_max": eps_max,
+        "min_eps_flippable_share": float(len(fin) / len(me)) if len(me) else float("nan"),
+        "min_eps_mean": float(fin.mean()) if len(fin) else float("nan"),
+        "min_eps_median": float(np.median(fin)) if len(fin) else float("nan"),
+    }

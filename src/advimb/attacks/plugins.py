@@ -18,8 +18,8 @@ advimb's own attacks. Every name and parameter is checked when the config is bui
 from __future__ import annotations
 
 import inspect
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,15 +40,23 @@ def attack_class(name: str) -> type:
     try:
         import torchattacks
     except ImportError:
-        raise UserError(f"attack.name {name!r} needs torchattacks, which is not installed: "
-                        "pip install torchattacks") from None
-    attr = name[len(PREFIX):]
+        raise UserError(
+            f"attack.name {name!r} needs torchattacks, which is not installed: pip install torchattacks"
+        ) from None
+    attr = name[len(PREFIX) :]
     cls = getattr(torchattacks, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, torchattacks.attack.Attack)):
-        known = sorted(a for a in dir(torchattacks) if isinstance(getattr(torchattacks, a), type)
-                       and issubclass(getattr(torchattacks, a), torchattacks.attack.Attack) and a[0].isupper())
-        raise UserError(f"attack.name {name!r}: torchattacks {torchattacks.__version__} has no attack {attr!r}; "
-                        f"choose one of: {', '.join(a for a in known if a not in ('Attack', 'MultiAttack'))}")
+        known = sorted(
+            a
+            for a in dir(torchattacks)
+            if isinstance(getattr(torchattacks, a), type)
+            and issubclass(getattr(torchattacks, a), torchattacks.attack.Attack)
+            and a[0].isupper()
+        )
+        raise UserError(
+            f"attack.name {name!r}: torchattacks {torchattacks.__version__} has no attack {attr!r}; "
+            f"choose one of: {', '.join(a for a in known if a not in ('Attack', 'MultiAttack'))}"
+        )
     return cls
 
 
@@ -56,18 +64,22 @@ def _arguments(cls: type) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
 
 
-def check_plugin(name: str, params: dict[str, Any], cfg_target: str = "", grad_label: str = "true",
-                 direction: str = "ascent") -> None:
+def check_plugin(
+    name: str, params: dict[str, Any], cfg_target: str = "", grad_label: str = "true", direction: str = "ascent"
+) -> None:
     """The class exists, every parameter is one its constructor takes, and nothing asks for
     what only advimb's own attacks do."""
     cls = attack_class(name)
     unknown = sorted(set(params) - _arguments(cls))
     if unknown:
-        raise UserError(f"attack.params.{unknown[0]}: {name} takes no such argument; it takes "
-                        f"{', '.join(sorted(_arguments(cls)))}")
+        raise UserError(
+            f"attack.params.{unknown[0]}: {name} takes no such argument; it takes {', '.join(sorted(_arguments(cls)))}"
+        )
     if cfg_target or grad_label != "true" or direction != "ascent":
-        raise UserError(f"attack.name {name!r}: torchattacks attacks run untargeted on the true label's loss; "
-                        "leave attack.target, attack.grad_label and attack.direction at their defaults")
+        raise UserError(
+            f"attack.name {name!r}: torchattacks attacks run untargeted on the true label's loss; "
+            "leave attack.target, attack.grad_label and attack.direction at their defaults"
+        )
 
 
 def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
@@ -75,8 +87,16 @@ def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
     cls = attack_class(name)
     takes = _arguments(cls)
 
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, params: dict[str, Any],
-            num_classes: int, seed: int = 0) -> torch.Tensor:
+    def run(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        eps: float,
+        params: dict[str, Any],
+        num_classes: int,
+        seed: int = 0,
+    ) -> torch.Tensor:
         kw = dict(params)
         for k, v in zip(FILLED, (eps, num_classes, seed)):
             if k in takes and k not in kw:
@@ -91,4 +111,5 @@ def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
                 return cls(model, **kw)(x.detach().contiguous(memory_format=torch.contiguous_format), y).detach()
         finally:
             model.train(was_training)
+
     return run

@@ -29,8 +29,6 @@ class SweepConfig:
         _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
 
 
-
-
 @dataclass(frozen=True)
 class ExperimentsConfig:
     """Experiments beyond the paper's grid. Each adds models and evaluations to the same

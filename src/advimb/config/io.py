@@ -92,9 +92,7 @@ def from_dict(cls: type, d: dict[str, Any], prefix: str = "") -> Any:
     unknown = sorted(set(d) - set(names))
     if unknown:
         where = f"[{prefix[:-1]}]" if prefix else "the top level"
-        raise UserError(
-            f"unknown config key {prefix}{unknown[0]!s}; known keys in {where}: {', '.join(names)}"
-        )
+        raise UserError(f"unknown config key {prefix}{unknown[0]!s}; known keys in {where}: {', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in d.items()}
     return cls(**kwargs)
 

@@ -16,14 +16,19 @@ from advimb.errors import UserError
 
 #: what each preset costs, as measured (commands and devices in BENCHMARKS.md)
 SMOKE_COST = "about 15 s on a 2-core CPU with the report, 7 s without (--no-report), start-up included"
-QUICK_COST = ("about 6 minutes on a 2-core CPU with the report (336 to 388 s in three runs on an AMD EPYC with "
-              "AVX-512 BF16, where the earlier quick preset took 339 and 404 s; 546 s there in fp32, the precision "
-              "an Intel Xeon without AMX trains in, not measured on one), plus about 17 s for the first decode of "
-              "the data")
-PAPER_COST = ("583 s of study time on one H200 (measured with the settings before the one stack and compile "
-              "on CUDA by default; the current default is unmeasured on a GPU); many hours on a 2-core CPU "
-              "(not measured)")
+QUICK_COST = (
+    "about 6 minutes on a 2-core CPU with the report (336 to 388 s in three runs on an AMD EPYC with "
+    "AVX-512 BF16, where the earlier quick preset took 339 and 404 s; 546 s there in fp32, the precision "
+    "an Intel Xeon without AMX trains in, not measured on one), plus about 17 s for the first decode of "
+    "the data"
+)
+PAPER_COST = (
+    "583 s of study time on one H200 (measured with the settings before the one stack and compile "
+    "on CUDA by default; the current default is unmeasured on a GPU); many hours on a 2-core CPU "
+    "(not measured)"
+)
 FAITHFUL_COST = "not measured yet (like paper, plus flips and patience 20)"
+
 
 class Preset(NamedTuple):
     """A preset: what it is, what it costs (measured; the README's preset table says the
@@ -43,8 +48,7 @@ PRESETS: dict[str, Preset] = {
         "synthetic data, tiny models; all 21 scenarios and 50 combinations (the tests' preset)",
         SMOKE_COST,
         {
-            "data": {"source": "synthetic",
-                     "synthetic": {"train_per_class": 60, "test_per_class": 20}},
+            "data": {"source": "synthetic", "synthetic": {"train_per_class": 60, "test_per_class": 20}},
             "imbalance": {"majority_count": 50, "minority_count": 10},
             "model": {"widths": [4, 8, 8], "fc": 16},
             # fp32: tiny models gain nothing from bf16, and the tests compare numbers
@@ -52,9 +56,13 @@ PRESETS: dict[str, Preset] = {
             "train": {"max_epochs": 2, "patience": 2, "batch_size": 32, "lr": 1e-3, "precision": "fp32"},
             "eval": {"examples": 4},
         },
-        ("synthetic images (60 / 20 per class), not CIFAR-10", "50 / 10 training images per majority / minority "
-         "class", "a tiny VGG (convolutions 4/8/8, FC-16)", "RMSProp at lr 1e-3, at most 2 epochs, patience 2",
-         "float32 whatever the CPU"),
+        (
+            "synthetic images (60 / 20 per class), not CIFAR-10",
+            "50 / 10 training images per majority / minority class",
+            "a tiny VGG (convolutions 4/8/8, FC-16)",
+            "RMSProp at lr 1e-3, at most 2 epochs, patience 2",
+            "float32 whatever the CPU",
+        ),
     ),
     "quick": Preset(
         "real CIFAR-10 at reduced scale: two classes (automobile, truck), 5 models, every test image attacked",
@@ -93,8 +101,7 @@ PRESETS: dict[str, Preset] = {
         {
             "imbalance": {"selection": "first"},
             "model": {"name": "vgg_authors"},
-            "train": {"decay": 1e-6, "patience": 20, "validation": "test",
-                      "augment": "hflip_except_over"},
+            "train": {"decay": 1e-6, "patience": 20, "validation": "test", "augment": "hflip_except_over"},
             "attack": {"sign_zero": "plus", "clip": False},
         },
     ),
@@ -124,11 +131,7 @@ def resolve_config(
         cli = merge(cli, o)
     d_all = merge(d, cli)
     data = d_all.get("data", {})
-    if (
-        data.get("dir") is None
-        and data.get("source", "cifar10") != "synthetic"
-        and env.get("ADVIMB_DATA")
-    ):
+    if data.get("dir") is None and data.get("source", "cifar10") != "synthetic" and env.get("ADVIMB_DATA"):
         d_all = merge(d_all, {"data": {"dir": env["ADVIMB_DATA"]}})
     if d_all.get("data", {}).get("dir") is not None:  # record where the data really was
         d_all = merge(d_all, {"data": {"dir": str(Path(str(d_all["data"]["dir"])).expanduser().resolve())}})

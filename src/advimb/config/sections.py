@@ -56,8 +56,11 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
-        _check(0 <= self.resize <= 1024, "data.resize",
-               "must be in [0, 1024] (0 = keep the size; N = resize every image to N x N)")
+        _check(
+            0 <= self.resize <= 1024,
+            "data.resize",
+            "must be in [0, 1024] (0 = keep the size; N = resize every image to N x N)",
+        )
         _check(0 <= self.pad <= 64, "data.pad", "must be in [0, 64] (pixels of zeros added on every side)")
 
 
@@ -76,10 +79,16 @@ class CountsScenario:
     def __post_init__(self) -> None:
         import re
 
-        _check(bool(re.fullmatch(r"[A-Za-z0-9_-]+", self.name)), "imbalance.scenarios.name",
-               f"{self.name!r} must be letters, digits, _ or - (it names the model and its files)")
-        _check(bool(self.counts) != bool(self.factory), f"imbalance.scenarios ({self.name})",
-               "give either counts (one per class, in label order) or factory, not both or neither")
+        _check(
+            bool(re.fullmatch(r"[A-Za-z0-9_-]+", self.name)),
+            "imbalance.scenarios.name",
+            f"{self.name!r} must be letters, digits, _ or - (it names the model and its files)",
+        )
+        _check(
+            bool(self.counts) != bool(self.factory),
+            f"imbalance.scenarios ({self.name})",
+            "give either counts (one per class, in label order) or factory, not both or neither",
+        )
         _check(all(c >= 0 for c in self.counts), f"imbalance.scenarios ({self.name}).counts", "must be >= 0")
 
 
@@ -128,8 +137,11 @@ class ModelConfig:
     init: str = "keras"
 
     def __post_init__(self) -> None:
-        _check(len(self.widths) == 3 and all(w >= 1 for w in self.widths),
-               "model.widths", "must be three positive integers")
+        _check(
+            len(self.widths) == 3 and all(w >= 1 for w in self.widths),
+            "model.widths",
+            "must be three positive integers",
+        )
         _check(self.fc >= 1, "model.fc", "must be >= 1")
         _enum(self, "normalize", Normalize, "model.normalize")
         _enum(self, "init", Init, "model.init")
@@ -232,16 +244,25 @@ class AttackConfig:
     params: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.eps <= 1.0, "attack.eps",
-               f"{self.eps} is outside [0, 1]; eps is on the [0, 1] pixel scale (paper: 0.01)")
+        _check(
+            0.0 <= self.eps <= 1.0,
+            "attack.eps",
+            f"{self.eps} is outside [0, 1]; eps is on the [0, 1] pixel scale (paper: 0.01)",
+        )
         _enum(self, "direction", Direction, "attack.direction")
         _enum(self, "sign_zero", SignZero, "attack.sign_zero")
         _check(self.batch_size >= 0, "attack.batch_size", "must be >= 0 (0 = auto: 500 on a CPU, 4096 on a GPU)")
         _check(self.steps >= 1, "attack.steps", "must be >= 1")
-        _check(0.0 <= self.step_size <= 1.0, "attack.step_size",
-               f"{self.step_size} is outside [0, 1] (0 = 2.5 * eps / steps)")
-        _check(not (self.target and self.grad_label != "true"), "attack.target",
-               "a targeted attack descends the target's loss; leave attack.grad_label = 'true'")
+        _check(
+            0.0 <= self.step_size <= 1.0,
+            "attack.step_size",
+            f"{self.step_size} is outside [0, 1] (0 = 2.5 * eps / steps)",
+        )
+        _check(
+            not (self.target and self.grad_label != "true"),
+            "attack.target",
+            "a targeted attack descends the target's loss; leave attack.grad_label = 'true'",
+        )
 
 
 @dataclass(frozen=True)
@@ -304,7 +325,14 @@ class ExperimentConfig:
 #: keys that change where or how fast the study runs, never its results (the dataset's
 #: content is checked by its fingerprint instead of its path)
 EXECUTION_KEYS = (
-    ("data", "dir"), ("data", "cache_dir"), ("data", "download"),
-    ("train", "device"), ("train", "threads"), ("train", "stack"), ("train", "compile"),
-    ("attack", "batch_size"), ("eval", "batch_size"), ("eval", "group_attacks"),
+    ("data", "dir"),
+    ("data", "cache_dir"),
+    ("data", "download"),
+    ("train", "device"),
+    ("train", "threads"),
+    ("train", "stack"),
+    ("train", "compile"),
+    ("attack", "batch_size"),
+    ("eval", "batch_size"),
+    ("eval", "group_attacks"),
 )

@@ -92,16 +92,18 @@ def _cached_on_disk(cache: Path, key: str, build) -> Dataset:
             info = json.loads(meta.read_text())
             with np.load(npz) as z:
                 arrays = [z[n] for n in ("x_train", "y_train", "x_test", "y_test")]
-            return Dataset(info["name"], tuple(info["classes"]), *arrays,
-                           info["fingerprint"], info["origin"])
+            return Dataset(info["name"], tuple(info["classes"]), *arrays, info["fingerprint"], info["origin"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             log(f"cached arrays {npz} are unreadable; decoding the data again")
     ds = build()
     try:
         write_npz(npz, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test, y_test=ds.y_test)
-        write_json(meta, {"name": ds.name, "classes": list(ds.classes),
-                          "fingerprint": ds.fingerprint, "origin": ds.origin})
+        write_json(
+            meta, {"name": ds.name, "classes": list(ds.classes), "fingerprint": ds.fingerprint, "origin": ds.origin}
+        )
     except OSError as e:
-        log(f"could not cache decoded arrays in {npz.parent} ({e.strerror}); "
-            "set --set data.cache_dir=... to a writable folder to make later loads fast")
+        log(
+            f"could not cache decoded arrays in {npz.parent} ({e.strerror}); "
+            "set --set data.cache_dir=... to a writable folder to make later loads fast"
+        )
     return ds

@@ -16,8 +16,16 @@ from advimb.config.sections import DataConfig
 from advimb.errors import UserError
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 
@@ -88,7 +96,8 @@ def check_usable(ds: Dataset, cfg: DataConfig) -> None:
     if ds.num_classes < 2:
         raise UserError(
             f"{where} holds {ds.num_classes} class ({', '.join(ds.classes) or 'none'}); the study compares "
-            "classes (imbalanced against balanced training), so it needs at least two class folders")
+            "classes (imbalanced against balanced training), so it needs at least two class folders"
+        )
     for split, y in (("training", ds.y_train), ("test", ds.y_test)):
         n = np.bincount(y, minlength=ds.num_classes)
         if (n == 0).any():
@@ -110,7 +119,7 @@ def transform(ds: Dataset, resize: int = 0, pad: int = 0) -> Dataset:
 
             parts = []
             for i in range(0, len(x), 2048):
-                xt = torch.from_numpy(x[i:i + 2048]).permute(0, 3, 1, 2).float()
+                xt = torch.from_numpy(x[i : i + 2048]).permute(0, 3, 1, 2).float()
                 xt = F.interpolate(xt, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
                 parts.append(xt.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
             x = np.concatenate(parts) if parts else np.zeros((0, resize, resize, x.shape[3]), np.uint8)

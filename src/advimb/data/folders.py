@@ -25,16 +25,14 @@ def _list_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[Path
     if train_classes != test_classes:
         missing = sorted(set(train_classes) ^ set(test_classes))
         raise UserError(
-            f"{root}: train/ and test/ must hold the same class folders; differ in: "
-            + ", ".join(missing[:5])
+            f"{root}: train/ and test/ must hold the same class folders; differ in: " + ", ".join(missing[:5])
         )
     files: dict[str, list[tuple[Path, int]]] = {}
     for split in ("train", "test"):
         items = []
         for label, c in enumerate(train_classes):
             imgs = sorted(
-                p for p in (root / split / c).iterdir()
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p for p in (root / split / c).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not imgs:
                 raise UserError(f"{root / split / c} holds no images (.png, .jpg, ...)")
@@ -62,9 +60,11 @@ def _decode_chunk(paths: list[str]) -> np.ndarray | str:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
             return f"cannot decode image {p} ({type(e).__name__}: {e}); replace or delete it"
         if out[-1].shape[:2] != out[0].shape[:2]:
-            return (f"image {p} is {out[-1].shape[1]}x{out[-1].shape[0]} but others are "
-                    f"{out[0].shape[1]}x{out[0].shape[0]}; all images must share one size "
-                    "(or set data.resize)")
+            return (
+                f"image {p} is {out[-1].shape[1]}x{out[-1].shape[0]} but others are "
+                f"{out[0].shape[1]}x{out[0].shape[0]}; all images must share one size "
+                "(or set data.resize)"
+            )
     return _same_channels(out)
 
 
@@ -79,7 +79,7 @@ def _same_channels(arrays: list[np.ndarray]) -> np.ndarray:
 def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
     from tqdm.auto import tqdm
 
-    chunks = [[str(p) for p in paths[i:i + 2000]] for i in range(0, len(paths), 2000)]
+    chunks = [[str(p) for p in paths[i : i + 2000]] for i in range(0, len(paths), 2000)]
     workers = min(len(chunks), os.cpu_count() or 1)
     bar = tqdm(total=len(paths), desc="decoding images", unit="img", disable=not progress)
     parts = []

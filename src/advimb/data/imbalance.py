@@ -8,8 +8,8 @@ rebuilt and audited.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,7 +69,9 @@ def parse_class(text: str | int, classes: tuple[str, ...]) -> int:
         i = int(s)
         if 0 <= i < len(classes):
             return i
-        raise UserError(f"class index {i} is out of range: this dataset has {len(classes)} classes (0-{len(classes) - 1})")
+        raise UserError(
+            f"class index {i} is out of range: this dataset has {len(classes)} classes (0-{len(classes) - 1})"
+        )
     raise UserError(f"unknown class {s!r}; classes are: {', '.join(classes)}")
 
 
@@ -118,8 +120,7 @@ def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
 def paper_scenarios(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[Scenario]:
     """balanced + under:c + over:c for every target class c (21 for CIFAR-10)."""
     targets = target_classes(cfg, classes)
-    return ([Scenario("balanced")] + [Scenario("under", c) for c in targets]
-            + [Scenario("over", c) for c in targets])
+    return [Scenario("balanced")] + [Scenario("under", c) for c in targets] + [Scenario("over", c) for c in targets]
 
 
 def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[int]:
@@ -153,15 +154,19 @@ def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int
             fn = getattr(importlib.import_module(module), attr)
             counts = list(fn(num_classes))
         except Exception as e:  # noqa: BLE001 - the user's factory may raise anything: one line, exit 2
-            raise UserError(f"imbalance.scenarios ({name}).factory {spec.factory!r} failed "
-                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            raise UserError(
+                f"imbalance.scenarios ({name}).factory {spec.factory!r} failed "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
     try:  # integers of any kind (numpy's too), not booleans
         counts = [] if any(isinstance(c, bool) for c in counts) else [operator.index(c) for c in counts]
     except TypeError:
         counts = []
     if len(counts) != num_classes or not all(c >= 0 for c in counts) or not any(counts):
-        raise UserError(f"imbalance.scenarios ({name}): expected {num_classes} non-negative integer counts "
-                        f"(one per class, in label order, not all 0), got {counts!r}")
+        raise UserError(
+            f"imbalance.scenarios ({name}): expected {num_classes} non-negative integer counts "
+            f"(one per class, in label order, not all 0), got {counts!r}"
+        )
     return counts
 
 
@@ -177,6 +182,7 @@ def register_profile(name: str):
     def deco(fn: Callable[[float, int, int], list[int]]) -> Callable[[float, int, int], list[int]]:
         _PROFILES[name] = fn
         return fn
+
     return deco
 
 
@@ -186,8 +192,10 @@ def list_profiles() -> list[str]:
 
 def check_profile(name: str) -> None:
     if name not in _PROFILES:
-        raise UserError(f"config experiments.long_tail: unknown profile {name!r}; choose one of: "
-                        f"{', '.join(list_profiles())} (as <profile>:<rho>, e.g. exp:10)")
+        raise UserError(
+            f"config experiments.long_tail: unknown profile {name!r}; choose one of: "
+            f"{', '.join(list_profiles())} (as <profile>:<rho>, e.g. exp:10)"
+        )
 
 
 @register_profile("exp")
@@ -215,8 +223,10 @@ def check_counts(labels: np.ndarray, counts: list[int], classes: tuple[str, ...]
     have = np.bincount(labels, minlength=len(counts))
     for c, n in enumerate(counts):
         if n < 1:
-            raise UserError(f"scenario {scenario_name or '?'} leaves class {classes[c]!r} with no training images; "
-                            "every class needs at least one (a model cannot be asked about a class it never saw)")
+            raise UserError(
+                f"scenario {scenario_name or '?'} leaves class {classes[c]!r} with no training images; "
+                "every class needs at least one (a model cannot be asked about a class it never saw)"
+            )
         if have[c] < n:
             raise UserError(
                 f"class {classes[c]!r} has {have[c]} training images but scenario "
@@ -226,8 +236,13 @@ def check_counts(labels: np.ndarray, counts: list[int], classes: tuple[str, ...]
 
 
 def select_indices(
-    labels: np.ndarray, counts: list[int], *, selection: str, seed: int,
-    classes: tuple[str, ...], scenario_name: str = "",
+    labels: np.ndarray,
+    counts: list[int],
+    *,
+    selection: str,
+    seed: int,
+    classes: tuple[str, ...],
+    scenario_name: str = "",
 ) -> np.ndarray:
     """Sorted indices into ``labels`` keeping ``counts[c]`` images of each class c.
 
@@ -241,7 +256,7 @@ def select_indices(
     for c, n in enumerate(counts):
         members = np.flatnonzero(labels == c)
         if selection == "first":
-            chosen.append(members[len(members) - n:])
+            chosen.append(members[len(members) - n :])
         else:
             rng = np.random.default_rng(derive_seed(seed, "select", c))
             chosen.append(np.sort(rng.permutation(members)[:n]))

@@ -5,8 +5,8 @@ tar.gz, an image folder or an archive of one), any image folder, or the syntheti
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from advimb.config.sections import DataConfig
 from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root, stat_key
@@ -69,8 +69,15 @@ def _load_torchvision(root: Path, download: bool) -> Dataset:
         ) from None
     if tuple(tr.classes) != CIFAR10_CLASSES:
         raise UserError(f"{root}: unexpected CIFAR-10 class list {tr.classes}")
-    return _make("cifar10", CIFAR10_CLASSES, tr.data, tr.targets, te.data, te.targets,
-                 f"CIFAR-10 python batches {root / 'cifar-10-batches-py'}")
+    return _make(
+        "cifar10",
+        CIFAR10_CLASSES,
+        tr.data,
+        tr.targets,
+        te.data,
+        te.targets,
+        f"CIFAR-10 python batches {root / 'cifar-10-batches-py'}",
+    )
 
 
 def _unwrap(d: Path) -> Path:
@@ -147,8 +154,13 @@ def load_dataset(cfg: DataConfig, progress: bool = False, fresh: bool = False) -
         ds = _load_source(cfg, progress)
         check_usable(ds, cfg)
         _MEMORY.pop(("config", cfg), None)
-        _remember(("config", cfg), lambda: _remember(("transformed", ds.fingerprint, ds.origin, cfg.resize, cfg.pad),
-                                                    lambda: transform(ds, cfg.resize, cfg.pad)))
+        _remember(
+            ("config", cfg),
+            lambda: _remember(
+                ("transformed", ds.fingerprint, ds.origin, cfg.resize, cfg.pad),
+                lambda: transform(ds, cfg.resize, cfg.pad),
+            ),
+        )
     return _MEMORY[("config", cfg)]
 
 
@@ -161,9 +173,11 @@ _SOURCES: dict[str, Callable[[DataConfig, bool], Dataset]] = {}
 def register_source(name: str):
     """Register a dataset source ``fn(cfg: DataConfig, progress) -> Dataset`` as
     ``data.source = name``."""
+
     def deco(fn: Callable[[DataConfig, bool], Dataset]) -> Callable[[DataConfig, bool], Dataset]:
         _SOURCES[name] = fn
         return fn
+
     return deco
 
 
@@ -175,8 +189,10 @@ def check_source(name: str) -> None:
     if is_torchvision(name):
         check_torchvision(name)
     elif name not in _SOURCES:
-        raise UserError(f"config data.source: {name!r} is not one of {', '.join(list_sources())}, "
-                        "or torchvision:<Dataset> (e.g. torchvision:FashionMNIST)")
+        raise UserError(
+            f"config data.source: {name!r} is not one of {', '.join(list_sources())}, "
+            "or torchvision:<Dataset> (e.g. torchvision:FashionMNIST)"
+        )
 
 
 def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
@@ -198,8 +214,7 @@ def _cifar10(cfg: DataConfig, progress: bool) -> Dataset:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cache folder {root} is not writable ({e.strerror}); set ADVIMB_CACHE") from None
-    return _cached(cache_root(cfg), "cifar10-torchvision",
-                   lambda: _load_torchvision(root, download=cfg.download))
+    return _cached(cache_root(cfg), "cifar10-torchvision", lambda: _load_torchvision(root, download=cfg.download))
 
 
 @register_source("folder")

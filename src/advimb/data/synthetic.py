@@ -1,5 +1,4 @@
-"""A seeded, class-structured synthetic dataset for tests and the smoke preset.
-"""
+"""A seeded, class-structured synthetic dataset for tests and the smoke preset."""
 
 from __future__ import annotations
 

@@ -42,10 +42,11 @@ def is_torchvision(source: str) -> bool:
 
 def check_torchvision(source: str) -> str:
     """The dataset's torchvision class name (a one-line error if advimb does not read it)."""
-    name = source[len(PREFIX):]
+    name = source[len(PREFIX) :]
     if name not in SUPPORTED:
-        raise UserError(f"config data.source: {source!r}; advimb reads torchvision's "
-                        f"{', '.join(PREFIX + s for s in SUPPORTED)}")
+        raise UserError(
+            f"config data.source: {source!r}; advimb reads torchvision's {', '.join(PREFIX + s for s in SUPPORTED)}"
+        )
     return name
 
 
@@ -64,8 +65,10 @@ def load_torchvision(cfg: DataConfig, progress: bool) -> Dataset:
         if not d.is_dir():
             raise UserError(f"data directory {d} does not exist; check --data-dir or ADVIMB_DATA")
         stamp = stat_key(sorted(p for p in d.rglob("*") if p.is_file()), d)
-        root, download = (_stage_idx(d, name, cache / "torchvision-local" / f"{name}-{stamp}")
-                          if name in MNIST_FAMILY else d), False
+        root, download = (
+            (_stage_idx(d, name, cache / "torchvision-local" / f"{name}-{stamp}") if name in MNIST_FAMILY else d),
+            False,
+        )
         origin = f"torchvision {name} from {d}"
     # downloaded: torchvision checks the files itself; local: the copy's sizes and mtimes
     key = f"torchvision-{name}-" + ("download" if cfg.dir is None else stamp)
@@ -97,8 +100,9 @@ def _stage_idx(d: Path, name: str, root: Path) -> Path:
             shutil.copyfile(d / plain, raw / plain)
             unverified.append(plain)
         else:
-            raise UserError(f"{d} has no {fname} (nor {plain}): expected torchvision's {name} idx files "
-                            f"or its layout ({name}/raw/)")
+            raise UserError(
+                f"{d} has no {fname} (nor {plain}): expected torchvision's {name} idx files or its layout ({name}/raw/)"
+            )
     (root / "unverified.txt").write_text("".join(f + "\n" for f in unverified))
     return root
 
@@ -113,8 +117,10 @@ def _read(name: str, root: Path, download: bool, origin: str) -> Dataset:
         else:
             tr, te = (cls(str(root), train=t, download=download) for t in (True, False))
     except (RuntimeError, OSError) as e:
-        raise UserError(f"torchvision could not read {name} from {root} ({str(e).splitlines()[0]}); "
-                        "give --data-dir a local copy in torchvision's layout, or allow downloading") from None
+        raise UserError(
+            f"torchvision could not read {name} from {root} ({str(e).splitlines()[0]}); "
+            "give --data-dir a local copy in torchvision's layout, or allow downloading"
+        ) from None
     arrays = [_images(name, ds) for ds in (tr, te)]
     if name in MNIST_FAMILY:
         _check_idx(name, root, arrays)
@@ -128,10 +134,17 @@ def _check_idx(name: str, root: Path, arrays) -> None:
     """The MNIST family's sizes (60,000 / 10,000 images of 28 x 28, 10 classes): torchvision's
     idx reader has already checked each file's magic number and dimensions."""
     (xtr, ytr), (xte, yte) = arrays
-    if xtr.shape != (60000, 28, 28, 1) or xte.shape != (10000, 28, 28, 1) or len(ytr) != 60000 or len(yte) != 10000 \
-            or set(np.unique(ytr).tolist()) != set(range(10)):
-        raise UserError(f"{name} in {root}: expected 60,000 / 10,000 images of 28x28 in 10 classes, got "
-                        f"{xtr.shape[0]:,} / {xte.shape[0]:,} of {xtr.shape[1]}x{xtr.shape[2]}")
+    if (
+        xtr.shape != (60000, 28, 28, 1)
+        or xte.shape != (10000, 28, 28, 1)
+        or len(ytr) != 60000
+        or len(yte) != 10000
+        or set(np.unique(ytr).tolist()) != set(range(10))
+    ):
+        raise UserError(
+            f"{name} in {root}: expected 60,000 / 10,000 images of 28x28 in 10 classes, got "
+            f"{xtr.shape[0]:,} / {xte.shape[0]:,} of {xtr.shape[1]}x{xtr.shape[2]}"
+        )
 
 
 def _images(name: str, ds) -> tuple[np.ndarray, np.ndarray]:

@@ -24,9 +24,11 @@ def register_model(name: str, stackable: bool = True):
     """Register a model builder ``fn(num_classes, image_shape, widths, fc) -> nn.Module``.
     ``stackable``: whether many copies can train as one stacked model (``advimb.training.
     stacked``); a model with batch norm cannot (its running statistics update in place)."""
+
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _REGISTRY[name], _STACKABLE[name] = fn, stackable
         return fn
+
     return deco
 
 
@@ -38,8 +40,10 @@ def check_model(name: str) -> None:
     if is_plugin(name):
         plugin_builder(name)
     elif name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
-                        "torchvision:<name>, timm:<name>, package.module:factory")
+        raise UserError(
+            f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
+            "torchvision:<name>, timm:<name>, package.module:factory"
+        )
 
 
 def is_stackable(name: str) -> bool:
@@ -68,16 +72,23 @@ class VGG(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int, image_shape: tuple[int, int, int] = (3, 32, 32),
-        widths: tuple[int, ...] = (32, 64, 128), depths: tuple[int, ...] = (2, 3, 3),
-        fc: int = 512, inner_relu: tuple[bool, ...] = (True, True, True),
-        block_dropout: float = 0.0, fc_dropout: float = 0.0,
+        self,
+        num_classes: int,
+        image_shape: tuple[int, int, int] = (3, 32, 32),
+        widths: tuple[int, ...] = (32, 64, 128),
+        depths: tuple[int, ...] = (2, 3, 3),
+        fc: int = 512,
+        inner_relu: tuple[bool, ...] = (True, True, True),
+        block_dropout: float = 0.0,
+        fc_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         c, h, w = image_shape
         if h % 8 or w % 8:
-            raise UserError(f"the VGG needs image sides divisible by 8 (three 2x2 pools), but the images are "
-                            f"{h}x{w}: {size_advice(h, w)}, or use a size-agnostic model (model.name = 'resnet_small')")
+            raise UserError(
+                f"the VGG needs image sides divisible by 8 (three 2x2 pools), but the images are "
+                f"{h}x{w}: {size_advice(h, w)}, or use a size-agnostic model (model.name = 'resnet_small')"
+            )
         self.normalize = Normalize(c)
         layers: list[nn.Module] = []
         for width, depth, relu_each in zip(widths, depths, inner_relu):
@@ -110,8 +121,9 @@ def vgg_paper(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), f
 def vgg_authors(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
     """As the authors' Keras code ran it: blocks 2-3 are linear conv stacks with one ReLU
     after the third conv; Dropout(0.25) after each block, Dropout(0.5) after FC-512."""
-    return VGG(num_classes, image_shape, widths, fc=fc, inner_relu=(True, False, False),
-               block_dropout=0.25, fc_dropout=0.5)
+    return VGG(
+        num_classes, image_shape, widths, fc=fc, inner_relu=(True, False, False), block_dropout=0.25, fc_dropout=0.5
+    )
 
 
 class BasicBlock(nn.Module):
@@ -146,7 +158,7 @@ class StridedPointwise(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.stride
-        return nn.functional.conv2d(x[:, :, ::s[0], ::s[1]], self.weight)
+        return nn.functional.conv2d(x[:, :, :: s[0], :: s[1]], self.weight)
 
 
 class ResNet(nn.Module):
@@ -158,8 +170,9 @@ class ResNet(nn.Module):
         super().__init__()
         c = image_shape[0]
         self.normalize = Normalize(c)
-        self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
         layers: list[nn.Module] = []
         c = widths[0]
         for i, w in enumerate(widths):
@@ -191,8 +204,12 @@ def keras_init_(model: nn.Module) -> None:
 
 
 def build_model(
-    cfg: ModelConfig, num_classes: int, image_shape: tuple[int, int, int],
-    seed: int | None = None, mean=None, std=None,
+    cfg: ModelConfig,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    seed: int | None = None,
+    mean=None,
+    std=None,
 ) -> nn.Module:
     """Build ``cfg.name`` from the registry; initialise from ``seed`` when given."""
     check_model(cfg.name)

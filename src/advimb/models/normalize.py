@@ -11,10 +11,13 @@ class Normalize(nn.Module):
 
     def __init__(self, channels: int, mean=None, std=None) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.as_tensor(mean if mean is not None else [0.0] * channels,
-                                                     dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.as_tensor(std if std is not None else [1.0] * channels,
-                                                    dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer(
+            "mean",
+            torch.as_tensor(mean if mean is not None else [0.0] * channels, dtype=torch.float32).view(1, -1, 1, 1),
+        )
+        self.register_buffer(
+            "std", torch.as_tensor(std if std is not None else [1.0] * channels, dtype=torch.float32).view(1, -1, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -55,8 +55,10 @@ def plugin_builder(name: str) -> Callable[[int, tuple[int, int, int]], nn.Module
     :class:`UserError` when the name does not resolve."""
     kind, _, rest = name.partition(":")
     if not rest:
-        raise UserError(f"model.name {name!r}: give what follows the colon, e.g. torchvision:resnet18, "
-                        "timm:resnet18 or mypackage.models:build")
+        raise UserError(
+            f"model.name {name!r}: give what follows the colon, e.g. torchvision:resnet18, "
+            "timm:resnet18 or mypackage.models:build"
+        )
     if kind == "torchvision":
         return _torchvision(rest)
     if kind == "timm":
@@ -71,12 +73,15 @@ def _torchvision(arch: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
     if arch not in known:
         close = [m for m in known if arch.lower()[:4] in m][:6]
         hint = f" (close: {', '.join(close)})" if close else ""
-        raise UserError(f"model.name 'torchvision:{arch}': torchvision {torchvision.__version__} has no classification "
-                        f"model {arch!r}{hint}; see torchvision.models.list_models()")
+        raise UserError(
+            f"model.name 'torchvision:{arch}': torchvision {torchvision.__version__} has no classification "
+            f"model {arch!r}{hint}; see torchvision.models.list_models()"
+        )
 
     def build(num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
         return Plugged(net, image_shape[0], repeat_to=3)
+
     return build
 
 
@@ -86,12 +91,14 @@ def _timm(arch: str) -> Callable[[int, tuple[int, int, int]], nn.Module]:
     except ImportError:
         raise UserError(f"model.name 'timm:{arch}' needs timm, which is not installed: pip install timm") from None
     if not timm.is_model(arch):
-        raise UserError(f"model.name 'timm:{arch}': timm {timm.__version__} has no model {arch!r}; "
-                        "see timm.list_models()")
+        raise UserError(
+            f"model.name 'timm:{arch}': timm {timm.__version__} has no model {arch!r}; see timm.list_models()"
+        )
 
     def build(num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         net = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=image_shape[0])
         return Plugged(net, image_shape[0])
+
     return build
 
 
@@ -99,17 +106,24 @@ def _factory(module: str, attr: str, name: str) -> Callable[[int, tuple[int, int
     try:
         mod = importlib.import_module(module)
     except Exception as e:  # noqa: BLE001 - ImportError, or the module itself failing
-        raise UserError(f"model.name {name!r}: module {module!r} does not import ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); is it on PYTHONPATH?") from None
+        raise UserError(
+            f"model.name {name!r}: module {module!r} does not import ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); is it on PYTHONPATH?"
+        ) from None
     fn = getattr(mod, attr, None)
     if not callable(fn):
-        raise UserError(f"model.name {name!r}: module {module!r} has no callable {attr!r} "
-                        "(expected factory(num_classes, image_shape) -> torch.nn.Module)")
+        raise UserError(
+            f"model.name {name!r}: module {module!r} has no callable {attr!r} "
+            "(expected factory(num_classes, image_shape) -> torch.nn.Module)"
+        )
 
     def build(num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         net = fn(num_classes, tuple(image_shape))
         if not isinstance(net, nn.Module):
-            raise UserError(f"model.name {name!r}: {attr}(num_classes, image_shape) returned "
-                            f"{type(net).__name__}, not a torch.nn.Module")
+            raise UserError(
+                f"model.name {name!r}: {attr}(num_classes, image_shape) returned "
+                f"{type(net).__name__}, not a torch.nn.Module"
+            )
         return Plugged(net, image_shape[0])
+
     return build

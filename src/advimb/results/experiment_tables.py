@@ -76,8 +76,14 @@ def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
             if counts is None:
                 continue
             others = [n for j, n in enumerate(counts) if j != i]
-            row = {"class": cls, "model": model.name(s.classes), "branch": model.kind, "target_count": counts[i],
-                   "other_count": others[0], "ratio": counts[i] / others[0]}
+            row = {
+                "class": cls,
+                "model": model.name(s.classes),
+                "branch": model.kind,
+                "target_count": counts[i],
+                "other_count": others[0],
+                "ratio": counts[i] / others[0],
+            }
             row.update(q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")))
             row.update(q.cols("adversarial_accuracy_same", q.acc(model, model, cls)))
             # for the balanced model the balanced model's gradient is its own
@@ -103,24 +109,36 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         for i, cls in enumerate(s.classes):
             same, transfer = q.acc(model, model, cls), q.acc(model, BALANCED, cls)
             per.append((cls, counts[i], same))
-            rows.append({"profile": model.name(s.classes), "class": cls, "train_count": counts[i],
-                         "train_share": counts[i] / sum(counts),
-                         **q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
-                         **q.cols("adversarial_accuracy_same", same),
-                         **q.cols("adversarial_accuracy_transfer", transfer),
-                         **q.cols("relative_difference", q.rel(model, cls))})
+            rows.append(
+                {
+                    "profile": model.name(s.classes),
+                    "class": cls,
+                    "train_count": counts[i],
+                    "train_share": counts[i] / sum(counts),
+                    **q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
+                    **q.cols("adversarial_accuracy_same", same),
+                    **q.cols("adversarial_accuracy_transfer", transfer),
+                    **q.cols("relative_difference", q.rel(model, cls)),
+                }
+            )
         n = np.array([c for _, c, _ in per], dtype=float)
         acc = np.array([e[0] for _, _, e in per], dtype=float)
         rho, p = stats.spearmanr(n, acc) if np.ptp(n) > 0 and np.ptp(acc) > 0 else (float("nan"), float("nan"))
         order = np.argsort(n, kind="stable")
-        tail, head = order[: len(order) // 2], order[len(order) // 2:]
+        tail, head = order[: len(order) // 2], order[len(order) // 2 :]
         tail_m = mean_over_groups([per[j][2][0] for j in tail], [per[j][2][1] for j in tail])
         head_m = mean_over_groups([per[j][2][0] for j in head], [per[j][2][1] for j in head])
-        summary.append({"profile": model.name(s.classes), "spearman_rho_count_vs_adversarial_accuracy": float(rho),
-                        "spearman_p": float(p), "tail_classes": ",".join(per[j][0] for j in tail),
-                        **q.cols("tail_minus_head_adversarial_accuracy", _diff(tail_m, head_m)),
-                        "test": "Spearman rank correlation over classes; tail - head: two-level bootstrap "
-                                "(seeds, then images), 95% percentile"})
+        summary.append(
+            {
+                "profile": model.name(s.classes),
+                "spearman_rho_count_vs_adversarial_accuracy": float(rho),
+                "spearman_p": float(p),
+                "tail_classes": ",".join(per[j][0] for j in tail),
+                **q.cols("tail_minus_head_adversarial_accuracy", _diff(tail_m, head_m)),
+                "test": "Spearman rank correlation over classes; tail - head: two-level bootstrap "
+                "(seeds, then images), 95% percentile",
+            }
+        )
     return rows, summary
 
 
@@ -135,54 +153,89 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             by_def.setdefault(m.defence, []).append(m)
     rows, summary = [], []
     order = list(q.defences)  # the config's order (experiments.defences)
-    for d, models in sorted(by_def.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
-        ests: dict[str, list] = {k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended",
-                                                  "closed", "defended_balanced")}
+    for d, models in sorted(
+        by_def.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])
+    ):
+        ests: dict[str, list] = {
+            k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended", "closed", "defended_balanced")
+        }
         for model in models:
-            cls, plain, defended_bal = s.classes[model.target], Scenario("under", model.target), Scenario(
-                "balanced", defence=d)
-            e = {"under": q.acc(plain, plain, cls), "defended": q.acc(model, model, cls),
-                 "balanced": q.acc(BALANCED, BALANCED, cls), "defended_balanced": q.acc(defended_bal, defended_bal, cls)}
-            e["gap_plain"], e["gap_defended"] = _diff(e["balanced"], e["under"]), _diff(e["balanced"], e["defended"])
-            e["closed"] = _diff(e["defended"], e["under"])
+            e, row = _defence_row(q, d, model)
+            rows.append(row)
             for k, values in ests.items():
                 values.append(e[k])
-            rows.append({"defence": d, "class": cls, "model": model.name(s.classes),
-                         **q.cols("under_adversarial_accuracy", e["under"]),
-                         **q.cols("defended_adversarial_accuracy", e["defended"]),
-                         **q.cols("balanced_adversarial_accuracy", e["balanced"]),
-                         **q.cols("defended_balanced_adversarial_accuracy", e["defended_balanced"]),
-                         **q.cols("gap_plain", e["gap_plain"]), **q.cols("gap_defended", e["gap_defended"]),
-                         **q.cols("gap_closed", e["closed"]),
-                         **q.cols("defended_transfer_accuracy", q.acc(model, BALANCED, cls)),
-                         **q.cols("under_clean_accuracy_attacked_images", q.acc(plain, plain, cls, "clean")),
-                         **q.cols("defended_clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
-                         "under_clean_accuracy_full_test_set": s.clean_accuracy(plain),
-                         "defended_clean_accuracy_full_test_set": s.clean_accuracy(model),
-                         "clean_accuracy_cost": s.clean_accuracy(plain) - s.clean_accuracy(model)})
-        m = {k: mean_over_groups([p for p, _ in v], [r for _, r in v]) for k, v in ests.items()}
-        closed, gap_def = q.boot.interval(*m["closed"]), q.boot.interval(*m["gap_defended"])
-        gap_plain = m["gap_plain"][0]
-        summary.append({
-            "defence": d, "classes": len(models),
-            **{f"{k}_adversarial_accuracy": _est(q.boot, m[k]) for k in ("under", "defended", "balanced",
-                                                                          "defended_balanced")},
-            "gap_plain_pp": _est(q.boot, m["gap_plain"]), "gap_defended_pp": _est(q.boot, m["gap_defended"]),
-            "gap_closed_pp": _est(q.boot, m["closed"]),
-            "gap_closed_share_percent": 100 * m["closed"][0] / gap_plain if gap_plain > 0 else float("nan"),
-            # strict: a missing clean evaluation makes the mean undefined, not a mean over fewer classes
-            "clean_accuracy_cost_pp": float(np.mean([r["clean_accuracy_cost"] for r in rows if r["defence"] == d])),
-            "verdict": gap_verdict(closed, gap_def),
-            "test": "differences paired on the same test images; two-level bootstrap (seeds, then images), "
-                    "95% percentile"})
+        summary.append(_defence_summary(q, d, len(models), ests, rows))
     return rows, summary
 
 
+def _defence_row(q: Quantities, d: str, model: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One defended under-sampled model: its estimates and its row of the defences table."""
+    s = q.s
+    cls, plain, defended_bal = (
+        s.classes[model.target],
+        Scenario("under", model.target),
+        Scenario("balanced", defence=d),
+    )
+    e = {
+        "under": q.acc(plain, plain, cls),
+        "defended": q.acc(model, model, cls),
+        "balanced": q.acc(BALANCED, BALANCED, cls),
+        "defended_balanced": q.acc(defended_bal, defended_bal, cls),
+    }
+    e["gap_plain"], e["gap_defended"] = _diff(e["balanced"], e["under"]), _diff(e["balanced"], e["defended"])
+    e["closed"] = _diff(e["defended"], e["under"])
+    row = {
+        "defence": d,
+        "class": cls,
+        "model": model.name(s.classes),
+        **q.cols("under_adversarial_accuracy", e["under"]),
+        **q.cols("defended_adversarial_accuracy", e["defended"]),
+        **q.cols("balanced_adversarial_accuracy", e["balanced"]),
+        **q.cols("defended_balanced_adversarial_accuracy", e["defended_balanced"]),
+        **q.cols("gap_plain", e["gap_plain"]),
+        **q.cols("gap_defended", e["gap_defended"]),
+        **q.cols("gap_closed", e["closed"]),
+        **q.cols("defended_transfer_accuracy", q.acc(model, BALANCED, cls)),
+        **q.cols("under_clean_accuracy_attacked_images", q.acc(plain, plain, cls, "clean")),
+        **q.cols("defended_clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
+        "under_clean_accuracy_full_test_set": s.clean_accuracy(plain),
+        "defended_clean_accuracy_full_test_set": s.clean_accuracy(model),
+        "clean_accuracy_cost": s.clean_accuracy(plain) - s.clean_accuracy(model),
+    }
+    return e, row
+
+
+def _defence_summary(
+    q: Quantities, d: str, n_models: int, ests: dict[str, list], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One defence's summary over the classes it was applied to."""
+    m = {k: mean_over_groups([p for p, _ in v], [r for _, r in v]) for k, v in ests.items()}
+    closed, gap_def = q.boot.interval(*m["closed"]), q.boot.interval(*m["gap_defended"])
+    gap_plain = m["gap_plain"][0]
+    return {
+        "defence": d,
+        "classes": n_models,
+        **{
+            f"{k}_adversarial_accuracy": _est(q.boot, m[k])
+            for k in ("under", "defended", "balanced", "defended_balanced")
+        },
+        "gap_plain_pp": _est(q.boot, m["gap_plain"]),
+        "gap_defended_pp": _est(q.boot, m["gap_defended"]),
+        "gap_closed_pp": _est(q.boot, m["closed"]),
+        "gap_closed_share_percent": 100 * m["closed"][0] / gap_plain if gap_plain > 0 else float("nan"),
+        # strict: a missing clean evaluation makes the mean undefined, not a mean over fewer classes
+        "clean_accuracy_cost_pp": float(np.mean([r["clean_accuracy_cost"] for r in rows if r["defence"] == d])),
+        "verdict": gap_verdict(closed, gap_def),
+        "test": "differences paired on the same test images; two-level bootstrap (seeds, then images), 95% percentile",
+    }
+
+
 #: why a defences-summary number can be undefined
-UNDEFINED = {"defended_balanced_adversarial_accuracy": "no defended balanced model (only adversarial training "
-                                                       "defends the balanced model)",
-             "gap_closed_share_percent": "no gap to close (the plain under-sampled models are not below the "
-                                         "balanced one)"}
+UNDEFINED = {
+    "defended_balanced_adversarial_accuracy": "no defended balanced model (only adversarial training "
+    "defends the balanced model)",
+    "gap_closed_share_percent": "no gap to close (the plain under-sampled models are not below the balanced one)",
+}
 
 
 def _cell(key: str, v: Any) -> Any:
@@ -211,8 +264,9 @@ def gap_verdict(closed: Estimate, gap_defended: Estimate) -> str:
     return "closes the gap" if gap_defended.lo <= 0 else "narrows the gap"
 
 
-def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
-                            n_boot: int = N_BOOT) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+def build_experiment_tables(
+    run_dir: Path, sources: dict[str, list[str]], n_boot: int = N_BOOT
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Write the experiments' tables (those that ran); return (their summaries for
     ``summary.json``, their rows by table name)."""
     run_dir = Path(run_dir)
@@ -238,7 +292,9 @@ def build_experiment_tables(run_dir: Path, sources: dict[str, list[str]],
         summary["defences"] = def_summary
     for name, rows in tables.items():
         cols = list(dict.fromkeys(k for r in rows for k in r))
-        artifacts.write_text(out / f"{name}.csv", artifacts.csv_text([{k: r.get(k, "") for k in cols} for r in rows], cols))
+        artifacts.write_text(
+            out / f"{name}.csv", artifacts.csv_text([{k: r.get(k, "") for k in cols} for r in rows], cols)
+        )
         sources[name] = sorted(store.used)
     summary["experiments"] = {"tables": sorted(tables), "seeds": len(store.layouts), "n_boot": n_boot}
     return summary, tables

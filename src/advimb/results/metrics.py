@@ -35,8 +35,7 @@ def relative_difference(clean: Quantity, attacked: Quantity) -> Quantity:
     """100 * (clean - attacked) / clean of two paired quantities; NaN where clean is 0."""
     (pc, rc), (pa, ra) = clean, attacked
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (100 * (pc - pa) / pc if pc > 0 else float("nan"),
-                np.where(rc > 0, 100 * (rc - ra) / rc, np.nan))
+        return (100 * (pc - pa) / pc if pc > 0 else float("nan"), np.where(rc > 0, 100 * (rc - ra) / rc, np.nan))
 
 
 def difference(a: Quantity, b: Quantity) -> Quantity:
@@ -65,8 +64,10 @@ class GridMetrics:
 
         def run() -> Quantity:
             # key = the images: the same class -> the same resample, whichever model or label
-            return self.boot.mean([100.0 * (getattr(e, which) == lab) for e in self.res.cell(c, kind, grad)],
-                                  key=("attacked", c))
+            return self.boot.mean(
+                [100.0 * (getattr(e, which) == lab) for e in self.res.cell(c, kind, grad)], key=("attacked", c)
+            )
+
         return self._memo(("acc", c, kind, grad, which, lab), run)
 
     def relative_difference(self, c: str, kind: str, grad: str = "same_model") -> Quantity:
@@ -74,16 +75,22 @@ class GridMetrics:
 
     def shares(self, c: str, kind: str, grad: str, which: str = "adv") -> tuple[np.ndarray, np.ndarray]:
         """Percent of class ``c``'s attacked images predicted as each label: ``(C,)``, ``(n_boot, C)``."""
-        return self._memo(("shares", c, kind, grad, which), lambda: self.boot.shares(
-            [getattr(e, which) for e in self.res.cell(c, kind, grad)], ("attacked", c), len(self.res.classes)))
+        return self._memo(
+            ("shares", c, kind, grad, which),
+            lambda: self.boot.shares(
+                [getattr(e, which) for e in self.res.cell(c, kind, grad)], ("attacked", c), len(self.res.classes)
+            ),
+        )
 
     def clean_class(self, model: str, c: str) -> Quantity:
         """Clean accuracy (%) of ``model`` on the full test set of class ``c``."""
         i = self.label(c)
         # its own key per model: the stored counts carry no image order, so two models' clean
         # accuracies must not be paired
-        return self._memo(("clean", model, c), lambda: self.boot.mean(
-            [e.correct(i) for e in self.res.clean[model]], key=("test set", model, c)))
+        return self._memo(
+            ("clean", model, c),
+            lambda: self.boot.mean([e.correct(i) for e in self.res.clean[model]], key=("test set", model, c)),
+        )
 
     def clean_overall(self, model: str) -> Quantity:
         """Clean accuracy (%) of ``model`` on the full test set."""

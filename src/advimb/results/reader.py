@@ -22,8 +22,12 @@ import numpy as np
 from advimb import artifacts
 from advimb.config.io import from_dict, load_toml
 from advimb.config.sections import ExperimentConfig
-from advimb.data.imbalance import KINDS  # noqa: F401 - the scenarios' kinds, re-exported for the report
-from advimb.data.imbalance import Scenario, parse_scenario, target_classes
+from advimb.data.imbalance import (
+    KINDS,  # noqa: F401 - the scenarios' kinds, re-exported for the report
+    Scenario,
+    parse_scenario,
+    target_classes,
+)
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS, GRID, RunLayout, slug
 
@@ -96,17 +100,26 @@ class GridResults:
         return {**cell.info, "source": cell.source.replace(".npz", ".json")}
 
     def attack_sources(self) -> list[str]:
-        return sorted({e.source for v in self.cells.values() for e in v}
-                      | {e.source.replace(".npz", ".json") for v in self.cells.values() for e in v})
+        return sorted(
+            {e.source for v in self.cells.values() for e in v}
+            | {e.source.replace(".npz", ".json") for v in self.cells.values() for e in v}
+        )
 
     def clean_sources(self) -> list[str]:
         return sorted({e.source for v in self.clean.values() for e in v})
 
     def seed(self, s: int) -> GridResults:
         """The results of seed ``s`` alone."""
-        return GridResults(self.run_dir, self.classes, self.targets, 1,
-                           {k: [v[s]] for k, v in self.cells.items()}, {k: [v[s]] for k, v in self.clean.items()},
-                           self.config, self.manifest)
+        return GridResults(
+            self.run_dir,
+            self.classes,
+            self.targets,
+            1,
+            {k: [v[s]] for k, v in self.cells.items()},
+            {k: [v[s]] for k, v in self.clean.items()},
+            self.config,
+            self.manifest,
+        )
 
     @property
     def n_attacked(self) -> int:
@@ -136,7 +149,8 @@ def _read_replicate(layout: RunLayout) -> tuple[tuple[str, ...] | None, dict, di
             for c in d["combinations"]:
                 s = slug(c["evaluated_model"])
                 cells[(c["class"], c["model_kind"], c["gradient"])] = Cell(
-                    z[f"pred_clean__{s}"].astype(np.int64), z[f"pred_adv__{s}"].astype(np.int64), layout.rel(npz), c)
+                    z[f"pred_clean__{s}"].astype(np.int64), z[f"pred_adv__{s}"].astype(np.int64), layout.rel(npz), c
+                )
     clean = {}
     for f in layout.cleans():
         d = artifacts.read_json(f)
@@ -186,7 +200,8 @@ def load_grid(run_dir: str | Path) -> GridResults:
         raise UserError(
             f"{run_dir} is incomplete: {len(missing)} result(s) of the grid its config asks for are missing "
             f"(first: {'; '.join(missing[:3])}); finish it with the command that made it{how}, which continues "
-            "where it stopped - tables and report need every class, rather than averages over fewer")
+            "where it stopped - tables and report need every class, rather than averages over fewer"
+        )
     return res
 
 
@@ -215,14 +230,20 @@ class Outcomes:
                         if lay.replicate == 0:
                             self.folders.setdefault(ev, folder)
             self.index.append(idx)
-            self.clean.append({parse_scenario(d["model"], tuple(d["classes"])): (100 * d["accuracy"], f)
-                               for f in lay.cleans() for d in [artifacts.read_json(f)]})
+            self.clean.append(
+                {
+                    parse_scenario(d["model"], tuple(d["classes"])): (100 * d["accuracy"], f)
+                    for f in lay.cleans()
+                    for d in [artifacts.read_json(f)]
+                }
+            )
         self._npz: dict[Path, dict[str, np.ndarray]] = {}
 
     def models(self, experiment: str) -> list[Scenario]:
         """The models evaluated in an experiment's folder (``EXPERIMENTS``), in name order."""
-        return sorted((s for s, f in self.folders.items() if f == EXPERIMENTS[experiment]),
-                      key=lambda s: s.name(self.classes))
+        return sorted(
+            (s for s, f in self.folders.items() if f == EXPERIMENTS[experiment]), key=lambda s: s.name(self.classes)
+        )
 
     def counts(self, s: Scenario) -> list[int] | None:
         """Training images per class of ``s`` (its ``scenarios/<slug>.json``)."""

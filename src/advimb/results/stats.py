@@ -29,8 +29,11 @@ N_BOOT = 2000
 
 def interval_method(n_boot: int = N_BOOT, seeds: int = 1, level: float = 0.95) -> str:
     """The one interval method of every table and of the report, in words."""
-    how = (f"the {seeds} seeds resampled, then the test images within each class of each seed" if seeds > 1
-           else "test images resampled within each class")
+    how = (
+        f"the {seeds} seeds resampled, then the test images within each class of each seed"
+        if seeds > 1
+        else "test images resampled within each class"
+    )
     return f"{100 * level:g}% percentile bootstrap ({n_boot:,} replicates; {how})"
 
 
@@ -98,7 +101,9 @@ class Bootstrap:
             reps = np.take_along_axis(reps, draws, 1)
         return float(np.mean(points)), reps.mean(1)
 
-    def shares(self, labels_by_seed: Sequence[np.ndarray], key: object, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    def shares(
+        self, labels_by_seed: Sequence[np.ndarray], key: object, num_classes: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Percent of images predicted as each label: points ``(C,)`` and replicates
         ``(n_boot, C)``, paired with :meth:`Bootstrap.mean` calls of the same ``key`` (the same resample)."""
         per_seed, points = [], []
@@ -131,8 +136,9 @@ class Bootstrap:
         return Estimate(float(point), float(lo), float(hi))
 
 
-def mean_over_groups(points: Sequence[float], reps: Sequence[np.ndarray],
-                     weights: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
+def mean_over_groups(
+    points: Sequence[float], reps: Sequence[np.ndarray], weights: Sequence[float] | None = None
+) -> tuple[float, np.ndarray]:
     """Average of per-group estimates (classes; weighted by ``weights`` if given). Strict:
     a group that is undefined (NaN) makes the average undefined, since an average over
     fewer groups would be a different quantity; a replicate where a group is NaN is NaN."""

@@ -26,8 +26,9 @@ def load_sweep(run_dir: Path) -> list[dict[str, Any]]:
     for f in RunLayout(run_dir).sweeps():
         d = artifacts.read_json(f)
         for c in d["combinations"]:
-            rows.append({**c, "attack": d["attack"]["name"], "eps": d["attack"]["eps"],
-                         "source": str(f.relative_to(run_dir))})
+            rows.append(
+                {**c, "attack": d["attack"]["name"], "eps": d["attack"]["eps"], "source": str(f.relative_to(run_dir))}
+            )
     return rows
 
 
@@ -47,15 +48,20 @@ def sweep_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not cs:
                 continue
             worst = min(cs, key=lambda r: r["adversarial_accuracy"])
-            out.append({
-                "attack": attack, "eps": eps, "column": col,
-                "accuracy": 100 * _mean([r["adversarial_accuracy"] for r in cs]),
-                "worst_class_accuracy": 100 * worst["adversarial_accuracy"], "worst_class": worst["class"],
-                "success_rate": 100 * _mean([r.get("success_rate", float("nan")) for r in cs]),
-                "min_eps_mean": _mean([r.get("min_eps_mean", float("nan")) for r in cs]),
-                "classes": len(cs),
-                **_orderings(cell, classes),
-            })
+            out.append(
+                {
+                    "attack": attack,
+                    "eps": eps,
+                    "column": col,
+                    "accuracy": 100 * _mean([r["adversarial_accuracy"] for r in cs]),
+                    "worst_class_accuracy": 100 * worst["adversarial_accuracy"],
+                    "worst_class": worst["class"],
+                    "success_rate": 100 * _mean([r.get("success_rate", float("nan")) for r in cs]),
+                    "min_eps_mean": _mean([r.get("min_eps_mean", float("nan")) for r in cs]),
+                    "classes": len(cs),
+                    **_orderings(cell, classes),
+                }
+            )
     return out
 
 
@@ -63,13 +69,14 @@ def _orderings(cell: dict, classes: list[str]) -> dict[str, int]:
     def acc(c, kind, grad):
         r = cell.get((c, kind, grad))
         return r["adversarial_accuracy"] if r else float("nan")
+
     return {
         "under_lt_balanced": sum(acc(c, "under", "same_model") < acc(c, "balanced", "same_model") for c in classes),
         "balanced_lt_over": sum(acc(c, "balanced", "same_model") < acc(c, "over", "same_model") for c in classes),
-        "transfer_weaker_under": sum(acc(c, "under", "different_model") > acc(c, "under", "same_model")
-                                     for c in classes),
-        "transfer_weaker_over": sum(acc(c, "over", "different_model") > acc(c, "over", "same_model")
-                                    for c in classes),
+        "transfer_weaker_under": sum(
+            acc(c, "under", "different_model") > acc(c, "under", "same_model") for c in classes
+        ),
+        "transfer_weaker_over": sum(acc(c, "over", "different_model") > acc(c, "over", "same_model") for c in classes),
     }
 
 
@@ -80,9 +87,25 @@ def build_sweep_tables(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[s
     if not rows:
         return [], []
     out = RunLayout(run_dir).tables
-    cols = ["attack", "eps", "class", "model_kind", "gradient", "evaluated_model", "gradient_model", "n",
-            "clean_accuracy", "adversarial_accuracy", "n_clean_correct", "success_rate",
-            "min_eps_max", "min_eps_mean", "min_eps_median", "min_eps_flippable_share", "source"]
+    cols = [
+        "attack",
+        "eps",
+        "class",
+        "model_kind",
+        "gradient",
+        "evaluated_model",
+        "gradient_model",
+        "n",
+        "clean_accuracy",
+        "adversarial_accuracy",
+        "n_clean_correct",
+        "success_rate",
+        "min_eps_max",
+        "min_eps_mean",
+        "min_eps_median",
+        "min_eps_flippable_share",
+        "source",
+    ]
     flat = [{k: r.get(k, "") for k in cols} for r in rows]
     artifacts.write_text(out / "sweep.csv", artifacts.csv_text(flat, cols))
     summary = sweep_summary(rows)

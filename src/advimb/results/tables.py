@@ -25,6 +25,7 @@ from advimb.results.metrics import GridMetrics
 from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name
 from advimb.results.stats import N_BOOT, Bootstrap, interval_method
 from advimb.results.sweep import build_sweep_tables
+from advimb.results.tables_readme import tables_readme
 
 #: the main tables, in the order they are written
 TABLE_NAMES = ("table1", "clean_target_accuracy", "clean_accuracy", "relative_difference", "flip_rates")
@@ -41,8 +42,18 @@ def _put(row: dict[str, Any], name: str, m: GridMetrics, q) -> None:
 
 def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
     """Every table's rows (means over seeds with intervals) from the grid's metrics."""
-    res = m.res
-    classes, targets = res.classes, res.targets
+    return {
+        "table1": _table1_rows(m),
+        "clean_target_accuracy": _clean_target_rows(m),
+        "clean_accuracy": _clean_rows(m),
+        "relative_difference": _relative_rows(m),
+        "flip_rates": _flip_rows(m),
+    }
+
+
+def _table1_rows(m: GridMetrics) -> list[dict[str, Any]]:
+    """Table 1: the target class's accuracy under attack per column, and the columns' average."""
+    targets = m.res.targets
     table1 = []
     for c in targets:
         row: dict[str, Any] = {"class": c}
@@ -52,12 +63,23 @@ def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
     avg: dict[str, Any] = {"class": "average"}
     for col, kind, grad in TABLE1_COLUMNS:
         _put(avg, col, m, m.mean_over_targets(lambda c, k=kind, g=grad: m.accuracy(c, k, g)))
+    return [*table1, avg]
+
+
+def _clean_target_rows(m: GridMetrics) -> list[dict[str, Any]]:
+    """Fig. 2: each target class's clean accuracy under each kind of model."""
     fig2 = []
-    for c in targets:
+    for c in m.res.targets:
         row = {"class": c}
         for kind in KINDS:
             _put(row, kind, m, m.clean_class(model_name(kind, c), c))
         fig2.append(row)
+    return fig2
+
+
+def _clean_rows(m: GridMetrics) -> list[dict[str, Any]]:
+    """Every model's clean accuracy, overall and per class."""
+    res, classes = m.res, m.res.classes
     clean_rows = []
     for name in sorted(res.clean, key=lambda n: _model_order(n, classes)):
         row = {"model": name}
@@ -65,31 +87,55 @@ def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
         for c in classes:
             _put(row, c, m, m.clean_class(name, c))
         clean_rows.append(row)
+    return clean_rows
+
+
+def _relative_rows(m: GridMetrics) -> list[dict[str, Any]]:
+    """Fig. 4: clean and attacked accuracy on the attacked images and their relative difference."""
+    res = m.res
     rel = []
-    for c in targets:
+    for c in res.targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
-            row = {"class": c, "model_kind": kind, "gradient": grad, "evaluated_model": model_name(kind, c),
-                   "attacked_images": len(res.cell(c, kind, grad)[0].adv)}
+            row = {
+                "class": c,
+                "model_kind": kind,
+                "gradient": grad,
+                "evaluated_model": model_name(kind, c),
+                "attacked_images": len(res.cell(c, kind, grad)[0].adv),
+            }
             _put(row, "clean_accuracy_attacked_images", m, m.accuracy(c, kind, grad, "clean"))
             _put(row, "adversarial_accuracy", m, m.accuracy(c, kind, grad))
             _put(row, "relative_difference", m, m.relative_difference(c, kind, grad))
-            row["note"] = ("" if math.isfinite(row["relative_difference"]) else
-                           f"undefined: {row['evaluated_model']} predicts {c} for none of these clean images")
+            row["note"] = (
+                ""
+                if math.isfinite(row["relative_difference"])
+                else f"undefined: {row['evaluated_model']} predicts {c} for none of these clean images"
+            )
             rel.append(row)
+    return rel
+
+
+def _flip_rows(m: GridMetrics) -> list[dict[str, Any]]:
+    """Fig. 6: where each target class's images go, clean and under attack."""
+    res, classes = m.res, m.res.classes
     flips = []
-    for c in targets:
+    for c in res.targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:
             first = res.first(c, kind, grad)
             (pc, rc), (pa, ra) = m.shares(c, kind, grad, "clean"), m.shares(c, kind, grad, "adv")
             for j, label in enumerate(classes):
-                row = {"class": c, "evaluated_model": first["evaluated_model"],
-                       "gradient_model": first["gradient_model"], "gradient": grad, "predicted_class": label,
-                       "attacked_images": first["n"]}
+                row = {
+                    "class": c,
+                    "evaluated_model": first["evaluated_model"],
+                    "gradient_model": first["gradient_model"],
+                    "gradient": grad,
+                    "predicted_class": label,
+                    "attacked_images": first["n"],
+                }
                 _put(row, "clean_share", m, (pc[j], rc[:, j]))
                 _put(row, "share", m, (pa[j], ra[:, j]))
                 flips.append(row)
-    return {"table1": [*table1, avg], "clean_target_accuracy": fig2, "clean_accuracy": clean_rows,
-            "relative_difference": rel, "flip_rates": flips}
+    return flips
 
 
 def _ci_text(r: dict[str, Any], col: str) -> str:
@@ -113,16 +159,26 @@ def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, An
     out = RunLayout(run_dir).tables
     method = interval_method(n_boot, res.seeds)
     attack_src, clean_src = res.attack_sources(), res.clean_sources()
-    sources: dict[str, list[str]] = {"table1": attack_src, "clean_target_accuracy": clean_src,
-                                     "clean_accuracy": clean_src, "relative_difference": attack_src,
-                                     "flip_rates": attack_src}
+    sources: dict[str, list[str]] = {
+        "table1": attack_src,
+        "clean_target_accuracy": clean_src,
+        "clean_accuracy": clean_src,
+        "relative_difference": attack_src,
+        "flip_rates": attack_src,
+    }
     for name, rows in t.items():
-        artifacts.write_text(out / f"{name}.csv", artifacts.csv_text(rows, list(dict.fromkeys(k for r in rows for k in r))))
+        artifacts.write_text(
+            out / f"{name}.csv", artifacts.csv_text(rows, list(dict.fromkeys(k for r in rows for k in r)))
+        )
     cols = [c for c, _, _ in TABLE1_COLUMNS]
     seeds = f", mean over {res.seeds} seeds" if res.seeds > 1 else ""
-    md = [f"Table 1 - accuracy (%) of the target class's attacked test images{seeds}; [95% interval: {method}]", "",
-          "| Class | Different model: under | Different model: over | Same model: balanced "
-          "| Same model: under | Same model: over |", "|---|---:|---:|---:|---:|---:|"]
+    md = [
+        f"Table 1 - accuracy (%) of the target class's attacked test images{seeds}; [95% interval: {method}]",
+        "",
+        "| Class | Different model: under | Different model: over | Same model: balanced "
+        "| Same model: under | Same model: over |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in t["table1"]:
         md.append(f"| {r['class']} | " + " | ".join(_ci_text(r, c) for c in cols) + " |")
     artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
@@ -137,15 +193,34 @@ def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, An
     summary = _rounded(summary)  # 4 decimals, as in the CSVs: the same file on every machine
     artifacts.write_json(out / "summary.json", summary)
     artifacts.write_json(out / "sources.json", sources)
-    artifacts.write_text(out / "README.md", tables_readme(res, method, sorted([*t, *exp_rows, *(
-        ["sweep", "sweep_summary"] if sweep else [])])))
+    artifacts.write_text(
+        out / "README.md",
+        tables_readme(res, method, sorted([*t, *exp_rows, *(["sweep", "sweep_summary"] if sweep else [])])),
+    )
     return {**summary, "rows": {**t, **exp_rows}, "grid": res, "metrics": m}
 
 
 #: the tables' columns that hold names or text (every other column is a number)
-TEXT_COLUMNS = {"class", "model", "model_kind", "gradient", "evaluated_model", "gradient_model", "predicted_class",
-                "note", "branch", "profile", "defence", "tail_classes", "test", "verdict", "attack", "column",
-                "worst_class", "source"}
+TEXT_COLUMNS = {
+    "class",
+    "model",
+    "model_kind",
+    "gradient",
+    "evaluated_model",
+    "gradient_model",
+    "predicted_class",
+    "note",
+    "branch",
+    "profile",
+    "defence",
+    "tail_classes",
+    "test",
+    "verdict",
+    "attack",
+    "column",
+    "worst_class",
+    "source",
+}
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
@@ -177,8 +252,11 @@ def read_tables(run_dir: Path, grid: GridResults) -> dict[str, Any] | None:
         sources = artifacts.read_json(tables / "sources.json")
     except (OSError, ValueError):
         return None
-    if summary.get("format") != TABLES_FORMAT or set(sources.get("table1", [])) != set(grid.attack_sources()) \
-            or set(sources.get("clean_accuracy", [])) != set(grid.clean_sources()):
+    if (
+        summary.get("format") != TABLES_FORMAT
+        or set(sources.get("table1", [])) != set(grid.attack_sources())
+        or set(sources.get("clean_accuracy", [])) != set(grid.clean_sources())
+    ):
         return None
     names = [*TABLE_NAMES, *summary.get("experiments", {}).get("tables", [])]
     if not all((tables / f"{n}.csv").exists() for n in names):
@@ -204,14 +282,18 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
     for kind in KINDS:
         e = m.estimate(m.mean_over_targets(lambda c, k=kind: m.relative_difference(c, k)))
         rd[kind], rd_ci[kind] = _finite(e.value), [_finite(e.lo), _finite(e.hi)]
-        undefined[kind] = [r["class"] for r in t["relative_difference"]
-                           if r["model_kind"] == kind and r["gradient"] == "same_model"
-                           and not math.isfinite(r["relative_difference"])]
+        undefined[kind] = [
+            r["class"]
+            for r in t["relative_difference"]
+            if r["model_kind"] == kind and r["gradient"] == "same_model" and not math.isfinite(r["relative_difference"])
+        ]
     clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(model_name(kk, c), c))) for k in KINDS}
     bal = m.estimate(m.clean_overall("balanced"))
     return {
         "format": TABLES_FORMAT,
-        "classes": len(table1), "seeds": res.seeds, "attacked_images_per_class": res.n_attacked,
+        "classes": len(table1),
+        "seeds": res.seeds,
+        "attacked_images_per_class": res.n_attacked,
         "interval": method,
         "table1_average_percent": {c: avg[c] for c in cols},
         "table1_average_interval": {c: [avg[f"{c}_lo"], avg[f"{c}_hi"]] for c in cols},
@@ -246,43 +328,6 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def tables_readme(res: GridResults, method: str, names: list[str]) -> str:
-    """``tables/README.md``: what every table holds, its definitions and its interval method."""
-    n = res.n_attacked
-    attacked = (f"all {n} test images of each class" if res.config is None or res.config.eval.test_per_class == 0
-                else f"the first {n} test images of each class")
-    lines = [
-        "# Tables of this run", "",
-        f"Built by advimb from the stored artifacts (`sources.json` names them). Every number is a percentage; "
-        f"`<column>_lo` / `<column>_hi` are its 95% interval, the same method in every table: {method}. "
-        f"With several seeds a value is the mean over seeds. An empty cell is undefined (the row's `note` says why).",
-        "", f"Attacked images: {attacked}. Clean accuracy of a model: its full test set.", "",
-        "| table | what it holds |", "|---|---|",
-        "| `table1.csv`, `table1.md` | the paper's Table 1: accuracy of each class's attacked images under attack, "
-        "for the different-model (balanced model's gradient) and same-model attacks; last row: mean over classes |",
-        "| `clean_target_accuracy.csv` | Fig. 2: clean accuracy of each class on the full test set, for the balanced "
-        "model and the models with that class under- and over-sampled |",
-        "| `clean_accuracy.csv` | every model's clean accuracy on the full test set, overall and per class |",
-        "| `relative_difference.csv` | Fig. 4: relative difference 100 x (clean - attacked) / clean, **both on the "
-        "attacked images** (`clean_accuracy_attacked_images`, `adversarial_accuracy`); undefined when the clean "
-        "accuracy is 0 |",
-        "| `flip_rates.csv` | Fig. 6: share of each class's attacked images predicted as each label, before "
-        "(`clean_share`) and after (`share`) the attack |",
-        "| `summary.json` | column averages with intervals, the paper's orderings counted over classes |",
-    ]
-    extra = {"sweep": "every attack at every eps of the sweep (first seed; no intervals)",
-             "sweep_summary": "per attack, eps and Table 1 column (first seed; no intervals)",
-             "imbalance_sweep": "the imbalance sweep (`clean_accuracy_attacked_images`: clean accuracy of the "
-                                "attacked images, like the relative difference's)",
-             "long_tail": "long-tailed profiles, per class (`clean_accuracy_attacked_images` as above)",
-             "long_tail_summary": "long-tailed profiles, summary",
-             "defences": "defences, per class (`*_clean_accuracy_attacked_images` on the attacked images, "
-                         "`*_clean_accuracy_full_test_set` on the full test set)",
-             "defences_summary": "defences, summary (`value [lo, hi]`; `n/a: reason` when undefined)"}
-    lines += [f"| `{k}.csv` | {extra[k]} |" for k in names if k in extra]
-    return "\n".join(lines) + "\n"
-
-
 def format_summary(run_dir: Path) -> str:
     """Table 1 and the orderings as text for the terminal."""
     run_dir = Path(run_dir)
@@ -295,13 +340,22 @@ def format_summary(run_dir: Path) -> str:
         lo, hi = s["balanced_clean_accuracy_interval"]
         lines.append(f"balanced model, clean test accuracy: {s['balanced_clean_accuracy']:.1f}% [{lo:.1f}, {hi:.1f}]")
     rd = s["relative_difference_average_percent"]
-    lines.append("relative difference, same model (mean over classes, on the attacked images): " + ", ".join(
-        f"{k} {rd[k]:.1f}%" if rd[k] is not None else
-        f"{k} undefined (clean accuracy 0 for {', '.join(s['relative_difference_undefined_classes'][k])})"
-        for k in KINDS))
+    lines.append(
+        "relative difference, same model (mean over classes, on the attacked images): "
+        + ", ".join(
+            f"{k} {rd[k]:.1f}%"
+            if rd[k] is not None
+            else f"{k} undefined (clean accuracy 0 for {', '.join(s['relative_difference_undefined_classes'][k])})"
+            for k in KINDS
+        )
+    )
     n = o["of_classes"]
-    lines.append(f"classes with under < balanced (same model): {o['same_model_under_lt_balanced']}/{n}; "
-                 f"balanced < over: {o['same_model_balanced_lt_over']}/{n}")
-    lines.append(f"classes where transfer is weaker than same-model: under {o['transfer_weaker_under']}/{n}, "
-                 f"over {o['transfer_weaker_over']}/{n}")
+    lines.append(
+        f"classes with under < balanced (same model): {o['same_model_under_lt_balanced']}/{n}; "
+        f"balanced < over: {o['same_model_balanced_lt_over']}/{n}"
+    )
+    lines.append(
+        f"classes where transfer is weaker than same-model: under {o['transfer_weaker_under']}/{n}, "
+        f"over {o['transfer_weaker_over']}/{n}"
+    )
     return "\n".join(lines)

@@ -35,19 +35,33 @@ def check_names(cfg: ExperimentConfig) -> None:
 
 
 #: the arguments of ``advimb run`` (flags) and ``advimb.run`` (keywords) that set one config key
-ARGUMENT_KEYS = {"data_dir": "data.dir", "seed": "seed", "seeds": "experiments.seeds", "eps": "attack.eps",
-                 "device": "train.device", "executor": "executor.name", "scheduler": "executor.scheduler",
-                 "scheduler_file": "executor.scheduler_file"}
+ARGUMENT_KEYS = {
+    "data_dir": "data.dir",
+    "seed": "seed",
+    "seeds": "experiments.seeds",
+    "eps": "attack.eps",
+    "device": "train.device",
+    "executor": "executor.name",
+    "scheduler": "executor.scheduler",
+    "scheduler_file": "executor.scheduler_file",
+}
 
 
-def resolve_arguments(preset: str | None, config_file: str | Path | None = None,
-                      overrides: list[dict[str, Any]] | None = None, **arguments: Any) -> ExperimentConfig:
+def resolve_arguments(
+    preset: str | None,
+    config_file: str | Path | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    **arguments: Any,
+) -> ExperimentConfig:
     """The resolved config of a run's arguments, every name checked: the preset, the config
     file, ``overrides`` (nested tables, in order: ``--set``) and then each of
     :data:`ARGUMENT_KEYS` that is not None (``data_dir=...``, ``seeds=3``...)."""
     extra = list(overrides or [])
-    extra += [nest(ARGUMENT_KEYS[name], str(value) if isinstance(value, Path) else value)
-              for name, value in arguments.items() if value is not None]
+    extra += [
+        nest(ARGUMENT_KEYS[name], str(value) if isinstance(value, Path) else value)
+        for name, value in arguments.items()
+        if value is not None
+    ]
     cfg = resolve_config(preset, config_file, extra)
     check_names(cfg)
     return cfg

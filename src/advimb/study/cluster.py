@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from advimb.errors import UserError
 from advimb.log import log
@@ -49,8 +49,9 @@ def _import_distributed():
     try:
         import distributed
     except ImportError:
-        raise UserError('executor "dask" needs Dask distributed: pip install "advimb[dask]" '
-                        "(or pip install distributed)") from None
+        raise UserError(
+            'executor "dask" needs Dask distributed: pip install "advimb[dask]" (or pip install distributed)'
+        ) from None
     return distributed
 
 
@@ -76,17 +77,21 @@ class DaskExecutor:
                 self.client = distributed.Client(address, timeout=e.connect_timeout)
             elif e.scheduler_file:
                 if not Path(e.scheduler_file).is_file():
-                    raise UserError(f"Dask scheduler file {e.scheduler_file} does not exist; start a "
-                                    "scheduler with dask scheduler --scheduler-file FILE, or leave "
-                                    "executor.scheduler_file empty to start a local cluster")
+                    raise UserError(
+                        f"Dask scheduler file {e.scheduler_file} does not exist; start a "
+                        "scheduler with dask scheduler --scheduler-file FILE, or leave "
+                        "executor.scheduler_file empty to start a local cluster"
+                    )
                 self.client = distributed.Client(scheduler_file=e.scheduler_file, timeout=e.connect_timeout)
             else:
                 self.cluster = self._local_cluster(distributed)
                 self.client = distributed.Client(self.cluster)
         except (OSError, TimeoutError) as err:
             where = address or e.scheduler_file
-            raise UserError(f"cannot reach the Dask scheduler at {where} ({err}); start it "
-                            "(dask scheduler) or check executor.scheduler") from None
+            raise UserError(
+                f"cannot reach the Dask scheduler at {where} ({err}); start it "
+                "(dask scheduler) or check executor.scheduler"
+            ) from None
         self.address = self.client.scheduler.address
         return self
 
@@ -101,9 +106,14 @@ class DaskExecutor:
         threads = max(1, cores // n)
         log(f"starting a Dask LocalCluster on 127.0.0.1: {n} worker process(es), {threads} torch thread(s) each")
         return distributed.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
             resources={"GPU": 1} if cuda else None,
-            env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+            env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
+        )
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
@@ -121,8 +131,10 @@ class DaskExecutor:
         if any(w.get("resources", {}).get("GPU") for w in workers):
             return {"GPU": 1}
         if cfg.train.device.startswith("cuda"):
-            log("no Dask worker declares a GPU resource, so tasks are not limited to one per GPU; "
-                "start workers with --resources GPU=1")
+            log(
+                "no Dask worker declares a GPU resource, so tasks are not limited to one per GPU; "
+                "start workers with --resources GPU=1"
+            )
         return None
 
     def _on_worker(self, fn, *args: Any, cfg: Any = None) -> Any:
@@ -138,8 +150,13 @@ class DaskExecutor:
 
     def describe(self) -> dict[str, Any]:
         workers = self.client.scheduler_info()["workers"]
-        return {"name": self.name, "scheduler": self.address, "workers": len(workers),
-                "local_cluster": self.cluster is not None, "retries": self.ecfg.retries}
+        return {
+            "name": self.name,
+            "scheduler": self.address,
+            "workers": len(workers),
+            "local_cluster": self.cluster is not None,
+            "retries": self.ecfg.retries,
+        }
 
     # ------------------------------------------------------------------ the plan
     def run(self, jobs: Sequence[Job], run_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -155,16 +172,22 @@ class DaskExecutor:
         futures = {}
         for job, n in todo:
             deps = list(dict.fromkeys(by_part[k] for k in job.deps if k in by_part))
-            fut = self.client.submit(run_job, job, str(Path(run_dir).resolve()), *deps,
-                                     key=f"advimb-{job.kind}-{job.key}", pure=False,
-                                     retries=self.ecfg.retries, resources=resources)
+            fut = self.client.submit(
+                run_job,
+                job,
+                str(Path(run_dir).resolve()),
+                *deps,
+                key=f"advimb-{job.kind}-{job.key}",
+                pure=False,
+                retries=self.ecfg.retries,
+                resources=resources,
+            )
             futures[fut] = (job, n)
             for p in job.parts():
                 by_part[p.key] = fut
         workers = len(self.client.scheduler_info()["workers"])
         log(f"{len(futures)} tasks submitted to the Dask scheduler at {self.address} ({workers} workers)")
-        bar = tqdm(total=sum(n for _, n in todo), desc="study (dask)", unit="job", disable=not progress,
-                   position=0)
+        bar = tqdm(total=sum(n for _, n in todo), desc="study (dask)", unit="job", disable=not progress, position=0)
         try:
             for fut in as_completed(list(futures)):
                 job, n = futures[fut]

@@ -10,9 +10,9 @@ Both resolve ``auto`` settings where the jobs will run and report that hardware.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from advimb.devices import describe, resolve_device, resolve_runtime
 from advimb.log import log

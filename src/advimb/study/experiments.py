@@ -43,8 +43,10 @@ def _classes(names: tuple[str, ...], key: str, config: ExperimentConfig, classes
     out = sorted({parse_class(c, classes) for c in names})
     for c in out:
         if c not in grid:
-            raise UserError(f"experiments.{key}: {classes[c]!r} is not a target class of the grid "
-                            "(imbalance.classes); add it there or drop it here")
+            raise UserError(
+                f"experiments.{key}: {classes[c]!r} is not a target class of the grid "
+                "(imbalance.classes); add it there or drop it here"
+            )
     return out
 
 

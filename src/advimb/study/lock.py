@@ -71,8 +71,9 @@ def holder(run_dir: str | Path) -> dict[str, Any] | None:
 def describe(rec: dict[str, Any]) -> str:
     """``pid 123 on host h (advimb run ..., since 2026-12-01T10:00:00+00:00)``."""
     cmd = " ".join(rec.get("argv") or [])[:120]
-    return (f"pid {rec.get('pid', '?')} on host {rec.get('host', '?')}"
-            + (f" ({cmd}, since {rec.get('since', '?')})" if cmd else f" (since {rec.get('since', '?')})"))
+    return f"pid {rec.get('pid', '?')} on host {rec.get('host', '?')}" + (
+        f" ({cmd}, since {rec.get('since', '?')})" if cmd else f" (since {rec.get('since', '?')})"
+    )
 
 
 def check_free(run_dir: str | Path, wait: bool = False) -> None:
@@ -90,8 +91,9 @@ def check_free(run_dir: str | Path, wait: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def hold(run_dir: str | Path, invocation: str = "", argv: list[str] | None = None,
-         wait: bool = False) -> Iterator[dict[str, Any] | None]:
+def hold(
+    run_dir: str | Path, invocation: str = "", argv: list[str] | None = None, wait: bool = False
+) -> Iterator[dict[str, Any] | None]:
     """Hold ``run_dir``'s lock for the ``with`` block (the folder must exist); yields the
     record of the previous holder when it was taken over from an ended process (else None).
     Another live holder: :class:`UserError`, or with ``wait`` a wait until it ends."""
@@ -108,8 +110,16 @@ def hold(run_dir: str | Path, invocation: str = "", argv: list[str] | None = Non
     try:
         if previous is not None:
             log(f"took over the lock of {run_dir} from {describe(previous)}, which has ended")
-        _write(fd, {"host": platform.node(), "pid": os.getpid(), "invocation": invocation,
-                    "argv": list(argv if argv is not None else sys.argv), "since": _now()})
+        _write(
+            fd,
+            {
+                "host": platform.node(),
+                "pid": os.getpid(),
+                "invocation": invocation,
+                "argv": list(argv if argv is not None else sys.argv),
+                "since": _now(),
+            },
+        )
         _held[key] = [fd, 1]
         try:
             yield previous
@@ -162,14 +172,18 @@ def _acquire(fd: int, run_dir: str | Path, wait: bool) -> dict[str, Any] | None:
         except OSError as e:
             if e.errno != errno.ENOLCK:
                 raise
-            log(f"the file system of {run_dir} does not support locks; running without one (do not start a "
-                "second invocation on this folder)")
+            log(
+                f"the file system of {run_dir} does not support locks; running without one (do not start a "
+                "second invocation on this folder)"
+            )
             return None
 
 
 def _in_use(run_dir: str | Path, rec: dict[str, Any]) -> UserError:
-    return UserError(f"{run_dir} is in use by another advimb invocation, {describe(rec)}; wait for it to finish "
-                     "(or add --wait), or choose another --out")
+    return UserError(
+        f"{run_dir} is in use by another advimb invocation, {describe(rec)}; wait for it to finish "
+        "(or add --wait), or choose another --out"
+    )
 
 
 def _read(fd: int) -> dict[str, Any] | None:

@@ -22,10 +22,10 @@ from advimb.training.regimes import get_defence
 
 def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """The study as jobs, in an order where every job follows its dependencies: for each
-    replicate (``experiments.seeds``), the paper's grid (21 trainings, 21 clean
-    evaluations, 30 attack jobs holding the 50 combinations, plus any attack/eps sweep)
-    and the experiments' models and attacks (``advimb.study.experiments``); with stacking on, the trainings
-of all replicates first, as one stack (:func:`group_training`)."""
+        replicate (``experiments.seeds``), the paper's grid (21 trainings, 21 clean
+        evaluations, 30 attack jobs holding the 50 combinations, plus any attack/eps sweep)
+        and the experiments' models and attacks (``advimb.study.experiments``); with stacking on, the trainings
+    of all replicates first, as one stack (:func:`group_training`)."""
     check_resolved(config)
     trains: list[TrainJob] = []
     cleans: list[CleanEvalJob] = []
@@ -38,8 +38,9 @@ of all replicates first, as one stack (:func:`group_training`)."""
     return [*group_training(trains, config, ds), *group_clean(cleans, config, ds), *rest]
 
 
-def _plan_replicate(config: ExperimentConfig, ds: Dataset,
-                    k: int) -> tuple[list[TrainJob], list[CleanEvalJob], list[Job]]:
+def _plan_replicate(
+    config: ExperimentConfig, ds: Dataset, k: int
+) -> tuple[list[TrainJob], list[CleanEvalJob], list[Job]]:
     """One replicate's training jobs, clean evaluations, and attack jobs."""
     classes, fp = ds.classes, ds.fingerprint
     scenarios = paper_scenarios(config.imbalance, classes)
@@ -50,8 +51,9 @@ def _plan_replicate(config: ExperimentConfig, ds: Dataset,
 
     def attack(cfg: ExperimentConfig, grad: Scenario, target: int, evaluated: tuple[Scenario, ...], **kw) -> None:
         keys = tuple(dict.fromkeys(train[s].key for s in (grad, *evaluated)))
-        attacks.append(AttackJob(cfg, classes, fp, k, gradient=grad, target=target, evaluated=evaluated,
-                                 model_keys=keys, **kw))
+        attacks.append(
+            AttackJob(cfg, classes, fp, k, gradient=grad, target=target, evaluated=evaluated, model_keys=keys, **kw)
+        )
 
     bal = Scenario("balanced")
     for c in target_classes(config.imbalance, classes):
@@ -81,9 +83,12 @@ def group_attacks(jobs: list[AttackJob], config: ExperimentConfig) -> list[Job]:
     groups: dict[tuple[int, str], list[AttackJob]] = {}
     for j in jobs:
         groups.setdefault((j.replicate, j.subdir), []).append(j)
-    return [g[0] if len(g) == 1 else AttackGroupJob(g[0].config, g[0].classes, g[0].fingerprint, g[0].replicate,
-                                                    members=tuple(g))
-            for g in groups.values()]
+    return [
+        g[0]
+        if len(g) == 1
+        else AttackGroupJob(g[0].config, g[0].classes, g[0].fingerprint, g[0].replicate, members=tuple(g))
+        for g in groups.values()
+    ]
 
 
 def sweep_grid(config: ExperimentConfig) -> list[tuple[ExperimentConfig, str, float]]:

@@ -6,27 +6,27 @@ import contextlib
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from advimb import artifacts
+from advimb.attacks.evaluate import attack_kwargs
 from advimb.config.sections import ExperimentConfig
+from advimb.data.dataset import eval_subset
+from advimb.data.imbalance import check_counts, class_counts, target_classes
 from advimb.data.sources import load_dataset
 from advimb.errors import UserError
 from advimb.log import log
+from advimb.models import build_model
+from advimb.results.pairs import parse_pair
 from advimb.results.tables import build_tables
 from advimb.study import lock
+from advimb.study.checks import check_names
 from advimb.study.executor import LocalExecutor
 from advimb.study.jobs.train import TrainJob
 from advimb.study.plan import plan
 from advimb.study.runfolder import check_run_folder, close_stale_invocations, now, open_run, update_manifest
-from advimb.attacks.evaluate import attack_kwargs
-from advimb.data.dataset import eval_subset
-from advimb.data.imbalance import check_counts, class_counts, target_classes
-from advimb.models import build_model
-from advimb.results.claims import parse_pair
-from advimb.study.checks import check_names
 
 
 def train_jobs(jobs) -> list[TrainJob]:
@@ -43,8 +43,12 @@ def preflight(cfg: ExperimentConfig, ds, jobs, pair=None) -> None:
     attack_kwargs(cfg.attack, ds.classes)
     eval_subset(ds, cfg.eval.test_per_class)
     for job in train_jobs(jobs):
-        check_counts(ds.y_train, class_counts(job.scenario, ds.num_classes, cfg.imbalance), ds.classes,
-                     job.scenario.name(ds.classes))
+        check_counts(
+            ds.y_train,
+            class_counts(job.scenario, ds.num_classes, cfg.imbalance),
+            ds.classes,
+            job.scenario.name(ds.classes),
+        )
     if pair is not None:
         parse_pair(pair, ds.classes, [ds.classes[c] for c in target_classes(cfg.imbalance, ds.classes)])
 
@@ -62,12 +66,16 @@ def check_forward(cfg: ExperimentConfig, ds) -> None:
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - any model the user names may fail on these images: one line, exit 2
-        raise UserError(f"model {name!r} cannot classify {'x'.join(map(str, ds.image_shape))} images "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-                        "choose another model or set data.resize / data.pad") from None
+        raise UserError(
+            f"model {name!r} cannot classify {'x'.join(map(str, ds.image_shape))} images "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            "choose another model or set data.resize / data.pad"
+        ) from None
     if tuple(out.shape) != (2, ds.num_classes):
-        raise UserError(f"model {name!r} returns outputs of shape {tuple(out.shape)} for 2 images; "
-                        f"advimb needs logits of shape (2, {ds.num_classes}) (one per class)")
+        raise UserError(
+            f"model {name!r} returns outputs of shape {tuple(out.shape)} for 2 images; "
+            f"advimb needs logits of shape (2, {ds.num_classes}) (one per class)"
+        )
 
 
 def open_executor(cfg: ExperimentConfig):
@@ -79,9 +87,15 @@ def open_executor(cfg: ExperimentConfig):
     return LocalExecutor()
 
 
-def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
-              argv: list[str] | None = None, pair=None, after: Callable[[Path], Any] | None = None,
-              wait: bool = False) -> dict[str, Any]:
+def run_study(
+    cfg: ExperimentConfig,
+    out: str | Path,
+    progress: bool = True,
+    argv: list[str] | None = None,
+    pair=None,
+    after: Callable[[Path], Any] | None = None,
+    wait: bool = False,
+) -> dict[str, Any]:
     """Run (or resume) the study ``cfg`` into run folder ``out``; return the summary.
     Everything is checked (device, data, config against a folder's earlier run, every
     scenario's counts, models, attacks, the report's ``pair``, that no other live invocation
@@ -101,8 +115,15 @@ def run_study(cfg: ExperimentConfig, out: str | Path, progress: bool = True,
         torch.set_num_threads(threads)
 
 
-def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: list[str] | None,
-               pair, after: Callable[[Path], Any] | None, wait: bool) -> dict[str, Any]:
+def _run_study(
+    cfg: ExperimentConfig,
+    out: str | Path,
+    progress: bool,
+    argv: list[str] | None,
+    pair,
+    after: Callable[[Path], Any] | None,
+    wait: bool,
+) -> dict[str, Any]:
     argv = argv if argv is not None else sys.argv
     artifacts.check_writable_dir(out)
     lock.check_free(out, wait)  # fail fast, before loading anything
@@ -121,17 +142,28 @@ def _run_study(cfg: ExperimentConfig, out: str | Path, progress: bool, argv: lis
             stats = _execute(ex, cfg, ds, jobs, run_dir, inv_id, argv, progress)
         summary = build_tables(run_dir)
         wall = time.perf_counter() - t0
-        update_manifest(run_dir, status="complete", finished=now(),
-                        invocation={"id": inv_id, "finished": now(), "status": "complete",
-                                    "wall_seconds": round(wall, 1), "jobs_run": stats["run"],
-                                    "jobs_skipped": stats["skipped"], "jobs_recomputed": stats["recomputed"],
-                                    "job_seconds": stats["seconds"]})
+        update_manifest(
+            run_dir,
+            status="complete",
+            finished=now(),
+            invocation={
+                "id": inv_id,
+                "finished": now(),
+                "status": "complete",
+                "wall_seconds": round(wall, 1),
+                "jobs_run": stats["run"],
+                "jobs_skipped": stats["skipped"],
+                "jobs_recomputed": stats["recomputed"],
+                "job_seconds": stats["seconds"],
+            },
+        )
         done = after(run_dir) if after is not None else None
     return {"run_dir": run_dir, "wall_seconds": wall, "stats": stats, "summary": summary, "after": done}
 
 
-def _execute(ex, cfg: ExperimentConfig, ds, jobs, run_dir: Path, inv_id: str, argv: list[str],
-             progress: bool) -> dict[str, Any]:
+def _execute(
+    ex, cfg: ExperimentConfig, ds, jobs, run_dir: Path, inv_id: str, argv: list[str], progress: bool
+) -> dict[str, Any]:
     """Write the config and the manifest's invocation (the folder's lock held), run the jobs."""
     import os
     import platform
@@ -143,16 +175,33 @@ def _execute(ex, cfg: ExperimentConfig, ds, jobs, run_dir: Path, inv_id: str, ar
     n_jobs = sum(len(j.parts()) for j in jobs)
     seeds = {f"{j.scenario.name(ds.classes)}{j.tag}": j.seeds() for j in train_jobs(jobs)}
     update_manifest(
-        run_dir, dataset=ds.summary(), seed=cfg.seed, seeds=seeds, environment=env, jobs=n_jobs,
+        run_dir,
+        dataset=ds.summary(),
+        seed=cfg.seed,
+        seeds=seeds,
+        environment=env,
+        jobs=n_jobs,
         status="running",
-        invocation={"id": inv_id, "argv": argv, "started": now(), "status": "running",
-                    "executor": ex.describe(), "pid": os.getpid(), "host": platform.node()},
+        invocation={
+            "id": inv_id,
+            "argv": argv,
+            "started": now(),
+            "status": "running",
+            "executor": ex.describe(),
+            "pid": os.getpid(),
+            "host": platform.node(),
+        },
     )
-    log(f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
-        f"({cfg.train.precision}), {ex.name} executor, run folder {run_dir}")
+    log(
+        f"{cfg.preset} study: {n_jobs} jobs on {ds.name} ({ds.origin}), device {env['device']} "
+        f"({cfg.train.precision}), {ex.name} executor, run folder {run_dir}"
+    )
     try:
         return ex.run(jobs, run_dir, progress)
     except BaseException as e:
-        update_manifest(run_dir, status="interrupted",
-                        invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"})
+        update_manifest(
+            run_dir,
+            status="interrupted",
+            invocation={"id": inv_id, "finished": now(), "status": f"stopped: {type(e).__name__}"},
+        )
         raise

@@ -3,6 +3,7 @@
 the checks that a rerun into a folder continues the same study. Where each artifact lives is
 :class:`advimb.layout.RunLayout`'s to say.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,10 +28,17 @@ def git_commit() -> dict[str, Any]:
     """The commit of the advimb source tree, if it is a git checkout (else None)."""
     src = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=src, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=src,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], check=False, cwd=src, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            check=False,
+            cwd=src,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": sha or None, "dirty": bool(dirty) if sha else None}
@@ -45,10 +53,15 @@ def environment(device: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         dev = f"{device} ({torch.cuda.get_device_name()})"
     return {
-        "advimb": __version__, **git_commit(), "python": sys.version.split()[0],
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__, "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "device": dev,
+        "advimb": __version__,
+        **git_commit(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "device": dev,
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -72,16 +72,17 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500,
-                  channels_last: bool = True) -> tuple[float, float]:
+def evaluate_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, channels_last: bool = True
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (eval mode) on uint8 images ``x``."""
     was_training = model.training
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for i in range(0, len(x), batch_size):
-        out = model(to_float(x[i:i + batch_size], channels_last))
-        yb = y[i:i + batch_size]
+        out = model(to_float(x[i : i + batch_size], channels_last))
+        yb = y[i : i + batch_size]
         loss += F.cross_entropy(out.float(), yb, reduction="sum")
         correct += (out.argmax(1) == yb).sum()
     model.train(was_training)
@@ -117,8 +118,10 @@ class Compiled:
         except Exception as e:  # torch.compile's backends raise many kinds
             if self.called:
                 raise
-            log(f"torch.compile of {self.what} failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                "training eager (set train.compile = 'off' to skip compiling)")
+            log(
+                f"torch.compile of {self.what} failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                "training eager (set train.compile = 'off' to skip compiling)"
+            )
             self.compiled = None
             return self.fn(*args)
         self.called = True
@@ -163,11 +166,17 @@ def fit(
         loss_sum, correct, n = run.epoch(train, epoch, seed, augment, regime, f"{desc} epoch {epoch + 1}", progress)
         with torch.autocast(run.device.type, dtype=run.amp, enabled=run.amp is not None):
             val_loss, val_acc = evaluate_loss(model, *val, channels_last=cfg.channels_last)
-        run.history.append({
-            "epoch": epoch + 1, "loss": loss_sum.item() / n, "accuracy": correct.item() / n,
-            "val_loss": val_loss, "val_accuracy": val_acc, "lr": keras_lr(cfg.lr, cfg.decay, run.step),
-            "seconds": time.perf_counter() - t0,
-        })
+        run.history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss_sum.item() / n,
+                "accuracy": correct.item() / n,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "lr": keras_lr(cfg.lr, cfg.decay, run.step),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if run.stopper.step(val_loss, epoch + 1):
             run.best_state = copy.deepcopy(model.state_dict())
         if on_epoch_end is not None:
@@ -182,8 +191,7 @@ class _Run:
     """One model's training state between epochs: optimiser, early stopping, history, the
     best weights and the step count (Keras ``iterations``), from scratch or a checkpoint."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device,
-                 resume: dict[str, Any] | None) -> None:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device, resume: dict[str, Any] | None) -> None:
         self.model, self.cfg, self.device = model, cfg, device
         self.amp = autocast_dtype(cfg.precision, device)
         self.forward = compiled(model, cfg.compile, device)
@@ -202,12 +210,26 @@ class _Run:
 
     def state(self, epoch: int) -> dict[str, Any]:
         """What a checkpoint holds after ``epoch`` (tensors and plain values only)."""
-        return {"epoch": epoch, "step": self.step, "model": self.model.state_dict(),
-                "optimizer": self.opt.state_dict(), "early_stopping": self.stopper.state_dict(),
-                "best_state": self.best_state, "history": self.history}
+        return {
+            "epoch": epoch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "early_stopping": self.stopper.state_dict(),
+            "best_state": self.best_state,
+            "history": self.history,
+        }
 
-    def epoch(self, train: tuple[torch.Tensor, torch.Tensor], epoch: int, seed: int, augment: bool,
-              regime: Regime, desc: str, progress: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def epoch(
+        self,
+        train: tuple[torch.Tensor, torch.Tensor],
+        epoch: int,
+        seed: int,
+        augment: bool,
+        regime: Regime,
+        desc: str,
+        progress: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One pass over the training set (its order, flips and dropout masks from seeds
         derived from (seed, epoch)); returns the summed loss, the correct count and n."""
         from tqdm.auto import tqdm
@@ -224,13 +246,14 @@ class _Run:
         adjust = torch.tensor(regime.logit_adjust, device=device) if regime.logit_adjust else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        bar = tqdm(total=n, desc=f"{desc}/{cfg.max_epochs}", unit="img", leave=False, disable=not progress,
-                   mininterval=0.5)
+        bar = tqdm(
+            total=n, desc=f"{desc}/{cfg.max_epochs}", unit="img", leave=False, disable=not progress, mininterval=0.5
+        )
         for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
+            idx = perm[i : i + cfg.batch_size]
             xb = to_float(x_tr[idx], cfg.channels_last)
             if flips is not None:
-                f = flips[i:i + cfg.batch_size]
+                f = flips[i : i + cfg.batch_size]
                 xb = torch.where(f[:, None, None, None], xb.flip(3), xb)
             yb = y_tr[idx]
             if regime.adversarial:
@@ -243,8 +266,9 @@ class _Run:
         bar.close()
         return loss_sum, correct, n
 
-    def update(self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor | None,
-               adjust: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor | None, adjust: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step at the Keras learning rate of this iteration (``adjust``: the
         logit adjustment added to the training logits, :class:`Regime`)."""
         cfg = self.cfg

@@ -71,8 +71,9 @@ class Defence:
         """The training regime of a model with this defence (its ``spec`` from :meth:`Defence.spec`)."""
         if self.adversarial:
             scope = (target,) if spec["scope"] == "minority" else ()
-            return Regime(adversarial=self.adversarial, adv_eps=spec["eps"], adv_steps=spec.get("steps", 7),
-                          adv_classes=scope)
+            return Regime(
+                adversarial=self.adversarial, adv_eps=spec["eps"], adv_steps=spec.get("steps", 7), adv_classes=scope
+            )
         if self.name == "class_weight":
             return Regime(class_weight=balanced_weights(y_train, num_classes))
         if self.name == "logit_adjust":
@@ -99,12 +100,17 @@ def get_defence(name: str) -> Defence:
     return _DEFENCES[name]
 
 
-for _d in (Defence("class_weight", description="each image's loss weighted N / (C n_c) (Keras class_weight)"),
-           Defence("resample", description="smaller classes re-drawn with replacement up to the largest, flipped"),
-           Defence("logit_adjust", description="training logits + log class prior (logit-adjusted loss, Menon et "
-                   "al. 2021, tau = 1; = balanced softmax, Ren et al. 2020)"),
-           Defence("fgsm_at", "fgsm", "trained on FGSM images crafted against the current model"),
-           Defence("pgd_at", "pgd", "trained on PGD images crafted against the current model")):
+for _d in (
+    Defence("class_weight", description="each image's loss weighted N / (C n_c) (Keras class_weight)"),
+    Defence("resample", description="smaller classes re-drawn with replacement up to the largest, flipped"),
+    Defence(
+        "logit_adjust",
+        description="training logits + log class prior (logit-adjusted loss, Menon et "
+        "al. 2021, tau = 1; = balanced softmax, Ren et al. 2020)",
+    ),
+    Defence("fgsm_at", "fgsm", "trained on FGSM images crafted against the current model"),
+    Defence("pgd_at", "pgd", "trained on PGD images crafted against the current model"),
+):
     register_defence(_d)
 
 
@@ -151,15 +157,17 @@ def epoch_order(y: torch.Tensor, regime: Regime, gen: torch.Generator) -> torch.
     return order[torch.randperm(len(order), generator=gen)]
 
 
-def adversarial_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, regime: Regime,
-                      gen: torch.Generator) -> torch.Tensor:
+def adversarial_batch(
+    model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, regime: Regime, gen: torch.Generator
+) -> torch.Tensor:
     """The batch as adversarial training sees it (see :class:`Regime`)."""
     if regime.adversarial == "fgsm":
         x_adv = fgsm(model, xb, yb, eps=regime.adv_eps)
     else:
         noise = torch.empty(xb.shape).uniform_(-regime.adv_eps, regime.adv_eps, generator=gen)
-        x_adv = pgd(model, xb, yb, eps=regime.adv_eps, steps=regime.adv_steps,
-                    x_init=xb + noise.to(xb.device, xb.dtype))
+        x_adv = pgd(
+            model, xb, yb, eps=regime.adv_eps, steps=regime.adv_steps, x_init=xb + noise.to(xb.device, xb.dtype)
+        )
     if regime.adv_classes:
         mask = torch.isin(yb, torch.tensor(regime.adv_classes, device=yb.device))
         x_adv = torch.where(mask[:, None, None, None], x_adv, xb)

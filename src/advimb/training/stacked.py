@@ -45,21 +45,7 @@ from advimb.devices import autocast_dtype
 from advimb.log import log
 from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr
 from advimb.training.regimes import Regime, epoch_order, epoch_size
-
-
-def _float(x_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(M, B, H, W, C)`` -> float ``(M, B, C, H, W)`` in [0, 1]."""
-    return x_u8.permute(0, 1, 4, 2, 3).float().div_(255)
-
-
-def stackable(model: nn.Module) -> bool:
-    """Batch norm keeps running statistics in place, which vmap-ed training cannot update
-    per model: such models train one by one."""
-    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def _has_dropout(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+from advimb.training.stacked_ops import has_dropout, rmsprop_, stack_validation, stackable, to_float
 
 
 def fit_stacked(
@@ -96,8 +82,14 @@ def fit_stacked(
     if any(r.adversarial for r in regimes):
         raise ValueError("adversarial training crafts each batch against its own model; train it one by one (fit)")
     st = _Stack(models, (x_train, y_train), train_idx, val, cfg, seeds, augment, regimes, resume)
-    bar = tqdm(total=st.upper_bound(), initial=st.images_done, desc=f"{desc} ({len(models)} models)", unit="img",
-               disable=not progress, mininterval=0.5)
+    bar = tqdm(
+        total=st.upper_bound(),
+        initial=st.images_done,
+        desc=f"{desc} ({len(models)} models)",
+        unit="img",
+        disable=not progress,
+        mininterval=0.5,
+    )
     while st.running():
         t0 = time.perf_counter()
         bar.update(st.tick())
@@ -121,16 +113,26 @@ class _Stack:
     Shared: the stacked parameters, RMSProp accumulators and the step count (Keras
     ``iterations``: every model still training has taken exactly ``tick_count`` steps)."""
 
-    def __init__(self, models: Sequence[nn.Module], train: tuple[torch.Tensor, torch.Tensor],
-                 train_idx: Sequence[torch.Tensor], val: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                 cfg: TrainConfig, seeds: Sequence[int], augment: Sequence[bool], regimes: Sequence[Regime],
-                 resume: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        train: tuple[torch.Tensor, torch.Tensor],
+        train_idx: Sequence[torch.Tensor],
+        val: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        cfg: TrainConfig,
+        seeds: Sequence[int],
+        augment: Sequence[bool],
+        regimes: Sequence[Regime],
+        resume: dict[str, Any] | None,
+    ) -> None:
         self.cfg, self.x, self.y = cfg, train[0], train[1]
         self.device = device = self.x.device
         self.seeds, self.augment, self.regimes = list(seeds), list(augment), list(regimes)
         self.m = m = len(models)
         self.idx = [t.to(device) for t in train_idx]
-        self.n = [epoch_size(self.y[i], r) for i, r in zip(self.idx, regimes)]  # images per epoch (re-sampling tops classes up)
+        self.n = [
+            epoch_size(self.y[i], r) for i, r in zip(self.idx, regimes)
+        ]  # images per epoch (re-sampling tops classes up)
         if min(self.n) == 0:
             raise ValueError("a stacked model has no training images")
         b = cfg.batch_size
@@ -138,15 +140,18 @@ class _Stack:
         self.width = max(self.steps) * b
         self.cw = [torch.tensor(r.class_weight, device=device) if r.class_weight else None for r in regimes]
         with torch.no_grad():  # the number of classes: what the model outputs
-            classes = copy.deepcopy(models[0]).eval()(torch.zeros(1, *(self.x.shape[i] for i in (3, 1, 2)),
-                                                                  device=device)).shape[1]
+            classes = (
+                copy.deepcopy(models[0])
+                .eval()(torch.zeros(1, *(self.x.shape[i] for i in (3, 1, 2)), device=device))
+                .shape[1]
+            )
         self.adjust = torch.tensor([list(r.logit_adjust) or [0.0] * classes for r in regimes], device=device)
         self._build_fns(models[0])
         params, buffers = stack_module_state(list(models))
         self.params = {k: v.detach().clone() for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.sq = {k: torch.zeros_like(v) for k, v in self.params.items()}
-        self._stack_val(val)
+        self.xv, self.yv, self.vmask, self.nv = stack_validation(val, device)
         self.order = torch.zeros(m, self.width, dtype=torch.long, device=device)
         self.weight = torch.zeros(m, self.width, device=device)
         self.real = torch.zeros(m, self.width, device=device)
@@ -184,28 +189,11 @@ class _Stack:
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 return functional_call(base, (p, b), (x,)).float()
 
-        randomness = "different" if _has_dropout(model) else "error"
+        randomness = "different" if has_dropout(model) else "error"
         step = vmap(grad_and_value(loss_fn, has_aux=True), randomness=randomness)
         self.step_fn = compiled(step, cfg.compile, device, "the stacked step")
         self.eval_v = vmap(eval_fn)
         self.warmup = 0.0
-
-    def _stack_val(self, val: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Every model's validation set in one ``(M, V, ...)`` tensor, padded to the longest
-        with masked images; one set shared by all (the test set) is not copied M times."""
-        self.nv = [len(v[1]) for v in val]
-        if all(v[0] is val[0][0] and v[1] is val[0][1] for v in val):
-            self.xv = val[0][0].to(self.device).unsqueeze(0).expand(self.m, *val[0][0].shape)
-            self.yv = val[0][1].to(self.device).unsqueeze(0).expand(self.m, -1)
-            self.vmask = torch.ones(self.m, self.nv[0], device=self.device)
-            return
-        vmax = max(self.nv)
-        shape = val[0][0].shape[1:]
-        self.xv = torch.zeros(self.m, vmax, *shape, dtype=torch.uint8, device=self.device)
-        self.yv = torch.zeros(self.m, vmax, dtype=torch.long, device=self.device)
-        self.vmask = torch.zeros(self.m, vmax, device=self.device)
-        for i, (xv, yv) in enumerate(val):
-            self.xv[i, :len(yv)], self.yv[i, :len(yv)], self.vmask[i, :len(yv)] = xv, yv, 1
 
     def _start_epoch(self, i: int) -> None:
         """Model i's rows for its current epoch: the order, flips (fit's per-epoch stream)
@@ -243,12 +231,19 @@ class _Stack:
         pos = self.pos[:, None] + self.offsets
         ib = self.order.gather(1, pos)
         real, w = self.real.gather(1, pos), self.weight.gather(1, pos)
-        xb = _float(self.x[ib])
+        xb = to_float(self.x[ib])
         xb = torch.where(self.flip.gather(1, pos)[:, :, None, None, None], xb.flip(4), xb)
         yb = self.y[ib]
         grads, (loss, out) = self.step_fn(self.params, self.buffers, xb, yb, w, real, self.adjust)
         with torch.no_grad():
-            self.rmsprop(grads, keras_lr(self.cfg.lr, self.cfg.decay, self.tick_count))
+            rmsprop_(
+                self.params,
+                self.sq,
+                grads,
+                keras_lr(self.cfg.lr, self.cfg.decay, self.tick_count),
+                self.cfg.rho,
+                self.cfg.eps,
+            )
             count = real.sum(1)
             self.loss_sum += loss.detach() * count
             self.correct += ((out.argmax(2) == yb) * real).sum(1)
@@ -256,8 +251,9 @@ class _Stack:
         self.tick_count += 1
         if self.tick_count < self.next_end:  # no epoch ends at this step: every batch is full
             return b * self.active
-        return sum(min(b, self.n[i] - (self.tick_count - 1 - self.begin[i]) * b)
-                   for i in range(self.m) if not self.done[i])
+        return sum(
+            min(b, self.n[i] - (self.tick_count - 1 - self.begin[i]) * b) for i in range(self.m) if not self.done[i]
+        )
 
     def report_warmup(self, seconds: float) -> None:
         """Log the first steps' time: compiling (and capturing the CUDA graph) happens there."""
@@ -267,25 +263,11 @@ class _Stack:
         if self.tick_count == 3:
             log(f"compiled the stacked training step ({self.m} models): first 3 steps took {self.warmup:.1f} s")
 
-    def rmsprop(self, grads: dict[str, torch.Tensor], lr: float) -> None:
-        """torch.optim.RMSprop's update (alpha = rho), as foreach ops: a handful of kernel
-        launches for all parameters of all models (a stopped model's zero gradient leaves
-        its weights exactly where they are)."""
-        cfg = self.cfg
-        keys = list(self.params)
-        p_l, s_l, g_l = [self.params[k] for k in keys], [self.sq[k] for k in keys], [grads[k] for k in keys]
-        torch._foreach_mul_(s_l, cfg.rho)
-        torch._foreach_addcmul_(s_l, g_l, g_l, value=1 - cfg.rho)
-        denom = torch._foreach_sqrt(s_l)
-        torch._foreach_add_(denom, cfg.eps)
-        torch._foreach_addcdiv_(p_l, g_l, denom, value=-lr)
-
     def ending(self) -> list[int]:
         """The models whose epoch ended with the step just taken (known without a sync)."""
         if self.tick_count != self.next_end:
             return []
-        return [i for i in range(self.m)
-                if not self.done[i] and self.tick_count - self.begin[i] == self.steps[i]]
+        return [i for i in range(self.m) if not self.done[i] and self.tick_count - self.begin[i] == self.steps[i]]
 
     def _schedule(self) -> None:
         """The next step at which some model's epoch ends, and how many models are training."""
@@ -304,9 +286,17 @@ class _Stack:
         lr = keras_lr(cfg.lr, cfg.decay, self.tick_count)
         for j, i in enumerate(ending):
             self.epoch[i] += 1
-            self.histories[i].append({"epoch": self.epoch[i], "loss": tl[j], "accuracy": ta[j],
-                                      "val_loss": val_loss[j], "val_accuracy": val_acc[j], "lr": lr,
-                                      "seconds": time.perf_counter() - self.t0[i]})
+            self.histories[i].append(
+                {
+                    "epoch": self.epoch[i],
+                    "loss": tl[j],
+                    "accuracy": ta[j],
+                    "val_loss": val_loss[j],
+                    "val_accuracy": val_acc[j],
+                    "lr": lr,
+                    "seconds": time.perf_counter() - self.t0[i],
+                }
+            )
             improved = self.stoppers[i].step(val_loss[j], self.epoch[i])
             if improved or not cfg.restore_best:
                 self.best[i] = {k: v[i].detach().clone() for k, v in self.params.items()}
@@ -330,8 +320,8 @@ class _Stack:
         loss = torch.zeros(len(which), device=self.device)
         correct = torch.zeros(len(which), device=self.device)
         for s in range(0, self.xv.shape[1], batch_size):
-            x, y, mask = (t[:, s:s + batch_size][sel] for t in (self.xv, self.yv, self.vmask))
-            out = self.eval_v(params, buffers, _float(x))
+            x, y, mask = (t[:, s : s + batch_size][sel] for t in (self.xv, self.yv, self.vmask))
+            out = self.eval_v(params, buffers, to_float(x))
             ce = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
             loss += (ce * mask).sum(1)
             correct += ((out.argmax(2) == y) * mask).sum(1)
@@ -346,18 +336,31 @@ class _Stack:
     @property
     def images_done(self) -> int:
         b = self.cfg.batch_size
-        return sum(self.n[i] * self.epoch[i] + (0 if self.done[i] else (self.tick_count - self.begin[i]) * b)
-                   for i in range(self.m))
+        return sum(
+            self.n[i] * self.epoch[i] + (0 if self.done[i] else (self.tick_count - self.begin[i]) * b)
+            for i in range(self.m)
+        )
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds after a step at which some model finished an epoch."""
         done = sum(len(h) for h in self.histories)
-        return {"epoch": max(self.epoch), "step": self.tick_count, "where": f"step {self.tick_count} "
-                f"({done} model epochs done, {self.done.count(False)} of {self.m} models training)",
-                "params": self.params, "sq": self.sq, "buffers": self.buffers, "loss_sum": self.loss_sum,
-                "correct": self.correct, "epochs": list(self.epoch), "begin": list(self.begin),
-                "done": list(self.done), "best": self.best, "histories": self.histories,
-                "stoppers": [s.state_dict() for s in self.stoppers]}
+        return {
+            "epoch": max(self.epoch),
+            "step": self.tick_count,
+            "where": f"step {self.tick_count} "
+            f"({done} model epochs done, {self.done.count(False)} of {self.m} models training)",
+            "params": self.params,
+            "sq": self.sq,
+            "buffers": self.buffers,
+            "loss_sum": self.loss_sum,
+            "correct": self.correct,
+            "epochs": list(self.epoch),
+            "begin": list(self.begin),
+            "done": list(self.done),
+            "best": self.best,
+            "histories": self.histories,
+            "stoppers": [s.state_dict() for s in self.stoppers],
+        }
 
     def _load(self, state: dict[str, Any]) -> None:
         for k in ("params", "sq", "buffers"):
@@ -376,6 +379,13 @@ class _Stack:
             bufs = {k: v[i].clone() for k, v in self.buffers.items()}
             model.load_state_dict({**self.best[i], **bufs})
             h = self.histories[i]
-            results.append(FitResult(model.state_dict(), h, self.stoppers[i].best_epoch, h[-1]["epoch"] if h else 0,
-                                     len(h) * self.steps[i]))
+            results.append(
+                FitResult(
+                    model.state_dict(),
+                    h,
+                    self.stoppers[i].best_epoch,
+                    h[-1]["epoch"] if h else 0,
+                    len(h) * self.steps[i],
+                )
+            )
         return results

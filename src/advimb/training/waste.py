@@ -17,5 +17,10 @@ def wasted_work(n_images: Sequence[int], epochs: Sequence[int], batch_size: int)
     total = max(steps) * batch_size * len(steps)
     useful = sum(n * e for n, e in zip(n_images, epochs))
     padding = sum(s * batch_size for s in steps) - useful
-    return {"padding": padding / total, "stopped": (total - useful - padding) / total, "useful": useful / total,
-            "steps": max(steps), "samples": total}
+    return {
+        "padding": padding / total,
+        "stopped": (total - useful - padding) / total,
+        "useful": useful / total,
+        "steps": max(steps),
+        "samples": total,
+    }

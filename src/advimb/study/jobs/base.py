@@ -39,8 +39,10 @@ def _device_arrays(fingerprint: str, device: str, ds: Dataset) -> dict[str, torc
     """The dataset as uint8 tensors on ``device``, shared by every job of a process."""
     dev = torch.device(device)
     return {
-        "x_train": torch.from_numpy(ds.x_train).to(dev), "y_train": torch.from_numpy(ds.y_train).to(dev),
-        "x_test": torch.from_numpy(ds.x_test).to(dev), "y_test": torch.from_numpy(ds.y_test).to(dev),
+        "x_train": torch.from_numpy(ds.x_train).to(dev),
+        "y_train": torch.from_numpy(ds.y_train).to(dev),
+        "x_test": torch.from_numpy(ds.x_test).to(dev),
+        "y_test": torch.from_numpy(ds.y_test).to(dev),
     }
 
 
@@ -48,13 +50,15 @@ def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
     return _device_arrays(ds.fingerprint, str(device), ds)
 
 
-def load_weights(cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: str,
-                 device: torch.device) -> torch.nn.Module:
+def load_weights(
+    cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: str, device: torch.device
+) -> torch.nn.Module:
     return trained_model(cfg, ds.num_classes, ds.image_shape, layout.model(slug) / "weights.pt", device)
 
 
-def trained_model(cfg: ExperimentConfig, num_classes: int, image_shape: tuple[int, ...], weights: Path,
-                  device: torch.device) -> torch.nn.Module:
+def trained_model(
+    cfg: ExperimentConfig, num_classes: int, image_shape: tuple[int, ...], weights: Path, device: torch.device
+) -> torch.nn.Module:
     """The model of ``cfg`` with the trained ``weights`` (its input normalisation included), in
     eval mode on ``device``, in the memory format it was evaluated in."""
     model = build_model(cfg.model, num_classes, tuple(image_shape))
@@ -170,8 +174,12 @@ class Job:
         task wrote to each file. If a concurrent duplicate has meanwhile replaced a file
         with other bytes, the check fails, the job counts as unfinished and is recomputed."""
         m = self.marker(run_dir)
-        meta = {"job": self.name, "job_key": self.key, **meta,
-                "files": {str(f.relative_to(run_dir)): artifacts.written_record(f) for f in files}}
+        meta = {
+            "job": self.name,
+            "job_key": self.key,
+            **meta,
+            "files": {str(f.relative_to(run_dir)): artifacts.written_record(f) for f in files},
+        }
         artifacts.write_json(m, meta)
         st = self.status(run_dir)
         if st != "done":

@@ -13,8 +13,16 @@ import numpy as np
 import torch
 
 from advimb import artifacts
-from advimb.attacks.evaluate import (attack_images, attack_spec, clean_metrics, histogram,
-                                     min_eps_summary, minimal_eps, predict, predict_stacked)
+from advimb.attacks.evaluate import (
+    attack_images,
+    attack_spec,
+    clean_metrics,
+    histogram,
+    min_eps_summary,
+    minimal_eps,
+    predict,
+    predict_stacked,
+)
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
@@ -111,10 +119,15 @@ class AttackJob(Job):
 
     def spec(self) -> dict[str, Any]:
         d = self.config.science_dict()
-        spec = {"gradient": self.gradient.name(self.classes), "target": self.target,
-                "evaluated": [s.name(self.classes) for s in self.evaluated],
-                "model_keys": list(self.model_keys), "attack": attack_spec(self.config.attack),
-                "test_per_class": d["eval"]["test_per_class"], "examples": d["eval"]["examples"]}
+        spec = {
+            "gradient": self.gradient.name(self.classes),
+            "target": self.target,
+            "evaluated": [s.name(self.classes) for s in self.evaluated],
+            "model_keys": list(self.model_keys),
+            "attack": attack_spec(self.config.attack),
+            "test_per_class": d["eval"]["test_per_class"],
+            "examples": d["eval"]["examples"],
+        }
         if self.min_eps_max > 0:
             spec["min_eps_max"] = self.min_eps_max
         return spec
@@ -133,16 +146,26 @@ class AttackJob(Job):
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         return run_attacks([self], run_dir, progress=False)[0]
 
-    def record(self, run_dir: Path, ds: Dataset, idx: np.ndarray, x_u8: torch.Tensor, x_adv: torch.Tensor,
-               preds: dict[Scenario, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-               models: ModelCache) -> dict[str, Any]:
+    def record(
+        self,
+        run_dir: Path,
+        ds: Dataset,
+        idx: np.ndarray,
+        x_u8: torch.Tensor,
+        x_adv: torch.Tensor,
+        preds: dict[Scenario, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        models: ModelCache,
+    ) -> dict[str, Any]:
         """Write this job's artifacts from its adversarial images ``x_adv`` and, per evaluated
         model, (clean labels, clean probabilities, adversarial labels, adversarial
         probabilities) of its images."""
         cfg = self.config
         k = min(cfg.eval.examples, len(idx))
-        arrays: dict[str, np.ndarray] = {"test_indices": idx, "example_clean": x_u8[:k].cpu().numpy(),
-                                         "example_adversarial": x_adv[:k].cpu().numpy()}
+        arrays: dict[str, np.ndarray] = {
+            "test_indices": idx,
+            "example_clean": x_u8[:k].cpu().numpy(),
+            "example_adversarial": x_adv[:k].cpu().numpy(),
+        }
         combos = []
         for s in self.evaluated:
             p_clean, pr_clean, p_adv, pr_adv = preds[s]
@@ -156,30 +179,48 @@ class AttackJob(Job):
             extra = {}
             if self.min_eps_max > 0:
                 y = torch.full((n,), self.target, dtype=torch.long, device=x_u8.device)
-                me = minimal_eps(models.get(s), models.get(self.gradient), x_u8, y, cfg.attack, ds.classes,
-                                 self.min_eps_max, cfg.eval.batch_size,
-                                 cfg.train.channels_last)
+                me = minimal_eps(
+                    models.get(s),
+                    models.get(self.gradient),
+                    x_u8,
+                    y,
+                    cfg.attack,
+                    ds.classes,
+                    self.min_eps_max,
+                    cfg.eval.batch_size,
+                    cfg.train.channels_last,
+                )
                 arrays[f"min_eps__{slug}"] = me
                 extra = min_eps_summary(me[correct], self.min_eps_max)
-            combos.append({
-                "class": ds.classes[self.target], "class_index": self.target,
-                "gradient_model": self.gradient.name(ds.classes), "evaluated_model": s.name(ds.classes),
-                "model_kind": s.kind, "gradient": "same_model" if s == self.gradient else "different_model",
-                "n": n, "clean_accuracy": float((p_clean == self.target).mean()) if n else float("nan"),
-                "adversarial_accuracy": float((p_adv == self.target).mean()) if n else float("nan"),
-                "n_clean_correct": int(correct.sum()),
-                "success_rate": float((p_adv[correct] != self.target).mean()) if correct.any() else float("nan"),
-                **extra,
-                "clean_histogram": histogram(p_clean, ds.num_classes),
-                "adversarial_histogram": histogram(p_adv, ds.num_classes),
-            })
+            combos.append(self._combination(s, ds, p_clean, p_adv, extra))
         npz = self.marker(run_dir).with_suffix(".npz")
         artifacts.write_npz(npz, **arrays)
         linf = float((x_adv - x_u8.permute(0, 3, 1, 2).float() / 255).abs().amax()) if len(idx) else 0.0
-        info = {"classes": list(ds.classes), "attack": cfg.to_dict()["attack"], "linf": linf,
-                "combinations": combos}
+        info = {"classes": list(ds.classes), "attack": cfg.to_dict()["attack"], "linf": linf, "combinations": combos}
         self._finish(run_dir, info, [npz])
         return info
+
+    def _combination(
+        self, s: Scenario, ds: Dataset, p_clean: np.ndarray, p_adv: np.ndarray, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The summary of one evaluated model's labels for this job's images."""
+        n, correct = len(p_clean), p_clean == self.target
+        return {
+            "class": ds.classes[self.target],
+            "class_index": self.target,
+            "gradient_model": self.gradient.name(ds.classes),
+            "evaluated_model": s.name(ds.classes),
+            "model_kind": s.kind,
+            "gradient": "same_model" if s == self.gradient else "different_model",
+            "n": n,
+            "clean_accuracy": float((p_clean == self.target).mean()) if n else float("nan"),
+            "adversarial_accuracy": float((p_adv == self.target).mean()) if n else float("nan"),
+            "n_clean_correct": int(correct.sum()),
+            "success_rate": float((p_adv[correct] != self.target).mean()) if correct.any() else float("nan"),
+            **extra,
+            "clean_histogram": histogram(p_clean, ds.num_classes),
+            "adversarial_histogram": histogram(p_adv, ds.num_classes),
+        }
 
 
 class ModelCache:
@@ -191,8 +232,9 @@ class ModelCache:
 
     def get(self, s: Scenario) -> torch.nn.Module:
         if s not in self.models:
-            self.models[s] = load_weights(self.job.config, self.ds, self.job.layout(self.run_dir),
-                                          self.job.scenario_slug(s), self.device)
+            self.models[s] = load_weights(
+                self.job.config, self.ds, self.job.layout(self.run_dir), self.job.scenario_slug(s), self.device
+            )
         return self.models[s]
 
 
@@ -222,13 +264,20 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
     sel = {j: torch.from_numpy(idx[j]).to(device) for j in jobs}
     grads = list(dict.fromkeys(j.gradient for j in jobs))
     evaluated = list(dict.fromkeys(s for j in jobs for s in j.evaluated))
-    bar = tqdm(total=len(grads) + len(evaluated), desc=f"{len(jobs)} attack jobs ({first.subdir})", unit="model",
-               leave=False, disable=not progress, mininterval=0.5)
+    bar = tqdm(
+        total=len(grads) + len(evaluated),
+        desc=f"{len(jobs)} attack jobs ({first.subdir})",
+        unit="model",
+        leave=False,
+        disable=not progress,
+        mininterval=0.5,
+    )
     x_adv: dict[AttackJob, torch.Tensor] = {}
     for g in grads:  # each gradient model attacks its jobs' images, job by job
         for j in (j for j in jobs if j.gradient == g):
-            x_adv[j] = attack_images(models.get(g), arr["x_test"][sel[j]], arr["y_test"][sel[j]], cfg.attack,
-                                     ds.classes, cl, seed=j.seed())
+            x_adv[j] = attack_images(
+                models.get(g), arr["x_test"][sel[j]], arr["y_test"][sel[j]], cfg.attack, ds.classes, cl, seed=j.seed()
+            )
         bar.update(1)
     preds: dict[AttackJob, dict[Scenario, tuple]] = {j: {} for j in jobs}
     for s in evaluated:  # each evaluated model classifies its jobs' images, job by job

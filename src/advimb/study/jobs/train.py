@@ -17,8 +17,14 @@ from advimb import artifacts
 from advimb.config.io import to_dict
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
-from advimb.data.imbalance import (Scenario, balanced_subset, class_counts, select_indices, stratified_split,
-                                   validation_is_split)
+from advimb.data.imbalance import (
+    Scenario,
+    balanced_subset,
+    class_counts,
+    select_indices,
+    stratified_split,
+    validation_is_split,
+)
 from advimb.devices import resolve_device
 from advimb.models import build_model
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
@@ -44,8 +50,14 @@ class TrainJob(Job):
         counts = class_counts(self.scenario, len(self.classes), self.config.imbalance)
         if validation_is_split(counts, train["validation"], train["val_fraction"]):
             train["validation"] = "split"  # the same held-out images, so the same model (and key)
-        spec = {"scenario": self.scenario.name(self.classes), "seed": d["seed"], "imbalance": d["imbalance"],
-                "model": d["model"], "train": train, "data": data}
+        spec = {
+            "scenario": self.scenario.name(self.classes),
+            "seed": d["seed"],
+            "imbalance": d["imbalance"],
+            "model": d["model"],
+            "train": train,
+            "data": data,
+        }
         if self.scenario.defence:
             spec["defence"] = self.defence_spec()
         if self.scenario.kind == "counts":  # what defines your own count vector: its counts, resolved
@@ -55,15 +67,17 @@ class TrainJob(Job):
     def defence_spec(self) -> dict[str, Any]:
         """What defines the scenario's defence (``experiments``' settings that apply to it)."""
         e = self.config.experiments
-        return get_defence(self.scenario.defence).spec(e.adv_eps or self.config.attack.eps, e.adv_scope, e.adv_steps,
-                                                       self.scenario.target is not None)
+        return get_defence(self.scenario.defence).spec(
+            e.adv_eps or self.config.attack.eps, e.adv_scope, e.adv_steps, self.scenario.target is not None
+        )
 
     def regime(self, y_train: torch.Tensor, num_classes: int) -> Regime:
         """The training regime of the scenario's defence (the paper's plain one without)."""
         if not self.scenario.defence:
             return Regime()
-        return get_defence(self.scenario.defence).regime(self.defence_spec(), y_train, num_classes,
-                                                         self.scenario.target)
+        return get_defence(self.scenario.defence).regime(
+            self.defence_spec(), y_train, num_classes, self.scenario.target
+        )
 
     def marker(self, run_dir: Path) -> Path:
         return self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "meta.json"
@@ -73,17 +87,26 @@ class TrainJob(Job):
         # twin, so the two differ by the defence alone (a paired comparison)
         name = dataclasses.replace(self.scenario, defence="").name(self.classes)
         base = self.config.seed
-        return {"selection": base, "validation": derive_seed(base, "val", name),
-                "init": derive_seed(base, "init", name), "train": derive_seed(base, "train", name)}
+        return {
+            "selection": base,
+            "validation": derive_seed(base, "val", name),
+            "init": derive_seed(base, "init", name),
+            "train": derive_seed(base, "train", name),
+        }
 
     def select(self, ds: Dataset) -> dict[str, Any]:
         """The scenario's training and validation indices (into the training arrays)."""
         cfg = self.config
         counts = class_counts(self.scenario, ds.num_classes, cfg.imbalance)
         seeds = self.seeds()
-        idx = select_indices(ds.y_train, counts, selection=cfg.imbalance.selection,
-                             seed=seeds["selection"], classes=ds.classes,
-                             scenario_name=self.scenario.name(ds.classes))
+        idx = select_indices(
+            ds.y_train,
+            counts,
+            selection=cfg.imbalance.selection,
+            seed=seeds["selection"],
+            classes=ds.classes,
+            scenario_name=self.scenario.name(ds.classes),
+        )
         unused = np.array([], dtype=np.int64)
         if cfg.train.validation == "test":  # the authors' leak: validate (early-stop) on the test set
             tr, val = idx, unused
@@ -101,14 +124,22 @@ class TrainJob(Job):
         slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
         extra = {"held_out_unused": sel["unused"]} if cfg.train.validation == "balanced" else {}
         artifacts.write_npz(layout.scenario(slug), indices=sel["indices"], train=sel["train"], val=sel["val"], **extra)
-        artifacts.write_json(layout.scenario(slug, "json"), {
-            "scenario": self.scenario.name(ds.classes), "counts": dict(zip(ds.classes, sel["counts"])),
-            "n_selected": len(sel["indices"]), "n_train": len(sel["train"]), "n_val": len(sel["val"]),
-            "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
-            "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
-            "n_held_out_unused": len(sel["unused"]),
-            "selection": cfg.imbalance.selection, "validation": cfg.train.validation, "seeds": self.seeds(),
-        })
+        artifacts.write_json(
+            layout.scenario(slug, "json"),
+            {
+                "scenario": self.scenario.name(ds.classes),
+                "counts": dict(zip(ds.classes, sel["counts"])),
+                "n_selected": len(sel["indices"]),
+                "n_train": len(sel["train"]),
+                "n_val": len(sel["val"]),
+                "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
+                "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
+                "n_held_out_unused": len(sel["unused"]),
+                "selection": cfg.imbalance.selection,
+                "validation": cfg.train.validation,
+                "seeds": self.seeds(),
+            },
+        )
         arr = device_arrays(ds, device)
         tr = torch.from_numpy(sel["train"]).to(device)
         if cfg.train.validation == "test":  # the authors' leak: the whole test set
@@ -125,14 +156,29 @@ class TrainJob(Job):
         if cfg.train.channels_last:
             model.to(memory_format=torch.channels_last)
         augment = cfg.train.augment == "hflip" or (
-            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over")
+            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over"
+        )
         regime = self.regime(torch.from_numpy(ds.y_train[sel["train"]]), ds.num_classes)
         augment = augment or regime.resample  # re-sampled duplicates get random flips
-        return {"sel": sel, "train_idx": tr, "val": (x_val, y_val), "model": model, "augment": augment,
-                "regime": regime}
+        return {
+            "sel": sel,
+            "train_idx": tr,
+            "val": (x_val, y_val),
+            "model": model,
+            "augment": augment,
+            "regime": regime,
+        }
 
-    def finish(self, run_dir: Path, ds: Dataset, prep: dict[str, Any], result: Any, device: torch.device,
-               seconds: float, stacked: int = 1) -> dict[str, Any]:
+    def finish(
+        self,
+        run_dir: Path,
+        ds: Dataset,
+        prep: dict[str, Any],
+        result: Any,
+        device: torch.device,
+        seconds: float,
+        stacked: int = 1,
+    ) -> dict[str, Any]:
         """Write the trained model's artifacts and the job marker."""
         cfg = self.config
         slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
@@ -141,18 +187,27 @@ class TrainJob(Job):
         with artifacts.atomic_path(weights) as tmp:
             torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
         cols = list(result.history[0]) if result.history else []
-        csv = ",".join(cols) + "\n" + "".join(
-            ",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
+        csv = ",".join(cols) + "\n" + "".join(",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
         artifacts.write_text(mdir / "history.csv", csv)
-        info = {"scenario": self.scenario.name(ds.classes), "kind": self.scenario.kind,
-                "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
-                "counts": prep["sel"]["counts"], "seeds": self.seeds(), "best_epoch": result.best_epoch,
-                "stopped_epoch": result.stopped_epoch, "steps": result.steps,
-                "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
-                "history": result.history, "augment": prep["augment"], "regime": to_dict(prep["regime"]),
-                "replicate": self.replicate, "device": str(device),
-                "torch_threads": torch.get_num_threads(),
-                "stacked_with": stacked, "seconds": seconds}
+        info = {
+            "scenario": self.scenario.name(ds.classes),
+            "kind": self.scenario.kind,
+            "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
+            "counts": prep["sel"]["counts"],
+            "seeds": self.seeds(),
+            "best_epoch": result.best_epoch,
+            "stopped_epoch": result.stopped_epoch,
+            "steps": result.steps,
+            "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
+            "history": result.history,
+            "augment": prep["augment"],
+            "regime": to_dict(prep["regime"]),
+            "replicate": self.replicate,
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "stacked_with": stacked,
+            "seconds": seconds,
+        }
         self._finish(run_dir, info, [weights, mdir / "history.csv", layout.scenario(slug)])
         return info
 
@@ -164,9 +219,19 @@ class TrainJob(Job):
         arr = device_arrays(ds, device)
         x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
         ckpt = Checkpoint(self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "train_state.pt", self.key)
-        result = fit(prep["model"], (x_tr, y_tr), prep["val"], cfg.train, seed=self.seeds()["train"],
-                     augment=prep["augment"], regime=prep["regime"], resume=ckpt.load(device, self.name),
-                     on_epoch_end=ckpt.save, desc=self.name, progress=progress)
+        result = fit(
+            prep["model"],
+            (x_tr, y_tr),
+            prep["val"],
+            cfg.train,
+            seed=self.seeds()["train"],
+            augment=prep["augment"],
+            regime=prep["regime"],
+            resume=ckpt.load(device, self.name),
+            on_epoch_end=ckpt.save,
+            desc=self.name,
+            progress=progress,
+        )
         info = self.finish(run_dir, ds, prep, result, device, time.time() - t0)
         ckpt.remove()
         return info
@@ -201,15 +266,31 @@ class TrainGroupJob(GroupJob):
         preps = [m.prepare(run_dir, ds, device) for m in todo]
         arr = device_arrays(ds, device)
         # the checkpoint is this group's only while the same members are unfinished
-        ckpt = Checkpoint(self.layout(run_dir).stack(self.key) / "train_state.pt", self.key, every=CHECKPOINT_EVERY,
-                          todo=[m.key for m in todo])
+        ckpt = Checkpoint(
+            self.layout(run_dir).stack(self.key) / "train_state.pt",
+            self.key,
+            every=CHECKPOINT_EVERY,
+            todo=[m.key for m in todo],
+        )
         results = fit_stacked(
-            [p["model"] for p in preps], arr["x_train"], arr["y_train"], [p["train_idx"] for p in preps],
-            [p["val"] for p in preps], cfg.train, seeds=[m.seeds()["train"] for m in todo],
-            augment=[p["augment"] for p in preps], regimes=[p["regime"] for p in preps], on_epoch_end=ckpt.save,
-            resume=ckpt.load(device, self.name), desc=self.name, progress=progress)
+            [p["model"] for p in preps],
+            arr["x_train"],
+            arr["y_train"],
+            [p["train_idx"] for p in preps],
+            [p["val"] for p in preps],
+            cfg.train,
+            seeds=[m.seeds()["train"] for m in todo],
+            augment=[p["augment"] for p in preps],
+            regimes=[p["regime"] for p in preps],
+            on_epoch_end=ckpt.save,
+            resume=ckpt.load(device, self.name),
+            desc=self.name,
+            progress=progress,
+        )
         secs = time.time() - t0
-        infos = [m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
-                 for m, p, r in zip(todo, preps, results)]
+        infos = [
+            m.finish(run_dir, ds, p, r, device, secs / len(todo), stacked=len(todo))
+            for m, p, r in zip(todo, preps, results)
+        ]
         ckpt.remove()
         return {"members": [i["scenario"] for i in infos], "seconds": secs}
