@@ -12,15 +12,16 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "advimb"
 #: each package and the advimb packages it may import (its layer and the ones below)
 LAYERS = {
     "errors": set(),
+    "registry": {"errors"},
     "log": set(),
     "layout": set(),
     "artifacts": {"errors"},
     "devices": {"errors"},
     "config": {"errors"},
-    "data": {"config", "errors", "log", "artifacts"},
-    "models": {"config", "errors"},
-    "attacks": {"config", "errors", "devices", "data"},
-    "training": {"config", "errors", "log", "devices", "attacks", "models"},
+    "data": {"config", "errors", "registry", "log", "artifacts"},
+    "models": {"config", "errors", "registry"},
+    "attacks": {"config", "errors", "registry", "devices", "data"},
+    "training": {"config", "errors", "registry", "log", "devices", "attacks", "models"},
     "results": {"config", "errors", "artifacts", "layout", "data"},
     "study": {
         "config",

@@ -44,7 +44,7 @@ def test_the_configuration_reference_names_every_key_of_every_section():
 
 
 def test_every_page_under_docs_is_in_the_sites_navigation():
-    nav = set(re.findall(r":\s*([\w./-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M))
+    nav = set(re.findall(r":\s*([\w./-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE))
     pages = {
         str(p.relative_to(ROOT / "docs"))
         for p in (ROOT / "docs").rglob("*.md")

@@ -176,7 +176,8 @@ class Results:
         return pd.read_csv(path)
 
     @property
-    def config(self) -> ExperimentConfig:
+    def config(self) -> ExperimentConfig | None:
+        """The run's resolved config; None when ``config.toml`` is missing or unreadable."""
         return read_config(self.run_dir)
 
     @property

@@ -125,7 +125,7 @@ def read_json(path: str | Path) -> Any:
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays could name allow_pickle
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

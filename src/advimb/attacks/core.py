@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +17,26 @@ from torch import nn
 
 from advimb.attacks.plugins import is_plugin, plugin_attack
 from advimb.config.sections import default_step
-from advimb.errors import UserError
+from advimb.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
-_PARAMS: dict[str, tuple[str, ...]] = {}
 #: the settings every attack takes (fields of ``advimb.config.AttackConfig``)
 COMMON_PARAMS = ("eps", "direction", "grad_label", "target", "clip", "sign_zero")
+
+
+class AttackEntry(NamedTuple):
+    """A registered attack: its function ``fn(model, x, y, **settings)`` and the ``attack.*``
+    settings it takes (they, and only they, are passed to it and make up its job keys)."""
+
+    fn: Callable[..., torch.Tensor]
+    params: tuple[str, ...]
+
+
+#: the attacks: advimb's own, and torchattacks:<Attack> (:mod:`advimb.attacks.plugins`)
+ATTACKS: Registry[AttackEntry] = Registry(
+    "unknown attack {name!r}; choose one of: {names}, or torchattacks:<Attack> (e.g. torchattacks:AutoAttack)",
+    is_plugin=is_plugin,
+    plugin=lambda name: AttackEntry(plugin_attack(name), ("eps", "params")),
+)
 
 
 def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
@@ -30,7 +45,7 @@ def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
     up its job keys (an FGSM job's key does not change when ``attack.steps`` does)."""
 
     def deco(fn):
-        _REGISTRY[name], _PARAMS[name] = fn, tuple(params)
+        ATTACKS.add(name, AttackEntry(fn, tuple(params)))
         return fn
 
     return deco
@@ -39,25 +54,17 @@ def register_attack(name: str, params: tuple[str, ...] = COMMON_PARAMS):
 def attack_params(name: str) -> tuple[str, ...]:
     """The ``attack.*`` settings attack ``name`` declared (a torchattacks attack: ``eps`` and
     its ``[attack.params]``)."""
-    get_attack(name)
-    return ("eps", "params") if is_plugin(name) else _PARAMS[name]
+    return ATTACKS.get(name).params
 
 
 def list_attacks() -> list[str]:
-    return sorted(_REGISTRY)
+    return ATTACKS.names()
 
 
 def get_attack(name: str) -> Callable[..., torch.Tensor]:
     """The attack function of a registry name or of ``torchattacks:<Attack>``
     (:mod:`advimb.attacks.plugins`)."""
-    if is_plugin(name):
-        return plugin_attack(name)
-    if name not in _REGISTRY:
-        raise UserError(
-            f"unknown attack {name!r}; choose one of: {', '.join(list_attacks())}, "
-            "or torchattacks:<Attack> (e.g. torchattacks:AutoAttack)"
-        )
-    return _REGISTRY[name]
+    return ATTACKS.get(name).fn
 
 
 @contextlib.contextmanager

@@ -122,8 +122,13 @@ def attack_images(
     ``seed``."""
     attack = get_attack(cfg.name)
     kwargs = attack_kwargs(cfg, classes)
-    if kwargs.get("random_start") and start is None:
-        start = random_start(x_u8.shape[0], (x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]), cfg.eps, seed)
+    init = None  # the random start's offsets, for an attack that takes one
+    if kwargs.get("random_start"):
+        init = (
+            start
+            if start is not None
+            else random_start(x_u8.shape[0], (x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]), cfg.eps, seed)
+        )
     bs = auto_batch(cfg.batch_size, x_u8.device)
     out = []
     for i in range(0, len(x_u8), bs):
@@ -131,8 +136,8 @@ def attack_images(
         kw = dict(kwargs)
         if "num_classes" in kwargs:  # torchattacks: seeded per batch (it draws from torch's generator)
             kw["seed"] = derive_seed(seed, "torchattacks", i)
-        if kwargs.get("random_start"):
-            kw["x_init"] = xb + start[i : i + bs].to(xb.device, xb.dtype)
+        if init is not None:
+            kw["x_init"] = xb + init[i : i + bs].to(xb.device, xb.dtype)
         out.append(attack(grad_model, xb, y[i : i + bs], **kw))
     return torch.cat(out) if out else torch.zeros((0, x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]), device=x_u8.device)
 

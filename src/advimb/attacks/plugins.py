@@ -60,7 +60,7 @@ def attack_class(name: str) -> type:
     return cls
 
 
-def _arguments(cls: type) -> set[str]:
+def _arguments(cls: type[object]) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
 
 

@@ -45,7 +45,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"config {key}: expected a table of settings, got {value!r}")
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"config {key}: expected a table of settings, got {value!r}")
         return from_dict(tp, value, prefix=key + ".")

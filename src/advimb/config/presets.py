@@ -17,10 +17,10 @@ from advimb.errors import UserError
 #: what each preset costs, as measured (commands and devices in BENCHMARKS.md)
 SMOKE_COST = "about 15 s on a 2-core CPU with the report, 7 s without (--no-report), start-up included"
 QUICK_COST = (
-    "about 6 minutes on a 2-core CPU with the report (336 to 388 s in three runs on an AMD EPYC with "
-    "AVX-512 BF16, where the earlier quick preset took 339 and 404 s; 546 s there in fp32, the precision "
-    "an Intel Xeon without AMX trains in, not measured on one), plus about 17 s for the first decode of "
-    "the data"
+    "3 to 6 minutes on a 2-core CPU with the report, by CPU: 188 s on an Intel Xeon with AMX, 336 to "
+    "388 s in three runs on an AMD EPYC with AVX-512 BF16 (both bf16; the earlier quick preset took "
+    "339 and 404 s there), 546 s there in fp32 (the precision an Intel Xeon without AMX trains in, "
+    "not measured on one), plus about 17 s for the first decode of the data"
 )
 PAPER_COST = (
     "583 s of study time on one H200 (measured with the settings before the one stack and compile "

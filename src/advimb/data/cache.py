@@ -91,8 +91,17 @@ def _cached_on_disk(cache: Path, key: str, build) -> Dataset:
         try:
             info = json.loads(meta.read_text())
             with np.load(npz) as z:
-                arrays = [z[n] for n in ("x_train", "y_train", "x_test", "y_test")]
-            return Dataset(info["name"], tuple(info["classes"]), *arrays, info["fingerprint"], info["origin"])
+                x_train, y_train, x_test, y_test = (z[n] for n in ("x_train", "y_train", "x_test", "y_test"))
+            return Dataset(
+                info["name"],
+                tuple(info["classes"]),
+                x_train,
+                y_train,
+                x_test,
+                y_test,
+                info["fingerprint"],
+                info["origin"],
+            )
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             log(f"cached arrays {npz} are unreadable; decoding the data again")
     ds = build()

@@ -78,7 +78,7 @@ def fingerprint_arrays(classes, x_train, y_train, x_test, y_test) -> str:
     for a in (x_train, y_train, x_test, y_test):
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.data.cast("B"))  # a.data: the memoryview of a
     return h.hexdigest()
 
 

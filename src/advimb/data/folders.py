@@ -96,13 +96,15 @@ def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
                 bar.update(len(chunk))
     finally:
         bar.close()
+    arrays: list[np.ndarray] = []
     for r in parts:
         if isinstance(r, str):
             raise UserError(r)
-    sizes = {r.shape[1:3] for r in parts}
+        arrays.append(r)
+    sizes = {r.shape[1:3] for r in arrays}
     if len(sizes) > 1:
         raise UserError(f"images have different sizes {sorted(sizes)}; all must share one size (or set data.resize)")
-    return _same_channels(parts)
+    return _same_channels(arrays)
 
 
 def _load_image_folder(root: Path, name: str, progress: bool, origin: str | None = None) -> Dataset:

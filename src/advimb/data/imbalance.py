@@ -16,6 +16,7 @@ import numpy as np
 from advimb.config.sections import ImbalanceConfig
 from advimb.config.seeds import derive_seed
 from advimb.errors import UserError
+from advimb.registry import Registry
 
 KINDS = ("balanced", "under", "over")
 
@@ -170,7 +171,11 @@ def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int
     return counts
 
 
-_PROFILES: dict[str, Callable[[float, int, int], list[int]]] = {}
+#: the long-tailed profiles of ``experiments.long_tail`` (``<profile>:<rho>``)
+PROFILES: Registry[Callable[[float, int, int], list[int]]] = Registry(
+    "config experiments.long_tail: unknown profile {name!r}; choose one of: {names} (as <profile>:<rho>, e.g. exp:10)",
+    sort=False,
+)
 
 
 def register_profile(name: str):
@@ -178,24 +183,15 @@ def register_profile(name: str):
     (classes in label order) as ``experiments.long_tail = ["<name>:<rho>"]``; names are letters."""
     if not re.fullmatch(r"[A-Za-z_]+", name):
         raise ValueError(f"a profile name is letters only, got {name!r}")  # a bug
-
-    def deco(fn: Callable[[float, int, int], list[int]]) -> Callable[[float, int, int], list[int]]:
-        _PROFILES[name] = fn
-        return fn
-
-    return deco
+    return PROFILES.register(name)
 
 
 def list_profiles() -> list[str]:
-    return list(_PROFILES)
+    return PROFILES.names()
 
 
 def check_profile(name: str) -> None:
-    if name not in _PROFILES:
-        raise UserError(
-            f"config experiments.long_tail: unknown profile {name!r}; choose one of: "
-            f"{', '.join(list_profiles())} (as <profile>:<rho>, e.g. exp:10)"
-        )
+    PROFILES.check(name)
 
 
 @register_profile("exp")
@@ -213,8 +209,7 @@ def step_profile(rho: float, n_max: int, c: int) -> list[int]:
 
 def long_tail_counts(profile: str, rho: float, n_max: int, num_classes: int) -> list[int]:
     """Counts per class of a registered long-tailed profile, classes in label order."""
-    check_profile(profile)
-    return _PROFILES[profile](rho, n_max, num_classes)
+    return PROFILES.get(profile)(rho, n_max, num_classes)
 
 
 def check_counts(labels: np.ndarray, counts: list[int], classes: tuple[str, ...], scenario_name: str = "") -> None:

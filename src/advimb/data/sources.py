@@ -15,6 +15,7 @@ from advimb.data.folders import _list_image_folder, _load_image_folder
 from advimb.data.synthetic import make_synthetic
 from advimb.data.torchvision_sets import check_torchvision, is_torchvision, load_torchvision
 from advimb.errors import UserError
+from advimb.registry import Registry
 
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar", ".zip")
 
@@ -91,6 +92,8 @@ def _unwrap(d: Path) -> Path:
 
 
 def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
+    if cfg.dir is None:  # the callers check it first
+        raise ValueError("_load_dir needs data.dir")
     d = Path(cfg.dir).expanduser()
     if not d.exists():
         raise UserError(f"data directory {d} does not exist; check --data-dir or ADVIMB_DATA")
@@ -167,39 +170,36 @@ def load_dataset(cfg: DataConfig, progress: bool = False, fresh: bool = False) -
 load_dataset.cache_clear = _MEMORY.clear  # type: ignore[attr-defined]  # forget what this process loaded
 
 
-_SOURCES: dict[str, Callable[[DataConfig, bool], Dataset]] = {}
+def _torchvision_source(name: str) -> Callable[[DataConfig, bool], Dataset]:
+    check_torchvision(name)  # a dataset advimb does not read fails here, before anything is loaded
+    return load_torchvision
+
+
+#: the dataset sources (``data.source``): advimb's own, and torchvision:<Dataset>
+SOURCES: Registry[Callable[[DataConfig, bool], Dataset]] = Registry(
+    "config data.source: {name!r} is not one of {names}, or torchvision:<Dataset> (e.g. torchvision:FashionMNIST)",
+    sort=False,
+    is_plugin=is_torchvision,
+    plugin=_torchvision_source,
+)
 
 
 def register_source(name: str):
     """Register a dataset source ``fn(cfg: DataConfig, progress) -> Dataset`` as
     ``data.source = name``."""
-
-    def deco(fn: Callable[[DataConfig, bool], Dataset]) -> Callable[[DataConfig, bool], Dataset]:
-        _SOURCES[name] = fn
-        return fn
-
-    return deco
+    return SOURCES.register(name)
 
 
 def list_sources() -> list[str]:
-    return list(_SOURCES)
+    return SOURCES.names()
 
 
 def check_source(name: str) -> None:
-    if is_torchvision(name):
-        check_torchvision(name)
-    elif name not in _SOURCES:
-        raise UserError(
-            f"config data.source: {name!r} is not one of {', '.join(list_sources())}, "
-            "or torchvision:<Dataset> (e.g. torchvision:FashionMNIST)"
-        )
+    SOURCES.check(name)
 
 
 def _load_source(cfg: DataConfig, progress: bool) -> Dataset:
-    check_source(cfg.source)
-    if is_torchvision(cfg.source):
-        return load_torchvision(cfg, progress)
-    return _SOURCES[cfg.source](cfg, progress)
+    return SOURCES.get(cfg.source)(cfg, progress)
 
 
 @register_source("cifar10")

@@ -7,6 +7,7 @@ and ``package.module:factory`` (:mod:`advimb.models.plugins`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -15,9 +16,27 @@ from advimb.config.sections import ModelConfig
 from advimb.errors import UserError
 from advimb.models.normalize import Normalize
 from advimb.models.plugins import is_plugin, plugin_builder
+from advimb.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_STACKABLE: dict[str, bool] = {}
+
+class ModelEntry(NamedTuple):
+    """A registered model: its builder ``fn(num_classes, image_shape, widths, fc)`` and whether
+    many copies can train as one stacked model (``advimb.training.stacked``)."""
+
+    build: Callable[..., nn.Module]
+    stackable: bool
+
+
+def _plugin_entry(name: str) -> ModelEntry:
+    return ModelEntry(plugin_builder(name), False)  # outside models train one by one
+
+
+#: the models: the registry's, and outside models (torchvision:<name>, timm:<name>, module:factory)
+MODELS: Registry[ModelEntry] = Registry(
+    "unknown model {name!r}; choose one of: {names}, or torchvision:<name>, timm:<name>, package.module:factory",
+    is_plugin=is_plugin,
+    plugin=_plugin_entry,
+)
 
 
 def register_model(name: str, stackable: bool = True):
@@ -26,30 +45,23 @@ def register_model(name: str, stackable: bool = True):
     stacked``); a model with batch norm cannot (its running statistics update in place)."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name], _STACKABLE[name] = fn, stackable
+        MODELS.add(name, ModelEntry(fn, stackable))
         return fn
 
     return deco
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def check_model(name: str) -> None:
-    if is_plugin(name):
-        plugin_builder(name)
-    elif name not in _REGISTRY:
-        raise UserError(
-            f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
-            "torchvision:<name>, timm:<name>, package.module:factory"
-        )
+    MODELS.check(name)
 
 
 def is_stackable(name: str) -> bool:
     """What model ``name`` declared (:func:`register_model`); outside models train one by one."""
-    check_model(name)
-    return _STACKABLE.get(name, False)
+    return MODELS.get(name).stackable
 
 
 def size_advice(h: int, w: int, multiple: int = 8) -> str:
@@ -211,18 +223,23 @@ def build_model(
     mean=None,
     std=None,
 ) -> nn.Module:
-    """Build ``cfg.name`` from the registry; initialise from ``seed`` when given."""
-    check_model(cfg.name)
-    if seed is not None:
-        torch.manual_seed(seed)
-    if is_plugin(cfg.name):
-        model = plugin_builder(cfg.name)(num_classes, tuple(image_shape))
-    else:
-        model = _REGISTRY[cfg.name](num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)
-    if cfg.init == "keras" and not is_plugin(cfg.name):  # outside models keep their own initialisation
-        keras_init_(model)
+    """Build ``cfg.name`` from the registry; its initial weights drawn from ``seed`` when given
+    (torch's CPU generator seeded inside a fork of it: the process's random state is left as it
+    was, and equal seeds give equal weights)."""
+    entry = MODELS.get(cfg.name)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if MODELS.is_plugin(cfg.name):
+            model = entry.build(num_classes, tuple(image_shape))
+        else:
+            model = entry.build(num_classes, image_shape=image_shape, widths=tuple(cfg.widths), fc=cfg.fc)
+        if cfg.init == "keras" and not MODELS.is_plugin(cfg.name):  # outside models keep their own initialisation
+            keras_init_(model)
     if cfg.normalize == "per_channel" and mean is not None:
         norm = model.normalize
+        if not isinstance(norm, Normalize):  # every built-in model, and the wrapper of outside ones, holds one
+            raise TypeError(f"model {cfg.name!r}: .normalize is {type(norm).__name__}, not advimb's Normalize layer")
         norm.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         norm.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
     return model

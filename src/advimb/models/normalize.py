@@ -9,6 +9,9 @@ from torch import nn
 class Normalize(nn.Module):
     """(x - mean) / std per channel; identity with the default buffers (paper: none)."""
 
+    mean: torch.Tensor  # buffers (register_buffer): torch types them as Tensor | Module
+    std: torch.Tensor
+
     def __init__(self, channels: int, mean=None, std=None) -> None:
         super().__init__()
         self.register_buffer(

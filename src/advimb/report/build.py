@@ -47,7 +47,7 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _r(x: float, digits: int = 2) -> float:
+def _r(x: float | None, digits: int = 2) -> float:
     return float("nan") if x is None or not math.isfinite(x) else round(float(x), digits)
 
 

@@ -25,7 +25,8 @@ def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[li
             ]
         )
     )
-    items, sources = [], []
+    items: list[dict[str, Any]] = []
+    sources: list[str] = []
     for c in order:
         path = RunLayout(run_dir).attack(GRID, "balanced", c, "npz")
         if len(items) >= rows or not path.exists():

@@ -10,6 +10,7 @@ pyplot's global state or needs a display.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +52,21 @@ def save(fig: Figure, out_dir: Path, stem: str) -> dict[str, str]:
 
 
 def _grouped_bars(
-    ax, labels: list[str], series: dict[str, list[float]], colours: dict[str, str], names: dict[str, str], ylabel: str
+    ax,
+    labels: list[str],
+    series: Mapping[str, Sequence[float | None]],
+    colours: dict[str, str],
+    names: dict[str, str],
+    ylabel: str,
 ) -> None:
     n = len(series)
     width = 0.8 / max(n, 1)
     x = np.arange(len(labels))
     for i, (k, vals) in enumerate(series.items()):
-        vals = np.array([np.nan if v is None else v for v in vals], dtype=float)  # undefined: no bar
+        heights = np.array([np.nan if v is None else v for v in vals], dtype=float)  # undefined: no bar
         ax.bar(
             x + (i - (n - 1) / 2) * width,
-            vals,
+            heights,
             width,
             label=names.get(k, k),
             color=colours.get(k),
@@ -256,7 +262,7 @@ def table1(
     stem: str = "table1_heatmap",
 ) -> dict[str, str]:
     """Table 1 as heatmaps: this run, the paper, and this run minus the paper (pp)."""
-    panels = [("this run (%)", measured, "viridis", (0, 100))]
+    panels: list[tuple[str, np.ndarray, str, tuple[float, float]]] = [("this run (%)", measured, "viridis", (0, 100))]
     if paper is not None:
         diff = measured - paper
         lim = max(10.0, float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 10.0)

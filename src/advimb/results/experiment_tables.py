@@ -171,6 +171,8 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
 def _defence_row(q: Quantities, d: str, model: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
     """One defended under-sampled model: its estimates and its row of the defences table."""
     s = q.s
+    if model.target is None:  # the defences table lists only models with an under-sampled class
+        raise ValueError(f"defences table: model {model} has no target class")
     cls, plain, defended_bal = (
         s.classes[model.target],
         Scenario("under", model.target),

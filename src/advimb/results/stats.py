@@ -137,7 +137,7 @@ class Bootstrap:
 
 
 def mean_over_groups(
-    points: Sequence[float], reps: Sequence[np.ndarray], weights: Sequence[float] | None = None
+    points: Sequence[float], reps: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray | None = None
 ) -> tuple[float, np.ndarray]:
     """Average of per-group estimates (classes; weighted by ``weights`` if given). Strict:
     a group that is undefined (NaN) makes the average undefined, since an average over

@@ -96,7 +96,7 @@ def _relative_rows(m: GridMetrics) -> list[dict[str, Any]]:
     rel = []
     for c in res.targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:  # same model first
-            row = {
+            row: dict[str, Any] = {
                 "class": c,
                 "model_kind": kind,
                 "gradient": grad,

@@ -21,12 +21,15 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advimb.errors import UserError
 from advimb.log import log
 from advimb.study.executor import pending, runtime_environment
 from advimb.study.jobs.base import Job
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
 
 
 def run_job(job: Job, run_dir: str, *deps: Any) -> dict[str, Any]:
@@ -63,8 +66,8 @@ class DaskExecutor:
     def __init__(self, cfg: Any) -> None:
         self.ecfg = cfg.executor
         self.device_name = cfg.train.device
-        self.client = None
-        self.cluster = None
+        self.client: Client | None = None
+        self.cluster: LocalCluster | None = None
         self.address = ""
 
     # ------------------------------------------------------------------ connection
@@ -94,6 +97,12 @@ class DaskExecutor:
             ) from None
         self.address = self.client.scheduler.address
         return self
+
+    def _client(self) -> Client:
+        """The connected client (a bug to ask for it outside the ``with`` block)."""
+        if self.client is None:
+            raise RuntimeError("DaskExecutor used outside its with block: no Dask client")
+        return self.client
 
     def _local_cluster(self, distributed):
         import torch
@@ -127,7 +136,7 @@ class DaskExecutor:
         GPUs (so one task holds one GPU at a time), else nothing."""
         if self.ecfg.resources == "none" or cfg.train.device == "cpu":
             return None
-        workers = self.client.scheduler_info()["workers"].values()
+        workers = self._client().scheduler_info()["workers"].values()
         if any(w.get("resources", {}).get("GPU") for w in workers):
             return {"GPU": 1}
         if cfg.train.device.startswith("cuda"):
@@ -138,7 +147,7 @@ class DaskExecutor:
         return None
 
     def _on_worker(self, fn, *args: Any, cfg: Any = None) -> Any:
-        return self.client.submit(fn, *args, pure=False, resources=self._resources(cfg)).result()
+        return self._client().submit(fn, *args, pure=False, resources=self._resources(cfg)).result()
 
     def resolve(self, cfg: Any) -> Any:
         from advimb.devices import resolve_runtime
@@ -149,7 +158,7 @@ class DaskExecutor:
         return self._on_worker(runtime_environment, cfg, cfg=cfg)
 
     def describe(self) -> dict[str, Any]:
-        workers = self.client.scheduler_info()["workers"]
+        workers = self._client().scheduler_info()["workers"]
         return {
             "name": self.name,
             "scheduler": self.address,
@@ -172,7 +181,7 @@ class DaskExecutor:
         futures = {}
         for job, n in todo:
             deps = list(dict.fromkeys(by_part[k] for k in job.deps if k in by_part))
-            fut = self.client.submit(
+            fut = self._client().submit(
                 run_job,
                 job,
                 str(Path(run_dir).resolve()),
@@ -185,7 +194,7 @@ class DaskExecutor:
             futures[fut] = (job, n)
             for p in job.parts():
                 by_part[p.key] = fut
-        workers = len(self.client.scheduler_info()["workers"])
+        workers = len(self._client().scheduler_info()["workers"])
         log(f"{len(futures)} tasks submitted to the Dask scheduler at {self.address} ({workers} workers)")
         bar = tqdm(total=sum(n for _, n in todo), desc="study (dask)", unit="job", disable=not progress, position=0)
         try:

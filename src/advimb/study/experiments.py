@@ -123,6 +123,6 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
             for c in targets:
                 add(s, c, (s,), "defences")
     under_def = [s for lst in defended.values() for s in lst if s.target is not None]
-    for c in sorted({s.target for s in under_def}):
+    for c in sorted({s.target for s in under_def if s.target is not None}):
         add(bal, c, tuple(s for s in under_def if s.target == c), "defences")
     return list(dict.fromkeys(scenarios)), attacks

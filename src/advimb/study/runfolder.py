@@ -135,7 +135,7 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``manifest.json`` (``invocation`` is appended to a list)."""
     path = RunLayout(run_dir).manifest
-    m = artifacts.read_json(path) if path.exists() else {"created": now(), "invocations": []}
+    m: dict[str, Any] = artifacts.read_json(path) if path.exists() else {"created": now(), "invocations": []}
     inv = fields.pop("invocation", None)
     if inv is not None:
         invs = m.setdefault("invocations", [])

@@ -15,7 +15,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,16 @@ class Compiled:
         return out
 
 
+@contextmanager
+def global_seed(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global generators seeded with ``seed`` for the block and restored after it: what
+    draws from them (dropout masks, which take no generator) is reproducible, and the process's
+    random state is left as it was (no hidden state between jobs)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 @dataclass
 class FitResult:
     state_dict: dict[str, torch.Tensor]
@@ -183,7 +194,7 @@ def fit(
             on_epoch_end(run.state(epoch + 1))
     final = run.best_state if cfg.restore_best else model.state_dict()
     model.load_state_dict(final)
-    stopped = run.history[-1]["epoch"] if run.history else 0
+    stopped = int(run.history[-1]["epoch"]) if run.history else 0  # an int (epoch + 1) in a dict of floats
     return FitResult(final, run.history, run.stopper.best_epoch, stopped, run.step)
 
 
@@ -220,7 +231,13 @@ class _Run:
             "history": self.history,
         }
 
-    def epoch(
+    def epoch(self, train, epoch: int, seed: int, *args: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One pass over the training set (``_epoch``), with torch's global generators (the
+        dropout masks, PGD's random starts) seeded from (seed, epoch) for it alone."""
+        with global_seed(derive_seed(seed, "dropout", epoch), self.device):
+            return self._epoch(train, epoch, seed, *args)
+
+    def _epoch(
         self,
         train: tuple[torch.Tensor, torch.Tensor],
         epoch: int,
@@ -237,7 +254,6 @@ class _Run:
         x_tr, y_tr = train
         cfg, model, device = self.cfg, self.model, self.device
         model.train()
-        torch.manual_seed(derive_seed(seed, "dropout", epoch))
         gen = torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch))
         perm = epoch_order(y_tr, regime, gen).to(device)
         n = len(perm)

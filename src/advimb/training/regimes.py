@@ -1,6 +1,6 @@
 """How a model is trained beyond the optimiser: the defences of ``experiments.defences`` as a
-registry (class weights, re-sampling, FGSM and PGD adversarial training; each declares what
-defines it for a job's key and builds its :class:`Regime`). The paper's plain training is
+registry of objects (class weights, re-sampling, logit adjustment, FGSM and PGD adversarial
+training; each declares what defines it for a job's key and builds its own :class:`Regime`). The paper's plain training is
 ``Regime()``.
 """
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from advimb.attacks.core import fgsm, pgd
-from advimb.errors import UserError
+from advimb.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,14 @@ class Regime:
 
 @dataclass(frozen=True)
 class Defence:
-    """A training-time defence. ``adversarial``: the attack that crafts its training images
-    (``fgsm``, ``pgd``; it then also defends the balanced model), "" for none."""
+    """A training-time defence: what defines it for a model's job key (:meth:`advimb.training.regimes.Defence.spec`) and the
+    :class:`Regime` it trains that model with (:meth:`advimb.training.regimes.Defence.regime`, each kind of defence its own).
+    ``adversarial``: the attack that crafts its training images (``fgsm``, ``pgd``; it then
+    also defends the balanced model), "" for none."""
 
     name: str
-    adversarial: str = ""
     description: str = ""
+    adversarial: str = ""
 
     @property
     def stackable(self) -> bool:
@@ -59,57 +61,83 @@ class Defence:
         return not self.adversarial
 
     def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
-        """What defines this defence for a model (part of its job key): the experiments'
-        adversarial-training settings apply only to adversarial training, the scope only to a
-        model with an under-sampled class (``targeted``)."""
-        if not self.adversarial:
-            return {"name": self.name}
+        """What defines this defence for a model (part of its job key); the experiments'
+        adversarial-training settings matter only to adversarial training."""
+        return {"name": self.name}
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        """The training regime of a model with this defence (its ``spec`` from :meth:`advimb.training.regimes.Defence.spec`)."""
+        raise NotImplementedError(f"defence {self.name!r} builds no regime")  # a bug: every kind overrides it
+
+
+@dataclass(frozen=True)
+class ClassWeight(Defence):
+    """Each image's loss weighted N / (C n_c)."""
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        return Regime(class_weight=balanced_weights(y_train, num_classes))
+
+
+@dataclass(frozen=True)
+class Resample(Defence):
+    """Smaller classes re-drawn with replacement up to the largest, every epoch."""
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        return Regime(resample=True)
+
+
+@dataclass(frozen=True)
+class LogitAdjust(Defence):
+    """The log class prior added to the training logits."""
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        return Regime(logit_adjust=log_prior(y_train, num_classes))
+
+
+@dataclass(frozen=True)
+class AdversarialTraining(Defence):
+    """Training on images crafted by ``adversarial`` against the current model."""
+
+    def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
+        """The name, eps and scope (only a model with an under-sampled class, ``targeted``,
+        can restrict it to the minority class), and PGD's steps."""
         out = {"name": self.name, "eps": adv_eps, "scope": adv_scope if targeted else "all"}
         return {**out, "steps": adv_steps} if self.adversarial == "pgd" else out
 
     def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
-        """The training regime of a model with this defence (its ``spec`` from :meth:`Defence.spec`)."""
-        if self.adversarial:
-            scope = (target,) if spec["scope"] == "minority" else ()
-            return Regime(
-                adversarial=self.adversarial, adv_eps=spec["eps"], adv_steps=spec.get("steps", 7), adv_classes=scope
-            )
-        if self.name == "class_weight":
-            return Regime(class_weight=balanced_weights(y_train, num_classes))
-        if self.name == "logit_adjust":
-            return Regime(logit_adjust=log_prior(y_train, num_classes))
-        return Regime(resample=True)
+        scope = (target,) if spec["scope"] == "minority" and target is not None else ()
+        return Regime(
+            adversarial=self.adversarial, adv_eps=spec["eps"], adv_steps=spec.get("steps", 7), adv_classes=scope
+        )
 
 
-_DEFENCES: dict[str, Defence] = {}
+#: the defences of ``experiments.defences``, in their canonical order
+DEFENCES: Registry[Defence] = Registry("config experiments.defences: {name!r} is not one of {names}", sort=False)
 
 
 def register_defence(defence: Defence) -> Defence:
-    _DEFENCES[defence.name] = defence
-    return defence
+    return DEFENCES.add(defence.name, defence)
 
 
 def list_defences() -> list[str]:
     """The registered defences, in their canonical order."""
-    return list(_DEFENCES)
+    return DEFENCES.names()
 
 
 def get_defence(name: str) -> Defence:
-    if name not in _DEFENCES:
-        raise UserError(f"config experiments.defences: {name!r} is not one of {', '.join(list_defences())}")
-    return _DEFENCES[name]
+    return DEFENCES.get(name)
 
 
 for _d in (
-    Defence("class_weight", description="each image's loss weighted N / (C n_c) (Keras class_weight)"),
-    Defence("resample", description="smaller classes re-drawn with replacement up to the largest, flipped"),
-    Defence(
+    ClassWeight("class_weight", "each image's loss weighted N / (C n_c) (Keras class_weight)"),
+    Resample("resample", "smaller classes re-drawn with replacement up to the largest, flipped"),
+    LogitAdjust(
         "logit_adjust",
-        description="training logits + log class prior (logit-adjusted loss, Menon et "
-        "al. 2021, tau = 1; = balanced softmax, Ren et al. 2020)",
+        "training logits + log class prior (logit-adjusted loss, Menon et al. 2021, tau = 1; = balanced softmax, "
+        "Ren et al. 2020)",
     ),
-    Defence("fgsm_at", "fgsm", "trained on FGSM images crafted against the current model"),
-    Defence("pgd_at", "pgd", "trained on PGD images crafted against the current model"),
+    AdversarialTraining("fgsm_at", "trained on FGSM images crafted against the current model", "fgsm"),
+    AdversarialTraining("pgd_at", "trained on PGD images crafted against the current model", "pgd"),
 ):
     register_defence(_d)
 

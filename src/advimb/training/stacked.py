@@ -43,9 +43,9 @@ from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype
 from advimb.log import log
-from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr
+from advimb.training.fit import EarlyStopping, FitResult, compiled, global_seed, keras_lr
 from advimb.training.regimes import Regime, epoch_order, epoch_size
-from advimb.training.stacked_ops import has_dropout, rmsprop_, stack_validation, stackable, to_float
+from advimb.training.stacked_ops import has_dropout, rmsprop_, stack_to_float, stack_validation, stackable
 
 
 def fit_stacked(
@@ -81,27 +81,28 @@ def fit_stacked(
         raise ValueError("models with batch norm cannot be trained stacked; train them one by one (fit)")
     if any(r.adversarial for r in regimes):
         raise ValueError("adversarial training crafts each batch against its own model; train it one by one (fit)")
-    st = _Stack(models, (x_train, y_train), train_idx, val, cfg, seeds, augment, regimes, resume)
-    bar = tqdm(
-        total=st.upper_bound(),
-        initial=st.images_done,
-        desc=f"{desc} ({len(models)} models)",
-        unit="img",
-        disable=not progress,
-        mininterval=0.5,
-    )
-    while st.running():
-        t0 = time.perf_counter()
-        bar.update(st.tick())
-        if st.tick_count <= 3 and st.cfg.compile == "on":
-            st.report_warmup(time.perf_counter() - t0)
-        ending = st.ending()
-        if ending:
-            st.close_epochs(ending)
-            bar.set_postfix_str(f"{st.done.count(False)} training", refresh=False)
-            if on_epoch_end is not None:
-                on_epoch_end(st.state())
-    bar.close()
+    with global_seed(derive_seed(seeds[0], "dropout", 0), x_train.device):  # the dropout masks' stream, scoped
+        st = _Stack(models, (x_train, y_train), train_idx, val, cfg, seeds, augment, regimes, resume)
+        bar = tqdm(
+            total=st.upper_bound(),
+            initial=st.images_done,
+            desc=f"{desc} ({len(models)} models)",
+            unit="img",
+            disable=not progress,
+            mininterval=0.5,
+        )
+        while st.running():
+            t0 = time.perf_counter()
+            bar.update(st.tick())
+            if st.tick_count <= 3 and st.cfg.compile == "on":
+                st.report_warmup(time.perf_counter() - t0)
+            ending = st.ending()
+            if ending:
+                st.close_epochs(ending)
+                bar.set_postfix_str(f"{st.done.count(False)} training", refresh=False)
+                if on_epoch_end is not None:
+                    on_epoch_end(st.state())
+        bar.close()
     return st.results(models)
 
 
@@ -209,7 +210,8 @@ class _Stack:
         self.order[i, :n] = glob
         self.real[i].zero_()
         self.real[i, :n] = 1
-        self.weight[i] = self.real[i] if self.cw[i] is None else self.real[i] * self.cw[i][self.y[self.order[i]]]
+        cw = self.cw[i]
+        self.weight[i] = self.real[i] if cw is None else self.real[i] * cw[self.y[self.order[i]]]
         self.flip[i].zero_()
         self.flip[i, :n] = flips.to(self.device)
         self.pos[i] = (self.tick_count - self.begin[i]) * b
@@ -231,7 +233,7 @@ class _Stack:
         pos = self.pos[:, None] + self.offsets
         ib = self.order.gather(1, pos)
         real, w = self.real.gather(1, pos), self.weight.gather(1, pos)
-        xb = to_float(self.x[ib])
+        xb = stack_to_float(self.x[ib])
         xb = torch.where(self.flip.gather(1, pos)[:, :, None, None, None], xb.flip(4), xb)
         yb = self.y[ib]
         grads, (loss, out) = self.step_fn(self.params, self.buffers, xb, yb, w, real, self.adjust)
@@ -321,7 +323,7 @@ class _Stack:
         correct = torch.zeros(len(which), device=self.device)
         for s in range(0, self.xv.shape[1], batch_size):
             x, y, mask = (t[:, s : s + batch_size][sel] for t in (self.xv, self.yv, self.vmask))
-            out = self.eval_v(params, buffers, to_float(x))
+            out = self.eval_v(params, buffers, stack_to_float(x))
             ce = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
             loss += (ce * mask).sum(1)
             correct += ((out.argmax(2) == y) * mask).sum(1)
@@ -384,7 +386,7 @@ class _Stack:
                     model.state_dict(),
                     h,
                     self.stoppers[i].best_epoch,
-                    h[-1]["epoch"] if h else 0,
+                    int(h[-1]["epoch"]) if h else 0,  # an int (epoch + 1) in a dict of floats
                     len(h) * self.steps[i],
                 )
             )

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 
-def to_float(x_u8: torch.Tensor) -> torch.Tensor:
+def stack_to_float(x_u8: torch.Tensor) -> torch.Tensor:
     """uint8 ``(M, B, H, W, C)`` -> float ``(M, B, C, H, W)`` in [0, 1]."""
     return x_u8.permute(0, 1, 4, 2, 3).float().div_(255)
 

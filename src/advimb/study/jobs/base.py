@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -57,11 +57,12 @@ def load_weights(
 
 
 def trained_model(
-    cfg: ExperimentConfig, num_classes: int, image_shape: tuple[int, ...], weights: Path, device: torch.device
+    cfg: ExperimentConfig, num_classes: int, image_shape: tuple[int, int, int], weights: Path, device: torch.device
 ) -> torch.nn.Module:
     """The model of ``cfg`` with the trained ``weights`` (its input normalisation included), in
     eval mode on ``device``, in the memory format it was evaluated in."""
-    model = build_model(cfg.model, num_classes, tuple(image_shape))
+    c, h, w = image_shape  # as a 3-tuple, whatever sequence it came as
+    model = build_model(cfg.model, num_classes, (c, h, w))
     model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     model.to(device)
     if cfg.train.channels_last:
@@ -199,13 +200,17 @@ class Job:
         return s.slug(self.classes)
 
 
+#: the kind of job a group's members are
+M = TypeVar("M", bound=Job)
+
+
 @dataclass(frozen=True)
-class GroupJob(Job):
+class GroupJob(Job, Generic[M]):
     """Jobs run together as one (a stacked training group, a batched attack group). Each
     member writes exactly what it would write alone (its own marker and key), so the group
     is done when its members are, and a rerun runs only the unfinished ones."""
 
-    members: tuple[Job, ...] = ()
+    members: tuple[M, ...] = ()
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -214,10 +219,10 @@ class GroupJob(Job):
     def spec(self) -> dict[str, Any]:
         return {"members": [m.key for m in self.members]}
 
-    def parts(self) -> tuple[Job, ...]:
+    def parts(self) -> tuple[M, ...]:
         return self.members
 
-    def todo(self, run_dir: Path) -> list[Job]:
+    def todo(self, run_dir: Path) -> list[M]:
         return [m for m in self.members if m.status(run_dir) != "done"]
 
     def status(self, run_dir: Path) -> str:

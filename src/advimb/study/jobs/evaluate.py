@@ -71,7 +71,7 @@ class CleanEvalJob(Job):
 
 
 @dataclass(frozen=True)
-class CleanEvalGroupJob(GroupJob):
+class CleanEvalGroupJob(GroupJob[CleanEvalJob]):
     """The clean evaluations of the study's stacked models, batched across models: every
     model classifies each test batch in one vmap-ed pass (``predict_stacked``), and each
     member writes what it would write alone."""
@@ -91,7 +91,9 @@ class CleanEvalGroupJob(GroupJob):
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
         models = [load_weights(m.config, ds, m.layout(run_dir), m.scenario_slug(m.scenario), device) for m in todo]
-        preds = predict_stacked(models, device_arrays(ds, device)["x_test"], cfg.eval.batch_size) if todo else []
+        preds: np.ndarray | list[np.ndarray] = (
+            predict_stacked(models, device_arrays(ds, device)["x_test"], cfg.eval.batch_size) if todo else []
+        )
         infos = [m.record(run_dir, ds, p) for m, p in zip(todo, preds)]
         return {"members": [i["model"] for i in infos]}
 
@@ -292,7 +294,7 @@ def run_attacks(jobs: list[AttackJob], run_dir: Path, progress: bool = True) -> 
 
 
 @dataclass(frozen=True)
-class AttackGroupJob(GroupJob):
+class AttackGroupJob(GroupJob[AttackJob]):
     """The attack jobs of one grid point (``eval.group_attacks``), run together by
     :func:`run_attacks`."""
 

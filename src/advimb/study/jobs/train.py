@@ -242,7 +242,7 @@ CHECKPOINT_EVERY = 30.0
 
 
 @dataclass(frozen=True)
-class TrainGroupJob(GroupJob):
+class TrainGroupJob(GroupJob[TrainJob]):
     """TrainJobs of one architecture (any training-set sizes, any replicates) trained together
     as one stacked model of one shape (``advimb.training.stacked``)."""
 
