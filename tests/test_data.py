@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from advimb.config.sections import DataConfig, SyntheticConfig
+from advimb.data.cache import forget_datasets
 from advimb.data.dataset import eval_subset
 from advimb.data.sources import load_dataset
 from advimb.data.synthetic import make_synthetic
@@ -26,7 +27,7 @@ def _folder(root, classes=("ant", "bee", "wasp"), n_train=4, n_test=2, size=16, 
 
 
 def _load(root, cache, source="folder"):
-    load_dataset.cache_clear()
+    forget_datasets()
     return load_dataset(DataConfig(source=source, dir=str(root), cache_dir=str(cache)))
 
 
@@ -188,7 +189,7 @@ def test_pad_and_resize(tmp_path):
     both = transform(ds, resize=24, pad=4)
     assert both.image_shape == (1, 32, 32)
     cfg = DataConfig(source="folder", dir=str(tmp_path / "g"), cache_dir=str(tmp_path / "cache"), pad=2)
-    load_dataset.cache_clear()
+    forget_datasets()
     assert load_dataset(cfg).image_shape == (1, 32, 32)
 
 

@@ -36,8 +36,10 @@ def _registry() -> dict[str, dict[str, Any]]:
 
 
 def written_record(path: str | Path) -> dict[str, Any]:
-    """Size and sha256 of what this thread last wrote to ``path`` (else of the file now)."""
-    return _registry().get(str(Path(path).resolve())) or file_record(path)
+    """Size and sha256 of what this thread last wrote to ``path`` (else of the file now). The
+    record is handed over once: reading it forgets it, so a long study keeps no list of every
+    file it wrote."""
+    return _registry().pop(str(Path(path).resolve()), None) or file_record(path)
 
 
 def _new_temp(path: Path) -> Path:

@@ -259,13 +259,16 @@ def _terminate(signum, frame):  # SIGTERM (kill, SLURM, timeout) stops like Ctrl
 
 def main(argv: list[str] | None = None) -> int:
     import signal
+    import threading
 
     args = _parser().parse_args(argv)
-    if argv is None:  # the real command line, not a test calling main()
-        signal.signal(signal.SIGTERM, _terminate)
     handler = {"run": _run, "sweep": _run, "report": _report, "tables": _tables, "list": _list, "config": _config}[
         args.command
     ]
+    # SIGTERM stops like Ctrl-C for as long as the command runs, whoever calls main(); the
+    # caller's handler is put back after it (signals can be set in the main thread only)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return handler(args)
     except UserError as e:
@@ -274,3 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nadvimb: interrupted; finished work is saved - rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

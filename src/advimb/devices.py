@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from advimb.config.sections import ExperimentConfig
 from advimb.errors import UserError
 
 #: default attack / evaluation batch per device type when the config says 0 (auto): big
@@ -94,7 +95,7 @@ def auto_batch(batch_size: int, device: torch.device) -> int:
     return batch_size or AUTO_BATCH.get(device.type, 500)
 
 
-def resolve_runtime(cfg: Any) -> Any:
+def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` (an ExperimentConfig) with every ``auto`` and every runtime setting resolved,
     once, where the jobs run (the executor calls this on a worker): the device (``auto`` ->
     ``cuda`` or ``cpu``), ``train.precision``, ``train.stack`` and ``train.compile`` (on for
@@ -124,7 +125,7 @@ def _on_for_cuda(value: str, device: torch.device) -> str:
     return value if value != "auto" else ("on" if device.type == "cuda" else "off")
 
 
-def check_resolved(cfg: Any) -> None:
+def check_resolved(cfg: ExperimentConfig) -> None:
     """A bug, not bad input, when a config reaches planning or a job without its runtime settings
     resolved (:func:`resolve_runtime`)."""
     if "auto" in (

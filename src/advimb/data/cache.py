@@ -72,6 +72,11 @@ CACHE_VERSION = "v2"
 _MEMORY: dict[tuple, Dataset] = {}
 
 
+def forget_datasets() -> None:
+    """Forget every dataset this process has loaded (the next load reads the files again)."""
+    _MEMORY.clear()
+
+
 def _remember(key: tuple, build) -> Dataset:
     if key not in _MEMORY:
         if len(_MEMORY) >= 8:

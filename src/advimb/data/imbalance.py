@@ -16,6 +16,7 @@ import numpy as np
 from advimb.config.sections import ImbalanceConfig
 from advimb.config.seeds import derive_seed
 from advimb.errors import UserError
+from advimb.layout import slug
 from advimb.registry import Registry
 
 KINDS = ("balanced", "under", "over")
@@ -53,7 +54,7 @@ class Scenario:
 
     def slug(self, classes: tuple[str, ...]) -> str:
         """File-system-safe name, e.g. ``under-cat``, ``under-cat@250``, ``under-cat+pgd_at``."""
-        return self.name(classes).replace(":", "-")
+        return slug(self.name(classes))
 
     @property
     def plain(self) -> bool:

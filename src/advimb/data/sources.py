@@ -167,9 +167,6 @@ def load_dataset(cfg: DataConfig, progress: bool = False, fresh: bool = False) -
     return _MEMORY[("config", cfg)]
 
 
-load_dataset.cache_clear = _MEMORY.clear  # type: ignore[attr-defined]  # forget what this process loaded
-
-
 def _torchvision_source(name: str) -> Callable[[DataConfig, bool], Dataset]:
     check_torchvision(name)  # a dataset advimb does not read fails here, before anything is loaded
     return load_torchvision

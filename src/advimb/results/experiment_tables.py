@@ -42,8 +42,7 @@ class Quantities:
         return relative_difference(self.acc(model, model, cls, "clean"), self.acc(model, model, cls))
 
     def cols(self, name: str, est) -> dict[str, float]:
-        e = self.boot.interval(*est)
-        return {name: e.value, f"{name}_lo": e.lo, f"{name}_hi": e.hi}
+        return self.boot.interval(*est).columns(name)
 
 
 BALANCED = Scenario("balanced")

@@ -46,7 +46,13 @@ class Estimate:
     hi: float
 
     def to_dict(self, scale: float = 1.0, digits: int = 2) -> dict[str, float]:
+        """The estimate as ``{value, lo, hi}`` (the report's and claims' form)."""
         return {k: _round(getattr(self, k) * scale, digits) for k in ("value", "lo", "hi")}
+
+    def columns(self, name: str) -> dict[str, float]:
+        """The estimate as a table's three columns, ``name``, ``name_lo`` and ``name_hi`` (every
+        table of a run folder writes an estimate this way)."""
+        return {name: self.value, f"{name}_lo": self.lo, f"{name}_hi": self.hi}
 
 
 def _round(x: float, digits: int) -> float:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from advimb import artifacts
+from advimb.data.imbalance import parse_scenario
+from advimb.errors import UserError
 from advimb.layout import RunLayout
 from advimb.results.experiment_tables import build_experiment_tables
 from advimb.results.metrics import GridMetrics
@@ -36,8 +38,7 @@ TABLES_FORMAT = 2
 
 def _put(row: dict[str, Any], name: str, m: GridMetrics, q) -> None:
     """``row[name]`` and its interval ``row[name_lo]``, ``row[name_hi]`` from quantity ``q``."""
-    e = m.estimate(q)
-    row[name], row[f"{name}_lo"], row[f"{name}_hi"] = e.value, e.lo, e.hi
+    row.update(m.estimate(q).columns(name))
 
 
 def compute_tables(m: GridMetrics) -> dict[str, list[dict[str, Any]]]:
@@ -265,8 +266,17 @@ def read_tables(run_dir: Path, grid: GridResults) -> dict[str, Any] | None:
 
 
 def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:
-    kind, _, c = name.partition(":")
-    return ({"balanced": 0, "under": 1, "over": 2}.get(kind, 3), classes.index(c) if c in classes else -1)
+    """The clean-accuracy table's order (a stable sort): the balanced model, the under- and
+    the over-sampled models in class order (each kind's variants with a count or a defence
+    first, in the order they were read), then every other model."""
+    try:
+        s = parse_scenario(name, classes)
+    except UserError:
+        return 3, -1
+    if s.kind == "balanced" and (s.defence or s.count):
+        return 3, -1
+    rank = {"balanced": 0, "under": 1, "over": 2}.get(s.kind, 3)
+    return rank, -1 if s.target is None or not s.plain else s.target
 
 
 def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -> dict[str, Any]:

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from advimb.config.sections import ExperimentConfig
 from advimb.devices import describe, resolve_device, resolve_runtime
 from advimb.log import log
-from advimb.study.jobs.base import Job
+from advimb.study.jobs.base import Job, release_device_arrays
 from advimb.study.runfolder import environment
 
 
-def runtime_environment(cfg: Any) -> dict[str, Any]:
+def runtime_environment(cfg: ExperimentConfig) -> dict[str, Any]:
     """Versions, commit and hardware of this process for ``cfg``'s device (manifest)."""
     dev = resolve_device(cfg.train.device)
     return {**environment(str(dev)), **describe(dev)}
@@ -61,12 +62,12 @@ class LocalExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        release_device_arrays()  # the study's tensors on its device go with it (a notebook runs many)
 
-    def resolve(self, cfg: Any) -> Any:
+    def resolve(self, cfg: ExperimentConfig) -> ExperimentConfig:
         return resolve_runtime(cfg)
 
-    def environment(self, cfg: Any) -> dict[str, Any]:
+    def environment(self, cfg: ExperimentConfig) -> dict[str, Any]:
         return runtime_environment(cfg)
 
     def describe(self) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from advimb.models import build_model
 
 @functools.lru_cache(maxsize=2)
 def _device_arrays(fingerprint: str, device: str, ds: Dataset) -> dict[str, torch.Tensor]:
-    """The dataset as uint8 tensors on ``device``, shared by every job of a process."""
+    """The dataset as uint8 tensors on ``device``, shared by every job of a study in this process
+    (released when the study ends: :func:`release_device_arrays`)."""
     dev = torch.device(device)
     return {
         "x_train": torch.from_numpy(ds.x_train).to(dev),
@@ -48,6 +49,12 @@ def _device_arrays(fingerprint: str, device: str, ds: Dataset) -> dict[str, torc
 
 def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
     return _device_arrays(ds.fingerprint, str(device), ds)
+
+
+def release_device_arrays() -> None:
+    """Drop the dataset's device copies (:func:`device_arrays`): the executor calls this when
+    a study ends, so its tensors do not outlive it."""
+    _device_arrays.cache_clear()
 
 
 def load_weights(
