@@ -48,10 +48,10 @@ def main() -> None:
     dev = torch.device("cpu")
     prep = job.prepare(Path(tempfile.mkdtemp()), ds, dev)
     arr = device_arrays(ds, dev)
-    x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
+    x_tr, y_tr = arr["x_train"][prep.train_idx], arr["y_train"][prep.train_idx]
     keep = torch.cat([torch.nonzero(arr["y_test"] == c)[:300, 0] for c in range(ds.num_classes)])
     xt, yt = arr["x_test"][keep], arr["y_test"][keep]
-    model, target, amp = prep["model"], job.scenario.target, autocast_dtype(cfg.train.precision, dev)
+    model, target, amp = prep.model, job.scenario.target, autocast_dtype(cfg.train.precision, dev)
     rows: list[dict] = []
     t0 = time.perf_counter()
 
@@ -79,11 +79,11 @@ def main() -> None:
     res = fit(
         model,
         (x_tr, y_tr),
-        prep["val"],
+        prep.val,
         cfg.train,
         seed=job.seeds()["train"],
-        augment=prep["augment"],
-        regime=prep["regime"],
+        augment=prep.augment,
+        regime=prep.regime,
         on_epoch_end=after_epoch,
         progress=False,
     )

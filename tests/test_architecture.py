@@ -21,7 +21,7 @@ LAYERS = {
     "data": {"config", "errors", "registry", "log", "layout", "artifacts"},
     "models": {"config", "errors", "registry"},
     "attacks": {"config", "errors", "registry", "devices", "data"},
-    "training": {"config", "errors", "registry", "log", "devices", "attacks", "models"},
+    "training": {"config", "errors", "registry", "log", "devices", "data", "attacks", "models"},
     "results": {"config", "errors", "artifacts", "layout", "data"},
     "study": {
         "config",

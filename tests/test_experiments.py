@@ -78,7 +78,7 @@ def test_defended_models_share_their_undefended_twins_data_and_init(smoke_cfg):
     plain = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 3))
     defended = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 3, defence="pgd_at"))
     assert plain.seeds() == defended.seeds() and plain.key != defended.key
-    assert np.array_equal(plain.select(ds)["train"], defended.select(ds)["train"])
+    assert np.array_equal(plain.select(ds).split.train, defended.select(ds).split.train)
 
 
 EXPERIMENTS = [

@@ -1,4 +1,5 @@
-"""The training stage: the paper's optimiser and early stopping (``fit``), the defences'
+"""The training stage: the paper's optimiser and early stopping (``fit``), the training policy
+(``policy``: validation source, augmentation rule, normalisation statistics), the defences'
 training regimes (``regimes``) and many models trained as one stacked model (``stacked``).
-Imports ``advimb.config``, ``advimb.devices`` and ``advimb.attacks.core`` (adversarial
-training), nothing of the study, results or report."""
+Imports ``advimb.config``, ``advimb.devices``, ``advimb.data.imbalance`` (validation splits)
+and ``advimb.attacks.core`` (adversarial training), nothing of the study, results or report."""

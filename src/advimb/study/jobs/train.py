@@ -8,10 +8,11 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from advimb import artifacts
 from advimb.config.io import to_dict
@@ -19,17 +20,37 @@ from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import (
     Scenario,
-    balanced_subset,
     class_counts,
     select_indices,
-    stratified_split,
     validation_is_split,
 )
 from advimb.devices import resolve_device
 from advimb.models import build_model
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
 from advimb.training.fit import fit
+from advimb.training.policy import Split, augments, normalisation, validation_data, validation_split
 from advimb.training.regimes import Regime, get_defence
+
+
+class Selection(NamedTuple):
+    """A scenario's training images: its counts per class, the selected indices (into the
+    training set) and their division by the validation rule."""
+
+    counts: list[int]
+    indices: np.ndarray
+    split: Split
+
+
+class Prepared(NamedTuple):
+    """What a model trains with: its selection, its training indices on the device, the
+    images it early-stops on, the initial model, whether it flips and its regime."""
+
+    sel: Selection
+    train_idx: torch.Tensor
+    val: tuple[torch.Tensor, torch.Tensor]
+    model: nn.Module
+    augment: bool
+    regime: Regime
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,7 @@ class TrainJob(Job):
             "train": derive_seed(base, "train", name),
         }
 
-    def select(self, ds: Dataset) -> dict[str, Any]:
+    def select(self, ds: Dataset) -> Selection:
         """The scenario's training and validation indices (into the training arrays)."""
         cfg = self.config
         counts = class_counts(self.scenario, ds.num_classes, cfg.imbalance)
@@ -107,73 +128,54 @@ class TrainJob(Job):
             classes=ds.classes,
             scenario_name=self.scenario.name(ds.classes),
         )
-        unused = np.array([], dtype=np.int64)
-        if cfg.train.validation == "test":  # the authors' leak: validate (early-stop) on the test set
-            tr, val = idx, unused
-        else:
-            tr, val = stratified_split(idx, ds.y_train, cfg.train.val_fraction, seeds["validation"])
-            if cfg.train.validation == "balanced":  # held out but neither trained nor validated on: unused
-                kept = balanced_subset(val, ds.y_train, derive_seed(seeds["validation"], "balanced"))
-                val, unused = kept, np.setdiff1d(val, kept)
-        return {"counts": counts, "indices": idx, "train": tr, "val": val, "unused": unused}
+        split = validation_split(idx, ds.y_train, cfg, seeds["validation"])
+        return Selection(counts, idx, split)
 
-    def prepare(self, run_dir: Path, ds: Dataset, device: torch.device) -> dict[str, Any]:
-        """Select and store the scenario's indices; build the initial model."""
+    def prepare(self, run_dir: Path, ds: Dataset, device: torch.device) -> Prepared:
+        """Select and store the scenario's indices; build the initial model and what it trains
+        with (the training policy of :mod:`advimb.training.policy`)."""
         cfg = self.config
         sel = self.select(ds)
+        self._write_selection(run_dir, ds, sel)
+        arr = device_arrays(ds, device)
+        tr = torch.from_numpy(sel.split.train).to(device)
+        val = validation_data(cfg, arr, torch.from_numpy(sel.split.val).to(device))
+        mean, std = normalisation(cfg, arr["x_train"][tr])
+        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=self.seeds()["init"], mean=mean, std=std)
+        model.to(device)
+        if cfg.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        regime = self.regime(torch.from_numpy(ds.y_train[sel.split.train]), ds.num_classes)
+        return Prepared(sel, tr, val, model, augments(cfg, self.scenario.kind, regime), regime)
+
+    def _write_selection(self, run_dir: Path, ds: Dataset, sel: Selection) -> None:
+        """The scenario's indices (npz) and what they hold (json)."""
+        cfg, (tr, val, unused) = self.config, sel.split
         slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
-        extra = {"held_out_unused": sel["unused"]} if cfg.train.validation == "balanced" else {}
-        artifacts.write_npz(layout.scenario(slug), indices=sel["indices"], train=sel["train"], val=sel["val"], **extra)
+        extra = {"held_out_unused": unused} if cfg.train.validation == "balanced" else {}
+        artifacts.write_npz(layout.scenario(slug), indices=sel.indices, train=tr, val=val, **extra)
         artifacts.write_json(
             layout.scenario(slug, "json"),
             {
                 "scenario": self.scenario.name(ds.classes),
-                "counts": dict(zip(ds.classes, sel["counts"])),
-                "n_selected": len(sel["indices"]),
-                "n_train": len(sel["train"]),
-                "n_val": len(sel["val"]),
-                "train_per_class": np.bincount(ds.y_train[sel["train"]], minlength=ds.num_classes).tolist(),
-                "val_per_class": np.bincount(ds.y_train[sel["val"]], minlength=ds.num_classes).tolist(),
-                "n_held_out_unused": len(sel["unused"]),
+                "counts": dict(zip(ds.classes, sel.counts)),
+                "n_selected": len(sel.indices),
+                "n_train": len(tr),
+                "n_val": len(val),
+                "train_per_class": np.bincount(ds.y_train[tr], minlength=ds.num_classes).tolist(),
+                "val_per_class": np.bincount(ds.y_train[val], minlength=ds.num_classes).tolist(),
+                "n_held_out_unused": len(unused),
                 "selection": cfg.imbalance.selection,
                 "validation": cfg.train.validation,
                 "seeds": self.seeds(),
             },
         )
-        arr = device_arrays(ds, device)
-        tr = torch.from_numpy(sel["train"]).to(device)
-        if cfg.train.validation == "test":  # the authors' leak: the whole test set
-            x_val, y_val = arr["x_test"], arr["y_test"]
-        else:
-            va = torch.from_numpy(sel["val"]).to(device)
-            x_val, y_val = arr["x_train"][va], arr["y_train"][va]
-        mean = std = None
-        if cfg.model.normalize == "per_channel":
-            xf = arr["x_train"][tr].float().div(255)
-            mean, std = xf.mean((0, 1, 2)).cpu(), xf.std((0, 1, 2)).cpu()
-        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=self.seeds()["init"], mean=mean, std=std)
-        model.to(device)
-        if cfg.train.channels_last:
-            model.to(memory_format=torch.channels_last)
-        augment = cfg.train.augment == "hflip" or (
-            cfg.train.augment == "hflip_except_over" and self.scenario.kind != "over"
-        )
-        regime = self.regime(torch.from_numpy(ds.y_train[sel["train"]]), ds.num_classes)
-        augment = augment or regime.resample  # re-sampled duplicates get random flips
-        return {
-            "sel": sel,
-            "train_idx": tr,
-            "val": (x_val, y_val),
-            "model": model,
-            "augment": augment,
-            "regime": regime,
-        }
 
     def finish(
         self,
         run_dir: Path,
         ds: Dataset,
-        prep: dict[str, Any],
+        prep: Prepared,
         result: Any,
         device: torch.device,
         seconds: float,
@@ -193,15 +195,15 @@ class TrainJob(Job):
             "scenario": self.scenario.name(ds.classes),
             "kind": self.scenario.kind,
             "target": None if self.scenario.target is None else ds.classes[self.scenario.target],
-            "counts": prep["sel"]["counts"],
+            "counts": prep.sel.counts,
             "seeds": self.seeds(),
             "best_epoch": result.best_epoch,
             "stopped_epoch": result.stopped_epoch,
             "steps": result.steps,
             "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
             "history": result.history,
-            "augment": prep["augment"],
-            "regime": to_dict(prep["regime"]),
+            "augment": prep.augment,
+            "regime": to_dict(prep.regime),
             "replicate": self.replicate,
             "device": str(device),
             "torch_threads": torch.get_num_threads(),
@@ -217,16 +219,16 @@ class TrainJob(Job):
         device = resolve_device(cfg.train.device)
         prep = self.prepare(run_dir, ds, device)
         arr = device_arrays(ds, device)
-        x_tr, y_tr = arr["x_train"][prep["train_idx"]], arr["y_train"][prep["train_idx"]]
+        x_tr, y_tr = arr["x_train"][prep.train_idx], arr["y_train"][prep.train_idx]
         ckpt = Checkpoint(self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "train_state.pt", self.key)
         result = fit(
-            prep["model"],
+            prep.model,
             (x_tr, y_tr),
-            prep["val"],
+            prep.val,
             cfg.train,
             seed=self.seeds()["train"],
-            augment=prep["augment"],
-            regime=prep["regime"],
+            augment=prep.augment,
+            regime=prep.regime,
             resume=ckpt.load(device, self.name),
             on_epoch_end=ckpt.save,
             desc=self.name,
@@ -273,15 +275,15 @@ class TrainGroupJob(GroupJob[TrainJob]):
             todo=[m.key for m in todo],
         )
         results = fit_stacked(
-            [p["model"] for p in preps],
+            [p.model for p in preps],
             arr["x_train"],
             arr["y_train"],
-            [p["train_idx"] for p in preps],
-            [p["val"] for p in preps],
+            [p.train_idx for p in preps],
+            [p.val for p in preps],
             cfg.train,
             seeds=[m.seeds()["train"] for m in todo],
-            augment=[p["augment"] for p in preps],
-            regimes=[p["regime"] for p in preps],
+            augment=[p.augment for p in preps],
+            regimes=[p.regime for p in preps],
             on_epoch_end=ckpt.save,
             resume=ckpt.load(device, self.name),
             desc=self.name,

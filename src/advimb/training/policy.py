@@ -1,0 +1,74 @@
+"""The training policy: what a model is trained and early-stopped on, beyond its training
+images. Three rules, each written once and used by every trainer (one by one or stacked):
+
+- **validation source** (``train.validation``): ``split`` holds out a stratified
+  ``val_fraction`` of the scenario's training images; ``balanced`` holds out the same images
+  and keeps, of every class, as many as the smallest class has (the rest are neither trained
+  nor validated on); ``test`` is the authors' leak, early stopping on the test set;
+- **augmentation** (``train.augment``): horizontal flips for every model (``hflip``), for all
+  but the over-sampled ones (``hflip_except_over``, the authors' code) or none, and always for
+  a re-sampled training set (its duplicates get random flips);
+- **normalisation statistics** (``model.normalize = per_channel``): the mean and standard
+  deviation per channel of the model's own training images, on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from advimb.config.sections import ExperimentConfig
+from advimb.config.seeds import derive_seed
+from advimb.data.imbalance import balanced_subset, stratified_split
+from advimb.training.regimes import Regime
+
+
+class Split(NamedTuple):
+    """A scenario's selected training indices divided by the validation rule: what it trains
+    on, what it early-stops on (empty for ``test``: the test set) and what is held out unused."""
+
+    train: np.ndarray
+    val: np.ndarray
+    unused: np.ndarray
+
+
+def validation_split(indices: np.ndarray, labels: np.ndarray, cfg: ExperimentConfig, seed: int) -> Split:
+    """The training / validation / unused division of ``indices`` (into the training set)
+    under ``cfg.train.validation``, the held-out part drawn from ``seed``."""
+    unused = np.array([], dtype=np.int64)
+    if cfg.train.validation == "test":  # the authors' leak: validate (early-stop) on the test set
+        return Split(indices, unused, unused)
+    tr, val = stratified_split(indices, labels, cfg.train.val_fraction, seed)
+    if cfg.train.validation == "balanced":  # held out but neither trained nor validated on: unused
+        kept = balanced_subset(val, labels, derive_seed(seed, "balanced"))
+        return Split(tr, kept, np.setdiff1d(val, kept))
+    return Split(tr, val, unused)
+
+
+def validation_data(
+    cfg: ExperimentConfig, arrays: dict[str, torch.Tensor], val: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels a model early-stops on: its held-out training images ``val``, or
+    the whole test set under the authors' leak (``train.validation = "test"``)."""
+    if cfg.train.validation == "test":
+        return arrays["x_test"], arrays["y_test"]
+    return arrays["x_train"][val], arrays["y_train"][val]
+
+
+def augments(cfg: ExperimentConfig, kind: str, regime: Regime) -> bool:
+    """Does a model of scenario kind ``kind`` train on randomly flipped images?"""
+    rule = cfg.train.augment == "hflip" or (cfg.train.augment == "hflip_except_over" and kind != "over")
+    return rule or regime.resample  # re-sampled duplicates get random flips
+
+
+def normalisation(
+    cfg: ExperimentConfig, x_train_u8: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """The per-channel mean and standard deviation, on CPU, of the model's training images
+    (uint8 NHWC) when the model normalises its input, else ``(None, None)``."""
+    if cfg.model.normalize != "per_channel":
+        return None, None
+    xf = x_train_u8.float().div(255)
+    return xf.mean((0, 1, 2)).cpu(), xf.std((0, 1, 2)).cpu()
