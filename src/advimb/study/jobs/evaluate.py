@@ -83,9 +83,6 @@ class CleanEvalGroupJob(GroupJob[CleanEvalJob]):
     def name(self) -> str:
         return f"clean {len(self.members)} models batched{self.tag}"
 
-    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return self.layout(run_dir).clean(f"_group-{self.key}")
-
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         cfg, todo = self.config, self.todo(run_dir)
         ds = self.dataset()
@@ -304,9 +301,6 @@ class AttackGroupJob(GroupJob[AttackJob]):
     @property
     def name(self) -> str:
         return f"attack {len(self.members)} jobs ({self.members[0].subdir}){self.tag}"
-
-    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return self.layout(run_dir).root / self.members[0].subdir / f"_group-{self.key}.json"
 
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         todo = self.todo(run_dir)

@@ -255,9 +255,6 @@ class TrainGroupJob(GroupJob[TrainJob]):
     def name(self) -> str:
         return f"train {len(self.members)} models stacked{self.tag}"
 
-    def marker(self, run_dir: Path) -> Path:  # never written: the members' markers say it all
-        return self.layout(run_dir).stack(self.key) / "meta.json"
-
     def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         from advimb.training.stacked import fit_stacked
 
