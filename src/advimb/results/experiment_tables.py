@@ -20,7 +20,7 @@ import numpy as np
 from advimb import artifacts
 from advimb.data.imbalance import Scenario
 from advimb.layout import RunLayout
-from advimb.results.metrics import relative_difference
+from advimb.results.metrics import difference, relative_difference
 from advimb.results.reader import Outcomes, read_config
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
 
@@ -46,10 +46,6 @@ class Quantities:
 
 
 BALANCED = Scenario("balanced")
-
-
-def _diff(a, b):
-    return a[0] - b[0], a[1] - b[1]
 
 
 def _est(boot: Bootstrap, est, digits: int = 2) -> dict[str, float]:
@@ -133,7 +129,7 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                 "spearman_rho_count_vs_adversarial_accuracy": float(rho),
                 "spearman_p": float(p),
                 "tail_classes": ",".join(per[j][0] for j in tail),
-                **q.cols("tail_minus_head_adversarial_accuracy", _diff(tail_m, head_m)),
+                **q.cols("tail_minus_head_adversarial_accuracy", difference(tail_m, head_m)),
                 "test": "Spearman rank correlation over classes; tail - head: two-level bootstrap "
                 "(seeds, then images), 95% percentile",
             }
@@ -183,8 +179,8 @@ def _defence_row(q: Quantities, d: str, model: Scenario) -> tuple[dict[str, Any]
         "balanced": q.acc(BALANCED, BALANCED, cls),
         "defended_balanced": q.acc(defended_bal, defended_bal, cls),
     }
-    e["gap_plain"], e["gap_defended"] = _diff(e["balanced"], e["under"]), _diff(e["balanced"], e["defended"])
-    e["closed"] = _diff(e["defended"], e["under"])
+    e["gap_plain"], e["gap_defended"] = difference(e["balanced"], e["under"]), difference(e["balanced"], e["defended"])
+    e["closed"] = difference(e["defended"], e["under"])
     row = {
         "defence": d,
         "class": cls,
