@@ -307,7 +307,7 @@ def test_grouping_attack_jobs_changes_nothing_for_torchattacks(tmp_path):
 def test_a_counts_scenario_takes_no_count_override():
     from advimb.data.imbalance import parse_scenario
 
-    assert parse_scenario("counts:mine", ("a", "b")).profile == "mine"
+    assert parse_scenario("counts:mine", ("a", "b")).label == "mine"
     with pytest.raises(UserError, match="has its own counts"):
         parse_scenario("counts:mine@5", ("a", "b"))
 

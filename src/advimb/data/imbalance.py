@@ -27,8 +27,8 @@ class Scenario:
     """A training set (and how it is trained).
 
     ``kind``: ``balanced``, ``under`` or ``over`` with a ``target`` class index (None for
-    balanced), or ``longtail`` with a ``profile`` (``exp`` or ``step``) and ``rho``.
-    ``count`` (> 0): the target class's training count, overriding the paper's (imbalance
+    balanced), ``longtail`` with a ``profile`` (``exp`` or ``step``) and ``rho``, or
+    ``counts`` with the ``label`` of a count vector of ``imbalance.scenarios``. ``count`` (> 0): the target class's training count, overriding the paper's (imbalance
     sweeps). ``defence``: a training-time defence (``advimb.training.regimes``), "" for none.
     """
 
@@ -38,6 +38,7 @@ class Scenario:
     profile: str = ""
     rho: float = 0.0
     defence: str = ""
+    label: str = ""
 
     def name(self, classes: tuple[str, ...]) -> str:
         """Canonical name, e.g. ``under:cat``, ``under:cat@250``, ``longtail:exp10``,
@@ -45,7 +46,7 @@ class Scenario:
         if self.kind == "longtail":
             base = f"longtail:{self.profile}{self.rho:g}"
         elif self.kind == "counts":
-            base = f"counts:{self.profile}"
+            base = f"counts:{self.label}"
         else:
             base = self.kind if self.target is None else f"{self.kind}:{classes[self.target]}"
         if self.count:
@@ -100,7 +101,7 @@ def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
             raise UserError(f"scenario {text!r}: a counts:<name> scenario has its own counts; drop the @{n}")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", cls):
             raise UserError(f"scenario {text!r}: use counts:<name> (imbalance.scenarios)")
-        return Scenario("counts", profile=cls, count=n, defence=defence)
+        return Scenario("counts", label=cls, count=n, defence=defence)
     if kind not in KINDS:
         raise UserError(f"unknown scenario {text!r}; use balanced, under:<class> or over:<class>")
     if kind == "balanced":
@@ -132,7 +133,7 @@ def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[in
     if s.kind == "longtail":
         return long_tail_counts(s.profile, s.rho, hi, num_classes)
     if s.kind == "counts":
-        return custom_counts(s.profile, num_classes, cfg)
+        return custom_counts(s.label, num_classes, cfg)
     if s.kind == "balanced":
         return [hi] * num_classes
     if s.kind == "under":

@@ -74,7 +74,7 @@ def long_tail_scenarios(config: ExperimentConfig) -> list[Scenario]:
     for p in config.experiments.long_tail:
         kind, _, rho = p.partition(":")
         out.append(Scenario("longtail", profile=kind, rho=float(rho)))
-    return out + [Scenario("counts", profile=c.name) for c in config.imbalance.scenarios]
+    return out + [Scenario("counts", label=c.name) for c in config.imbalance.scenarios]
 
 
 def defence_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[str, list[Scenario]]:
