@@ -23,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 MAIN_README = HERE.parent.parent / "README.md"
+SITE_HOME = HERE.parent / "index.md"  # the documentation site's home repeats the main README's headline
 BLOCK = re.compile(r"<!-- account:(\w+) ([\w./-]+) -->\n(.*?)<!-- /account:\1 -->", re.DOTALL)
 COLS = ("different_model_under", "different_model_over", "same_model_balanced", "same_model_under", "same_model_over")
 HEAD = (
@@ -401,7 +402,7 @@ def main() -> int:
     g.add_argument("--write", action="store_true", help="rewrite every block from its artifacts")
     args = ap.parse_args()
     stale = []
-    for path in (README, MAIN_README):
+    for path in (README, MAIN_README, SITE_HOME):
         text = path.read_text()
         new = render(text)
         if args.write:
