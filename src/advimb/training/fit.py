@@ -129,12 +129,18 @@ class Compiled:
         return out
 
 
+def rng_scope(device: torch.device):
+    """A fork of torch's global generators (the CPU's, and ``device``'s if it is a GPU): what
+    is seeded or drawn inside it leaves the process's random state as it was."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 @contextmanager
 def global_seed(seed: int, device: torch.device) -> Iterator[None]:
     """torch's global generators seeded with ``seed`` for the block and restored after it: what
     draws from them (dropout masks, which take no generator) is reproducible, and the process's
     random state is left as it was (no hidden state between jobs)."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with rng_scope(device):
         torch.manual_seed(seed)
         yield
 

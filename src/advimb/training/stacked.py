@@ -43,7 +43,7 @@ from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype
 from advimb.log import log
-from advimb.training.fit import EarlyStopping, FitResult, compiled, global_seed, keras_lr
+from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr, rng_scope
 from advimb.training.regimes import Regime, epoch_order, epoch_size
 from advimb.training.stacked_ops import has_dropout, rmsprop_, stack_to_float, stack_validation, stackable
 
@@ -81,7 +81,7 @@ def fit_stacked(
         raise ValueError("models with batch norm cannot be trained stacked; train them one by one (fit)")
     if any(r.adversarial for r in regimes):
         raise ValueError("adversarial training crafts each batch against its own model; train it one by one (fit)")
-    with global_seed(derive_seed(seeds[0], "dropout", 0), x_train.device):  # the dropout masks' stream, scoped
+    with rng_scope(x_train.device):  # the stack seeds the dropout masks' stream itself (_Stack), in this scope
         st = _Stack(models, (x_train, y_train), train_idx, val, cfg, seeds, augment, regimes, resume)
         bar = tqdm(
             total=st.upper_bound(),
