@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from advimb.errors import UserError
+from advimb.layout import GRID
 from advimb.report.text import magnitude_text
 from advimb.results.claims import check_claims
 from advimb.results.metrics import GridMetrics
 from advimb.results.pairs import default_pair, parse_pair
-from advimb.results.reader import Cell, GridResults
+from advimb.results.reader import Combination, GridResults, Outcomes, Replicate, grid_models
 from advimb.results.reference import reference
 from advimb.results.stats import INCONCLUSIVE, NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, Bootstrap, Estimate, verdict
 
@@ -96,15 +97,9 @@ def _grid(acc, n=400, cat_to_dog=0.45, clean=None, seed=0, clean_cat_to_dog=0.0,
             if c == "cat" and kind == "under":
                 adv[: int(cat_to_dog * n)] = classes.index("dog")
                 cl[n - int(clean_cat_to_dog * n) :] = classes.index("dog")
-            cells[(c, kind, grad)] = [
-                Cell(
-                    cl,
-                    adv,
-                    f"eval/attack/{kind}__{c}.npz",
-                    {"class": c, "n": n, "evaluated_model": kind, "gradient_model": kind},
-                )
-            ]
-    return GridResults(Path("."), classes, list(targets or classes), 1, cells)
+            ev, g = grid_models(kind, grad, t)
+            cells[(ev, g, c)] = Combination(ev, g, c, cl, adv, f"eval/attack/{kind}__{c}.npz")
+    return GridResults(Outcomes(Path("."), classes, [Replicate({GRID: cells})]), list(targets or classes))
 
 
 def _claims(res, ref=True, n_boot=500, pair=None):
@@ -252,8 +247,8 @@ def test_several_seeds_get_a_paired_t_test_per_comparison():
     from scipy import stats
 
     seeds = [_grid(PAPERLIKE, n=200, seed=s) for s in range(3)]
-    oc = GridResults(Path("."), CIFAR, list(CIFAR), 3, {k: [s.cells[k][0] for s in seeds] for k in seeds[0].cells})
-    assert oc.seed(1).cells[("cat", "under", "same_model")][0] is seeds[1].cells[("cat", "under", "same_model")][0]
+    oc = GridResults(Outcomes(Path("."), CIFAR, [s.outcomes.replicates[0] for s in seeds]), list(CIFAR))
+    assert oc.seed(1).cell("cat", "under", "same_model")[0] is seeds[1].cell("cat", "under", "same_model")[0]
     res = _claims(oc, n_boot=300)
     assert res["seeds"] == 3 and "the 3 seeds resampled, then" in res["claims"][0]["interval"]
     comp = res["claims"][0]["comparisons"][0]  # balanced - under

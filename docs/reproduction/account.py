@@ -255,7 +255,7 @@ def _e(e, sign: str = "") -> str:
 def _beside_rows(run: Path, base: Path | None = None):
     """(label, published, this run, difference, the paper's value) per quantity of :func:`beside`."""
     from advimb.results.metrics import GridMetrics, difference
-    from advimb.results.reader import TABLE1_COLUMNS, load_grid
+    from advimb.results.reader import BALANCED, TABLE1_COLUMNS, load_grid
     from advimb.results.reference import reference
     from advimb.results.stats import Bootstrap
 
@@ -266,7 +266,7 @@ def _beside_rows(run: Path, base: Path | None = None):
     paper = {c: dict(zip(ref["table1_columns"], v)) for c, v in ref["table1_percent"].items()}
     rows = []
     # the whole test set: independent resamples (the second run's bootstrap another seed)
-    qn, qo = GridMetrics(new, Bootstrap(seed=1)).clean_overall("balanced"), mo.clean_overall("balanced")
+    qn, qo = GridMetrics(new, Bootstrap(seed=1)).clean_overall(BALANCED), mo.clean_overall(BALANCED)
     rows.append(
         (
             "balanced model, clean test accuracy (10,000 images)",

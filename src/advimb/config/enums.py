@@ -25,12 +25,26 @@ class Choice(str, Enum):
     def __repr__(self) -> str:
         return repr(self.value)
 
+    def __hash__(self) -> int:
+        # equal to its string, so hashed as it: a member and its string find the same dict entry
+        return hash(self.value)
+
     @classmethod
     def parse(cls, value: object, key: str) -> Choice:
         try:
             return cls(value)
         except ValueError:
             raise UserError(f"config {key}: {value!r} is not one of {', '.join(m.value for m in cls)}") from None
+
+
+class Kind(Choice):
+    """How a scenario's training set is drawn (:class:`advimb.data.imbalance.Scenario`)."""
+
+    BALANCED = "balanced"
+    UNDER = "under"
+    OVER = "over"
+    LONGTAIL = "longtail"
+    COUNTS = "counts"
 
 
 class Selection(Choice):

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from advimb.config.enums import Kind
 from advimb.config.sections import ImbalanceConfig
 from advimb.config.seeds import derive_seed
 from advimb.errors import UserError
 from advimb.layout import slug
 from advimb.registry import Registry
 
-KINDS = ("balanced", "under", "over")
+#: the paper grid's kinds of model
+KINDS = (Kind.BALANCED.value, Kind.UNDER.value, Kind.OVER.value)
 
 
 @dataclass(frozen=True, order=True)
@@ -32,13 +34,17 @@ class Scenario:
     sweeps). ``defence``: a training-time defence (``advimb.training.regimes``), "" for none.
     """
 
-    kind: str
+    kind: Kind
     target: int | None = None
     count: int = 0
     profile: str = ""
     rho: float = 0.0
     defence: str = ""
     label: str = ""
+
+    def __post_init__(self) -> None:
+        # a kind given as its string (Scenario("under", 3)) is stored as the enum member
+        object.__setattr__(self, "kind", Kind(self.kind))
 
     def name(self, classes: tuple[str, ...]) -> str:
         """Canonical name, e.g. ``under:cat``, ``under:cat@250``, ``longtail:exp10``,
@@ -61,6 +67,10 @@ class Scenario:
     def plain(self) -> bool:
         """One of the paper's 21 scenarios (no count override, no defence, not long-tailed)."""
         return self.kind in KINDS and not self.count and not self.defence
+
+
+#: the balanced model of the paper's grid
+BALANCED = Scenario(Kind.BALANCED)
 
 
 def parse_class(text: str | int, classes: tuple[str, ...]) -> int:
@@ -95,22 +105,22 @@ def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
         m = re.fullmatch(r"([A-Za-z_]+)([0-9.]+)", cls)
         if not m:
             raise UserError(f"scenario {text!r}: use longtail:<profile><rho>, e.g. longtail:exp10")
-        return Scenario("longtail", profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
+        return Scenario(Kind.LONGTAIL, profile=m.group(1), rho=float(m.group(2)), count=n, defence=defence)
     if kind == "counts":
         if n:
             raise UserError(f"scenario {text!r}: a counts:<name> scenario has its own counts; drop the @{n}")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", cls):
             raise UserError(f"scenario {text!r}: use counts:<name> (imbalance.scenarios)")
-        return Scenario("counts", label=cls, count=n, defence=defence)
+        return Scenario(Kind.COUNTS, label=cls, count=n, defence=defence)
     if kind not in KINDS:
         raise UserError(f"unknown scenario {text!r}; use balanced, under:<class> or over:<class>")
     if kind == "balanced":
         if cls:
             raise UserError(f"scenario {text!r}: balanced takes no class")
-        return Scenario("balanced", count=n, defence=defence)
+        return Scenario(Kind.BALANCED, count=n, defence=defence)
     if not cls:
         raise UserError(f"scenario {text!r} needs a class, e.g. {kind}:cat or {kind}:3")
-    return Scenario(kind, parse_class(cls, classes), count=n, defence=defence)
+    return Scenario(Kind(kind), parse_class(cls, classes), count=n, defence=defence)
 
 
 def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
@@ -123,7 +133,11 @@ def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
 def paper_scenarios(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[Scenario]:
     """balanced + under:c + over:c for every target class c (21 for CIFAR-10)."""
     targets = target_classes(cfg, classes)
-    return [Scenario("balanced")] + [Scenario("under", c) for c in targets] + [Scenario("over", c) for c in targets]
+    return (
+        [Scenario(Kind.BALANCED)]
+        + [Scenario(Kind.UNDER, c) for c in targets]
+        + [Scenario(Kind.OVER, c) for c in targets]
+    )
 
 
 def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[int]:

@@ -36,7 +36,7 @@ from advimb.report.text import magnitude_text
 from advimb.results.claims import check_claims
 from advimb.results.metrics import GridMetrics
 from advimb.results.pairs import default_pair, parse_pair
-from advimb.results.reader import KINDS, TABLE1_COLUMNS, load_grid, model_name
+from advimb.results.reader import BALANCED, KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.reference import PAPER_SETTING, describe_attack, paper_setting, reference
 from advimb.results.stats import N_BOOT, Bootstrap
 from advimb.results.tables import build_tables, read_tables
@@ -94,9 +94,9 @@ def _table1(
     return table1
 
 
-def _panel(grid, flip: dict, c: str, kind: str) -> dict[str, Any]:
+def _panel(grid: GridResults, flip: dict, c: str, kind: str) -> dict[str, Any]:
     """Fig. 6: where class ``c``'s images go, clean and perturbed, under the ``kind``:c model."""
-    model = model_name(kind, c)
+    model = grid.outcomes.name(grid.model(kind, c))
     fr = [flip[(c, model, "same_model", lab)] for lab in grid.classes]
     return {
         "class": c,
@@ -105,7 +105,7 @@ def _panel(grid, flip: dict, c: str, kind: str) -> dict[str, Any]:
         "clean": [_r(x["clean_share"]) for x in fr],
         "adversarial": [_r(x["share"]) for x in fr],
         "n": fr[0]["attacked_images"],
-        "source": grid.first(c, kind, "same_model")["source"],
+        "source": grid.cell(c, kind, "same_model")[0].source.replace(".npz", ".json"),
     }
 
 
@@ -114,7 +114,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     run_dir = Path(run_dir)
     grid = load_grid(run_dir)  # refuses an incomplete run folder, saying what is missing
     classes, targets, cfg = grid.classes, grid.targets, grid.config
-    bal_conf = grid.clean["balanced"][0].confusion
+    bal_conf = grid.clean(BALANCED)[0].confusion
     pair = default_pair(classes, targets, bal_conf) if pair is None else parse_pair(pair, classes, targets)
     # the stored tables when they are current (``advimb run`` has just built them), else built now
     summary = read_tables(run_dir, grid) or build_tables(run_dir, grid)
@@ -139,7 +139,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
             "rows": _read_history(hist_path) if hist_path.exists() else [],
             "source": str(hist_path.relative_to(run_dir)),
         },
-        "confusion": {"balanced": bal_conf.tolist(), "source": grid.clean["balanced"][0].source},
+        "confusion": {"balanced": bal_conf.tolist(), "source": grid.clean(BALANCED)[0].source},
         "claims": check_claims(m, ref if comparable else None, pair),
         "sweep": _sweep(run_dir, summary.get("sweep")),
         "experiments": {
@@ -192,16 +192,16 @@ def _header(run_dir: Path, grid, ref: dict[str, Any], why_not: list[str]) -> dic
     }
 
 
-def _balanced(summary: dict[str, Any], grid) -> dict[str, Any]:
+def _balanced(summary: dict[str, Any], grid: GridResults) -> dict[str, Any]:
     bal = summary["balanced_clean_accuracy"], *summary["balanced_clean_accuracy_interval"]
     return {
         "balanced_clean_accuracy_percent": _r(bal[0]),
         "balanced_clean_accuracy": {"value": _r(bal[0]), "lo": _r(bal[1]), "hi": _r(bal[2])},
-        "balanced_clean_source": grid.clean["balanced"][0].source,
+        "balanced_clean_source": grid.clean(BALANCED)[0].source,
     }
 
 
-def _figure_data(grid, summary: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
+def _figure_data(grid: GridResults, summary: dict[str, Any], pair: tuple[str, str]) -> dict[str, Any]:
     """Fig. 2, Fig. 4 and Fig. 6 data, from the tables' rows."""
     rows, classes, targets = summary["rows"], grid.classes, grid.targets
     attack_src = grid.attack_sources()
@@ -220,7 +220,10 @@ def _figure_data(grid, summary: dict[str, Any], pair: tuple[str, str]) -> dict[s
     rd_avg = summary["relative_difference_average_percent"]
     flip = {(r["class"], r["evaluated_model"], r["gradient"], r["predicted_class"]): r for r in rows["flip_rates"]}
     flips = {
-        kind: [[_r(flip[(c, model_name(kind, c), "same_model", lab)]["share"]) for lab in classes] for c in targets]
+        kind: [
+            [_r(flip[(c, grid.outcomes.name(grid.model(kind, c)), "same_model", lab)]["share"]) for lab in classes]
+            for c in targets
+        ]
         for kind in KINDS
     }
     return {

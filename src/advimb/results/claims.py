@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from advimb.data.imbalance import BALANCED
 from advimb.results.metrics import GridMetrics, Quantity, difference
 from advimb.results.pairs import default_pair
 from advimb.results.reader import KINDS, GridResults
@@ -350,7 +351,7 @@ def check_claims(
     tested with their sign-test verdict, floor effects, magnitude agreement with the paper
     (``reference`` given only in the paper's setting) and notes. With several seeds every
     comparison also gets a paired t-test over seeds (:func:`seed_tests`)."""
-    bal = m.res.clean.get("balanced")
+    bal = m.res.outcomes.clean(BALANCED)
     pair = pair or default_pair(m.res.classes, m.res.targets, bal[0].confusion if bal else None)
     res = _Claims(m, reference, pair).build()
     if m.res.seeds > 1:

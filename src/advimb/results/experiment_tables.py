@@ -18,34 +18,12 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
-from advimb.data.imbalance import Scenario
+from advimb.config.enums import Kind
+from advimb.data.imbalance import BALANCED, Scenario
 from advimb.layout import RunLayout
-from advimb.results.metrics import difference, relative_difference
-from advimb.results.reader import Outcomes, read_config
+from advimb.results.metrics import Metrics, difference
+from advimb.results.reader import Outcomes
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
-
-
-class Quantities:
-    """Bootstrap estimates (point, replicates) of per-class quantities, paired by class."""
-
-    def __init__(self, outcomes: Outcomes, boot: Bootstrap, defences: tuple[str, ...] = ()) -> None:
-        self.s, self.boot, self.defences = outcomes, boot, defences
-
-    def acc(self, evaluated: Scenario, gradient: Scenario, cls: str, which: str = "adv"):
-        v = self.s.values(evaluated, gradient, cls, which)
-        if v is None:
-            return float("nan"), np.full(self.boot.n_boot, np.nan)
-        # the same key as the main grid's (advimb.results.metrics): one class's attacked images, one resample
-        return self.boot.mean(v, key=("attacked", cls))
-
-    def rel(self, model: Scenario, cls: str):
-        return relative_difference(self.acc(model, model, cls, "clean"), self.acc(model, model, cls))
-
-    def cols(self, name: str, est) -> dict[str, float]:
-        return self.boot.interval(*est).columns(name)
-
-
-BALANCED = Scenario("balanced")
 
 
 def _est(boot: Bootstrap, est, digits: int = 2) -> dict[str, float]:
@@ -55,19 +33,19 @@ def _est(boot: Bootstrap, est, digits: int = 2) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the experiments
 
 
-def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
+def imbalance_sweep(m: Metrics) -> list[dict[str, Any]]:
     """Per swept class and training count: clean and adversarial target accuracy (same
     model and transfer from the balanced model) and relative difference, against the
     imbalance ratio (target count / count of every other class)."""
-    s = q.s
+    s = m.outcomes
     swept = s.models("counts")
     rows = []
     for i, cls in enumerate(s.classes):
-        mine = [m for m in swept if m.target == i]
+        mine = [x for x in swept if x.target == i]
         if not mine:
             continue
-        for model in [BALANCED, Scenario("under", i), Scenario("over", i), *mine]:
-            counts = s.counts(model)
+        for model in [BALANCED, Scenario(Kind.UNDER, i), Scenario(Kind.OVER, i), *mine]:
+            counts = m.counts(model)
             if counts is None:
                 continue
             others = [n for j, n in enumerate(counts) if j != i]
@@ -79,30 +57,30 @@ def imbalance_sweep(q: Quantities) -> list[dict[str, Any]]:
                 "other_count": others[0],
                 "ratio": counts[i] / others[0],
             }
-            row.update(q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")))
-            row.update(q.cols("adversarial_accuracy_same", q.acc(model, model, cls)))
+            row.update(m.cols("clean_accuracy_attacked_images", m.accuracy(model, model, cls, "clean")))
+            row.update(m.cols("adversarial_accuracy_same", m.accuracy(model, model, cls)))
             # for the balanced model the balanced model's gradient is its own
-            row.update(q.cols("adversarial_accuracy_transfer", q.acc(model, BALANCED, cls)))
-            row.update(q.cols("relative_difference", q.rel(model, cls)))
+            row.update(m.cols("adversarial_accuracy_transfer", m.accuracy(model, BALANCED, cls)))
+            row.update(m.cols("relative_difference", m.relative_difference(model, model, cls)))
             rows.append(row)
     return sorted(rows, key=lambda r: (s.classes.index(r["class"]), r["ratio"]))
 
 
-def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def long_tail(m: Metrics) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per profile and class: training count and share, clean and adversarial accuracy;
     and per profile the Spearman correlation between class count and accuracy under
     attack, and the tail-minus-head difference (rarer half of the classes minus the rest)."""
     from scipy import stats
 
-    s = q.s
+    s = m.outcomes
     rows, summary = [], []
     for model in s.models("long_tail"):
-        counts = s.counts(model)
+        counts = m.counts(model)
         if counts is None:
             continue
         per = []
         for i, cls in enumerate(s.classes):
-            same, transfer = q.acc(model, model, cls), q.acc(model, BALANCED, cls)
+            same, transfer = m.accuracy(model, model, cls), m.accuracy(model, BALANCED, cls)
             per.append((cls, counts[i], same))
             rows.append(
                 {
@@ -110,10 +88,10 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                     "class": cls,
                     "train_count": counts[i],
                     "train_share": counts[i] / sum(counts),
-                    **q.cols("clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
-                    **q.cols("adversarial_accuracy_same", same),
-                    **q.cols("adversarial_accuracy_transfer", transfer),
-                    **q.cols("relative_difference", q.rel(model, cls)),
+                    **m.cols("clean_accuracy_attacked_images", m.accuracy(model, model, cls, "clean")),
+                    **m.cols("adversarial_accuracy_same", same),
+                    **m.cols("adversarial_accuracy_transfer", transfer),
+                    **m.cols("relative_difference", m.relative_difference(model, model, cls)),
                 }
             )
         n = np.array([c for _, c, _ in per], dtype=float)
@@ -129,7 +107,7 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                 "spearman_rho_count_vs_adversarial_accuracy": float(rho),
                 "spearman_p": float(p),
                 "tail_classes": ",".join(per[j][0] for j in tail),
-                **q.cols("tail_minus_head_adversarial_accuracy", difference(tail_m, head_m)),
+                **m.cols("tail_minus_head_adversarial_accuracy", difference(tail_m, head_m)),
                 "test": "Spearman rank correlation over classes; tail - head: two-level bootstrap "
                 "(seeds, then images), 95% percentile",
             }
@@ -137,17 +115,17 @@ def long_tail(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return rows, summary
 
 
-def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def defences(m: Metrics, order_of: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per defence and class: accuracy under attack (same model) of the plain and the
     defended under-sampled model and of the balanced model; the gap balanced - under
     before and after; how much of it the defence closes; the cost in clean accuracy."""
-    s = q.s
+    s = m.outcomes
     by_def: dict[str, list[Scenario]] = {}
-    for m in s.models("defences"):
-        if m.defence and m.kind != "balanced":
-            by_def.setdefault(m.defence, []).append(m)
+    for x in s.models("defences"):
+        if x.defence and x.kind != "balanced":
+            by_def.setdefault(x.defence, []).append(x)
     rows, summary = [], []
-    order = list(q.defences)  # the config's order (experiments.defences)
+    order = list(order_of)  # the config's order (experiments.defences)
     for d, models in sorted(
         by_def.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])
     ):
@@ -155,29 +133,29 @@ def defences(q: Quantities) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             k: [] for k in ("under", "defended", "balanced", "gap_plain", "gap_defended", "closed", "defended_balanced")
         }
         for model in models:
-            e, row = _defence_row(q, d, model)
+            e, row = _defence_row(m, d, model)
             rows.append(row)
             for k, values in ests.items():
                 values.append(e[k])
-        summary.append(_defence_summary(q, d, len(models), ests, rows))
+        summary.append(_defence_summary(m, d, len(models), ests, rows))
     return rows, summary
 
 
-def _defence_row(q: Quantities, d: str, model: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
+def _defence_row(m: Metrics, d: str, model: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
     """One defended under-sampled model: its estimates and its row of the defences table."""
-    s = q.s
+    s = m.outcomes
     if model.target is None:  # the defences table lists only models with an under-sampled class
         raise ValueError(f"defences table: model {model} has no target class")
     cls, plain, defended_bal = (
         s.classes[model.target],
-        Scenario("under", model.target),
-        Scenario("balanced", defence=d),
+        Scenario(Kind.UNDER, model.target),
+        Scenario(Kind.BALANCED, defence=d),
     )
     e = {
-        "under": q.acc(plain, plain, cls),
-        "defended": q.acc(model, model, cls),
-        "balanced": q.acc(BALANCED, BALANCED, cls),
-        "defended_balanced": q.acc(defended_bal, defended_bal, cls),
+        "under": m.accuracy(plain, plain, cls),
+        "defended": m.accuracy(model, model, cls),
+        "balanced": m.accuracy(BALANCED, BALANCED, cls),
+        "defended_balanced": m.accuracy(defended_bal, defended_bal, cls),
     }
     e["gap_plain"], e["gap_defended"] = difference(e["balanced"], e["under"]), difference(e["balanced"], e["defended"])
     e["closed"] = difference(e["defended"], e["under"])
@@ -185,41 +163,41 @@ def _defence_row(q: Quantities, d: str, model: Scenario) -> tuple[dict[str, Any]
         "defence": d,
         "class": cls,
         "model": model.name(s.classes),
-        **q.cols("under_adversarial_accuracy", e["under"]),
-        **q.cols("defended_adversarial_accuracy", e["defended"]),
-        **q.cols("balanced_adversarial_accuracy", e["balanced"]),
-        **q.cols("defended_balanced_adversarial_accuracy", e["defended_balanced"]),
-        **q.cols("gap_plain", e["gap_plain"]),
-        **q.cols("gap_defended", e["gap_defended"]),
-        **q.cols("gap_closed", e["closed"]),
-        **q.cols("defended_transfer_accuracy", q.acc(model, BALANCED, cls)),
-        **q.cols("under_clean_accuracy_attacked_images", q.acc(plain, plain, cls, "clean")),
-        **q.cols("defended_clean_accuracy_attacked_images", q.acc(model, model, cls, "clean")),
-        "under_clean_accuracy_full_test_set": s.clean_accuracy(plain),
-        "defended_clean_accuracy_full_test_set": s.clean_accuracy(model),
-        "clean_accuracy_cost": s.clean_accuracy(plain) - s.clean_accuracy(model),
+        **m.cols("under_adversarial_accuracy", e["under"]),
+        **m.cols("defended_adversarial_accuracy", e["defended"]),
+        **m.cols("balanced_adversarial_accuracy", e["balanced"]),
+        **m.cols("defended_balanced_adversarial_accuracy", e["defended_balanced"]),
+        **m.cols("gap_plain", e["gap_plain"]),
+        **m.cols("gap_defended", e["gap_defended"]),
+        **m.cols("gap_closed", e["closed"]),
+        **m.cols("defended_transfer_accuracy", m.accuracy(model, BALANCED, cls)),
+        **m.cols("under_clean_accuracy_attacked_images", m.accuracy(plain, plain, cls, "clean")),
+        **m.cols("defended_clean_accuracy_attacked_images", m.accuracy(model, model, cls, "clean")),
+        "under_clean_accuracy_full_test_set": m.clean_accuracy(plain),
+        "defended_clean_accuracy_full_test_set": m.clean_accuracy(model),
+        "clean_accuracy_cost": m.clean_accuracy(plain) - m.clean_accuracy(model),
     }
     return e, row
 
 
 def _defence_summary(
-    q: Quantities, d: str, n_models: int, ests: dict[str, list], rows: list[dict[str, Any]]
+    m: Metrics, d: str, n_models: int, ests: dict[str, list], rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """One defence's summary over the classes it was applied to."""
-    m = {k: mean_over_groups([p for p, _ in v], [r for _, r in v]) for k, v in ests.items()}
-    closed, gap_def = q.boot.interval(*m["closed"]), q.boot.interval(*m["gap_defended"])
-    gap_plain = m["gap_plain"][0]
+    mean = {k: m.mean_over(v) for k, v in ests.items()}
+    closed, gap_def = m.estimate(mean["closed"]), m.estimate(mean["gap_defended"])
+    gap_plain = mean["gap_plain"][0]
     return {
         "defence": d,
         "classes": n_models,
         **{
-            f"{k}_adversarial_accuracy": _est(q.boot, m[k])
+            f"{k}_adversarial_accuracy": _est(m.boot, mean[k])
             for k in ("under", "defended", "balanced", "defended_balanced")
         },
-        "gap_plain_pp": _est(q.boot, m["gap_plain"]),
-        "gap_defended_pp": _est(q.boot, m["gap_defended"]),
-        "gap_closed_pp": _est(q.boot, m["closed"]),
-        "gap_closed_share_percent": 100 * m["closed"][0] / gap_plain if gap_plain > 0 else float("nan"),
+        "gap_plain_pp": _est(m.boot, mean["gap_plain"]),
+        "gap_defended_pp": _est(m.boot, mean["gap_defended"]),
+        "gap_closed_pp": _est(m.boot, mean["closed"]),
+        "gap_closed_share_percent": 100 * mean["closed"][0] / gap_plain if gap_plain > 0 else float("nan"),
         # strict: a missing clean evaluation makes the mean undefined, not a mean over fewer classes
         "clean_accuracy_cost_pp": float(np.mean([r["clean_accuracy_cost"] for r in rows if r["defence"] == d])),
         "verdict": gap_verdict(closed, gap_def),
@@ -262,27 +240,28 @@ def gap_verdict(closed: Estimate, gap_defended: Estimate) -> str:
 
 
 def build_experiment_tables(
-    run_dir: Path, sources: dict[str, list[str]], n_boot: int = N_BOOT
+    run_dir: Path, sources: dict[str, list[str]], n_boot: int = N_BOOT, outcomes: Outcomes | None = None
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Write the experiments' tables (those that ran); return (their summaries for
-    ``summary.json``, their rows by table name)."""
+    ``summary.json``, their rows by table name). ``outcomes``: the run's, when the caller has
+    read them."""
     run_dir = Path(run_dir)
     if not any((lay.root / "experiments").is_dir() for lay in RunLayout(run_dir).replicates()):
         return {}, {}
-    store = Outcomes(run_dir)
-    cfg = read_config(run_dir)
-    q = Quantities(store, Bootstrap(n_boot=n_boot, seed=0), tuple(cfg.experiments.defences) if cfg else ())
+    store = outcomes or Outcomes.read(run_dir)
+    cfg = store.config
+    m = Metrics(store, Bootstrap(n_boot=n_boot, seed=0))
     out = RunLayout(run_dir).tables
     summary: dict[str, Any] = {}
     tables = {}
-    sweep = imbalance_sweep(q)
+    sweep = imbalance_sweep(m)
     if sweep:
         tables["imbalance_sweep"] = sweep
-    lt_rows, lt_summary = long_tail(q)
+    lt_rows, lt_summary = long_tail(m)
     if lt_rows:
         tables["long_tail"], tables["long_tail_summary"] = lt_rows, lt_summary
         summary["long_tail"] = lt_summary
-    def_rows, def_summary = defences(q)
+    def_rows, def_summary = defences(m, tuple(cfg.experiments.defences) if cfg else ())
     if def_rows:
         tables["defences"] = def_rows
         tables["defences_summary"] = [{k: _cell(k, v) for k, v in r.items()} for r in def_summary]
@@ -292,6 +271,6 @@ def build_experiment_tables(
         artifacts.write_text(
             out / f"{name}.csv", artifacts.csv_text([{k: r.get(k, "") for k in cols} for r in rows], cols)
         )
-        sources[name] = sorted(store.used)
-    summary["experiments"] = {"tables": sorted(tables), "seeds": len(store.layouts), "n_boot": n_boot}
+        sources[name] = sorted(m.used)
+    summary["experiments"] = {"tables": sorted(tables), "seeds": store.seeds, "n_boot": n_boot}
     return summary, tables

@@ -10,7 +10,8 @@ from typing import Any
 
 from advimb import artifacts
 from advimb.layout import RunLayout
-from advimb.results.reader import TABLE1_COLUMNS
+from advimb.results.metrics import combination_summary
+from advimb.results.reader import TABLE1_COLUMNS, Outcomes
 
 
 def _mean(xs: list[float]) -> float:
@@ -20,14 +21,25 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def load_sweep(run_dir: Path) -> list[dict[str, Any]]:
-    """Every combination of every sweep point (``sweep/<attack>-eps<eps>/*.json``)."""
+def sweep_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
+    """Every combination of every sweep point (``sweep/<attack>-eps<eps>/``), summarised by
+    :func:`advimb.results.metrics.combination_summary` from its predictions."""
     rows = []
-    for f in RunLayout(run_dir).sweeps():
-        d = artifacts.read_json(f)
-        for c in d["combinations"]:
+    name, classes = outcomes.name, outcomes.classes
+    for (attack, eps), combos in outcomes.sweep_points().items():
+        for c in combos:
             rows.append(
-                {**c, "attack": d["attack"]["name"], "eps": d["attack"]["eps"], "source": str(f.relative_to(run_dir))}
+                {
+                    "attack": attack,
+                    "eps": eps,
+                    "class": c.cls,
+                    "model_kind": c.evaluated.kind,
+                    "gradient": "same_model" if c.same_model else "different_model",
+                    "evaluated_model": name(c.evaluated),
+                    "gradient_model": name(c.gradient),
+                    **combination_summary(c, classes.index(c.cls)),
+                    "source": c.source.replace(".npz", ".json"),
+                }
             )
     return rows
 
@@ -80,10 +92,13 @@ def _orderings(cell: dict, classes: list[str]) -> dict[str, int]:
     }
 
 
-def build_sweep_tables(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def build_sweep_tables(
+    run_dir: Path, outcomes: Outcomes | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``tables/sweep.csv`` (every combination of every sweep point) and
-    ``tables/sweep_summary.csv``; returns (combinations, summary), empty without a sweep."""
-    rows = load_sweep(run_dir)
+    ``tables/sweep_summary.csv``; returns (combinations, summary), empty without a sweep.
+    ``outcomes``: the run's, when the caller has read them."""
+    rows = sweep_rows(outcomes or Outcomes.read(run_dir))
     if not rows:
         return [], []
     out = RunLayout(run_dir).tables

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from advimb import artifacts
-from advimb.data.imbalance import parse_scenario
-from advimb.errors import UserError
+from advimb.data.imbalance import BALANCED
 from advimb.layout import RunLayout
 from advimb.results.experiment_tables import build_experiment_tables
 from advimb.results.metrics import GridMetrics
-from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid, model_name
+from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.stats import N_BOOT, Bootstrap, interval_method
 from advimb.results.sweep import build_sweep_tables
 from advimb.results.tables_readme import tables_readme
@@ -73,7 +72,7 @@ def _clean_target_rows(m: GridMetrics) -> list[dict[str, Any]]:
     for c in m.res.targets:
         row = {"class": c}
         for kind in KINDS:
-            _put(row, kind, m, m.clean_class(model_name(kind, c), c))
+            _put(row, kind, m, m.clean_class(m.res.model(kind, c), c))
         fig2.append(row)
     return fig2
 
@@ -82,11 +81,11 @@ def _clean_rows(m: GridMetrics) -> list[dict[str, Any]]:
     """Every model's clean accuracy, overall and per class."""
     res, classes = m.res, m.res.classes
     clean_rows = []
-    for name in sorted(res.clean, key=lambda n: _model_order(n, classes)):
-        row = {"model": name}
-        _put(row, "accuracy", m, m.clean_overall(name))
+    for model in res.scenarios():
+        row: dict[str, Any] = {"model": res.outcomes.name(model)}
+        _put(row, "accuracy", m, m.clean_overall(model))
         for c in classes:
-            _put(row, c, m, m.clean_class(name, c))
+            _put(row, c, m, m.clean_class(model, c))
         clean_rows.append(row)
     return clean_rows
 
@@ -101,8 +100,8 @@ def _relative_rows(m: GridMetrics) -> list[dict[str, Any]]:
                 "class": c,
                 "model_kind": kind,
                 "gradient": grad,
-                "evaluated_model": model_name(kind, c),
-                "attacked_images": len(res.cell(c, kind, grad)[0].adv),
+                "evaluated_model": res.outcomes.name(res.model(kind, c)),
+                "attacked_images": res.cell(c, kind, grad)[0].n,
             }
             _put(row, "clean_accuracy_attacked_images", m, m.accuracy(c, kind, grad, "clean"))
             _put(row, "adversarial_accuracy", m, m.accuracy(c, kind, grad))
@@ -122,16 +121,16 @@ def _flip_rows(m: GridMetrics) -> list[dict[str, Any]]:
     flips = []
     for c in res.targets:
         for _, kind, grad in TABLE1_COLUMNS[2:] + TABLE1_COLUMNS[:2]:
-            first = res.first(c, kind, grad)
+            first = res.cell(c, kind, grad)[0]
             (pc, rc), (pa, ra) = m.shares(c, kind, grad, "clean"), m.shares(c, kind, grad, "adv")
             for j, label in enumerate(classes):
                 row = {
                     "class": c,
-                    "evaluated_model": first["evaluated_model"],
-                    "gradient_model": first["gradient_model"],
+                    "evaluated_model": res.outcomes.name(first.evaluated),
+                    "gradient_model": res.outcomes.name(first.gradient),
                     "gradient": grad,
                     "predicted_class": label,
-                    "attacked_images": first["n"],
+                    "attacked_images": first.n,
                 }
                 _put(row, "clean_share", m, (pc[j], rc[:, j]))
                 _put(row, "share", m, (pa[j], ra[:, j]))
@@ -185,11 +184,11 @@ def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, An
     artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
 
     summary = summarise(m, t, method)
-    sweep_rows, sweep = build_sweep_tables(run_dir)
+    sweep_rows, sweep = build_sweep_tables(run_dir, res.outcomes)
     if sweep:
         summary["sweep"] = sweep
         sources["sweep"] = sorted({r["source"] for r in sweep_rows})
-    exp_summary, exp_rows = build_experiment_tables(run_dir, sources, n_boot)
+    exp_summary, exp_rows = build_experiment_tables(run_dir, sources, n_boot, res.outcomes)
     summary.update(exp_summary)
     summary = _rounded(summary)  # 4 decimals, as in the CSVs: the same file on every machine
     artifacts.write_json(out / "summary.json", summary)
@@ -265,20 +264,6 @@ def read_tables(run_dir: Path, grid: GridResults) -> dict[str, Any] | None:
     return {**summary, "rows": {n: _read_csv(tables / f"{n}.csv") for n in names}}
 
 
-def _model_order(name: str, classes: tuple[str, ...]) -> tuple[int, int]:
-    """The clean-accuracy table's order (a stable sort): the balanced model, the under- and
-    the over-sampled models in class order (each kind's variants with a count or a defence
-    first, in the order they were read), then every other model."""
-    try:
-        s = parse_scenario(name, classes)
-    except UserError:
-        return 3, -1
-    if s.kind == "balanced" and (s.defence or s.count):
-        return 3, -1
-    rank = {"balanced": 0, "under": 1, "over": 2}.get(s.kind, 3)
-    return rank, -1 if s.target is None or not s.plain else s.target
-
-
 def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -> dict[str, Any]:
     """Column averages with intervals and how many classes follow the paper's orderings."""
     res = m.res
@@ -297,8 +282,8 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
             for r in t["relative_difference"]
             if r["model_kind"] == kind and r["gradient"] == "same_model" and not math.isfinite(r["relative_difference"])
         ]
-    clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(model_name(kk, c), c))) for k in KINDS}
-    bal = m.estimate(m.clean_overall("balanced"))
+    clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(res.model(kk, c), c))) for k in KINDS}
+    bal = m.estimate(m.clean_overall(BALANCED))
     return {
         "format": TABLES_FORMAT,
         "classes": len(table1),

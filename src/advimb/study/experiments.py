@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from advimb.config.enums import Kind
 from advimb.config.sections import ExperimentConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import Scenario, parse_class, target_classes
@@ -60,9 +61,9 @@ def count_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[
         lst = []
         for n in sorted(e.counts):
             if n < im.majority_count and n != im.minority_count:
-                lst.append(Scenario("under", c, count=n))
+                lst.append(Scenario(Kind.UNDER, c, count=n))
             if n > im.minority_count and n != im.majority_count:
-                lst.append(Scenario("over", c, count=n))
+                lst.append(Scenario(Kind.OVER, c, count=n))
         out[c] = lst
     return out
 
@@ -73,8 +74,8 @@ def long_tail_scenarios(config: ExperimentConfig) -> list[Scenario]:
     out = []
     for p in config.experiments.long_tail:
         kind, _, rho = p.partition(":")
-        out.append(Scenario("longtail", profile=kind, rho=float(rho)))
-    return out + [Scenario("counts", label=c.name) for c in config.imbalance.scenarios]
+        out.append(Scenario(Kind.LONGTAIL, profile=kind, rho=float(rho)))
+    return out + [Scenario(Kind.COUNTS, label=c.name) for c in config.imbalance.scenarios]
 
 
 def defence_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[str, list[Scenario]]:
@@ -86,9 +87,9 @@ def defence_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dic
     targets = _classes(e.defence_classes, "defence_classes", config, classes)
     out = {}
     for d in e.defences:
-        out[d] = [Scenario("under", c, defence=d) for c in targets]
+        out[d] = [Scenario(Kind.UNDER, c, defence=d) for c in targets]
         if get_defence(d).adversarial:  # adversarial training also defends the balanced model
-            out[d].insert(0, Scenario("balanced", defence=d))
+            out[d].insert(0, Scenario(Kind.BALANCED, defence=d))
     return out
 
 
@@ -96,7 +97,7 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
     """The experiments' new models and their attack jobs as (gradient, target, evaluated,
     folder) dicts; the balanced model (and, for comparisons, the paper's under/over models)
     come from the main grid."""
-    bal = Scenario("balanced")
+    bal = Scenario(Kind.BALANCED)
     scenarios: list[Scenario] = []
     attacks: list[dict[str, Any]] = []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from advimb.config.enums import Kind
 from advimb.config.sections import ExperimentConfig
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
@@ -55,9 +56,9 @@ def _plan_replicate(
             AttackJob(cfg, classes, fp, k, gradient=grad, target=target, evaluated=evaluated, model_keys=keys, **kw)
         )
 
-    bal = Scenario("balanced")
+    bal = Scenario(Kind.BALANCED)
     for c in target_classes(config.imbalance, classes):
-        under, over = Scenario("under", c), Scenario("over", c)
+        under, over = Scenario(Kind.UNDER, c), Scenario(Kind.OVER, c)
         for grad, evaluated in ((bal, (bal, under, over)), (under, (under,)), (over, (over,))):
             attack(config, grad, c, evaluated)
             for cfg, sub, me in sweep_grid(config) if k == 0 else ():  # attack sweeps: first seed

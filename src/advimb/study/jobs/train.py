@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from advimb import artifacts
+from advimb.config.enums import Kind
 from advimb.config.io import to_dict
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
@@ -55,7 +56,7 @@ class Prepared(NamedTuple):
 
 @dataclass(frozen=True)
 class TrainJob(Job):
-    scenario: Scenario = Scenario("balanced")  # noqa: RUF009 - a frozen (immutable) default
+    scenario: Scenario = Scenario(Kind.BALANCED)  # noqa: RUF009 - a frozen (immutable) default
     kind = "train"
 
     @property
