@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from advimb.cli import main
+from advimb.layout import slug
 
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FIGURES = {"table1", "fig1", "fig2", "fig3", "fig4", "fig6", "fig6b"}
@@ -119,10 +120,12 @@ def test_every_number_traces_to_an_artifact(cifar_named_run):
         for s in f["sources"]:
             assert s.startswith("advimb/") or (cifar_named_run / s).is_file(), s
     for f in sorted((cifar_named_run / "eval" / "attack").glob("*.json")):
-        for c in json.loads(f.read_text())["combinations"]:
-            col = f"{c['gradient']}_{c['model_kind']}"
-            row = next(r for r in res["table1"]["rows"] if r["class"] == c["class"])
-            assert row["measured"][col] == pytest.approx(100 * c["adversarial_accuracy"], abs=0.01)
+        with np.load(f.with_suffix(".npz")) as z:  # the stored per-image predictions
+            for c in json.loads(f.read_text())["combinations"]:
+                col = f"{c['gradient']}_{c['model_kind']}"
+                row = next(r for r in res["table1"]["rows"] if r["class"] == c["class"])
+                pred = z[f"pred_adv__{slug(c['evaluated_model'])}"]
+                assert row["measured"][col] == pytest.approx(100 * float((pred == c["class_index"]).mean()), abs=0.01)
 
 
 def test_figures_are_valid_images_of_a_sensible_size(cifar_named_run):

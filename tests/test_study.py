@@ -41,9 +41,8 @@ def test_smoke_study_writes_every_artifact(smoke_run):
     assert kinds.count(("balanced", "same_model")) == 10
     for k in ("under", "over"):
         assert kinds.count((k, "same_model")) == 10 and kinds.count((k, "different_model")) == 10
-    for c in combos:
-        assert sum(c["adversarial_histogram"]) == c["n"] == sum(c["clean_histogram"]) == 20
-        assert c["adversarial_accuracy"] == c["adversarial_histogram"][c["class_index"]] / c["n"]
+    for c in combos:  # the artifact names its predictions; it stores no number derived from them
+        assert c["n"] == 20 and not {"adversarial_accuracy", "clean_accuracy", "adversarial_histogram"} & set(c)
     for t in TABLES:
         assert (run / "tables" / t).stat().st_size > 0
     manifest = json.loads((run / "manifest.json").read_text())
@@ -487,8 +486,8 @@ def test_grad_label_and_target_come_from_the_config(tmp_path):
     b = json.loads((targeted / "eval" / "attack" / "balanced__class3.json").read_text())
     assert b["attack"]["target"] == "class5" and a["job_key"] != b["job_key"]
     to5 = {
-        name: next(c for c in d["combinations"] if c["evaluated_model"] == "balanced")["adversarial_histogram"][5]
-        for name, d in (("plain", a), ("targeted", b))
+        name: int((np.load(run / "eval" / "attack" / "balanced__class3.npz")["pred_adv__balanced"] == 5).sum())
+        for name, run in (("plain", plain), ("targeted", targeted))
     }
     assert to5["targeted"] > to5["plain"]  # the targeted attack sends more cat-like class3 images to class5
 

@@ -4,7 +4,8 @@ Clean: predictions of a model on the test images, per-class accuracy, confusion 
 Attack: the test images of one class perturbed with one model's gradient (the *gradient
 model*) and classified by one or more *evaluated models*: the same model (same-model
 attack) or another (different-model, i.e. transfer). For each evaluated model we keep the
-per-image predictions before and after, and the histogram of predicted labels.
+per-image predictions before and after; every number is derived from them in
+:mod:`advimb.results.metrics`.
 """
 
 from __future__ import annotations
@@ -142,10 +143,6 @@ def attack_images(
     return torch.cat(out) if out else torch.zeros((0, x_u8.shape[3], x_u8.shape[1], x_u8.shape[2]), device=x_u8.device)
 
 
-def histogram(pred: np.ndarray, num_classes: int) -> list[int]:
-    return np.bincount(pred, minlength=num_classes).tolist()
-
-
 def minimal_eps(
     model: nn.Module,
     grad_model: nn.Module,
@@ -191,14 +188,3 @@ def minimal_eps(
             lo = torch.where(f, lo, mid)
         out.append(torch.where(ok, hi, torch.full_like(hi, float("inf"))).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
-
-
-def min_eps_summary(me: np.ndarray, eps_max: float) -> dict[str, Any]:
-    """Minimal-eps statistics over initially-correct images (``me`` from :func:`minimal_eps`)."""
-    fin = me[np.isfinite(me)]
-    return {
-        "min_eps_max": eps_max,
-        "min_eps_flippable_share": float(len(fin) / len(me)) if len(me) else float("nan"),
-        "min_eps_mean": float(fin.mean()) if len(fin) else float("nan"),
-        "min_eps_median": float(np.median(fin)) if len(fin) else float("nan"),
-    }

@@ -17,12 +17,11 @@ from advimb.attacks.evaluate import (
     attack_images,
     attack_spec,
     clean_metrics,
-    histogram,
-    min_eps_summary,
     minimal_eps,
     predict,
     predict_stacked,
 )
+from advimb.config.enums import Kind
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
@@ -33,7 +32,7 @@ from advimb.study.jobs.base import GroupJob, Job, device_arrays, load_weights
 
 @dataclass(frozen=True)
 class CleanEvalJob(Job):
-    scenario: Scenario = Scenario("balanced")  # noqa: RUF009 - a frozen (immutable) default
+    scenario: Scenario = Scenario(Kind.BALANCED)  # noqa: RUF009 - a frozen (immutable) default
     model_key: str = ""
     kind = "clean"
 
@@ -100,7 +99,7 @@ class AttackJob(Job):
     """The test images of ``target`` attacked with ``gradient``'s gradient and classified
     by every model in ``evaluated`` (the gradient model itself = same-model attack)."""
 
-    gradient: Scenario = Scenario("balanced")  # noqa: RUF009 - a frozen (immutable) default
+    gradient: Scenario = Scenario(Kind.BALANCED)  # noqa: RUF009 - a frozen (immutable) default
     target: int = 0
     evaluated: tuple[Scenario, ...] = ()
     model_keys: tuple[str, ...] = ()
@@ -173,11 +172,8 @@ class AttackJob(Job):
             arrays[f"pred_adv__{slug}"] = p_adv.astype(np.int16)
             arrays[f"example_prob_clean__{slug}"] = pr_clean[:k]
             arrays[f"example_prob_adv__{slug}"] = pr_adv[:k]
-            n = len(idx)
-            correct = p_clean == self.target
-            extra = {}
             if self.min_eps_max > 0:
-                y = torch.full((n,), self.target, dtype=torch.long, device=x_u8.device)
+                y = torch.full((len(idx),), self.target, dtype=torch.long, device=x_u8.device)
                 me = minimal_eps(
                     models.get(s),
                     models.get(self.gradient),
@@ -190,8 +186,7 @@ class AttackJob(Job):
                     cfg.train.channels_last,
                 )
                 arrays[f"min_eps__{slug}"] = me
-                extra = min_eps_summary(me[correct], self.min_eps_max)
-            combos.append(self._combination(s, ds, p_clean, p_adv, extra))
+            combos.append(self._combination(s, ds, len(idx)))
         npz = self.marker(run_dir).with_suffix(".npz")
         artifacts.write_npz(npz, **arrays)
         linf = float((x_adv - x_u8.permute(0, 3, 1, 2).float() / 255).abs().amax()) if len(idx) else 0.0
@@ -199,12 +194,12 @@ class AttackJob(Job):
         self._finish(run_dir, info, [npz])
         return info
 
-    def _combination(
-        self, s: Scenario, ds: Dataset, p_clean: np.ndarray, p_adv: np.ndarray, extra: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The summary of one evaluated model's labels for this job's images."""
-        n, correct = len(p_clean), p_clean == self.target
-        return {
+    def _combination(self, s: Scenario, ds: Dataset, n: int) -> dict[str, Any]:
+        """What one evaluated model's entry in the artifact says: which combination its
+        predictions in the npz are (``pred_clean__<slug>``, ``pred_adv__<slug>``, and
+        ``min_eps__<slug>`` up to ``min_eps_max``). Every number is derived from them, in
+        :mod:`advimb.results.metrics`."""
+        entry = {
             "class": ds.classes[self.target],
             "class_index": self.target,
             "gradient_model": self.gradient.name(ds.classes),
@@ -212,14 +207,10 @@ class AttackJob(Job):
             "model_kind": s.kind,
             "gradient": "same_model" if s == self.gradient else "different_model",
             "n": n,
-            "clean_accuracy": float((p_clean == self.target).mean()) if n else float("nan"),
-            "adversarial_accuracy": float((p_adv == self.target).mean()) if n else float("nan"),
-            "n_clean_correct": int(correct.sum()),
-            "success_rate": float((p_adv[correct] != self.target).mean()) if correct.any() else float("nan"),
-            **extra,
-            "clean_histogram": histogram(p_clean, ds.num_classes),
-            "adversarial_histogram": histogram(p_adv, ds.num_classes),
         }
+        if self.min_eps_max > 0:
+            entry["min_eps_max"] = self.min_eps_max
+        return entry
 
 
 class ModelCache:
