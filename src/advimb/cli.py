@@ -38,7 +38,7 @@ def _study_args(sp: argparse.ArgumentParser) -> None:
         metavar="N",
         help="independent replicates of every job (default 1); tables show means and 95%% intervals",
     )
-    sp.add_argument("--eps", type=float, help="attack step on the [0, 1] scale (paper: 0.01)")
+    sp.add_argument("--eps", help="attack step on the [0, 1] scale, a number or a fraction (paper: 0.01; 8/255)")
     sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     sp.add_argument(
         "--executor",

@@ -10,6 +10,7 @@ jobs write through it, and the results reader, tables and report read through it
     eval/attack/<gradient>__<class>.json|npz  the paper's grid: one class attacked with one gradient
     sweep/<attack>-eps<eps>/                  attack and eps sweeps (first seed)
     experiments/{counts,long_tail,defences}/  the experiments beyond the paper
+    experiments/long_tail-<attack>/           the long-tailed models under each further attack
     replicates/<k>/                           seed k > 0: all of the above but tables and report
     tables/, report/                          derived from the above, never the other way
 """
@@ -23,6 +24,12 @@ from pathlib import Path
 GRID = "eval/attack"
 #: the experiments' folders, relative to a replicate's folder
 EXPERIMENTS = {"counts": "experiments/counts", "long_tail": "experiments/long_tail", "defences": "experiments/defences"}
+
+
+def variant_folder(label: str) -> str:
+    """The folder of the long-tailed models under a further attack (``experiments.long_tail_attacks``),
+    relative to a replicate's folder, e.g. ``experiments/long_tail-cw``."""
+    return f"{EXPERIMENTS['long_tail']}-{label}"
 
 
 def sweep_folder(attack: str, eps: float) -> str:
@@ -109,6 +116,12 @@ class RunLayout:
     def attacks(self, folder: str) -> list[Path]:
         """The attack jobs' JSON artifacts in ``folder``."""
         return sorted((self.root / folder).glob("*.json"))
+
+    def variants(self) -> dict[str, str]:
+        """The further attacks on the long-tailed models this replicate holds: label -> folder."""
+        prefix = variant_folder("")
+        found = sorted(p.name for p in (self.root / "experiments").glob(f"{Path(prefix).name}*") if p.is_dir())
+        return {name[len(Path(prefix).name) :]: f"experiments/{name}" for name in found}
 
     def cleans(self) -> list[Path]:
         return sorted((self.root / "eval" / "clean").glob("*.json"))

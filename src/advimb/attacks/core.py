@@ -85,13 +85,31 @@ def sign(g: torch.Tensor, sign_zero: str = "torch") -> torch.Tensor:
     return torch.sign(g)
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """d CE(model(x), label) / dx, summed over the batch so each image's gradient is its
-    own (a mean would scale them by 1/N and push tiny entries towards zero)."""
+#: the margin loss's confidence (Carlini & Wagner 2017, kappa), as the AT papers' ``cwloss``
+CW_KAPPA = 50.0
+
+
+def margin_loss(logits: torch.Tensor, label: torch.Tensor, kappa: float = CW_KAPPA) -> torch.Tensor:
+    """Per image, -max(z_y - max_{j != y} z_j + kappa, 0): the CW-Linf loss the long-tail
+    papers' code ascends (TRADES', RobustLT's ``cwloss``); it grows as the largest wrong logit
+    overtakes the true one."""
+    true = logits.gather(1, label[:, None]).squeeze(1)
+    wrong = logits.masked_fill(F.one_hot(label, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return -(true - wrong + kappa).clamp(min=0)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, label: torch.Tensor, loss: str = "ce") -> torch.Tensor:
+    """d L(model(x), label) / dx, L the cross-entropy (``ce``) or :func:`margin_loss`
+    (``margin``), summed over the batch so each image's gradient is its own (a mean would
+    scale them by 1/N and push tiny entries towards zero)."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), label, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        out = model(x)
+        if loss == "margin":
+            loss_value = margin_loss(out.float(), label).sum()
+        else:
+            loss_value = F.cross_entropy(out, label, reduction="sum")
+        (grad,) = torch.autograd.grad(loss_value, x)
     return grad
 
 
@@ -113,10 +131,11 @@ def sign_step(
     *,
     direction: str = "ascent",
     sign_zero: str = "torch",
+    loss: str = "ce",
 ) -> torch.Tensor:
     """One gradient-sign step, the building block of every attack here:
-    ``x +- step * sign(grad_x CE(model(x), label))`` (``+`` for ascent)."""
-    g = sign(input_gradient(model, x, label), sign_zero)
+    ``x +- step * sign(grad_x L(model(x), label))`` (``+`` for ascent; L: :func:`input_gradient`)."""
+    g = sign(input_gradient(model, x, label, loss), sign_zero)
     return x.detach() + step * g if direction == "ascent" else x.detach() - step * g
 
 
@@ -189,11 +208,13 @@ def bim(
     clip: bool = True,
     sign_zero: str = "torch",
     x_init: torch.Tensor | None = None,
+    loss: str = "ce",
 ) -> torch.Tensor:
     """Basic iterative method / iterative FGSM (Kurakin et al. 2016; the paper's "iterative
     gradient sign"): ``steps`` sign steps of ``step_size`` (default ``2.5 * eps / steps``,
     Madry et al.'s choice), each followed by :func:`project`. ``x_init``: the starting
-    point (default ``x``; PGD passes a random one). Other arguments as :func:`fgsm`."""
+    point (default ``x``; PGD passes a random one). ``loss``: ``ce`` or ``margin``
+    (:func:`margin_loss`). Other arguments as :func:`fgsm`."""
     _check(eps, direction, target, grad_label)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -204,7 +225,10 @@ def bim(
     with eval_mode(model):
         for _ in range(steps):
             x_adv = project(
-                sign_step(model, x_adv, label, alpha, direction=direction, sign_zero=sign_zero), x0, eps, clip
+                sign_step(model, x_adv, label, alpha, direction=direction, sign_zero=sign_zero, loss=loss),
+                x0,
+                eps,
+                clip,
             )
     return x_adv
 
@@ -231,3 +255,35 @@ def pgd(
         noise = torch.empty(x.shape, dtype=x.dtype, device=x.device if generator is None else generator.device)
         x_init = x.detach() + noise.uniform_(-eps, eps, generator=generator).to(x.device)
     return bim(model, x, y, eps=eps, steps=steps, step_size=step_size, x_init=x_init, **kwargs)
+
+
+@register_attack("cw", ("eps", "clip", "steps", "step_size", "random_start"))
+def cw(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    clip: bool = True,
+    generator: torch.Generator | None = None,
+    x_init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CW-Linf as the adversarial-training papers evaluate it: :func:`pgd` ascending the
+    margin loss (:func:`margin_loss`, kappa 50) instead of the cross-entropy, untargeted; the
+    result stays within ``eps`` of ``x`` (L-inf) and in [0, 1]."""
+    return pgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        steps=steps,
+        step_size=step_size,
+        random_start=random_start,
+        clip=clip,
+        generator=generator,
+        x_init=x_init,
+        loss="margin",
+    )

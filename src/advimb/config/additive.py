@@ -6,6 +6,7 @@ defines it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from advimb.config.enums import AdvScope, ExecutorName, Resources
 from advimb.config.validate import _check, _enum
@@ -27,6 +28,15 @@ class SweepConfig:
         for e in self.epsilons:
             _check(0.0 < e <= 1.0, "sweep.epsilons", f"{e} is outside (0, 1]; eps is on the [0, 1] pixel scale")
         _check(len(set(self.epsilons)) == len(self.epsilons), "sweep.epsilons", "has duplicates")
+
+
+#: the further attacks of ``experiments.long_tail_attacks``: the ``attack.*`` settings each changes
+LONG_TAIL_ATTACKS: dict[str, dict[str, Any]] = {
+    "fgsm": {"name": "fgsm"},
+    "pgd": {"name": "pgd"},
+    "cw": {"name": "cw"},
+    "autoattack": {"name": "torchattacks:AutoAttack", "params": {"norm": "Linf", "version": "standard"}},
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,13 @@ class ExperimentsConfig:
     class re-sampled with replacement up to the largest class, with horizontal flips),
     ``fgsm_at`` / ``pgd_at`` (training on FGSM / PGD images of eps ``adv_eps``, 0 =
     ``attack.eps``; PGD with ``adv_steps`` steps); ``adv_scope`` ``all`` or ``minority``
-    (perturb only the under-sampled class's images).
+    (perturb only the under-sampled class's images). ``long_tail_defences``: defences (or
+    compositions such as ``pgd_at+logit_adjust``, AT-BSL) each applied to every long-tailed
+    model; ``long_tail_attacks``: further attacks on every long-tailed model and class, beside
+    ``attack`` (``fgsm``, ``pgd``, ``cw``: PGD on the margin loss, ``autoattack``: torchattacks'
+    AutoAttack, standard, Linf; each with ``attack.eps`` and ``attack.steps``);
+    ``tail_fraction``: the share of the classes, by training count, that the long-tail tables
+    call the tail (the rarest) and the head (the most frequent).
     """
 
     seeds: int = 1
@@ -64,6 +80,9 @@ class ExperimentsConfig:
     adv_scope: str = "all"
     adv_eps: float = 0.0
     adv_steps: int = 7
+    long_tail_defences: tuple[str, ...] = ()
+    long_tail_attacks: tuple[str, ...] = ()
+    tail_fraction: float = 1 / 3
 
     def __post_init__(self) -> None:
         _check(1 <= self.seeds <= 100, "experiments.seeds", "must be in [1, 100]")
@@ -79,6 +98,18 @@ class ExperimentsConfig:
         _enum(self, "adv_scope", AdvScope, "experiments.adv_scope")
         _check(0.0 <= self.adv_eps <= 1.0, "experiments.adv_eps", f"{self.adv_eps} is outside [0, 1] (0 = attack.eps)")
         _check(self.adv_steps >= 1, "experiments.adv_steps", "must be >= 1")
+        for a in self.long_tail_attacks:
+            _check(
+                a in LONG_TAIL_ATTACKS,
+                "experiments.long_tail_attacks",
+                f"{a!r} is not one of {', '.join(LONG_TAIL_ATTACKS)}",
+            )
+        _check(
+            not self.long_tail_defences or bool(self.long_tail),
+            "experiments.long_tail_defences",
+            "defend the long-tailed models of experiments.long_tail; give a profile there (e.g. ldam:100)",
+        )
+        _check(0 < self.tail_fraction <= 0.5, "experiments.tail_fraction", "must be in (0, 0.5]")
 
 
 @dataclass(frozen=True)

@@ -66,12 +66,34 @@ class Validation(Choice):
     SPLIT = "split"
     BALANCED = "balanced"
     TEST = "test"
+    UNUSED = "unused"
 
 
 class Augment(Choice):
     NONE = "none"
     HFLIP = "hflip"
     HFLIP_EXCEPT_OVER = "hflip_except_over"
+    CROP = "crop"
+    CROP_HFLIP = "crop_hflip"
+
+
+class Optimizer(Choice):
+    RMSPROP_KERAS = "rmsprop_keras"
+    SGD = "sgd"
+
+
+class Schedule(Choice):
+    NONE = "none"
+    PIECEWISE = "piecewise"
+    COSINE = "cosine"
+
+
+class Select(Choice):
+    """Which epoch's weights a model keeps (``train.restore_best``): the lowest validation
+    loss, or the highest robust accuracy on the validation images."""
+
+    VAL_LOSS = "val_loss"
+    VAL_ROBUST = "val_robust"
 
 
 class Precision(Choice):

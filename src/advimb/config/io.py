@@ -73,9 +73,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise UserError(f"config {key}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except ValueError:
-            raise UserError(f"config {key}: expected a number, got {value!r}") from None
+            return _number(value)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"config {key}: expected a number (or a fraction such as 8/255), got {value!r}") from None
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
@@ -83,6 +83,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UserError(f"config {key}: expected a string, got {value!r}")
         return value
     raise TypeError(f"unsupported config type {tp} for {key}")  # a bug, not user input
+
+
+def _number(value: float | str) -> float:
+    """A number, or a fraction written ``a/b`` (``8/255``, the long-tail papers' eps)."""
+    if isinstance(value, str) and "/" in value:
+        num, _, den = value.partition("/")
+        return float(num) / float(den)
+    return float(value)
 
 
 def from_dict(cls: type, d: dict[str, Any], prefix: str = "") -> Any:

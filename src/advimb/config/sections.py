@@ -12,8 +12,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advimb.config.additive import ExecutorConfig, ExperimentsConfig, SweepConfig
-from advimb.config.enums import Augment, Auto, Direction, Init, Normalize, Precision, Selection, SignZero, Validation
+from advimb.config.enums import (
+    Augment,
+    Auto,
+    Direction,
+    Init,
+    Normalize,
+    Optimizer,
+    Precision,
+    Schedule,
+    Select,
+    Selection,
+    SignZero,
+    Validation,
+)
 from advimb.config.io import to_dict
+from advimb.config.keys import ADDED_LATER, EXECUTION_KEYS
 from advimb.config.validate import _check, _enum
 
 
@@ -103,6 +117,8 @@ class ImbalanceConfig:
     a smaller subset of a class is a prefix of the same permutation) or ``first`` (the
     authors' code: drop the first images of the class in dataset order). ``scenarios``: your
     own count vectors (:class:`CountsScenario`), trained and evaluated beside the grid.
+    ``long_tail_max``: the largest class's count of the long-tailed profiles (0 =
+    ``majority_count``; CIFAR-10-LT: 5,000, CIFAR-100-LT: 500).
     """
 
     majority_count: int = 5000
@@ -110,6 +126,7 @@ class ImbalanceConfig:
     selection: str = "random"
     classes: tuple[str, ...] = ()
     scenarios: tuple[CountsScenario, ...] = ()
+    long_tail_max: int = 0
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.scenarios]
@@ -117,6 +134,7 @@ class ImbalanceConfig:
         _check(self.majority_count >= 1, "imbalance.majority_count", "must be >= 1")
         _check(self.minority_count >= 1, "imbalance.minority_count", "must be >= 1")
         _enum(self, "selection", Selection, "imbalance.selection")
+        _check(self.long_tail_max >= 0, "imbalance.long_tail_max", "must be >= 0 (0 = majority_count)")
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,19 @@ class TrainConfig:
     out equally, such as ``balanced``, is ``split`` exactly) or ``test`` (the authors' leak:
     early stopping on the test set; faithful reproduction only). ``augment``: ``none``, ``hflip`` or
     ``hflip_except_over`` (the authors' code). ``device``: ``auto``, ``cpu``, ``cuda``...
+    ``optimizer``: ``rmsprop_keras`` (the paper's) or ``sgd`` (with ``momentum``,
+    ``nesterov``; ``decay`` is Keras' and applies to RMSProp only); ``weight_decay``: L2 added
+    by the optimiser (either). ``schedule`` (SGD): ``none``, ``piecewise`` (lr times ``gamma``
+    at each epoch of ``milestones``) or ``cosine`` (from lr to 0 over ``max_epochs``, per
+    epoch). ``augment`` also: ``crop`` / ``crop_hflip``: a random 32x32 crop of the image
+    zero-padded by ``crop_padding`` (and flips), the long-tail papers' augmentation.
+    ``validation`` also: ``unused``: ``val_per_class`` images of every class from the training
+    images the scenario leaves out (every selected image is trained on; a long-tailed split
+    leaves thousands). ``select``: keep the weights of the epoch with the lowest validation
+    loss (``val_loss``) or, for an adversarially trained model, the highest robust accuracy on
+    the validation images (``val_robust``: PGD with the experiments' adversarial-training eps
+    and steps), since adversarially trained models overfit robustly; early stopping watches the
+    same number. A plain model keeps ``val_loss``.
     ``precision``: ``auto``, ``fp32`` or ``bf16`` (autocast). ``auto`` is resolved before
     a run starts: ``bf16`` where it pays (a GPU of compute capability >= 8, a CPU with AMX
     or an AMD CPU with AVX-512 BF16: :func:`advimb.devices.bf16_native`), else ``fp32``; the resolved value is what the
@@ -190,9 +221,33 @@ class TrainConfig:
     precision: str = "auto"
     stack: str = "auto"
     compile: str = "auto"
+    optimizer: str = "rmsprop_keras"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    milestones: tuple[int, ...] = (75, 90)
+    gamma: float = 0.1
+    crop_padding: int = 4
+    val_per_class: int = 100
+    select: str = "val_loss"
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr", "must be > 0")
+        _enum(self, "optimizer", Optimizer, "train.optimizer")
+        _enum(self, "schedule", Schedule, "train.schedule")
+        _enum(self, "select", Select, "train.select")
+        _check(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(all(m >= 1 for m in self.milestones), "train.milestones", "epochs must be >= 1")
+        _check(0 < self.gamma <= 1, "train.gamma", "must be in (0, 1]")
+        _check(self.crop_padding >= 0, "train.crop_padding", "must be >= 0")
+        _check(self.val_per_class >= 1, "train.val_per_class", "must be >= 1")
+        _check(
+            self.schedule == "none" or self.optimizer == "sgd",
+            "train.schedule",
+            "applies to train.optimizer = 'sgd' (RMSProp keeps Keras' inverse-time train.decay)",
+        )
         _enum(self, "precision", Precision, "train.precision")
         _enum(self, "compile", Auto, "train.compile")
         _enum(self, "stack", Auto, "train.stack")
@@ -311,28 +366,17 @@ class ExperimentConfig:
 
     def science_dict(self) -> dict[str, Any]:
         """The config without the keys that only say where or how fast work runs
-        (``EXECUTION_KEYS``): two runs with equal science dicts give the same results."""
+        (``EXECUTION_KEYS``): two runs with equal science dicts give the same results. A key
+        added after run folders were published is left out at its default
+        (``ADDED_LATER``), so their job keys stay valid."""
         d = self.to_dict()
         for section, key in EXECUTION_KEYS:
             d[section].pop(key, None)
+        for (section, key), default in ADDED_LATER.items():
+            if d[section].get(key) == default:
+                d[section].pop(key)
         d.pop("sweep")  # additive grids: they add results and change none
         d.pop("experiments")  # additive too: each added job's key says what defines it
         d["imbalance"].pop("scenarios")  # additive too: a custom model's key holds its own counts
         d.pop("executor")  # who runs the jobs, not what they compute
         return d
-
-
-#: keys that change where or how fast the study runs, never its results (the dataset's
-#: content is checked by its fingerprint instead of its path)
-EXECUTION_KEYS = (
-    ("data", "dir"),
-    ("data", "cache_dir"),
-    ("data", "download"),
-    ("train", "device"),
-    ("train", "threads"),
-    ("train", "stack"),
-    ("train", "compile"),
-    ("attack", "batch_size"),
-    ("eval", "batch_size"),
-    ("eval", "group_attacks"),
-)

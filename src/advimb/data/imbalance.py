@@ -94,7 +94,7 @@ def parse_scenario(text: str, classes: tuple[str, ...]) -> Scenario:
     (``under:cat@250``) and defence (``under:cat+pgd_at``)."""
     text = text.strip()
     body, _, defence = text.partition("+")
-    if defence and not re.fullmatch(r"[A-Za-z_]+", defence):
+    if defence and not re.fullmatch(r"[A-Za-z_]+(\+[A-Za-z_]+)*", defence):
         raise UserError(f"scenario {text!r}: {defence!r} is not a defence name")
     body, _, count = body.partition("@")
     if count and not count.isdigit():
@@ -130,6 +130,11 @@ def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
     return sorted({parse_class(c, classes) for c in cfg.classes})
 
 
+def selection_of(s: Scenario, cfg: ImbalanceConfig) -> str:
+    """How ``s``'s images are chosen: LDAM-DRW's draws for its profile, else ``cfg.selection``."""
+    return "ldam" if s.kind == Kind.LONGTAIL and s.profile == "ldam" else cfg.selection
+
+
 def paper_scenarios(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[Scenario]:
     """balanced + under:c + over:c for every target class c (21 for CIFAR-10)."""
     targets = target_classes(cfg, classes)
@@ -145,7 +150,7 @@ def class_counts(s: Scenario, num_classes: int, cfg: ImbalanceConfig) -> list[in
     ``count`` overrides the target's; long-tailed profiles from ``majority_count``)."""
     hi, lo = cfg.majority_count, cfg.minority_count
     if s.kind == "longtail":
-        return long_tail_counts(s.profile, s.rho, hi, num_classes)
+        return long_tail_counts(s.profile, s.rho, cfg.long_tail_max or hi, num_classes)
     if s.kind == "counts":
         return custom_counts(s.label, num_classes, cfg)
     if s.kind == "balanced":
@@ -223,6 +228,31 @@ def step_profile(rho: float, n_max: int, c: int) -> list[int]:
     return [n_max if i < c - c // 2 else max(1, int(n_max / rho)) for i in range(c)]
 
 
+@register_profile("ldam")
+def ldam_profile(rho: float, n_max: int, c: int) -> list[int]:
+    """CIFAR-10-LT / CIFAR-100-LT as LDAM-DRW builds them (Cao et al. 2019,
+    ``imbalance_cifar.py``): class i keeps int(n_max * (1/rho)^(i/(C-1))); its images are
+    chosen by :func:`ldam_indices`."""
+    return [int(n_max * (1 / rho) ** (i / (c - 1.0))) for i in range(c)]
+
+
+#: LDAM-DRW's seed of numpy's global generator before it draws the split (``rand_number``)
+LDAM_SEED = 0
+
+
+def ldam_indices(labels: np.ndarray, counts: list[int], seed: int = LDAM_SEED) -> np.ndarray:
+    """The images LDAM-DRW keeps, sorted: numpy's legacy generator seeded once with ``seed``,
+    then for every class in label order its indices (dataset order) shuffled and the first
+    ``counts[c]`` kept - the very draws of ``np.random.seed(0)`` and ``np.random.shuffle``."""
+    rng = np.random.RandomState(seed)
+    chosen = []
+    for c, n in enumerate(counts):
+        idx = np.where(labels == c)[0]
+        rng.shuffle(idx)
+        chosen.append(idx[:n])
+    return np.sort(np.concatenate(chosen))
+
+
 def long_tail_counts(profile: str, rho: float, n_max: int, num_classes: int) -> list[int]:
     """Counts per class of a registered long-tailed profile, classes in label order."""
     return PROFILES.get(profile)(rho, n_max, num_classes)
@@ -260,9 +290,12 @@ def select_indices(
     ``random``: a seeded permutation per class (seed derived from ``seed`` and the class
     only, so subsets are nested across scenarios: the 1,000 cats of ``under:cat`` are
     among the 5,000 of ``balanced``). ``first``: the authors' code, which drops the first
-    images of the class in dataset order, i.e. keeps the last ``counts[c]``.
+    images of the class in dataset order, i.e. keeps the last ``counts[c]``. ``ldam``:
+    LDAM-DRW's draws (:func:`ldam_indices`), the long-tailed CIFAR splits' own.
     """
     check_counts(labels, counts, classes, scenario_name)
+    if selection == "ldam":
+        return ldam_indices(labels, counts)
     chosen = []
     for c, n in enumerate(counts):
         members = np.flatnonzero(labels == c)

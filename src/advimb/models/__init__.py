@@ -138,74 +138,6 @@ def vgg_authors(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128),
     )
 
 
-class BasicBlock(nn.Module):
-    """He et al. (2016) basic residual block: two 3x3 convs with batch norm, identity or
-    1x1-conv shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(StridedPointwise(c_in, c_out, stride), nn.BatchNorm2d(c_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class StridedPointwise(nn.Conv2d):
-    """A 1x1 convolution with a stride, computed as the subsampled input through a 1x1
-    convolution of stride 1: the same function and parameters as ``nn.Conv2d(c_in, c_out, 1,
-    stride, bias=False)``. oneDNN's AVX2 kernel for the weight gradient of a strided 1x1
-    convolution on channels_last inputs with 2-7 input channels returns a different gradient
-    at every call, hangs or crashes (seen with torch 2.14.1 on an AMD EPYC without AVX-512);
-    the unstrided kernel is correct (``tests/test_models.py``)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__(c_in, c_out, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.stride
-        return nn.functional.conv2d(x[:, :, :: s[0], :: s[1]], self.weight)
-
-
-class ResNet(nn.Module):
-    """A small CIFAR ResNet: a 3x3 stem, three stages of ``blocks`` basic blocks of
-    ``widths`` channels (strides 1, 2, 2), global average pooling, a linear classifier.
-    ``blocks = 1`` is ResNet-8, ``3`` is He et al.'s ResNet-20 (widths 16/32/64)."""
-
-    def __init__(self, num_classes: int, image_shape=(3, 32, 32), widths=(16, 32, 64), blocks: int = 1) -> None:
-        super().__init__()
-        c = image_shape[0]
-        self.normalize = Normalize(c)
-        self.stem = nn.Sequential(
-            nn.Conv2d(c, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
-        )
-        layers: list[nn.Module] = []
-        c = widths[0]
-        for i, w in enumerate(widths):
-            for b in range(blocks):
-                layers.append(BasicBlock(c, w, 2 if i > 0 and b == 0 else 1))
-                c = w
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.stem(self.normalize(x))))
-
-
-@register_model("resnet_small", stackable=False)
-def resnet_small(num_classes: int, image_shape=(3, 32, 32), widths=(32, 64, 128), fc=512) -> nn.Module:
-    """A second architecture to check the effect beyond VGG: ResNet-8 (one basic block per
-    stage, batch norm) with the config's ``widths``; ``fc`` is unused (global pooling).
-    Batch norm makes it train one model at a time (no stacking)."""
-    return ResNet(num_classes, image_shape, widths, blocks=1)
-
-
 def keras_init_(model: nn.Module) -> None:
     """Keras defaults: Glorot-uniform kernels, zero biases."""
     for m in model.modules():
@@ -243,3 +175,12 @@ def build_model(
         norm.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         norm.std.copy_(torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
     return model
+
+
+# the residual networks (batch norm: one model at a time): advimb's small one and the long-tail
+# papers' architectures
+from advimb.models import resnets
+from advimb.models.resnets import BasicBlock, ResNet, StridedPointwise  # noqa: F401 - re-exported
+
+for _name in ("resnet_small", "resnet18_cifar", "preact_resnet18", "wrn_28_10", "wrn_34_10"):
+    register_model(_name, stackable=False)(getattr(resnets, _name))

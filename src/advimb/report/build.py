@@ -145,6 +145,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
         "experiments": {
             "seeds": grid.seeds,
             "long_tail": summary.get("long_tail"),
+            "long_tail_robustness": summary.get("long_tail_robustness"),
             "defences": summary.get("defences"),
             "rows": {k: v for k, v in summary["rows"].items() if k in exp_tables},
             "sources": {

@@ -220,6 +220,15 @@ def draw(rows: dict[str, list[dict[str, Any]]], summary: dict[str, Any], fig_dir
             long_tail(rows["long_tail"], fig_dir),
             sources.get("long_tail", []),
         )
+    if rows.get("long_tail_classes"):
+        from advimb.report.longtail_figures import long_tail_robustness  # it builds on this module's helpers
+
+        add(
+            "fig11",
+            "Fig. 11: long-tailed robustness, per-class accuracy under attack against class frequency",
+            long_tail_robustness(rows["long_tail_classes"], fig_dir),
+            sources.get("long_tail_classes", []),
+        )
     if summary.get("defences"):
         add(
             "fig10",

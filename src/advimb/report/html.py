@@ -172,6 +172,21 @@ def _experiment_rows(exp: dict[str, Any]) -> tuple[list[list[str]], list[list[st
     return lt, de
 
 
+def _robustness_rows(exp: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The long-tailed robustness tables (formatted): (own gradient, balanced model's gradient)."""
+
+    def cell(r: dict[str, Any], k: str) -> str:
+        return ci({"value": r[k], "lo": r[f"{k}_lo"], "hi": r[f"{k}_hi"]}, "")
+
+    own: list[list[str]] = []
+    transfer: list[list[str]] = []
+    for r in exp.get("long_tail_robustness") or []:
+        row = [r["method"], r["attack"], cell(r, "clean"), cell(r, "robust")]
+        row += [f"{cell(r, 'worst_class_robust')} ({r['worst_class']})", cell(r, "tail_robust"), cell(r, "head_robust")]
+        (own if r["gradient"] == "same_model" else transfer).append(row)
+    return own, transfer
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("advimb.report", "templates"),
@@ -198,6 +213,7 @@ def render(res: dict[str, Any]) -> str:
             version=__version__,
             verdict_help=VERDICT_HELP,
             long_tail_rows=long_tail_rows,
+            robustness_rows=_robustness_rows(res.get("experiments") or {}),
             defence_rows=defence_rows,
         )
     )

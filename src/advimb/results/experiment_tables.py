@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
+from advimb.config.additive import LONG_TAIL_ATTACKS
 from advimb.config.enums import Kind
 from advimb.data.imbalance import BALANCED, Scenario
 from advimb.layout import RunLayout
+from advimb.results.longtail import LongTailRobustness, attack_label
 from advimb.results.metrics import Metrics, difference
 from advimb.results.reader import Outcomes
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
@@ -239,6 +241,23 @@ def gap_verdict(closed: Estimate, gap_defended: Estimate) -> str:
     return "closes the gap" if gap_defended.lo <= 0 else "narrows the gap"
 
 
+def long_tail_robustness(m: Metrics) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The long-tailed profiles' models (plain and defended) under the main attack and every
+    further one (:mod:`advimb.results.longtail`); the artifacts read are added to ``m.used``."""
+    store, cfg = m.outcomes, m.outcomes.config
+    models = [s for s in store.models("long_tail") if s.kind == Kind.LONGTAIL]
+    if not models or cfg is None:
+        return [], []
+    attacks = {attack_label(cfg.attack.name, cfg.attack.steps): m}
+    for label in store.attacks():
+        name = LONG_TAIL_ATTACKS[label]["name"] if label in LONG_TAIL_ATTACKS else label
+        attacks[attack_label(name, cfg.attack.steps)] = Metrics(store, m.boot, attack=label)
+    rows = LongTailRobustness(attacks, models, cfg.experiments.tail_fraction).rows()
+    for a in attacks.values():
+        m.used |= a.used
+    return rows
+
+
 def build_experiment_tables(
     run_dir: Path, sources: dict[str, list[str]], n_boot: int = N_BOOT, outcomes: Outcomes | None = None
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -260,6 +279,10 @@ def build_experiment_tables(
     lt_rows, lt_summary = long_tail(m)
     if lt_rows:
         tables["long_tail"], tables["long_tail_summary"] = lt_rows, lt_summary
+    robust_classes, robust = long_tail_robustness(m)
+    if robust:
+        tables["long_tail_classes"], tables["long_tail_robustness"] = robust_classes, robust
+        summary["long_tail_robustness"] = robust
         summary["long_tail"] = lt_summary
     def_rows, def_summary = defences(m, tuple(cfg.experiments.defences) if cfg else ())
     if def_rows:

@@ -88,11 +88,12 @@ def _missing(boot: Bootstrap) -> Quantity:
 
 class Metrics:
     """A run's quantities (all seeds), computed on demand and cached. ``folder``: read the
-    combinations of that folder only (the grid's tables read the grid's). Every artifact a
+    combinations of that folder only (the grid's tables read the grid's); ``attack``: those of
+    a further attack on the long-tailed models (its label). Every artifact a
     quantity is computed from is recorded in ``used`` (the tables' ``sources.json``)."""
 
-    def __init__(self, outcomes: Outcomes, boot: Bootstrap, folder: str | None = None) -> None:
-        self.outcomes, self.boot, self.folder = outcomes, boot, folder
+    def __init__(self, outcomes: Outcomes, boot: Bootstrap, folder: str | None = None, attack: str = "") -> None:
+        self.outcomes, self.boot, self.folder, self.attack = outcomes, boot, folder, attack
         self.classes = outcomes.classes
         self.used: set[str] = set()
         self._cache: dict[tuple, Any] = {}
@@ -103,7 +104,7 @@ class Metrics:
         return self._cache[key]
 
     def _labels(self, evaluated: Scenario, gradient: Scenario, cls: str, which: str) -> list[np.ndarray] | None:
-        found = self.outcomes.combinations(evaluated, gradient, cls, self.folder)
+        found = self.outcomes.combinations(evaluated, gradient, cls, self.folder, self.attack)
         if found is None:
             return None
         self.used.update(e.source for e in found)

@@ -106,11 +106,13 @@ class CleanEval:
 @dataclass(frozen=True)
 class Replicate:
     """One seed's outcomes: its combinations per folder (:data:`GRID` and the experiments'),
-    its clean evaluations, and (the first seed only) the sweeps' combinations per attack."""
+    its clean evaluations, the long-tailed models' under each further attack (``variants``,
+    by the attack's label) and (the first seed only) the sweeps' combinations per attack."""
 
     folders: dict[str, dict[Key, Combination]] = field(default_factory=dict)
     clean: dict[Scenario, CleanEval] = field(default_factory=dict)
     sweeps: dict[Point, list[Combination]] = field(default_factory=dict)
+    variants: dict[str, dict[Key, Combination]] = field(default_factory=dict)
 
     def find(self, key: Key) -> Combination | None:
         """The combination in the last folder that has it (the experiments' over the grid's)."""
@@ -163,6 +165,11 @@ def _read_replicate(layout: RunLayout, sweeps: bool) -> tuple[tuple[str, ...], R
             classes = _read_attack(layout, f, combos)
         if combos:
             rep.folders[folder] = combos
+    for label, folder in layout.variants().items():
+        combos = {}
+        for f in layout.attacks(folder):
+            classes = _read_attack(layout, f, combos)
+        rep.variants[label] = combos
     for f in layout.cleans():
         d = artifacts.read_json(f)
         classes = classes or tuple(d["classes"])
@@ -236,12 +243,15 @@ class Outcomes:
         return [int(v) for v in artifacts.read_json(f)["counts"].values()], self.layout.rel(f)
 
     def combinations(
-        self, evaluated: Scenario, gradient: Scenario, cls: str, folder: str | None = None
+        self, evaluated: Scenario, gradient: Scenario, cls: str, folder: str | None = None, attack: str = ""
     ) -> list[Combination] | None:
-        """One combination per replicate (of ``folder`` only, when given); None when a
-        replicate lacks it."""
+        """One combination per replicate (of ``folder`` only, when given; under the further
+        attack ``attack`` when given); None when a replicate lacks it."""
         key = (evaluated, gradient, cls)
-        found = [r.find(key) if folder is None else r.folders.get(folder, {}).get(key) for r in self.replicates]
+        if attack:
+            found = [r.variants.get(attack, {}).get(key) for r in self.replicates]
+        else:
+            found = [r.find(key) if folder is None else r.folders.get(folder, {}).get(key) for r in self.replicates]
         if any(c is None for c in found):
             return None
         return [c for c in found if c is not None]
@@ -252,6 +262,10 @@ class Outcomes:
         if any(c is None for c in found):
             return None
         return [c for c in found if c is not None]
+
+    def attacks(self) -> list[str]:
+        """The further attacks on the long-tailed models (their labels), first seed."""
+        return list(self.replicates[0].variants) if self.replicates else []
 
     def sweep_points(self) -> dict[Point, list[Combination]]:
         """The sweeps' combinations per (attack, eps), first seed (``sweep/<attack>-eps<eps>/``)."""

@@ -105,6 +105,16 @@ def _recipe_differences(cfg: ExperimentConfig) -> list[str]:
             f"decay {t.decay:g}, patience {t.patience} (the paper's protocol: RMSProp lr 1e-4, rho 0.9, batch 32, "
             "up to 200 epochs, decay 1e-5 (text) or 1e-6 (code), patience 10 or 20)"
         )
+    if (t.optimizer, t.weight_decay, t.select) != ("rmsprop_keras", 0.0, "val_loss"):
+        why.append(
+            f"the optimiser is {t.optimizer} with weight decay {t.weight_decay:g} (schedule {t.schedule}), "
+            f"checkpoints chosen by {t.select} (the paper: Keras RMSProp, no weight decay, the lowest validation loss)"
+        )
+    if t.validation == "unused":
+        why.append(
+            "the models early-stop on training images their scenario leaves out (train.validation = 'unused'; "
+            "the paper: a split of the scenario's own images)"
+        )
     a = cfg.attack
     if (a.name, a.eps, a.direction, a.grad_label, a.target) != ("fgsm", 0.01, "ascent", "true", ""):
         why.append(f"the attack is {describe_attack(a)} (the paper's: FGSM, eps 0.01, ascent on the true label)")

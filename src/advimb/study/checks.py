@@ -28,7 +28,7 @@ def check_names(cfg: ExperimentConfig) -> None:
         get_attack(name)
         if is_plugin(name):
             check_plugin(name, cfg.attack.params, cfg.attack.target, cfg.attack.grad_label, cfg.attack.direction)
-    for d in cfg.experiments.defences:
+    for d in (*cfg.experiments.defences, *cfg.experiments.long_tail_defences):
         get_defence(d)
     for p in cfg.experiments.long_tail:
         check_profile(p.partition(":")[0])

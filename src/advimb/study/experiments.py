@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from advimb.config.additive import LONG_TAIL_ATTACKS
 from advimb.config.enums import Kind
 from advimb.config.sections import ExperimentConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import Scenario, parse_class, target_classes
 from advimb.errors import UserError
-from advimb.layout import EXPERIMENTS
+from advimb.layout import EXPERIMENTS, variant_folder
 from advimb.training.regimes import get_defence
 
 
@@ -69,13 +70,25 @@ def count_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[
 
 
 def long_tail_scenarios(config: ExperimentConfig) -> list[Scenario]:
-    """The long-tailed profiles' models and your own count vectors' (``imbalance.scenarios``):
-    every class of each attacked, the same way."""
+    """The long-tailed profiles' models and your own count vectors' (``imbalance.scenarios``),
+    then the profiles' models with each of ``long_tail_defences``: every class of each
+    attacked, the same way."""
     out = []
     for p in config.experiments.long_tail:
         kind, _, rho = p.partition(":")
         out.append(Scenario(Kind.LONGTAIL, profile=kind, rho=float(rho)))
-    return out + [Scenario(Kind.COUNTS, label=c.name) for c in config.imbalance.scenarios]
+    defended = [dataclasses.replace(s, defence=d) for s in out for d in config.experiments.long_tail_defences]
+    return out + [Scenario(Kind.COUNTS, label=c.name) for c in config.imbalance.scenarios] + defended
+
+
+def long_tail_attack_configs(config: ExperimentConfig) -> list[tuple[str, ExperimentConfig]]:
+    """(folder, config) of every further attack on the long-tailed models
+    (``experiments.long_tail_attacks``): ``attack`` with the settings that attack changes."""
+    out = []
+    for label in config.experiments.long_tail_attacks:
+        attack = dataclasses.replace(config.attack, **LONG_TAIL_ATTACKS[label])
+        out.append((variant_folder(label), dataclasses.replace(config, attack=attack)))
+    return out
 
 
 def defence_scenarios(config: ExperimentConfig, classes: tuple[str, ...]) -> dict[str, list[Scenario]]:
@@ -101,8 +114,9 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
     scenarios: list[Scenario] = []
     attacks: list[dict[str, Any]] = []
 
-    def add(grad: Scenario, target: int, evaluated: tuple[Scenario, ...], folder: str) -> None:
-        attacks.append({"gradient": grad, "target": target, "evaluated": evaluated, "subdir": EXPERIMENTS[folder]})
+    def add(grad: Scenario, target: int, evaluated: tuple[Scenario, ...], folder: str, **kw: Any) -> None:
+        sub = kw.pop("subdir", EXPERIMENTS[folder])
+        attacks.append({"gradient": grad, "target": target, "evaluated": evaluated, "subdir": sub, **kw})
 
     for c, lst in count_scenarios(config, classes).items():
         scenarios += lst
@@ -112,10 +126,16 @@ def experiment_grid(config: ExperimentConfig, classes: tuple[str, ...]) -> tuple
             add(bal, c, tuple(lst), "counts")
     lt = long_tail_scenarios(config)
     scenarios += lt
+    further = long_tail_attack_configs(config)
     for c in range(len(classes)) if lt else ():
         for s in lt:
             add(s, c, (s,), "long_tail")
         add(bal, c, tuple(lt), "long_tail")
+        for sub, cfg in further:  # the profiles' models (plain and defended) under each further attack
+            for s in lt:
+                if s.kind == Kind.LONGTAIL:
+                    add(s, c, (s,), "long_tail", subdir=sub, config=cfg)
+            add(bal, c, tuple(s for s in lt if s.kind == Kind.LONGTAIL), "long_tail", subdir=sub, config=cfg)
     defended = defence_scenarios(config, classes)
     for lst in defended.values():
         scenarios += lst

@@ -64,7 +64,7 @@ def _plan_replicate(
             for cfg, sub, me in sweep_grid(config) if k == 0 else ():  # attack sweeps: first seed
                 attack(cfg, grad, c, evaluated, subdir=sub, min_eps_max=me)
     for a in extra_attacks:
-        attack(config, a["gradient"], a["target"], a["evaluated"], subdir=a["subdir"])
+        attack(a.get("config", config), a["gradient"], a["target"], a["evaluated"], subdir=a["subdir"])
     return list(train.values()), clean, group_attacks(attacks, config)
 
 
@@ -125,4 +125,6 @@ def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) 
 
 def _stacking(config: ExperimentConfig) -> bool:
     """Do this study's models train (and get evaluated) as one stack?"""
-    return config.train.stack == "on" and is_stackable(config.model.name)
+    t = config.train  # the stacked trainer has the paper's optimiser, flips only and val-loss selection
+    plain = t.optimizer == "rmsprop_keras" and t.weight_decay == 0 and t.select == "val_loss"
+    return t.stack == "on" and is_stackable(config.model.name) and plain and t.augment not in ("crop", "crop_hflip")

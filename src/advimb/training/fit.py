@@ -28,7 +28,8 @@ from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype, to_float
 from advimb.log import log
-from advimb.training.regimes import Regime, adversarial_batch, epoch_order
+from advimb.training.policy import crop_padding
+from advimb.training.regimes import Regime, adversarial_batch, epoch_order, trades_loss
 
 
 def keras_lr(lr: float, decay: float, t: int) -> float:
@@ -69,7 +70,40 @@ class EarlyStopping:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rho, eps=cfg.eps)
+    """RMSProp with Keras' settings (the paper's) or SGD with momentum, both with
+    ``weight_decay`` (coupled L2, as ``torch.optim``)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rho, eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def random_crop(x: torch.Tensor, shifts: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) zero-padded by ``pad`` and cropped back to H x W at
+    its offsets ``shifts[i] = (dy, dx)`` in [0, 2 pad] (torchvision's ``RandomCrop(H,
+    padding=pad)`` with given offsets)."""
+    n, c, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dev = x.device
+    rows = (torch.arange(h, device=dev)[None, :] + shifts[:, :1])[:, None, :, None]
+    cols = (torch.arange(w, device=dev)[None, :] + shifts[:, 1:])[:, None, None, :]
+    out = xp[
+        torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None], rows, cols
+    ]
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return out.contiguous(memory_format=fmt)
+
+
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """SGD's learning rate for ``epoch`` (0-based) under ``cfg.schedule``: constant,
+    piecewise (times ``gamma`` at each milestone reached, as ``MultiStepLR``) or cosine from
+    ``lr`` to 0 over ``max_epochs`` (``CosineAnnealingLR`` with ``T_max = max_epochs``)."""
+    if cfg.schedule == "piecewise":
+        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.schedule == "cosine":
+        return cfg.lr * (1 + math.cos(math.pi * epoch / cfg.max_epochs)) / 2
+    return cfg.lr
 
 
 @torch.no_grad()
@@ -167,12 +201,16 @@ def fit(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     desc: str = "train",
     progress: bool = True,
+    robust: Callable[[nn.Module], float] | None = None,
 ) -> FitResult:
     """Train ``model`` in place on uint8 NHWC images (already on the model's device).
 
     ``resume``: a state from ``on_epoch_end`` (tensors and plain values only), to continue
     an interrupted run. ``on_epoch_end(state)`` is called after every epoch with that
-    state. Returns the best-validation-loss weights when ``cfg.restore_best``.
+    state. Returns the best epoch's weights when ``cfg.restore_best``: the lowest validation
+    loss, or, given ``robust`` (with ``cfg.select = "val_robust"``, for an adversarially
+    trained model), the highest ``robust(model)`` (robust accuracy on the validation images),
+    which early stopping then watches too.
     ``regime``: class weights, re-sampling, adversarial training (:class:`Regime`).
     """
     run = _Run(model, cfg, train[0].device, resume)
@@ -180,21 +218,26 @@ def fit(
         if run.stopper.should_stop:
             break
         t0 = time.perf_counter()
+        if cfg.optimizer == "sgd":
+            for g in run.opt.param_groups:
+                g["lr"] = epoch_lr(cfg, epoch)
         loss_sum, correct, n = run.epoch(train, epoch, seed, augment, regime, f"{desc} epoch {epoch + 1}", progress)
         with torch.autocast(run.device.type, dtype=run.amp, enabled=run.amp is not None):
             val_loss, val_acc = evaluate_loss(model, *val, channels_last=cfg.channels_last)
-        run.history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": loss_sum.item() / n,
-                "accuracy": correct.item() / n,
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
-                "lr": keras_lr(cfg.lr, cfg.decay, run.step),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        if run.stopper.step(val_loss, epoch + 1):
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss_sum.item() / n,
+            "accuracy": correct.item() / n,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": run.opt.param_groups[0]["lr"] if cfg.optimizer == "sgd" else keras_lr(cfg.lr, cfg.decay, run.step),
+        }
+        watched = val_loss
+        if robust is not None:
+            record["val_robust_accuracy"] = robust(model)
+            watched = -record["val_robust_accuracy"]
+        run.history.append({**record, "seconds": time.perf_counter() - t0})
+        if run.stopper.step(watched, epoch + 1):
             run.best_state = copy.deepcopy(model.state_dict())
         if on_epoch_end is not None:
             on_epoch_end(run.state(epoch + 1))
@@ -264,6 +307,8 @@ class _Run:
         perm = epoch_order(y_tr, regime, gen).to(device)
         n = len(perm)
         flips = (torch.rand(n, generator=gen) < 0.5).to(device) if augment else None
+        pad = crop_padding(cfg)
+        shifts = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen).to(device) if pad else None
         weight = torch.tensor(regime.class_weight, device=device) if regime.class_weight else None
         adjust = torch.tensor(regime.logit_adjust, device=device) if regime.logit_adjust else None
         loss_sum = torch.zeros((), device=device)
@@ -277,11 +322,16 @@ class _Run:
             if flips is not None:
                 f = flips[i : i + cfg.batch_size]
                 xb = torch.where(f[:, None, None, None], xb.flip(3), xb)
+            if shifts is not None:
+                xb = random_crop(xb, shifts[i : i + cfg.batch_size], pad)
             yb = y_tr[idx]
+            x_adv = None
             if regime.adversarial:
                 with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
-                    xb = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
-            loss, out = self.update(xb, yb, weight, adjust)
+                    x_adv = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
+                if not regime.trades_beta:  # the batch itself is replaced; TRADES keeps both
+                    xb, x_adv = x_adv, None
+            loss, out = self.update(xb, yb, weight, adjust, x_adv, regime.trades_beta)
             loss_sum += loss.detach() * len(idx)
             correct += (out.argmax(1) == yb).sum()
             bar.update(len(idx))
@@ -289,17 +339,27 @@ class _Run:
         return loss_sum, correct, n
 
     def update(
-        self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor | None, adjust: torch.Tensor | None = None
+        self,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        weight: torch.Tensor | None,
+        adjust: torch.Tensor | None = None,
+        x_adv: torch.Tensor | None = None,
+        beta: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step at the Keras learning rate of this iteration (``adjust``: the
-        logit adjustment added to the training logits, :class:`Regime`)."""
-        cfg = self.cfg
-        for g in self.opt.param_groups:
-            g["lr"] = keras_lr(cfg.lr, cfg.decay, self.step)
+        """One optimiser step at this iteration's learning rate (``adjust``: the logit
+        adjustment added to the training logits; ``x_adv`` and ``beta``: TRADES' neighbours
+        and weight, :class:`Regime`)."""
+        if self.cfg.optimizer == "rmsprop_keras":
+            for g in self.opt.param_groups:
+                g["lr"] = keras_lr(self.cfg.lr, self.cfg.decay, self.step)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.forward(xb)
+            out_adv = self.forward(x_adv) if x_adv is not None else None
         logits = out.float() if adjust is None else out.float() + adjust
-        if weight is None:
+        if out_adv is not None:
+            loss = trades_loss(out.float(), out_adv.float(), yb, beta, adjust)
+        elif weight is None:
             loss = F.cross_entropy(logits, yb)
         else:  # Keras class_weight: weighted per-image losses, averaged over the batch
             loss = (F.cross_entropy(logits, yb, reduction="none") * weight[yb]).mean()

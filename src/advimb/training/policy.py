@@ -7,7 +7,8 @@ images. Three rules, each written once and used by every trainer (one by one or 
   nor validated on); ``test`` is the authors' leak, early stopping on the test set;
 - **augmentation** (``train.augment``): horizontal flips for every model (``hflip``), for all
   but the over-sampled ones (``hflip_except_over``, the authors' code) or none, and always for
-  a re-sampled training set (its duplicates get random flips);
+  a re-sampled training set (its duplicates get random flips); random crops of the
+  zero-padded image (``crop``, ``crop_hflip`` with flips: the long-tail papers' recipe);
 - **normalisation statistics** (``model.normalize = per_channel``): the mean and standard
   deviation per channel of the model's own training images, on the [0, 1] scale.
 """
@@ -19,9 +20,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from advimb.config.sections import ExperimentConfig
+from advimb.config.sections import ExperimentConfig, TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import balanced_subset, stratified_split
+from advimb.errors import UserError
 from advimb.training.regimes import Regime
 
 
@@ -40,11 +42,30 @@ def validation_split(indices: np.ndarray, labels: np.ndarray, cfg: ExperimentCon
     unused = np.array([], dtype=np.int64)
     if cfg.train.validation == "test":  # the authors' leak: validate (early-stop) on the test set
         return Split(indices, unused, unused)
+    if cfg.train.validation == "unused":  # every selected image trains; validate on the others
+        return Split(indices, left_out(indices, labels, cfg.train.val_per_class, seed), unused)
     tr, val = stratified_split(indices, labels, cfg.train.val_fraction, seed)
     if cfg.train.validation == "balanced":  # held out but neither trained nor validated on: unused
         kept = balanced_subset(val, labels, derive_seed(seed, "balanced"))
         return Split(tr, kept, np.setdiff1d(val, kept))
     return Split(tr, val, unused)
+
+
+def left_out(indices: np.ndarray, labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """``per_class`` training images of every class that ``indices`` does not select, chosen by
+    a seeded permutation per class; sorted. A one-line error when a class has too few left."""
+    rest = np.setdiff1d(np.arange(len(labels)), indices)
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.unique(labels):
+        members = rest[labels[rest] == c]
+        if len(members) < per_class:
+            raise UserError(
+                f"train.validation = unused needs {per_class} images of class {c} that the scenario leaves out, "
+                f"but only {len(members)} are left; lower train.val_per_class or the counts"
+            )
+        out.append(rng.permutation(members)[:per_class])
+    return np.sort(np.concatenate(out))
 
 
 def validation_data(
@@ -59,8 +80,14 @@ def validation_data(
 
 def augments(cfg: ExperimentConfig, kind: str, regime: Regime) -> bool:
     """Does a model of scenario kind ``kind`` train on randomly flipped images?"""
-    rule = cfg.train.augment == "hflip" or (cfg.train.augment == "hflip_except_over" and kind != "over")
+    aug = cfg.train.augment
+    rule = aug in ("hflip", "crop_hflip") or (aug == "hflip_except_over" and kind != "over")
     return rule or regime.resample  # re-sampled duplicates get random flips
+
+
+def crop_padding(train: TrainConfig) -> int:
+    """The zero padding of the random crops a model trains on (0: no crops)."""
+    return train.crop_padding if train.augment in ("crop", "crop_hflip") else 0
 
 
 def normalisation(

@@ -1,18 +1,24 @@
 """How a model is trained beyond the optimiser: the defences of ``experiments.defences`` as a
-registry of objects (class weights, re-sampling, logit adjustment, FGSM and PGD adversarial
-training; each declares what defines it for a job's key and builds its own :class:`Regime`). The paper's plain training is
-``Regime()``.
+registry of objects (class weights, re-sampling, logit adjustment, FGSM, FGSM with a random
+start, PGD and TRADES adversarial training; each declares what defines it for a job's key and
+builds its own :class:`Regime`), and their compositions: ``pgd_at+logit_adjust`` is AT-BSL
+(PGD-AT with the balanced-softmax loss), built by :class:`Composed` from its parts. The
+paper's plain training is ``Regime()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from advimb.attacks.core import fgsm, pgd
+from advimb.attacks.core import eval_mode, fgsm, pgd, project
+from advimb.config.sections import default_step
+from advimb.errors import UserError
 from advimb.registry import Registry
 
 
@@ -27,10 +33,13 @@ class Regime:
     et al. 2021 with tau = 1: log of the class's share of the training set, which is the
     balanced softmax of Ren et al. 2020); predictions use the raw logits. ``resample``: every
     epoch, each class with fewer images than the largest is topped up to it by drawing its
-    images again with replacement (fresh draws each epoch). ``adversarial``: ``fgsm`` or
-    ``pgd``: each batch is replaced by adversarial images crafted against the current
-    model (eval mode) with eps ``adv_eps`` (PGD: ``adv_steps`` steps of 2.5 eps / steps from
-    a random start), only for images whose label is in ``adv_classes`` when that is given.
+    images again with replacement (fresh draws each epoch). ``adversarial``: ``fgsm``,
+    ``fgsm_rs`` or ``pgd``: each batch is replaced by adversarial images crafted against the
+    current model (eval mode) with eps ``adv_eps`` (FGSM-RS: one step of 1.25 eps from a
+    uniform random start, Wong et al. 2020; PGD: ``adv_steps`` steps of 2.5 eps / steps from
+    a random start), only for images whose label is in ``adv_classes`` when that is given;
+    ``trades``: TRADES (Zhang et al. 2019): the loss is CE(f(x), y) + ``trades_beta`` *
+    KL(f(x) || f(x')), x' from ``adv_steps`` sign steps ascending that KL from x + 0.001 N(0, 1).
     """
 
     class_weight: tuple[float, ...] = ()
@@ -40,6 +49,7 @@ class Regime:
     adv_eps: float = 0.01
     adv_steps: int = 7
     adv_classes: tuple[int, ...] = ()
+    trades_beta: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ class AdversarialTraining(Defence):
         """The name, eps and scope (only a model with an under-sampled class, ``targeted``,
         can restrict it to the minority class), and PGD's steps."""
         out = {"name": self.name, "eps": adv_eps, "scope": adv_scope if targeted else "all"}
-        return {**out, "steps": adv_steps} if self.adversarial == "pgd" else out
+        return {**out, "steps": adv_steps} if self.adversarial in ("pgd", "trades") else out
 
     def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
         scope = (target,) if spec["scope"] == "minority" and target is not None else ()
@@ -111,8 +121,66 @@ class AdversarialTraining(Defence):
         )
 
 
-#: the defences of ``experiments.defences``, in their canonical order
-DEFENCES: Registry[Defence] = Registry("config experiments.defences: {name!r} is not one of {names}", sort=False)
+@dataclass(frozen=True)
+class Trades(AdversarialTraining):
+    """TRADES: the clean cross-entropy plus beta times the KL divergence to the model's output
+    on a KL-maximising neighbour."""
+
+    beta: float = 6.0
+
+    def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
+        return {**super().spec(adv_eps, adv_scope, adv_steps, targeted), "beta": self.beta}
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        return dataclasses.replace(super().regime(spec, y_train, num_classes, target), trades_beta=self.beta)
+
+
+@dataclass(frozen=True)
+class Composed(Defence):
+    """Defences applied together (``a+b``): each part builds its regime and the regimes are
+    merged; at most one part crafts the training images."""
+
+    parts: tuple[Defence, ...] = ()
+
+    @property
+    def stackable(self) -> bool:
+        return all(p.stackable for p in self.parts)
+
+    def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
+        return {"name": self.name, "parts": [p.spec(adv_eps, adv_scope, adv_steps, targeted) for p in self.parts]}
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        out: dict[str, Any] = {}
+        default = Regime()
+        for part, part_spec in zip(self.parts, spec["parts"], strict=True):
+            r = part.regime(part_spec, y_train, num_classes, target)
+            for f in dataclasses.fields(Regime):
+                value = getattr(r, f.name)
+                if value != getattr(default, f.name):
+                    out[f.name] = value
+        return Regime(**out)
+
+
+def compose(name: str) -> Defence:
+    """The defence ``a+b`` from registered parts: each once, at most one adversarial."""
+    names = name.split("+")
+    parts = tuple(DEFENCES.get(n) for n in names)
+    if len(set(names)) != len(names) or len([p for p in parts if p.adversarial]) > 1:
+        raise UserError(
+            f"defence {name!r}: compose distinct defences with at most one adversarial training "
+            "(e.g. pgd_at+logit_adjust, AT-BSL)"
+        )
+    adversarial = next((p.adversarial for p in parts if p.adversarial), "")
+    return Composed(name, " + ".join(p.description for p in parts), adversarial, parts)
+
+
+#: the defences of ``experiments.defences``, in their canonical order; ``a+b`` composes them
+DEFENCES: Registry[Defence] = Registry(
+    "config experiments.defences: {name!r} is not one of {names} (or a composition such as pgd_at+logit_adjust)",
+    sort=False,
+    is_plugin=lambda name: "+" in name,
+    plugin=compose,
+)
 
 
 def register_defence(defence: Defence) -> Defence:
@@ -138,6 +206,10 @@ for _d in (
     ),
     AdversarialTraining("fgsm_at", "trained on FGSM images crafted against the current model", "fgsm"),
     AdversarialTraining("pgd_at", "trained on PGD images crafted against the current model", "pgd"),
+    AdversarialTraining(
+        "fgsm_rs_at", "trained on FGSM images from a random start (fast AT, Wong et al. 2020, step 1.25 eps)", "fgsm_rs"
+    ),
+    Trades("trades", "TRADES (Zhang et al. 2019): clean CE + 6 KL(f(x) || f(x')), x' maximising the KL", "trades"),
 ):
     register_defence(_d)
 
@@ -189,8 +261,15 @@ def adversarial_batch(
     model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, regime: Regime, gen: torch.Generator
 ) -> torch.Tensor:
     """The batch as adversarial training sees it (see :class:`Regime`)."""
+    eps = regime.adv_eps
     if regime.adversarial == "fgsm":
-        x_adv = fgsm(model, xb, yb, eps=regime.adv_eps)
+        x_adv = fgsm(model, xb, yb, eps=eps)
+    elif regime.adversarial == "fgsm_rs":
+        start = torch.empty(xb.shape).uniform_(-eps, eps, generator=gen).to(xb.device, xb.dtype)
+        x0 = project(xb + start, xb, eps)
+        x_adv = project(fgsm(model, x0, yb, eps=1.25 * eps, clip=False), xb, eps)
+    elif regime.adversarial == "trades":
+        x_adv = trades_neighbour(model, xb, eps, regime.adv_steps, gen)
     else:
         noise = torch.empty(xb.shape).uniform_(-regime.adv_eps, regime.adv_eps, generator=gen)
         x_adv = pgd(
@@ -199,4 +278,35 @@ def adversarial_batch(
     if regime.adv_classes:
         mask = torch.isin(yb, torch.tensor(regime.adv_classes, device=yb.device))
         x_adv = torch.where(mask[:, None, None, None], x_adv, xb)
+    return x_adv.detach()
+
+
+def trades_kl(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
+    """TRADES' robust term: KL(softmax(clean) || softmax(adv)) summed over classes, averaged
+    over the batch (``KLDivLoss(size_average=False)`` divided by the batch size, as its code)."""
+    return F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction="sum") / len(logits_clean)
+
+
+def trades_loss(
+    logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float, adjust: torch.Tensor | None
+) -> torch.Tensor:
+    """CE(f(x) [+ the logit adjustment], y) + beta * :func:`trades_kl` (the KL on raw logits)."""
+    natural = logits_clean if adjust is None else logits_clean + adjust
+    return F.cross_entropy(natural, y) + beta * trades_kl(logits_clean, logits_adv)
+
+
+def trades_neighbour(model: nn.Module, x: torch.Tensor, eps: float, steps: int, gen: torch.Generator) -> torch.Tensor:
+    """TRADES' x': from x + 0.001 N(0, 1), ``steps`` sign steps of 2.5 eps / steps ascending
+    KL(f(x) || f(x')), each projected onto the eps ball and [0, 1] (the model in eval mode)."""
+    step = default_step(eps, steps)
+    with eval_mode(model):
+        with torch.no_grad():
+            p_clean = F.softmax(model(x).float(), 1)
+        x_adv = x + 0.001 * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+        for _ in range(steps):
+            x_adv = x_adv.detach().requires_grad_(True)
+            with torch.enable_grad():
+                kl = F.kl_div(F.log_softmax(model(x_adv).float(), 1), p_clean, reduction="sum")
+                (g,) = torch.autograd.grad(kl, x_adv)
+            x_adv = project(x_adv.detach() + step * g.sign(), x, eps)
     return x_adv.detach()

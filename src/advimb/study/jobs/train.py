@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from advimb import artifacts
+from advimb.attacks.core import eval_mode, pgd
 from advimb.config.enums import Kind
 from advimb.config.io import to_dict
 from advimb.config.seeds import derive_seed
@@ -23,9 +25,10 @@ from advimb.data.imbalance import (
     Scenario,
     class_counts,
     select_indices,
+    selection_of,
     validation_is_split,
 )
-from advimb.devices import resolve_device
+from advimb.devices import auto_batch, resolve_device, to_float
 from advimb.models import build_model
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
 from advimb.training.fit import fit
@@ -104,6 +107,33 @@ class TrainJob(Job):
     def marker(self, run_dir: Path) -> Path:
         return self.layout(run_dir).model(self.scenario_slug(self.scenario)) / "meta.json"
 
+    @property
+    def selects_robust(self) -> bool:
+        """Is the model's checkpoint chosen by robust validation accuracy? With ``train.select =
+        val_robust``, an adversarially trained one is; a plain one keeps the validation loss."""
+        d = self.scenario.defence
+        return self.config.train.select == "val_robust" and bool(d) and bool(get_defence(d).adversarial)
+
+    def robust_accuracy(self, val: tuple[torch.Tensor, torch.Tensor]) -> Callable[[torch.nn.Module], float]:
+        """Accuracy of a model on the validation images under PGD with the experiments'
+        adversarial-training eps and steps, the same random start every epoch
+        (``train.select = val_robust``)."""
+        e, cfg = self.config.experiments, self.config
+        eps, seed = e.adv_eps or cfg.attack.eps, derive_seed(cfg.seed, "val_robust", self.scenario.name(self.classes))
+
+        def accuracy(model: torch.nn.Module) -> float:
+            gen = torch.Generator().manual_seed(seed)
+            correct, bs = 0, auto_batch(cfg.eval.batch_size, val[0].device)
+            for i in range(0, len(val[0]), bs):
+                xb, yb = to_float(val[0][i : i + bs], cfg.train.channels_last), val[1][i : i + bs]
+                start = torch.empty(xb.shape).uniform_(-eps, eps, generator=gen).to(xb.device, xb.dtype)
+                x_adv = pgd(model, xb, yb, eps=eps, steps=e.adv_steps, x_init=xb + start)
+                with torch.no_grad(), eval_mode(model):
+                    correct += int((model(x_adv).argmax(1) == yb).sum())
+            return correct / max(len(val[0]), 1)
+
+        return accuracy
+
     def seeds(self) -> dict[str, int]:
         # a defended model shares data, split, initialisation and order with its undefended
         # twin, so the two differ by the defence alone (a paired comparison)
@@ -124,7 +154,7 @@ class TrainJob(Job):
         idx = select_indices(
             ds.y_train,
             counts,
-            selection=cfg.imbalance.selection,
+            selection=selection_of(self.scenario, cfg.imbalance),
             seed=seeds["selection"],
             classes=ds.classes,
             scenario_name=self.scenario.name(ds.classes),
@@ -234,6 +264,7 @@ class TrainJob(Job):
             on_epoch_end=ckpt.save,
             desc=self.name,
             progress=progress,
+            robust=self.robust_accuracy(prep.val) if self.selects_robust else None,
         )
         info = self.finish(run_dir, ds, prep, result, device, time.time() - t0)
         ckpt.remove()
