@@ -184,8 +184,9 @@ class TrainConfig:
     epoch). ``augment`` also: ``crop`` / ``crop_hflip``: a random 32x32 crop of the image
     zero-padded by ``crop_padding`` (and flips), the long-tail papers' augmentation.
     ``validation`` also: ``unused``: ``val_per_class`` images of every class from the training
-    images the scenario leaves out (every selected image is trained on; a long-tailed split
-    leaves thousands). ``select``: keep the weights of the epoch with the lowest validation
+    images the scenario leaves out (a long-tailed split leaves thousands of all but its head
+    class; a class with too few left gives the rest from its own images, which then do not
+    train: CIFAR-10-LT's head class, 50 of its 5,000 at 50 per class). ``select``: keep the weights of the epoch with the lowest validation
     loss (``val_loss``) or, for an adversarially trained model, the highest robust accuracy on
     the validation images (``val_robust``: PGD with the experiments' adversarial-training eps
     and steps), since adversarially trained models overfit robustly; early stopping watches the

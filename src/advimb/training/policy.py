@@ -43,7 +43,7 @@ def validation_split(indices: np.ndarray, labels: np.ndarray, cfg: ExperimentCon
     if cfg.train.validation == "test":  # the authors' leak: validate (early-stop) on the test set
         return Split(indices, unused, unused)
     if cfg.train.validation == "unused":  # every selected image trains; validate on the others
-        return Split(indices, left_out(indices, labels, cfg.train.val_per_class, seed), unused)
+        return Split(*left_out(indices, labels, cfg.train.val_per_class, seed), unused)
     tr, val = stratified_split(indices, labels, cfg.train.val_fraction, seed)
     if cfg.train.validation == "balanced":  # held out but neither trained nor validated on: unused
         kept = balanced_subset(val, labels, derive_seed(seed, "balanced"))
@@ -51,21 +51,28 @@ def validation_split(indices: np.ndarray, labels: np.ndarray, cfg: ExperimentCon
     return Split(tr, val, unused)
 
 
-def left_out(indices: np.ndarray, labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """``per_class`` training images of every class that ``indices`` does not select, chosen by
-    a seeded permutation per class; sorted. A one-line error when a class has too few left."""
+def left_out(indices: np.ndarray, labels: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation): ``per_class`` validation images of every class, drawn by a seeded
+    permutation per class from the training images that ``indices`` does not select; where a
+    class has fewer left (CIFAR-10-LT's head class keeps all its images), the rest are held
+    out of the class's selected images, which then do not train. Both sorted; a one-line error
+    when a class has too few images in all."""
     rest = np.setdiff1d(np.arange(len(labels)), indices)
     rng = np.random.default_rng(seed)
-    out = []
+    val, held = [], []
     for c in np.unique(labels):
-        members = rest[labels[rest] == c]
-        if len(members) < per_class:
+        members, own = rest[labels[rest] == c], indices[labels[indices] == c]
+        short = max(per_class - len(members), 0)
+        if short >= len(own):
             raise UserError(
-                f"train.validation = unused needs {per_class} images of class {c} that the scenario leaves out, "
-                f"but only {len(members)} are left; lower train.val_per_class or the counts"
+                f"train.validation = unused needs {per_class} validation images of class {c}, but it has "
+                f"{len(members) + len(own)} in all; lower train.val_per_class"
             )
-        out.append(rng.permutation(members)[:per_class])
-    return np.sort(np.concatenate(out))
+        val.append(rng.permutation(members)[:per_class])
+        if short:
+            held.append(rng.permutation(own)[:short])
+    extra = np.concatenate(held) if held else np.array([], dtype=np.int64)
+    return np.setdiff1d(indices, extra), np.sort(np.concatenate([*val, extra]))
 
 
 def validation_data(
