@@ -21,9 +21,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from longtail_account import LONGTAIL_BLOCKS
-
 README = HERE / "README.md"
 MAIN_README = HERE.parent.parent / "README.md"
 SITE_HOME = HERE.parent / "index.md"  # the documentation site's home repeats the main README's headline
@@ -373,9 +370,6 @@ BLOCKS = {
     "per_class": per_class,
     "pair": pair,
 }
-
-
-BLOCKS.update(LONGTAIL_BLOCKS)  # the long-tailed robustness study's (longtail_account.py)
 
 
 def block(name: str, run: str) -> str:
