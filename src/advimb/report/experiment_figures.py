@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter
+from matplotlib.ticker import NullLocator
 
-from advimb.report.figures import KIND_COLOURS, OKABE_ITO, save
+from advimb.report.figures import CYCLE, KIND_COLOURS, OKABE_ITO, count_axis, save
+from advimb.report.figures import interval_errors as _err
+from advimb.report.longtail_figures import long_tail_robustness
 from advimb.report.text import fmt
 
 COLUMN_STYLE = {  # Table 1 columns: colour by model kind, dashed = different-model (transfer)
@@ -52,16 +54,6 @@ def sweep_curves(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig7_ac
     axes[0].set_ylabel("target-class accuracy under attack (%)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
     return save(fig, out_dir, stem)
-
-
-CYCLE = list(OKABE_ITO.values())
-
-
-def _err(rows: list[dict[str, Any]], col: str) -> np.ndarray:
-    v = np.array([r[col] for r in rows], dtype=float)
-    lo = np.array([r.get(f"{col}_lo", np.nan) for r in rows], dtype=float)
-    hi = np.array([r.get(f"{col}_hi", np.nan) for r in rows], dtype=float)
-    return np.nan_to_num(np.stack([v - lo, hi - v]), nan=0.0).clip(min=0)
 
 
 def imbalance_sweep(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig8_imbalance_sweep") -> dict[str, str]:
@@ -154,10 +146,7 @@ def long_tail(rows: list[dict[str, Any]], out_dir: Path, stem: str = "fig9_long_
                 xytext=(3, -8 if i else 3),
                 textcoords="offset points",
             )
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training images of the class (log)")
+    count_axis(ax)
     ax.set_ylabel("class accuracy on its attacked test images (%)")
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
@@ -221,8 +210,6 @@ def draw(rows: dict[str, list[dict[str, Any]]], summary: dict[str, Any], fig_dir
             sources.get("long_tail", []),
         )
     if rows.get("long_tail_classes"):
-        from advimb.report.longtail_figures import long_tail_robustness  # it builds on this module's helpers
-
         add(
             "fig11",
             "Fig. 11: long-tailed robustness, per-class accuracy under attack against class frequency",

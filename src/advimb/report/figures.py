@@ -17,7 +17,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 from advimb import artifacts
 
@@ -287,3 +287,23 @@ def table1(
                     )
         fig.colorbar(im, ax=ax, shrink=0.8)
     return save(fig, out_dir, stem)
+
+
+#: one colour per series of the experiments' figures
+CYCLE = list(OKABE_ITO.values())
+
+
+def interval_errors(rows: list[dict[str, Any]], col: str) -> np.ndarray:
+    """Error-bar lengths (below, above) of ``col`` from its ``_lo`` / ``_hi`` columns."""
+    v = np.array([r[col] for r in rows], dtype=float)
+    lo = np.array([r.get(f"{col}_lo", np.nan) for r in rows], dtype=float)
+    hi = np.array([r.get(f"{col}_hi", np.nan) for r in rows], dtype=float)
+    return np.nan_to_num(np.stack([v - lo, hi - v]), nan=0.0).clip(min=0)
+
+
+def count_axis(ax: Any) -> None:
+    """An x axis of training-image counts: log scale, plain numbers, labelled."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training images of the class (log)")

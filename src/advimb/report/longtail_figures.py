@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from advimb.report.experiment_figures import CYCLE, _err
-from advimb.report.figures import save
+from advimb.report.figures import CYCLE, count_axis, save
+from advimb.report.figures import interval_errors as _err
 
 
 def long_tail_robustness(
@@ -46,10 +45,7 @@ def long_tail_robustness(
                 label=f"{method}: {attack}",
             )
             ax.plot(x, [r["clean_accuracy"] for r in rs], "o", mfc="none", color=c, label=f"{method}: clean")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("training images of the class (log)")
+        count_axis(ax)
         ax.set_title(f"{attack}, {title}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("class accuracy on its test images (%)")

@@ -231,4 +231,4 @@ class GridMetrics:
         return self.all.mean_over([fn(c) for c in self.res.targets])
 
     def estimate(self, q: Quantity) -> Estimate:
-        return self.boot.interval(*q)
+        return self.all.estimate(q)
