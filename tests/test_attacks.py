@@ -94,11 +94,12 @@ def test_eps_outside_unit_interval_is_rejected():
 
 # ----------------------------------------------------------------------------- every attack
 
-from advimb.attacks.core import bim, get_attack, list_attacks, pgd
+from advimb.attacks.core import attack_params, bim, get_attack, list_attacks, pgd
 
 
 def _kw(name, eps, seed):
-    return {"generator": torch.Generator().manual_seed(seed)} if name == "pgd" else {}
+    """A seeded random start for every attack that draws one (PGD, CW)."""
+    return {"generator": torch.Generator().manual_seed(seed)} if "random_start" in attack_params(name) else {}
 
 
 @pytest.mark.parametrize("name", list_attacks())

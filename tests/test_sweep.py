@@ -152,7 +152,7 @@ def test_pgd_evaluation_does_not_depend_on_batch_size(smoke_run, smoke_cfg):
 @pytest.mark.parametrize(
     "argv,msg",
     [
-        (["--attacks", "fgsm,cw"], "unknown attack 'cw'"),
+        (["--attacks", "fgsm,zoo"], "unknown attack 'zoo'"),
         (["--epsilons", "0.01,abc"], "not a comma-separated list of numbers"),
         (["--epsilons", "0.01,1.5"], "sweep.epsilons: 1.5 is outside (0, 1]"),
         (["--set", "attack.steps=0"], "attack.steps: must be >= 1"),

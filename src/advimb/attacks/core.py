@@ -257,33 +257,11 @@ def pgd(
     return bim(model, x, y, eps=eps, steps=steps, step_size=step_size, x_init=x_init, **kwargs)
 
 
-@register_attack("cw", ("eps", "clip", "steps", "step_size", "random_start"))
-def cw(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    steps: int = 10,
-    step_size: float | None = None,
-    random_start: bool = True,
-    clip: bool = True,
-    generator: torch.Generator | None = None,
-    x_init: torch.Tensor | None = None,
-) -> torch.Tensor:
+@register_attack("cw", COMMON_PARAMS + ("steps", "step_size", "random_start"))
+def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, **kwargs) -> torch.Tensor:
     """CW-Linf as the adversarial-training papers evaluate it: :func:`pgd` ascending the
-    margin loss (:func:`margin_loss`, kappa 50) instead of the cross-entropy, untargeted; the
-    result stays within ``eps`` of ``x`` (L-inf) and in [0, 1]."""
-    return pgd(
-        model,
-        x,
-        y,
-        eps=eps,
-        steps=steps,
-        step_size=step_size,
-        random_start=random_start,
-        clip=clip,
-        generator=generator,
-        x_init=x_init,
-        loss="margin",
-    )
+    margin loss (:func:`margin_loss`, kappa 50) instead of the cross-entropy; the result stays
+    within ``eps`` of ``x`` (L-inf) and in [0, 1]. A targeted CW (``target``) descends the
+    target class's margin loss, i.e. raises its logit over every other. Other arguments as
+    :func:`pgd`."""
+    return pgd(model, x, y, eps=eps, loss="margin", **kwargs)
