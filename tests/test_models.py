@@ -83,7 +83,7 @@ def test_unknown_model():
 
 
 GRAD_PROBE = """
-import sys, torch
+import sys, warnings, torch
 from advimb.config.sections import ModelConfig
 from advimb.models import build_model
 name = sys.argv[1]
@@ -97,11 +97,21 @@ for _ in range(5):
     torch.nn.functional.cross_entropy(model(x), y).backward()
     grads.append([p.grad.clone() for p in model.parameters()])
 assert all(torch.equal(a, b) for g in grads[1:] for a, b in zip(grads[0], g)), "gradients differ between calls"
-ref = build_model(ModelConfig(name=name, widths=(4, 8, 8), fc=16), 10, (3, 32, 32), seed=0).eval()
-with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own kernels, not oneDNN's, as the reference
-    torch.nn.functional.cross_entropy(ref(x.contiguous()), y).backward()
-err = max(float((a - p.grad).norm() / (p.grad.norm() + 1e-12)) for a, p in zip(grads[0], ref.parameters()))
-assert err < 1e-4, err
+def ref_grads(dtype):
+    ref = build_model(ModelConfig(name=name, widths=(4, 8, 8), fc=16), 10, (3, 32, 32), seed=0).to(dtype).eval()
+    with warnings.catch_warnings():  # flags() always sets allow_tf32, which warns on a CPU build
+        warnings.simplefilter("ignore", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own kernels, not oneDNN's
+            torch.nn.functional.cross_entropy(ref(x.to(dtype).contiguous()), y).backward()
+    return [p.grad.double() for p in ref.parameters()]
+exact, own = ref_grads(torch.float64), ref_grads(torch.float32)
+rel = lambda a, b: float((a.double() - b).norm() / (b.norm() + 1e-30))
+# a deep net's fp32 gradient is itself only ~1e-3 from the float64 one (PyTorch's own kernels
+# too), so oneDNN's must be as close as PyTorch's fp32 kernels are, within a factor of 10; the
+# wrong kernel this guards against is off by order 1
+bad = [(i, rel(a, e), rel(o, e)) for i, (a, o, e) in enumerate(zip(grads[0], own, exact)) if rel(a, e) > max(10 * rel(o, e), 1e-4)]
+assert not bad, bad
+err = max(rel(a, e) for a, e in zip(grads[0], exact))
 print("ok", err)
 """
 
@@ -109,7 +119,8 @@ print("ok", err)
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_gives_the_same_correct_gradient_at_every_call_on_tiny_widths(name):
     """The smoke preset's widths (4/8/8), channels_last as the trainer runs: the weight
-    gradients are equal at every call and match PyTorch's own (non-oneDNN) kernels. In a subprocess with a
+    gradients are equal at every call and as close to the float64 gradient as PyTorch's own
+    (non-oneDNN) fp32 kernels are, within a factor of 10. In a subprocess with a
     time limit, because the kernel this guards against (oneDNN's AVX2 strided 1x1 weight
     gradient, see advimb.models.StridedPointwise) hangs or crashes as often as it is wrong."""
     import subprocess
