@@ -231,7 +231,7 @@ def step_profile(rho: float, n_max: int, c: int) -> list[int]:
 @register_profile("ldam")
 def ldam_profile(rho: float, n_max: int, c: int) -> list[int]:
     """CIFAR-10-LT / CIFAR-100-LT as LDAM-DRW builds them (Cao et al. 2019,
-    ``imbalance_cifar.py``): class i keeps int(n_max * (1/rho)^(i/(C-1))); its images are
+    imbalance_cifar.py in their repository): class i keeps int(n_max * (1/rho)^(i/(C-1))); its images are
     chosen by :func:`ldam_indices`."""
     return [int(n_max * (1 / rho) ** (i / (c - 1.0))) for i in range(c)]
 
