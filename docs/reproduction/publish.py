@@ -4,8 +4,8 @@
 
 copies the run folder into ``docs/reproduction/NAME`` less what is not redistributed or not
 needed to rebuild it: the model weights and training checkpoints (``*.pt``), the lock, and
-the example images in ``eval/attack/*.npz`` (CIFAR-10's images; every other array of those
-files is kept as it is). It writes ``provenance.json`` (the source folder, the machine, and
+the example images in every attack artifact (``eval/attack/``, ``experiments/*/``,
+``sweep/*/``: CIFAR-10's images; every other array of those files is kept as it is). It writes ``provenance.json`` (the source folder, the machine, and
 the size and sha256 of every file of the source with what was done to it), then rebuilds the
 tables and the report with the current advimb. The tests check the published folder against
 its ``provenance.json`` and its jobs' markers.
@@ -49,6 +49,12 @@ def cpu_flags() -> list[str]:
     return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx", "amx")) or f == "fma")
 
 
+def _holds_images(p: Path) -> bool:
+    """Is ``p`` an attack artifact with example images (the grid's, an experiment's, a sweep's)?"""
+    with np.load(p) as a:
+        return bool(set(IMAGE_ARRAYS) & set(a.files))
+
+
 def publish(src: Path, name: str, root: Path = HERE) -> Path:
     from advimb import artifacts
 
@@ -67,7 +73,7 @@ def publish(src: Path, name: str, root: Path = HERE) -> Path:
             rec["published"] = (
                 "dropped (weights, checkpoints and the lock are not published; tables and report are rebuilt)"
             )
-        elif rel.startswith("eval/attack/") and p.suffix == ".npz":
+        elif p.suffix == ".npz" and _holds_images(p):
             with np.load(p) as a:
                 kept = {k: a[k] for k in a.files if k not in IMAGE_ARRAYS}
                 removed = sorted(set(a.files) - set(kept))
