@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from longtail_account import LONGTAIL_BLOCKS
+
 README = HERE / "README.md"
 MAIN_README = HERE.parent.parent / "README.md"
 SITE_HOME = HERE.parent / "index.md"  # the documentation site's home repeats the main README's headline
@@ -48,19 +51,54 @@ def _ci(row: dict[str, str], col: str, digits: int = 1) -> str:
     return f"{float(row[col]):.{digits}f} [{float(row[col + '_lo']):.{digits}f}, {float(row[col + '_hi']):.{digits}f}]"
 
 
+def working_invocations(manifest: dict) -> list[dict]:
+    """The invocations of a run that ran jobs (a resume that found everything done ran none);
+    the last invocation when none did."""
+    return [i for i in manifest["invocations"] if i.get("jobs_run")] or manifest["invocations"][-1:]
+
+
 def run_facts(run: Path) -> str:
     m, cfg = _json(run / "manifest.json"), (run / "config.toml").read_text()
-    inv = m["invocations"][-1]
+    invs = working_invocations(m)
+    inv = invs[0]
     env, ds = m["environment"], m["dataset"]
-    js = inv["job_seconds"]
-    phase = {
-        "training": sum(v for k, v in js.items() if k.startswith("train")),
-        "clean evaluation": sum(v for k, v in js.items() if k.startswith("clean")),
-        "attacks": sum(v for k, v in js.items() if k.startswith("attack")),
-    }
-    train = "; ".join(f"{k.removeprefix('train ')} {v:.1f} s" for k, v in js.items() if k.startswith("train"))
+
+    def phases(js: dict[str, float]) -> str:
+        phase = {
+            "training": sum(v for k, v in js.items() if k.startswith("train")),
+            "clean evaluation": sum(v for k, v in js.items() if k.startswith("clean")),
+            "attacks": sum(v for k, v in js.items() if k.startswith("attack")),
+        }
+        return ", ".join(f"{k} {v:.1f} s" for k, v in phase.items())
+
+    train = "; ".join(
+        f"{k.removeprefix('train ')} {v:.1f} s"
+        for i in invs
+        for k, v in i["job_seconds"].items()
+        if k.startswith("train")
+    )
     prec = re.search(r'precision = "(\w+)"', cfg).group(1)
     stack = re.search(r'stack = "(\w+)"', cfg).group(1)
+    if len(invs) == 1:
+        when = [("started / finished", f"{inv['started']} / {inv['finished']}")]
+        wall = [
+            (
+                "wall time",
+                f"{inv['wall_seconds']:.0f} s of study time ({inv['jobs_run']} jobs): " + phases(inv["job_seconds"]),
+            )
+        ]
+    else:
+        when = [
+            (f"invocation {n} started / finished", f"{i['started']} / {i['finished']}") for n, i in enumerate(invs, 1)
+        ]
+        wall = [
+            (
+                f"invocation {n} wall time",
+                f"{i['wall_seconds']:.0f} s of study time ({i['jobs_run']} jobs, {i.get('jobs_recomputed', 0)} of "
+                "them recomputed because their job changed): " + phases(i["job_seconds"]),
+            )
+            for n, i in enumerate(invs, 1)
+        ]
     rows = [
         ("command", f"`{' '.join(inv['argv'])}`"),
         (
@@ -78,12 +116,8 @@ def run_facts(run: Path) -> str:
             f"{ds['name']}: {ds['origin']} (fingerprint `{ds['fingerprint'][:16]}...`), "
             f"{sum(ds['train_per_class']):,} training and {sum(ds['test_per_class']):,} test images",
         ),
-        ("started / finished", f"{inv['started']} / {inv['finished']}"),
-        (
-            "wall time",
-            f"{inv['wall_seconds']:.0f} s of study time ({inv['jobs_run']} jobs): "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in phase.items()),
-        ),
+        *when,
+        *wall,
         ("training by job", train),
     ]
     return "| what | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
@@ -372,13 +406,17 @@ BLOCKS = {
 }
 
 
+BLOCKS.update(LONGTAIL_BLOCKS)  # the long-tailed robustness study's (longtail_account.py)
+
+
 def block(name: str, run: str) -> str:
     return BLOCKS[name](HERE / run)
 
 
 #: numbers the prose may use that no run artifact holds: the protocol's constants (eps 0.01,
-#: dropout 0.25 / 0.5, CIFAR-10's 60,000 images), the authors' 83.45%, commit and anchor names
-PROTOCOL_NUMBERS = {"0.01", "0.25", "0.5", "60,000", "83.45%", "585", "001"}
+#: dropout 0.25 / 0.5, CIFAR-10's 60,000 images, the long-tail eps 8/255 and step 2/255), the
+#: authors' 83.45%, commit and anchor names
+PROTOCOL_NUMBERS = {"0.01", "0.25", "0.5", "60,000", "83.45%", "585", "001", "255"}
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*%?")
 
 
