@@ -86,11 +86,11 @@ GRAD_PROBE = """
 import sys, warnings, torch
 from advimb.config.sections import ModelConfig
 from advimb.models import build_model
-name = sys.argv[1]
+name, n = sys.argv[1], int(sys.argv[2])
 model = build_model(ModelConfig(name=name, widths=(4, 8, 8), fc=16), 10, (3, 32, 32), seed=0)
 model = model.to(memory_format=torch.channels_last).eval()  # eval: no dropout masks to differ
-x = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=torch.channels_last)
-y = torch.arange(32) % 10
+x = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=torch.channels_last)
+y = torch.arange(n) % 10
 grads = []
 for _ in range(5):
     model.zero_grad()
@@ -104,29 +104,38 @@ def ref_grads(dtype):
         with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own kernels, not oneDNN's
             torch.nn.functional.cross_entropy(ref(x.to(dtype).contiguous()), y).backward()
     return [p.grad.double() for p in ref.parameters()]
-exact, own = ref_grads(torch.float64), ref_grads(torch.float32)
+exact = ref_grads(torch.float64)
 rel = lambda a, b: float((a.double() - b).norm() / (b.norm() + 1e-30))
-# a deep net's fp32 gradient is itself only ~1e-3 from the float64 one (PyTorch's own kernels
-# too), so oneDNN's must be as close as PyTorch's fp32 kernels are, within a factor of 10; the
-# wrong kernel this guards against is off by order 1
-bad = [(i, rel(a, e), rel(o, e)) for i, (a, o, e) in enumerate(zip(grads[0], own, exact)) if rel(a, e) > max(10 * rel(o, e), 1e-4)]
+# a deep net's fp32 gradient is itself up to ~4e-3 from the float64 one (measured on an AMD
+# EPYC: PyTorch's own kernels 3.8e-3, oneDNN's 2.5e-3, per parameter at 32 images); the wrong
+# kernel this guards against is off by order 1
+bad = [(i, rel(a, e)) for i, (a, e) in enumerate(zip(grads[0], exact)) if rel(a, e) > 1e-2]
 assert not bad, bad
 err = max(rel(a, e) for a, e in zip(grads[0], exact))
 print("ok", err)
 """
 
 
+#: the papers' models, whose size ignores ``widths``: no convolution has the 2-7 input channels
+#: of the kernel bug below, so 8 images check their gradients (32 made WRN-34-10 take 90 s)
+FULL_SIZE = {"resnet18_cifar", "preact_resnet18", "wrn_28_10", "wrn_34_10"}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_gives_the_same_correct_gradient_at_every_call_on_tiny_widths(name):
     """The smoke preset's widths (4/8/8), channels_last as the trainer runs: the weight
-    gradients are equal at every call and as close to the float64 gradient as PyTorch's own
-    (non-oneDNN) fp32 kernels are, within a factor of 10. In a subprocess with a
+    gradients are equal at every call and within 1% of the float64 gradient (PyTorch's own
+    kernels), per parameter. In a subprocess with a
     time limit, because the kernel this guards against (oneDNN's AVX2 strided 1x1 weight
     gradient, see advimb.models.StridedPointwise) hangs or crashes as often as it is wrong."""
     import subprocess
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-c", GRAD_PROBE, name], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", GRAD_PROBE, name, str(8 if name in FULL_SIZE else 32)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert r.returncode == 0 and r.stdout.startswith("ok"), (r.returncode, r.stderr[-1500:])
