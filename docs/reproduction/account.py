@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from longtail_account import LONGTAIL_BLOCKS
+from longtail_account import LONGTAIL_BLOCKS, working_invocations
 
 README = HERE / "README.md"
 MAIN_README = HERE.parent.parent / "README.md"
@@ -49,12 +49,6 @@ def _json(path: Path):
 
 def _ci(row: dict[str, str], col: str, digits: int = 1) -> str:
     return f"{float(row[col]):.{digits}f} [{float(row[col + '_lo']):.{digits}f}, {float(row[col + '_hi']):.{digits}f}]"
-
-
-def working_invocations(manifest: dict) -> list[dict]:
-    """The invocations of a run that ran jobs (a resume that found everything done ran none);
-    the last invocation when none did."""
-    return [i for i in manifest["invocations"] if i.get("jobs_run")] or manifest["invocations"][-1:]
 
 
 def run_facts(run: Path) -> str:

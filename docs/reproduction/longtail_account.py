@@ -118,13 +118,19 @@ def balanced_softmax(run: Path) -> str:
     return "".join(out)
 
 
+def working_invocations(manifest: dict) -> list[dict]:
+    """The invocations of a run that ran jobs (a resume that found everything done ran none);
+    the last invocation when none did."""
+    return [i for i in manifest["invocations"] if i.get("jobs_run")] or manifest["invocations"][-1:]
+
+
 def headline(run: Path) -> str:
     """The main README's lines: the study in one line and, per method, robust and tail-robust
     accuracy under the main attack with the model's own gradient."""
     import json
 
     m = json.loads((run / "manifest.json").read_text())
-    invs = [i for i in m["invocations"] if i.get("jobs_run")] or m["invocations"][-1:]
+    invs = working_invocations(m)
     prov = run / "provenance.json"
     cpu = json.loads(prov.read_text())["machine"]["cpu"] if prov.exists() else "this machine"
     rows = [r for r in _csv(run / "tables" / "long_tail_robustness.csv") if r["gradient"] == "same_model"]
