@@ -330,3 +330,33 @@ def test_run_study_restores_the_callers_thread_count(one_thread_cfg, tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_importing_advimb_makes_openmp_wait_passively_unless_the_user_chose():
+    """A spinning libgomp thread takes the core a second study's thread waits for (BENCHMARKS.md,
+    section k): advimb asks for a passive wait before torch loads, and leaves a user's choice."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os, advimb, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "active"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "active"
+
+
+def test_usable_cores_are_the_affinity_mask_not_the_machine():
+    import os
+
+    from advimb.devices import usable_cores
+
+    mask = os.sched_getaffinity(0)
+    assert usable_cores() == len(mask)
+    os.sched_setaffinity(0, {min(mask)})
+    try:
+        assert usable_cores() == 1
+    finally:
+        os.sched_setaffinity(0, mask)

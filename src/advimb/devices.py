@@ -10,6 +10,7 @@ hardware that would resolve differently is refused instead of silently mixing re
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import torch
@@ -93,6 +94,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def auto_batch(batch_size: int, device: torch.device) -> int:
     return batch_size or AUTO_BATCH.get(device.type, 500)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: ``taskset``, a cgroup's
+    cpuset, a SLURM allocation), not every core of the machine that ``os.cpu_count`` counts."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -4,7 +4,6 @@ parallel, keeping each image's channels (1 for grayscale, 3 for colour).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -79,8 +78,10 @@ def _same_channels(arrays: list[np.ndarray]) -> np.ndarray:
 def _decode_all(paths: list[Path], progress: bool) -> np.ndarray:
     from tqdm.auto import tqdm
 
+    from advimb.devices import usable_cores
+
     chunks = [[str(p) for p in paths[i : i + 2000]] for i in range(0, len(paths), 2000)]
-    workers = min(len(chunks), os.cpu_count() or 1)
+    workers = min(len(chunks), usable_cores())
     bar = tqdm(total=len(paths), desc="decoding images", unit="img", disable=not progress)
     parts = []
     try:

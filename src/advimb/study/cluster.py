@@ -107,10 +107,10 @@ class DaskExecutor:
     def _local_cluster(self, distributed):
         import torch
 
-        from advimb.devices import resolve_device
+        from advimb.devices import resolve_device, usable_cores
 
         cuda = resolve_device(self.device_name).type == "cuda"
-        cores = os.cpu_count() or 1
+        cores = usable_cores()
         n = self.ecfg.workers or (max(1, torch.cuda.device_count()) if cuda else max(1, cores // 2))
         threads = max(1, cores // n)
         log(f"starting a Dask LocalCluster on 127.0.0.1: {n} worker process(es), {threads} torch thread(s) each")
