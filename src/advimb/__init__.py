@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 # iterations before they sleep. Alone on its cores a study loses nothing to that; beside a
 # second process on the same cores, each spinning thread burns the core the other process's
 # thread is waiting for (measured: a paper-scale model fell from ~670 to ~170 images/s beside a
-# second study, a quarter of its rate, where a fair share is a half; BENCHMARKS.md, section k).
+# second study, a quarter of its rate, where a fair share is a half; issue 34). benchmarks/fair_share.py measures it (alone and side by side; not measured yet).
 # A passive wait lets the other process run. libgomp reads this once, when torch is first
 # imported, so it takes effect only where advimb is imported first (the CLI, Dask workers that
 # inherit the environment); a user's own OMP_WAIT_POLICY wins.
