@@ -333,8 +333,8 @@ def test_run_study_restores_the_callers_thread_count(one_thread_cfg, tmp_path):
 
 
 def test_importing_advimb_makes_openmp_wait_passively_unless_the_user_chose():
-    """A spinning libgomp thread takes the core a second study's thread waits for (BENCHMARKS.md,
-    section k): advimb asks for a passive wait before torch loads, and leaves a user's choice."""
+    """A spinning libgomp thread takes the core a second study's thread waits for (issue 34,
+    benchmarks/fair_share.py): advimb asks for a passive wait before torch loads, and leaves a user's choice."""
     import os
     import subprocess
     import sys
