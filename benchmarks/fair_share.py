@@ -1,15 +1,21 @@
 """Does a study share the machine fairly? Training images/s of the ``faithful`` preset's model
 (the authors' VGG, batch 32, the resolved precision) in one process alone and in two processes
-side by side on the same cores, under each OpenMP wait policy.
+side by side on the same cores, in each mode.
 
-    python benchmarks/fair_share.py --seconds 60 --json benchmarks/results/fair_share.jsonl
+    python benchmarks/fair_share.py --seconds 20 --json benchmarks/results/fair_share.jsonl
 
-Each process is a fresh ``python`` that imports advimb (which sets ``OMP_WAIT_POLICY=PASSIVE``
-unless it is set) and then trains the model on random uint8 images for ``--seconds``, counting
-the images of the steps that finished. ``--policy default`` runs it with libgomp's own default
-(``OMP_WAIT_POLICY`` removed and advimb told not to set it: the behaviour before advimb set it),
-``passive`` and ``active`` with that value. A fair share of two processes is half the rate alone
-each; the sum against the rate alone says what sharing costs.
+Each process is a fresh ``python`` that imports advimb and trains the model on random uint8
+images for ``--seconds``, counting the images of the steps that finished; an "epoch" here is
+2,048 images. Modes (``--modes``):
+
+- ``oversubscribed``: every process takes every core (torch's default thread count) with
+  libgomp's default wait: advimb before issue 34.
+- ``passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep at once).
+- ``shared``: each process registers in :class:`advimb.devices.CoreShare` and takes its share
+  of the cores (:func:`advimb.devices.fair_threads`) at every epoch, as a study does.
+
+A fair share of two processes is half the rate alone each; the sum against the rate alone
+says what sharing costs.
 """
 
 from __future__ import annotations
@@ -23,15 +29,10 @@ import time
 
 WORKER = r"""
 import os, sys, time, json
-if os.environ.get("FAIR_SHARE_DEFAULT"):
-    os.environ["OMP_WAIT_POLICY"] = "unset-by-benchmark"  # placeholder so advimb's setdefault is a no-op
-import advimb  # noqa: F401
-if os.environ.get("FAIR_SHARE_DEFAULT"):
-    del os.environ["OMP_WAIT_POLICY"]  # libgomp has not been loaded yet: it sees no policy
 import torch
 import torch.nn.functional as F
 from advimb.api import build_config
-from advimb.devices import resolve_runtime, to_float
+from advimb.devices import fair_threads, resolve_runtime, share_cores, to_float
 from advimb.models import build_model
 
 cfg = resolve_runtime(build_config("faithful", device="cpu"))
@@ -43,13 +44,18 @@ y = torch.randint(0, 10, (2048,), generator=g)
 bs, seconds = cfg.train.batch_size, float(sys.argv[1])
 dtype = torch.bfloat16 if cfg.train.precision == "bf16" else None
 model.train()
+shared = os.environ.get("FAIR_SHARE_MODE") == "shared"
+share = share_cores(adapt=True)
+if shared:
+    share.__enter__()
 start = float(sys.argv[2])
 while time.time() < start:
     time.sleep(0.01)
-t0, n, i, rates = time.perf_counter(), 0, 0, []
-last = t0
+t0, n, i, used = time.perf_counter(), 0, 0, set()
 while time.perf_counter() - t0 < seconds:
     j = (i * bs) % (2048 - bs)
+    if j < bs:  # an epoch begins
+        used.add(fair_threads())
     xb, yb = to_float(x[j:j + bs]), y[j:j + bs]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
         loss = F.cross_entropy(model(xb), yb)
@@ -58,23 +64,22 @@ while time.perf_counter() - t0 < seconds:
     opt.step()
     n += bs
     i += 1
-    now = time.perf_counter()
-    if now - last >= 5:
-        rates.append(n / (now - t0))
-        last = now
 wall = time.perf_counter() - t0
+if shared:
+    share.__exit__()
 print(json.dumps({"images": n, "seconds": wall, "images_per_s": n / wall,
-                  "threads": torch.get_num_threads(), "precision": cfg.train.precision,
-                  "policy": os.environ.get("OMP_WAIT_POLICY", "default")}))
+                  "threads": sorted(used), "precision": cfg.train.precision}))
 """
 
 
-def run(policy: str, copies: int, seconds: float) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "FAIR_SHARE_DEFAULT")}
-    if policy == "default":
-        env["FAIR_SHARE_DEFAULT"] = "1"
-    else:
-        env["OMP_WAIT_POLICY"] = policy.upper()
+MODES = ("oversubscribed", "passive", "shared")
+
+
+def run(mode: str, copies: int, seconds: float) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    env["FAIR_SHARE_MODE"] = mode
+    if mode == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     start = time.time() + 8  # every process imported and built before the clock starts
     procs = [
         subprocess.Popen(
@@ -88,18 +93,29 @@ def run(policy: str, copies: int, seconds: float) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--policies", default="default,passive")
+    ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     ap.add_argument("--json", default=None, help="append each result as a JSON line")
     a = ap.parse_args()
     from pathlib import Path
 
     lines = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
-    for policy in a.policies.split(","):
-        alone = run(policy, 1, a.seconds)[0]["images_per_s"]
-        pair = [r["images_per_s"] for r in run(policy, 2, a.seconds)]
+    modes = a.modes.split(",")
+    if set(modes) - set(MODES):
+        ap.error(f"unknown mode(s) {sorted(set(modes) - set(MODES))}; choose from {', '.join(MODES)}")
+    import torch
+
+    for mode in modes:
+        one = run(mode, 1, a.seconds)[0]
+        two = run(mode, 2, a.seconds)
+        alone, pair = one["images_per_s"], [r["images_per_s"] for r in two]
         res = {
-            "policy": policy,
+            "mode": mode,
+            "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__,
+            "precision": one["precision"],
+            "alone_threads": one["threads"],
+            "pair_threads": [r["threads"] for r in two],
             "cpu": cpu,
             "cores": len(os.sched_getaffinity(0)),
             "alone_images_per_s": round(alone, 1),

@@ -18,7 +18,7 @@ LAYERS = {
     "artifacts": {"errors"},
     "devices": {"errors", "config"},
     "config": {"errors"},
-    "data": {"config", "errors", "registry", "log", "layout", "artifacts"},
+    "data": {"config", "errors", "registry", "log", "layout", "artifacts", "devices"},
     "models": {"config", "errors", "registry"},
     "attacks": {"config", "errors", "registry", "devices", "data"},
     "training": {"config", "errors", "registry", "log", "devices", "data", "attacks", "models"},

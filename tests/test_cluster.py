@@ -332,20 +332,77 @@ def test_run_study_restores_the_callers_thread_count(one_thread_cfg, tmp_path):
         torch.set_num_threads(before)
 
 
-def test_importing_advimb_makes_openmp_wait_passively_unless_the_user_chose():
-    """A spinning libgomp thread takes the core a second study's thread waits for (issue 34,
-    benchmarks/fair_share.py): advimb asks for a passive wait before torch loads, and leaves a user's choice."""
-    import os
+def _neighbour(tmp_path, cores):
+    """A live process registered in the core share under ``tmp_path`` with ``cores``."""
     import subprocess
     import sys
 
-    probe = "import os, advimb, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "active"
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "active"
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    root = tmp_path / "share"
+    root.mkdir(exist_ok=True)
+    (root / str(p.pid)).write_text(",".join(map(str, sorted(cores))))
+    return p, root
+
+
+def test_the_core_share_counts_live_studies_on_these_cores_and_forgets_ended_ones(tmp_path):
+    """Two studies that each take every core oversubscribe them (a quarter of the rate alone each,
+    benchmarks/fair_share.py); each takes its share instead: its cores over the live studies
+    whose cores overlap its own."""
+    import os
+
+    from advimb.devices import CoreShare
+
+    cores = os.sched_getaffinity(0)
+    p, root = _neighbour(tmp_path, cores)
+    try:
+        (root / "999999999").write_text("0")  # a study that ended without removing its file
+        (root / "notapid").write_text("0")
+        other = root / "1"  # pid 1 is alive; its cores (none of ours) do not overlap
+        other.write_text(str(max(cores) + 1000))
+        with CoreShare(root) as share:
+            assert (root / str(os.getpid())).exists()
+            assert share.studies() == 2
+            assert share.threads() == max(1, len(cores) // 2)
+            assert not (root / "999999999").exists()
+        assert not (root / str(os.getpid())).exists()
+    finally:
+        p.kill()
+        p.wait()
+    with CoreShare(root) as share:  # the neighbour has ended: every core again
+        assert share.studies() == 1 and share.threads() == len(cores)
+
+
+def test_a_study_beside_another_takes_its_share_and_records_it(smoke_cfg, tmp_path, monkeypatch):
+    """``train.threads`` auto: every epoch's thread count is this process's share of its cores,
+    recorded in the model's history; a fixed ``train.threads`` keeps its count (and restores the
+    caller's)."""
+    import csv
+    import dataclasses
+    import os
+    import tempfile
+
+    import torch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cores = os.sched_getaffinity(0)
+    p, _ = _neighbour(tmp_path, cores)
+    os.replace(tmp_path / "share", tmp_path / f"advimb-cores-{os.getuid()}")
+    before = torch.get_num_threads()
+    try:
+        run_dir = run_study(smoke_cfg, tmp_path / "run", progress=False)["run_dir"]
+        fixed = dataclasses.replace(smoke_cfg, train=dataclasses.replace(smoke_cfg.train, threads=len(cores)))
+        fixed_dir = run_study(fixed, tmp_path / "fixed", progress=False)["run_dir"]
+    finally:
+        p.kill()
+        p.wait()
+    assert torch.get_num_threads() == before
+
+    def threads(d):
+        with open(d / "models" / "balanced" / "history.csv") as f:
+            return {int(float(r["threads"])) for r in csv.DictReader(f)}
+
+    assert threads(run_dir) == {max(1, len(cores) // 2)}
+    assert threads(fixed_dir) == {len(cores)}
 
 
 def test_usable_cores_are_the_affinity_mask_not_the_machine():

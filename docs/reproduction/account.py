@@ -157,9 +157,13 @@ def claims(run: Path) -> str:
 
 
 def models(run: Path) -> str:
+    import tomllib
+
     clean = {r["model"]: r for r in _csv(run / "tables" / "clean_accuracy.csv")}
+    on_test = tomllib.loads((run / "config.toml").read_text())["train"].get("validation") == "test"
+    val = "validation (the test set)" if on_test else "validation"
     out = [
-        "| model | training / validation images (its class) | best epoch / stopped | best val. loss | val. acc. "
+        f"| model | training / {val} images (its class) | best epoch / stopped | best val. loss | val. acc. "
         "at best | train acc. at best / at stop | clean test acc. | its class, clean test acc. |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -368,7 +372,7 @@ def beside(run: Path, base: Path | None = None) -> str:
     as confusion counts (no image order), so its difference resamples the runs independently."""
     rows, new = _beside_rows(run, base)
     out = [
-        f"Each row: the published run ({BASE}) [95% interval] | this run [95% interval] | this run minus the "
+        f"Each row: the published run ({(base or HERE / BASE).name}) [95% interval] | this run [95% interval] | this run minus the "
         "published one, points [95% interval] | the paper. The intervals come from this table's own resample, so "
         "they can differ in the last digit from other tables' intervals of the same quantity.",
         "",
@@ -391,6 +395,7 @@ BLOCKS = {
     "headline": headline,
     "beside": beside,
     "beside_headline": beside_headline,
+    "beside_balval": lambda run: beside(run, HERE / "cpu-balval-cat"),
     "run": run_facts,
     "table1": table1,
     "claims": claims,

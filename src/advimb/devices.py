@@ -99,10 +99,115 @@ def auto_batch(batch_size: int, device: torch.device) -> int:
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask: ``taskset``, a cgroup's
     cpuset, a SLURM allocation), not every core of the machine that ``os.cpu_count`` counts."""
+    return max(1, len(_affinity()))  # without an affinity API (macOS, Windows): every core
+
+
+class CoreShare:
+    """The advimb studies that run on this machine's cores, so that each can take its share.
+
+    PyTorch's CPU kernels run one OpenMP team of ``torch.get_num_threads()`` threads; two
+    studies that each take every core oversubscribe them, and every barrier then waits for a
+    thread the scheduler has parked (measured, BENCHMARKS.md: two studies side by side on 2
+    cores each kept a quarter of its rate alone; one thread each kept 0.61). Each study
+    registers its process here (a file named by its pid, holding its affinity mask, in a
+    per-user folder of the temporary directory); :meth:`threads` is this process's cores
+    divided by the live studies whose cores overlap them (itself included). Files of processes
+    that have ended are removed when counted."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        import tempfile
+        from pathlib import Path
+
+        self.root = Path(root) if root is not None else Path(tempfile.gettempdir()) / f"advimb-cores-{os.getuid()}"
+        self.cores = frozenset(_affinity())
+        self.file = self.root / str(os.getpid())
+
+    def __enter__(self) -> CoreShare:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.file.write_text(",".join(map(str, sorted(self.cores))))
+        except OSError:  # a read-only temporary directory: the study runs, sharing with nobody
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.unlink(missing_ok=True)
+
+    def studies(self) -> int:
+        """The live registered studies whose cores overlap this process's (at least 1: itself)."""
+        n = 0
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return 1
+        for f in entries:
+            try:
+                pid, cores = int(f.name), {int(c) for c in f.read_text().split(",") if c}
+            except (OSError, ValueError):
+                continue
+            if pid != os.getpid() and not _alive(pid):
+                f.unlink(missing_ok=True)
+                continue
+            n += bool(cores & self.cores) or pid == os.getpid()
+        return max(1, n)
+
+    def threads(self) -> int:
+        return max(1, len(self.cores) // self.studies())
+
+
+_SHARE: CoreShare | None = None
+
+
+def _affinity() -> set[int]:
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that pid: alive
+        return True
+    return True
+
+
+class share_cores:  # a context manager, named like contextlib's
+    """Register this process's study in :class:`CoreShare` for the ``with`` block; with
+    ``adapt`` (``train.threads = 0``, auto), :func:`fair_threads` gives it its share of the
+    cores at every job and every epoch. A fixed ``train.threads`` registers (so the studies
+    beside it count it) but keeps its thread count."""
+
+    def __init__(self, adapt: bool, root: str | os.PathLike[str] | None = None) -> None:
+        self.adapt, self.share = adapt, CoreShare(root)
+
+    def __enter__(self) -> CoreShare:
+        global _SHARE
+        self.share.__enter__()
+        self.before = _SHARE
+        if self.adapt:
+            _SHARE = self.share
+        return self.share
+
+    def __exit__(self, *exc: object) -> None:
+        global _SHARE
+        _SHARE = self.before
+        self.share.__exit__()
+
+
+def fair_threads() -> int:
+    """Set torch's CPU threads to this study's share of its cores (:class:`CoreShare`) where
+    the running study adapts; return the thread count now in use. Called between jobs and
+    between epochs (a thread count changes float rounding, so it stays fixed within an epoch
+    and is recorded in the epoch's history)."""
+    if _SHARE is not None:
+        n = _SHARE.threads()
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def resolve_runtime(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from advimb.config.sections import ExperimentConfig
-from advimb.devices import describe, resolve_device, resolve_runtime
+from advimb.devices import describe, fair_threads, resolve_device, resolve_runtime
 from advimb.log import log
 from advimb.study.jobs.base import Job, release_device_arrays
 from advimb.study.runfolder import environment
@@ -85,6 +85,7 @@ def run_local(jobs: Sequence[Job], run_dir: Path, progress: bool = True) -> dict
     stats, todo = pending(jobs, run_dir)
     bar = tqdm(total=sum(n for _, n in todo), desc="study", unit="job", disable=not progress, position=0)
     for job, n in todo:
+        fair_threads()  # this study's share of the cores, re-counted at every job
         bar.set_postfix_str(job.name)
         t0 = time.perf_counter()
         job.run(run_dir, progress=progress)

@@ -103,14 +103,21 @@ def run_study(
     (:mod:`advimb.study.lock`) is held from the first write to the end, ``after(run_dir)``
     (the report) included; its result is the summary's ``after``. Another holder: a
     :class:`UserError` naming it, or with ``wait`` a wait until it ends. ``train.threads``
-    applies to this call only (the caller's thread count is restored)."""
+    applies to this call only (the caller's thread count is restored); left at 0 (auto) on the
+    local executor, the study shares this process's cores with the other advimb studies on
+    them (:class:`advimb.devices.CoreShare`), re-counted at every job and epoch."""
     import torch
+
+    from advimb.devices import share_cores
 
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _run_study(cfg, out, progress, argv, pair, after, wait)
+        if cfg.executor.name != "local":  # the Dask workers run the jobs, with their own threads
+            return _run_study(cfg, out, progress, argv, pair, after, wait)
+        with share_cores(adapt=not cfg.train.threads):
+            return _run_study(cfg, out, progress, argv, pair, after, wait)
     finally:
         torch.set_num_threads(threads)
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
-from advimb.devices import autocast_dtype, to_float
+from advimb.devices import autocast_dtype, fair_threads, to_float
 from advimb.log import log
 from advimb.training.policy import crop_padding
 from advimb.training.regimes import Regime, adversarial_batch, epoch_order, trades_loss
@@ -217,6 +217,7 @@ def fit(
     for epoch in range(run.start_epoch, cfg.max_epochs):
         if run.stopper.should_stop:
             break
+        threads = fair_threads()  # fixed for the epoch; recorded in its history
         t0 = time.perf_counter()
         if cfg.optimizer == "sgd":
             for g in run.opt.param_groups:
@@ -236,7 +237,7 @@ def fit(
         if robust is not None:
             record["val_robust_accuracy"] = robust(model)
             watched = -record["val_robust_accuracy"]
-        run.history.append({**record, "seconds": time.perf_counter() - t0})
+        run.history.append({**record, "seconds": time.perf_counter() - t0, "threads": threads})
         if run.stopper.step(watched, epoch + 1):
             run.best_state = copy.deepcopy(model.state_dict())
         if on_epoch_end is not None:

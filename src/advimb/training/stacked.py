@@ -41,7 +41,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
-from advimb.devices import autocast_dtype
+from advimb.devices import autocast_dtype, fair_threads
 from advimb.log import log
 from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr, rng_scope
 from advimb.training.regimes import Regime, epoch_order, epoch_size
@@ -102,6 +102,7 @@ def fit_stacked(
                 bar.set_postfix_str(f"{st.done.count(False)} training", refresh=False)
                 if on_epoch_end is not None:
                     on_epoch_end(st.state())
+                fair_threads()  # this study's share of the cores, re-counted when an epoch ends
         bar.close()
     return st.results(models)
 
