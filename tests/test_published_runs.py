@@ -21,7 +21,7 @@ PUBLISHED = sorted(p.parent.name for p in HERE.glob("*/provenance.json"))
 IMAGE_ARRAYS = {"example_clean", "example_adversarial"}
 #: whether each published run is in the paper's setting (the report sets the paper's numbers
 #: beside it) or not (it says why not): decided here for every folder, so a new one must be too
-IN_PAPER_SETTING = {"paper-h200": True, "cpu-balval-cat": True, "longtail-cpu": False}
+IN_PAPER_SETTING = {"paper-h200": True, "cpu-balval-cat": True, "cpu-faithful-cat": True, "longtail-cpu": False}
 
 
 def test_the_reproduction_page_lists_every_published_folder():

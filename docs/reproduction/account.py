@@ -113,8 +113,33 @@ def run_facts(run: Path) -> str:
         *when,
         *wall,
         ("training by job", train),
+        *epoch_seconds(run),
     ]
     return "| what | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+
+
+def epoch_seconds(run: Path) -> list[tuple[str, str]]:
+    """Every trained model's epochs and their summed seconds (``models/*/meta.json``), over every
+    invocation (an interrupted one's epochs included), where the history records them; not for
+    models trained in a stack (``stacked_with``), whose epochs share their seconds."""
+    import statistics
+
+    out, total = [], [0, 0.0]
+    for meta_path in sorted((run / "models").glob("*/meta.json")):
+        meta = _json(meta_path)
+        hist = meta.get("history") or []
+        if hist and all("seconds" in h for h in hist) and meta.get("stacked_with", 1) <= 1:
+            secs = [h["seconds"] for h in hist]
+            total[0], total[1] = total[0] + len(secs), total[1] + sum(secs)
+            out.append(
+                f"{meta_path.parent.name.replace('-', ':', 1)} {len(secs)} epochs, {sum(secs):.0f} s "
+                f"(median {statistics.median(secs):.1f} s/epoch)"
+            )
+    if not out:
+        return []
+    if len(out) > 5:  # a grid: its sum, not a row per model
+        out = [f"{len(out)} models, {total[0]} epochs, {total[1]:.0f} s"]
+    return [("training epochs by model, every invocation (models/*/meta.json)", "; ".join(out))]
 
 
 def table1(run: Path) -> str:
@@ -162,6 +187,7 @@ def models(run: Path) -> str:
     clean = {r["model"]: r for r in _csv(run / "tables" / "clean_accuracy.csv")}
     on_test = tomllib.loads((run / "config.toml").read_text())["train"].get("validation") == "test"
     val = "validation (the test set)" if on_test else "validation"
+    test_per_class = _json(run / "manifest.json")["dataset"]["test_per_class"]
     out = [
         f"| model | training / {val} images (its class) | best epoch / stopped | best val. loss | val. acc. "
         "at best | train acc. at best / at stop | clean test acc. | its class, clean test acc. |",
@@ -175,9 +201,17 @@ def models(run: Path) -> str:
         best = hist[meta["best_epoch"] - 1]
         target = meta["target"]
         i = list(sc["counts"]).index(target) if target else None
-        own = f"{sc['train_per_class'][i]:,} / {sc['val_per_class'][i]:,}" if target is not None else "-"
+        n_val, val_i = (
+            (sum(test_per_class), test_per_class[i] if i is not None else 0)
+            if on_test
+            else (
+                sc["n_val"],
+                sc["val_per_class"][i] if i is not None else 0,
+            )
+        )
+        own = f"{sc['train_per_class'][i]:,} / {val_i:,}" if target is not None else "-"
         out.append(
-            f"| {name} | {sc['n_train']:,} / {sc['n_val']:,} ({own}) | {meta['best_epoch']} / {meta['stopped_epoch']} | "
+            f"| {name} | {sc['n_train']:,} / {n_val:,} ({own}) | {meta['best_epoch']} / {meta['stopped_epoch']} | "
             f"{best['val_loss']:.3f} | {100 * best['val_accuracy']:.1f}% | {100 * best['accuracy']:.1f}% / "
             f"{100 * hist[-1]['accuracy']:.1f}% | {_ci(row, 'accuracy')} | "
             f"{_ci(row, target) if target else '-'} |"
