@@ -374,9 +374,8 @@ def test_the_core_share_counts_live_studies_on_these_cores_and_forgets_ended_one
 
 def test_a_study_beside_another_takes_its_share_and_records_it(smoke_cfg, tmp_path, monkeypatch):
     """``train.threads`` auto: every epoch's thread count is this process's share of its cores,
-    recorded in the model's history; a fixed ``train.threads`` keeps its count (and restores the
-    caller's)."""
-    import csv
+    recorded beside the model's history (meta.json ``epoch_threads``); a fixed ``train.threads``
+    keeps its count (and restores the caller's)."""
     import dataclasses
     import os
     import tempfile
@@ -398,8 +397,7 @@ def test_a_study_beside_another_takes_its_share_and_records_it(smoke_cfg, tmp_pa
     assert torch.get_num_threads() == before
 
     def threads(d):
-        with open(d / "models" / "balanced" / "history.csv") as f:
-            return {int(float(r["threads"])) for r in csv.DictReader(f)}
+        return set(json.loads((d / "models" / "balanced" / "meta.json").read_text())["epoch_threads"])
 
     assert threads(run_dir) == {max(1, len(cores) // 2)}
     assert threads(fixed_dir) == {len(cores)}

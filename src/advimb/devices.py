@@ -110,7 +110,7 @@ class CoreShare:
     thread the scheduler has parked (measured, BENCHMARKS.md: two studies side by side on 2
     cores each kept a quarter of its rate alone; one thread each kept 0.61). Each study
     registers its process here (a file named by its pid, holding its affinity mask, in a
-    per-user folder of the temporary directory); :meth:`threads` is this process's cores
+    per-user folder of the temporary directory); :meth:`CoreShare.threads` is this process's cores
     divided by the live studies whose cores overlap them (itself included). Files of processes
     that have ended are removed when counted."""
 

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -186,6 +186,9 @@ class FitResult:
     best_epoch: int
     stopped_epoch: int
     steps: int = 0
+    #: torch's CPU threads in each epoch (this study's share of the cores, :func:`fair_threads`),
+    #: kept out of ``history`` so that history.csv keeps its columns
+    threads: list[int] = field(default_factory=list)
 
 
 def fit(
@@ -217,7 +220,7 @@ def fit(
     for epoch in range(run.start_epoch, cfg.max_epochs):
         if run.stopper.should_stop:
             break
-        threads = fair_threads()  # fixed for the epoch; recorded in its history
+        run.threads.append(fair_threads())  # fixed for the epoch; recorded beside its history
         t0 = time.perf_counter()
         if cfg.optimizer == "sgd":
             for g in run.opt.param_groups:
@@ -237,7 +240,7 @@ def fit(
         if robust is not None:
             record["val_robust_accuracy"] = robust(model)
             watched = -record["val_robust_accuracy"]
-        run.history.append({**record, "seconds": time.perf_counter() - t0, "threads": threads})
+        run.history.append({**record, "seconds": time.perf_counter() - t0})
         if run.stopper.step(watched, epoch + 1):
             run.best_state = copy.deepcopy(model.state_dict())
         if on_epoch_end is not None:
@@ -245,7 +248,7 @@ def fit(
     final = run.best_state if cfg.restore_best else model.state_dict()
     model.load_state_dict(final)
     stopped = int(run.history[-1]["epoch"]) if run.history else 0  # an int (epoch + 1) in a dict of floats
-    return FitResult(final, run.history, run.stopper.best_epoch, stopped, run.step)
+    return FitResult(final, run.history, run.stopper.best_epoch, stopped, run.step, run.threads)
 
 
 class _Run:
@@ -259,6 +262,7 @@ class _Run:
         self.opt = make_optimizer(model, cfg)
         self.stopper = EarlyStopping(cfg.min_delta, cfg.patience)
         self.history: list[dict[str, float]] = []
+        self.threads: list[int] = []
         self.best_state = copy.deepcopy(model.state_dict())
         self.start_epoch, self.step = 0, 0
         if resume is not None:
@@ -267,6 +271,7 @@ class _Run:
             self.stopper.load_state_dict(resume["early_stopping"])
             self.best_state = resume["best_state"]
             self.history = list(resume["history"])
+            self.threads = list(resume.get("threads", []))  # checkpoints before it have none
             self.start_epoch, self.step = int(resume["epoch"]), int(resume["step"])
 
     def state(self, epoch: int) -> dict[str, Any]:
@@ -279,6 +284,7 @@ class _Run:
             "early_stopping": self.stopper.state_dict(),
             "best_state": self.best_state,
             "history": self.history,
+            "threads": self.threads,
         }
 
     def epoch(self, train, epoch: int, seed: int, *args: Any) -> tuple[torch.Tensor, torch.Tensor, int]:

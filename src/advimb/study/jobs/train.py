@@ -238,6 +238,7 @@ class TrainJob(Job):
             "replicate": self.replicate,
             "device": str(device),
             "torch_threads": torch.get_num_threads(),
+            "epoch_threads": result.threads,
             "stacked_with": stacked,
             "seconds": seconds,
         }
