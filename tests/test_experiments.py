@@ -14,7 +14,8 @@ import torch
 from advimb.cli import main
 from advimb.config.sections import ImbalanceConfig
 from advimb.data.imbalance import Scenario, class_counts, long_tail_counts, parse_scenario
-from advimb.training.regimes import Regime, adversarial_batch, balanced_weights, epoch_order
+from advimb.training.defences import FGSMImages, PGDImages, Regime, balanced_weights
+from advimb.training.regimes import epoch_order
 
 CLASSES = tuple(f"class{i}" for i in range(10))
 
@@ -54,7 +55,7 @@ def test_class_weights_and_resampling():
     assert set(range(12)) <= set(order.tolist())  # every original image still in the epoch
 
 
-@pytest.mark.parametrize("kind", ["fgsm", "pgd"])
+@pytest.mark.parametrize("kind", [FGSMImages, PGDImages])
 def test_adversarial_training_batches(kind):
     from advimb.config.sections import ModelConfig
     from advimb.models import build_model
@@ -62,10 +63,10 @@ def test_adversarial_training_batches(kind):
     model = build_model(ModelConfig(widths=(4, 8, 8), fc=16), 3, (3, 16, 16), seed=0).train()
     x, y = torch.rand(12, 3, 16, 16), torch.tensor([0, 1, 2] * 4)
     g = torch.Generator().manual_seed(0)
-    adv = adversarial_batch(model, x, y, Regime(adversarial=kind, adv_eps=0.03, adv_steps=3), g)
+    adv = kind.from_spec(0.03, 3, ()).craft(model, x, y, g)
     assert (adv - x).abs().max() <= 0.03 + 1e-6 and (adv - x).abs().max() > 0.01
     assert model.training  # put back in training mode
-    minority = adversarial_batch(model, x, y, Regime(adversarial=kind, adv_eps=0.03, adv_classes=(2,)), g)
+    minority = kind.from_spec(0.03, 7, (2,)).craft(model, x, y, g)
     changed = (minority - x).flatten(1).abs().amax(1) > 0
     assert changed.tolist() == (y == 2).tolist()  # only the minority class is perturbed
 
@@ -208,8 +209,8 @@ def test_replicates_are_independent(exp_run):
 
 def test_defended_models_train_with_their_regime(exp_run):
     meta = json.loads((exp_run / "models" / "under-class3+pgd_at" / "meta.json").read_text())
-    assert meta["regime"]["adversarial"] == "pgd" and meta["regime"]["adv_steps"] == 2
-    assert meta["regime"]["adv_eps"] == 0.01 and meta["regime"]["adv_classes"] == []
+    assert meta["regime"]["images"] == {"kind": "PGDImages", "eps": 0.01, "classes": [], "steps": 2}
+    assert meta["regime"]["loss"] == {"kind": "CrossEntropy"}
     cw = json.loads((exp_run / "models" / "under-class5+class_weight" / "meta.json").read_text())["regime"]
     assert cw["class_weight"][5] > cw["class_weight"][0]  # the minority class weighs more
     rs = json.loads((exp_run / "models" / "under-class5+resample" / "meta.json").read_text())
@@ -330,8 +331,8 @@ def test_minority_only_adversarial_training_perturbs_the_under_sampled_class(smo
     )
     y = torch.from_numpy(ds.y_train)
     under = TrainJob(cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 4, defence="pgd_at"))
-    assert under.regime(y, 10) == Regime(adversarial="pgd", adv_eps=0.02, adv_steps=3, adv_classes=(4,))
+    assert under.regime(y, 10) == Regime(images=PGDImages(0.02, (4,), 3))
     bal = TrainJob(cfg, ds.classes, ds.fingerprint, scenario=Scenario("balanced", defence="fgsm_at"))
-    assert bal.regime(y, 10) == Regime(adversarial="fgsm", adv_eps=0.02, adv_classes=())  # nothing is minority
+    assert bal.regime(y, 10) == Regime(images=FGSMImages(0.02, ()))  # nothing is minority
     plain_scope = TrainJob(smoke_cfg, ds.classes, ds.fingerprint, scenario=Scenario("under", 4, defence="pgd_at"))
     assert plain_scope.key != under.key  # the scope and eps are part of what the job computes

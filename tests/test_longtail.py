@@ -20,8 +20,8 @@ from advimb.data.imbalance import Scenario, class_counts, ldam_indices, long_tai
 from advimb.errors import UserError
 from advimb.models import build_model
 from advimb.results.longtail import split_classes, worst
+from advimb.training.defences import PGDImages, Regime, TradesLoss, get_defence, log_prior, trades_kl, trades_loss
 from advimb.training.fit import epoch_lr, fit, random_crop
-from advimb.training.regimes import Regime, get_defence, log_prior, trades_kl, trades_loss
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -174,6 +174,47 @@ def test_trades_loss_is_its_formula_on_fixed_logits():
     assert trades_loss(clean, adv, y, 6.0, None) == pytest.approx(float(ce + 6 * kl), rel=1e-6)
 
 
+def test_trades_with_class_weights_weighs_its_natural_term_on_fixed_logits():
+    """``trades+class_weight``: mean_i w[y_i] CE_i + beta KL (the weights re-weigh the fit to the
+    labels, the KL stays unweighted; Keras class_weight's mean, not torch's weighted mean).
+    Before, the TRADES step dropped the weights without a word."""
+    y_train = torch.tensor([0] * 6 + [1] * 2)
+    d = get_defence("trades+class_weight")
+    r = d.regime(d.spec(0.03, "all", 2, False), y_train, 2, None)
+    assert r.class_weight == pytest.approx((8 / 12, 8 / 4)) and r.loss == TradesLoss(6.0)
+    clean = torch.tensor([[2.0, 0.5], [0.0, 1.0], [1.5, -0.5]])
+    adv = torch.tensor([[1.0, 1.0], [0.5, 0.2], [0.0, 0.3]])
+    y = torch.tensor([0, 1, 1])
+    w = torch.tensor(r.class_weight)
+    ce = -clean.log_softmax(1)[torch.arange(3), y]  # per image
+    p, q = clean.softmax(1), adv.softmax(1)
+    kl = (p * (p.log() - q.log())).sum(1).mean()
+    expected = (ce * torch.tensor([8 / 12, 8 / 4, 8 / 4])).mean() + 6 * kl
+    assert float(r.loss(clean, y, w, None, adv)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(r.loss(clean, y, None, None, adv)) == pytest.approx(float(ce.mean() + 6 * kl), rel=1e-6)
+
+
+def test_a_trades_step_uses_the_class_weights():
+    """One epoch of trades against trades+class_weight from the same start: the weights change the
+    trained model (before, both trained the same)."""
+    from advimb.config.sections import TrainConfig
+    from advimb.training.fit import fit
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(24, 8, 8, 3, generator=gen) * 255).to(torch.uint8)
+    y = torch.tensor([0] * 18 + [1] * 6)
+    cfg = TrainConfig(lr=1e-2, batch_size=8, max_epochs=1, channels_last=False, precision="fp32", patience=5)
+    states = []
+    for name in ("trades", "trades+class_weight"):
+        d = get_defence(name)
+        regime = d.regime(d.spec(0.03, "all", 2, False), y, 2, None)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+        res = fit(model, (x, y), (x, y), cfg, seed=1, augment=False, regime=regime, progress=False)
+        states.append(res.state_dict)
+    assert not torch.equal(states[0]["1.weight"], states[1]["1.weight"])
+
+
 def test_balanced_softmax_offsets_are_the_log_prior():
     y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
     offsets = torch.tensor(log_prior(y, 3))
@@ -187,20 +228,21 @@ def test_balanced_softmax_offsets_are_the_log_prior():
 def test_composed_defences_merge_their_regimes_and_refuse_two_attacks():
     y = torch.tensor([0] * 8 + [1] * 2)
     atbsl = get_defence("pgd_at+logit_adjust")
-    assert atbsl.adversarial == "pgd" and not atbsl.stackable
+    assert atbsl.adversarial and not atbsl.stackable
     spec = atbsl.spec(8 / 255, "all", 10, False)
     assert spec == {
         "name": "pgd_at+logit_adjust",
         "parts": [{"name": "pgd_at", "eps": 8 / 255, "scope": "all", "steps": 10}, {"name": "logit_adjust"}],
     }
     r = atbsl.regime(spec, y, 2, None)
-    assert r.adversarial == "pgd" and r.adv_eps == 8 / 255 and r.adv_steps == 10
+    assert r.images == PGDImages(8 / 255, (), 10)
     assert r.logit_adjust == pytest.approx(log_prior(y, 2))
     trades = get_defence("trades")
-    assert trades.regime(trades.spec(0.03, "all", 5, False), y, 2, None).trades_beta == 6.0
-    for bad in ("pgd_at+fgsm_rs_at", "logit_adjust+logit_adjust"):
-        with pytest.raises(UserError, match="at most one adversarial"):
-            get_defence(bad)
+    assert trades.regime(trades.spec(0.03, "all", 5, False), y, 2, None).loss == TradesLoss(6.0)
+    with pytest.raises(UserError, match="pgd_at and fgsm_rs_at both set the training images"):
+        get_defence("pgd_at+fgsm_rs_at")
+    with pytest.raises(UserError, match="name each defence once"):
+        get_defence("logit_adjust+logit_adjust")
     with pytest.raises(UserError, match="is not one of"):
         get_defence("pgd_at+dropout")
 
@@ -281,8 +323,11 @@ def test_the_longtail_preset_runs_end_to_end_at_a_tiny_size(tmp_path, capsys):
     assert {"plain (cross-entropy)", "PGD-AT (Madry et al. 2018)", "TRADES (Zhang et al. 2019)"} <= methods
     assert "AT-BSL (Yue et al. 2024)" in methods and {r["attack"] for r in rows} == {"PGD-2", "CW-2"}
     assert {r["gradient"] for r in rows} == {"same_model", "balanced_model"}
-    counts = json.loads((out / "scenarios" / "longtail-ldam10.json").read_text())["counts"]
-    assert list(counts.values()) == long_tail_counts("ldam", 10, 30, 10)
+    record = json.loads((out / "scenarios" / "longtail-ldam10.json").read_text())
+    assert list(record["counts"].values()) == long_tail_counts("ldam", 10, 30, 10)
+    # the selection it was trained with, LDAM-DRW's draws, not the configured one (the bug: "random")
+    assert record["selection"] == "ldam"
+    assert json.loads((out / "scenarios" / "balanced.json").read_text())["selection"] == "random"
     hist = (out / "models" / "longtail-ldam10+trades" / "history.csv").read_text()
     assert "val_robust_accuracy" in hist.splitlines()[0]
     assert "val_robust_accuracy" not in (out / "models" / "longtail-ldam10" / "history.csv").read_text()

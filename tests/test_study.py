@@ -545,3 +545,34 @@ def test_advimb_tables_rebuilds_the_tables(smoke_run, tmp_path, capsys):
     assert _tables(run) == before
     assert out.startswith("Table 1 - accuracy (%)") and "balanced model, clean test accuracy" in out
     assert main(["tables", str(tmp_path / "none")]) == 2
+
+
+def test_scenario_records_rebuild_with_todays_code_and_only_where_the_images_are_the_same(smoke_run, tmp_path):
+    """``rebuild_scenario_records``: a record an earlier version wrote wrongly is rewritten (and
+    only it), a second pass rewrites nothing, and a stored selection today's code does not make
+    stops it before anything is written."""
+    import json
+    import shutil
+
+    import numpy as np
+    import pytest
+
+    from advimb.errors import UserError
+    from advimb.study.records import rebuild_scenario_records
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run["run_dir"], run)
+    wrong = run / "scenarios" / "under-class3.json"
+    truth = json.loads(wrong.read_text())
+    wrong.write_text(json.dumps({**truth, "selection": "first"}))
+    assert rebuild_scenario_records(run) == [wrong]
+    assert json.loads(wrong.read_text()) == truth
+    assert rebuild_scenario_records(run) == []
+    npz = run / "scenarios" / "over-class1.npz"
+    with np.load(npz) as z:
+        arrays = dict(z)
+    np.savez(npz, **{**arrays, "indices": arrays["indices"][::-1]})
+    wrong.write_text(json.dumps({**truth, "selection": "first"}))
+    with pytest.raises(UserError, match="selects other images for over:class1"):
+        rebuild_scenario_records(run)
+    assert json.loads(wrong.read_text())["selection"] == "first"  # nothing written

@@ -9,6 +9,10 @@ the example images in every attack artifact (``eval/attack/``, ``experiments/*/`
 the size and sha256 of every file of the source with what was done to it), then rebuilds the
 tables and the report with the current advimb. The tests check the published folder against
 its ``provenance.json`` and its jobs' markers.
+
+    python docs/reproduction/publish.py --rebuild-records longtail-cpu
+
+rebuilds a published folder's scenario records with today's code (:func:`rebuild_records`).
 """
 
 from __future__ import annotations
@@ -104,11 +108,48 @@ def publish(src: Path, name: str, root: Path = HERE) -> Path:
     return dst
 
 
+def rebuild_records(name: str, data_dir: Path | None = None, root: Path = HERE) -> list[str]:
+    """Rebuild the published folder's scenario records with today's code
+    (:func:`advimb.study.records.rebuild_scenario_records`) and say so in its provenance: each
+    rewritten file keeps its source's size and sha256 and gains ``rebuilt`` (its own, the
+    function and the commit); its tables and report are rebuilt after."""
+    from advimb import artifacts
+    from advimb.study.records import rebuild_scenario_records
+    from advimb.study.runfolder import git_commit
+
+    dst = root / name
+    prov = json.loads((dst / "provenance.json").read_text())
+    changed = rebuild_scenario_records(dst, data_dir)
+    commit = git_commit().get("commit", "unknown")
+    for path in changed:
+        rel = path.relative_to(dst).as_posix()
+        prov["files"][rel]["published"] = (
+            "record rebuilt by advimb.study.records.rebuild_scenario_records (an earlier version recorded "
+            "the configured selection, not the one used); the source's size and sha256 are above"
+        )
+        prov["files"][rel]["rebuilt"] = {**artifacts.file_record(path), "commit": commit}
+    (dst / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
+    for cmd in ("tables", "report"):
+        subprocess.run([sys.executable, "-m", "advimb", cmd, str(dst)], check=True)
+    return [p.relative_to(dst).as_posix() for p in changed]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("src", type=Path, help="a finished run folder")
+    ap.add_argument("src", type=Path, nargs="?", help="a finished run folder")
     ap.add_argument("name", help="the published folder's name under docs/reproduction/")
+    ap.add_argument(
+        "--rebuild-records",
+        action="store_true",
+        help="rebuild the published folder NAME's scenario records with today's code instead (no SRC)",
+    )
+    ap.add_argument("--data-dir", type=Path, help="with --rebuild-records: where the run's dataset is")
     args = ap.parse_args()
+    if args.rebuild_records:
+        print("\n".join(rebuild_records(args.name, args.data_dir)) or "every record is as today's code writes it")
+        return 0
+    if args.src is None:
+        ap.error("give SRC (a finished run folder) and NAME, or --rebuild-records NAME")
     print(publish(args.src.expanduser().resolve(), args.name))
     return 0
 

@@ -220,7 +220,7 @@ def _list(_: argparse.Namespace) -> int:
     from advimb.data.imbalance import list_profiles
     from advimb.data.sources import list_sources
     from advimb.models import is_stackable, list_models
-    from advimb.training.regimes import get_defence, list_defences
+    from advimb.training.defences import get_defence, list_defences
 
     print("presets:")
     for name, p in PRESETS.items():

@@ -8,7 +8,7 @@ it found; it never changes parameters or their ``.grad``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -139,6 +139,22 @@ def sign_step(
     return x.detach() + step * g if direction == "ascent" else x.detach() - step * g
 
 
+def uniform_offsets(
+    shape: Sequence[int],
+    eps: float,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """A random start's offsets, uniform in [-eps, eps], of ``shape``: drawn from ``generator``
+    on its device (advimb's seeded starts use a CPU generator, so they depend neither on the
+    device nor on batching), or without one from torch's global generator on ``device``. The
+    one place every random start (attacks, adversarial training, robust validation) is drawn."""
+    dev = generator.device if generator is not None else device
+    return torch.empty(tuple(shape), dtype=dtype, device=dev).uniform_(-eps, eps, generator=generator)
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:
     """Onto the L-inf ball of radius ``eps`` around ``x`` and, with ``clip``, onto [0, 1]
     (the order torchattacks and Foolbox use: the ball first, then the pixel range)."""
@@ -252,8 +268,8 @@ def pgd(
     global generator, as torchattacks does) unless ``x_init`` gives it. Other arguments
     as :func:`bim`."""
     if x_init is None and random_start:
-        noise = torch.empty(x.shape, dtype=x.dtype, device=x.device if generator is None else generator.device)
-        x_init = x.detach() + noise.uniform_(-eps, eps, generator=generator).to(x.device)
+        noise = uniform_offsets(x.shape, eps, generator, dtype=x.dtype, device=x.device)
+        x_init = x.detach() + noise.to(x.device)
     return bim(model, x, y, eps=eps, steps=steps, step_size=step_size, x_init=x_init, **kwargs)
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from advimb.attacks.core import attack_params, eval_mode, get_attack
+from advimb.attacks.core import attack_params, eval_mode, get_attack, uniform_offsets
 from advimb.attacks.plugins import check_plugin, is_plugin
 from advimb.config.sections import AttackConfig
 from advimb.config.seeds import derive_seed
@@ -101,8 +101,7 @@ def attack_spec(cfg: AttackConfig) -> dict[str, Any]:
 def random_start(n: int, image_shape: tuple[int, int, int], eps: float, seed: int) -> torch.Tensor:
     """PGD's random start offsets, uniform in [-eps, eps], float NCHW ``(n, C, H, W)`` drawn
     on the CPU from ``seed`` (so they depend neither on the device nor on batching)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.empty((n, *image_shape)).uniform_(-eps, eps, generator=g)
+    return uniform_offsets((n, *image_shape), eps, torch.Generator().manual_seed(seed))
 
 
 def attack_images(

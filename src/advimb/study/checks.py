@@ -17,7 +17,7 @@ from advimb.config.sections import ExperimentConfig
 from advimb.data.imbalance import check_profile
 from advimb.data.sources import check_source
 from advimb.models import check_model
-from advimb.training.regimes import get_defence
+from advimb.training.defences import get_defence
 
 
 def check_names(cfg: ExperimentConfig) -> None:

@@ -24,7 +24,7 @@ from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import Scenario, parse_class, target_classes
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS, variant_folder
-from advimb.training.regimes import get_defence
+from advimb.training.defences import get_defence
 
 
 def replicate_seed(seed: int, k: int) -> int:

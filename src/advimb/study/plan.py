@@ -18,7 +18,7 @@ from advimb.study.experiments import experiment_grid, replicate_config
 from advimb.study.jobs.base import Job
 from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalGroupJob, CleanEvalJob
 from advimb.study.jobs.train import TrainGroupJob, TrainJob
-from advimb.training.regimes import get_defence
+from advimb.training.defences import get_defence
 
 
 def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:

@@ -28,8 +28,9 @@ from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype, fair_threads, to_float
 from advimb.log import log
+from advimb.training.defences import Loss, Regime
 from advimb.training.policy import crop_padding
-from advimb.training.regimes import Regime, adversarial_batch, epoch_order, trades_loss
+from advimb.training.regimes import epoch_order
 
 
 def keras_lr(lr: float, decay: float, t: int) -> float:
@@ -333,12 +334,12 @@ class _Run:
                 xb = random_crop(xb, shifts[i : i + cfg.batch_size], pad)
             yb = y_tr[idx]
             x_adv = None
-            if regime.adversarial:
+            if regime.images is not None:
                 with torch.autocast(device.type, dtype=self.amp, enabled=self.amp is not None):
-                    x_adv = adversarial_batch(model, xb, yb, regime, gen)  # restores train mode
-                if not regime.trades_beta:  # the batch itself is replaced; TRADES keeps both
+                    x_adv = regime.images.craft(model, xb, yb, gen)  # restores train mode
+                if not regime.images.keeps_clean:  # the batch itself is replaced; TRADES keeps both
                     xb, x_adv = x_adv, None
-            loss, out = self.update(xb, yb, weight, adjust, x_adv, regime.trades_beta)
+            loss, out = self.update(xb, yb, weight, adjust, x_adv, regime.loss)
             loss_sum += loss.detach() * len(idx)
             correct += (out.argmax(1) == yb).sum()
             bar.update(len(idx))
@@ -352,24 +353,19 @@ class _Run:
         weight: torch.Tensor | None,
         adjust: torch.Tensor | None = None,
         x_adv: torch.Tensor | None = None,
-        beta: float = 0.0,
+        loss_fn: Loss | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step at this iteration's learning rate (``adjust``: the logit
-        adjustment added to the training logits; ``x_adv`` and ``beta``: TRADES' neighbours
-        and weight, :class:`Regime`)."""
+        """One optimiser step at this iteration's learning rate on the regime's loss
+        (``loss_fn``, cross-entropy by default; ``weight`` and ``adjust``: the class weights and
+        logit offsets the regime declares; ``x_adv``: training images the loss sees beside the
+        batch, TRADES' neighbours)."""
         if self.cfg.optimizer == "rmsprop_keras":
             for g in self.opt.param_groups:
                 g["lr"] = keras_lr(self.cfg.lr, self.cfg.decay, self.step)
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.forward(xb)
             out_adv = self.forward(x_adv) if x_adv is not None else None
-        logits = out.float() if adjust is None else out.float() + adjust
-        if out_adv is not None:
-            loss = trades_loss(out.float(), out_adv.float(), yb, beta, adjust)
-        elif weight is None:
-            loss = F.cross_entropy(logits, yb)
-        else:  # Keras class_weight: weighted per-image losses, averaged over the batch
-            loss = (F.cross_entropy(logits, yb, reduction="none") * weight[yb]).mean()
+        loss = (loss_fn or Regime().loss)(out.float(), yb, weight, adjust, None if out_adv is None else out_adv.float())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

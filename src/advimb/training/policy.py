@@ -10,21 +10,31 @@ images. Three rules, each written once and used by every trainer (one by one or 
   a re-sampled training set (its duplicates get random flips); random crops of the
   zero-padded image (``crop``, ``crop_hflip`` with flips: the long-tail papers' recipe);
 - **normalisation statistics** (``model.normalize = per_channel``): the mean and standard
-  deviation per channel of the model's own training images, on the [0, 1] scale.
+  deviation per channel of the model's own training images, on the [0, 1] scale;
+- **checkpoint selection** (``train.select``): the lowest validation loss, or for an
+  adversarially trained model with ``val_robust`` the highest accuracy under PGD on the
+  validation images (:func:`robust_validation`).
+
+It also names what a scenario's model trains with (:class:`ScenarioSelection`,
+:class:`Prepared`); the training job only orchestrates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
+from advimb.attacks.core import eval_mode, pgd, uniform_offsets
 from advimb.config.sections import ExperimentConfig, TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import balanced_subset, stratified_split
+from advimb.devices import to_float
 from advimb.errors import UserError
-from advimb.training.regimes import Regime
+from advimb.training.defences import Regime, get_defence
 
 
 class Split(NamedTuple):
@@ -34,6 +44,28 @@ class Split(NamedTuple):
     train: np.ndarray
     val: np.ndarray
     unused: np.ndarray
+
+
+class ScenarioSelection(NamedTuple):
+    """A scenario's training images: its counts per class, the selected indices (into the
+    training set) and their division by the validation rule (not ``imbalance.selection``, the
+    setting that names how they are drawn)."""
+
+    counts: list[int]
+    indices: np.ndarray
+    split: Split
+
+
+class Prepared(NamedTuple):
+    """What a model trains with: its selection, its training indices on the device, the
+    images it early-stops on, the initial model, whether it flips and its regime."""
+
+    sel: ScenarioSelection
+    train_idx: torch.Tensor
+    val: tuple[torch.Tensor, torch.Tensor]
+    model: nn.Module
+    augment: bool
+    regime: Regime
 
 
 def validation_split(indices: np.ndarray, labels: np.ndarray, cfg: ExperimentConfig, seed: int) -> Split:
@@ -106,3 +138,29 @@ def normalisation(
         return None, None
     xf = x_train_u8.float().div(255)
     return xf.mean((0, 1, 2)).cpu(), xf.std((0, 1, 2)).cpu()
+
+
+def selects_robust(train: TrainConfig, defence: str) -> bool:
+    """Is a model's checkpoint chosen by robust validation accuracy? With ``train.select =
+    val_robust``, an adversarially trained one's is; a plain one keeps the validation loss."""
+    return train.select == "val_robust" and bool(defence) and get_defence(defence).adversarial
+
+
+def robust_validation(
+    val: tuple[torch.Tensor, torch.Tensor], eps: float, steps: int, seed: int, batch_size: int, channels_last: bool
+) -> Callable[[nn.Module], float]:
+    """A model's accuracy on the validation images ``val`` (uint8 NHWC, labels) under PGD with
+    ``eps`` and ``steps``, from the same random start (drawn from ``seed``) every epoch."""
+
+    def accuracy(model: nn.Module) -> float:
+        gen = torch.Generator().manual_seed(seed)
+        correct = 0
+        for i in range(0, len(val[0]), batch_size):
+            xb, yb = to_float(val[0][i : i + batch_size], channels_last), val[1][i : i + batch_size]
+            start = uniform_offsets(xb.shape, eps, gen).to(xb.device, xb.dtype)
+            x_adv = pgd(model, xb, yb, eps=eps, steps=steps, x_init=xb + start)
+            with torch.no_grad(), eval_mode(model):
+                correct += int((model(x_adv).argmax(1) == yb).sum())
+        return correct / max(len(val[0]), 1)
+
+    return accuracy

@@ -43,8 +43,9 @@ from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype, fair_threads
 from advimb.log import log
+from advimb.training.defences import Regime
 from advimb.training.fit import EarlyStopping, FitResult, compiled, keras_lr, rng_scope
-from advimb.training.regimes import Regime, epoch_order, epoch_size
+from advimb.training.regimes import epoch_order, epoch_size
 from advimb.training.stacked_ops import has_dropout, rmsprop_, stack_to_float, stack_validation, stackable
 
 
@@ -79,8 +80,11 @@ def fit_stacked(
     regimes = list(regimes) if regimes is not None else [Regime() for _ in models]
     if not stackable(models[0]):
         raise ValueError("models with batch norm cannot be trained stacked; train them one by one (fit)")
-    if any(r.adversarial for r in regimes):
-        raise ValueError("adversarial training crafts each batch against its own model; train it one by one (fit)")
+    if any(r.images is not None or r.loss != Regime().loss for r in regimes):
+        raise ValueError(
+            "adversarial training and losses other than cross-entropy need each model's own step; "
+            "train it one by one (fit)"
+        )
     with rng_scope(x_train.device):  # the stack seeds the dropout masks' stream itself (_Stack), in this scope
         st = _Stack(models, (x_train, y_train), train_idx, val, cfg, seeds, augment, regimes, resume)
         bar = tqdm(

@@ -9,16 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from advimb import artifacts
-from advimb.attacks.core import eval_mode, pgd
 from advimb.config.enums import Kind
-from advimb.config.io import to_dict
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import (
@@ -28,33 +25,21 @@ from advimb.data.imbalance import (
     selection_of,
     validation_is_split,
 )
-from advimb.devices import auto_batch, resolve_device, to_float
+from advimb.devices import auto_batch, resolve_device
 from advimb.models import build_model
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
+from advimb.training.defences import Regime, get_defence
 from advimb.training.fit import fit
-from advimb.training.policy import Split, augments, normalisation, validation_data, validation_split
-from advimb.training.regimes import Regime, get_defence
-
-
-class Selection(NamedTuple):
-    """A scenario's training images: its counts per class, the selected indices (into the
-    training set) and their division by the validation rule."""
-
-    counts: list[int]
-    indices: np.ndarray
-    split: Split
-
-
-class Prepared(NamedTuple):
-    """What a model trains with: its selection, its training indices on the device, the
-    images it early-stops on, the initial model, whether it flips and its regime."""
-
-    sel: Selection
-    train_idx: torch.Tensor
-    val: tuple[torch.Tensor, torch.Tensor]
-    model: nn.Module
-    augment: bool
-    regime: Regime
+from advimb.training.policy import (
+    Prepared,
+    ScenarioSelection,
+    augments,
+    normalisation,
+    robust_validation,
+    selects_robust,
+    validation_data,
+    validation_split,
+)
 
 
 @dataclass(frozen=True)
@@ -109,30 +94,21 @@ class TrainJob(Job):
 
     @property
     def selects_robust(self) -> bool:
-        """Is the model's checkpoint chosen by robust validation accuracy? With ``train.select =
-        val_robust``, an adversarially trained one is; a plain one keeps the validation loss."""
-        d = self.scenario.defence
-        return self.config.train.select == "val_robust" and bool(d) and bool(get_defence(d).adversarial)
+        """Is the model's checkpoint chosen by robust validation accuracy (:func:`selects_robust`)?"""
+        return selects_robust(self.config.train, self.scenario.defence)
 
     def robust_accuracy(self, val: tuple[torch.Tensor, torch.Tensor]) -> Callable[[torch.nn.Module], float]:
-        """Accuracy of a model on the validation images under PGD with the experiments'
-        adversarial-training eps and steps, the same random start every epoch
-        (``train.select = val_robust``)."""
+        """The robust validation accuracy that picks its checkpoint (:func:`robust_validation`),
+        with the experiments' adversarial-training eps and steps and its own seed."""
         e, cfg = self.config.experiments, self.config
-        eps, seed = e.adv_eps or cfg.attack.eps, derive_seed(cfg.seed, "val_robust", self.scenario.name(self.classes))
-
-        def accuracy(model: torch.nn.Module) -> float:
-            gen = torch.Generator().manual_seed(seed)
-            correct, bs = 0, auto_batch(cfg.eval.batch_size, val[0].device)
-            for i in range(0, len(val[0]), bs):
-                xb, yb = to_float(val[0][i : i + bs], cfg.train.channels_last), val[1][i : i + bs]
-                start = torch.empty(xb.shape).uniform_(-eps, eps, generator=gen).to(xb.device, xb.dtype)
-                x_adv = pgd(model, xb, yb, eps=eps, steps=e.adv_steps, x_init=xb + start)
-                with torch.no_grad(), eval_mode(model):
-                    correct += int((model(x_adv).argmax(1) == yb).sum())
-            return correct / max(len(val[0]), 1)
-
-        return accuracy
+        return robust_validation(
+            val,
+            e.adv_eps or cfg.attack.eps,
+            e.adv_steps,
+            derive_seed(cfg.seed, "val_robust", self.scenario.name(self.classes)),
+            auto_batch(cfg.eval.batch_size, val[0].device),
+            cfg.train.channels_last,
+        )
 
     def seeds(self) -> dict[str, int]:
         # a defended model shares data, split, initialisation and order with its undefended
@@ -146,7 +122,7 @@ class TrainJob(Job):
             "train": derive_seed(base, "train", name),
         }
 
-    def select(self, ds: Dataset) -> Selection:
+    def select(self, ds: Dataset) -> ScenarioSelection:
         """The scenario's training and validation indices (into the training arrays)."""
         cfg = self.config
         counts = class_counts(self.scenario, ds.num_classes, cfg.imbalance)
@@ -160,7 +136,7 @@ class TrainJob(Job):
             scenario_name=self.scenario.name(ds.classes),
         )
         split = validation_split(idx, ds.y_train, cfg, seeds["validation"])
-        return Selection(counts, idx, split)
+        return ScenarioSelection(counts, idx, split)
 
     def prepare(self, run_dir: Path, ds: Dataset, device: torch.device) -> Prepared:
         """Select and store the scenario's indices; build the initial model and what it trains
@@ -179,28 +155,31 @@ class TrainJob(Job):
         regime = self.regime(torch.from_numpy(ds.y_train[sel.split.train]), ds.num_classes)
         return Prepared(sel, tr, val, model, augments(cfg, self.scenario.kind, regime), regime)
 
-    def _write_selection(self, run_dir: Path, ds: Dataset, sel: Selection) -> None:
-        """The scenario's indices (npz) and what they hold (json)."""
-        cfg, (tr, val, unused) = self.config, sel.split
+    def _write_selection(self, run_dir: Path, ds: Dataset, sel: ScenarioSelection) -> None:
+        """The scenario's indices (npz) and what they hold (json, :meth:`TrainJob.record`)."""
+        tr, val, unused = sel.split
         slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
-        extra = {"held_out_unused": unused} if cfg.train.validation == "balanced" else {}
+        extra = {"held_out_unused": unused} if self.config.train.validation == "balanced" else {}
         artifacts.write_npz(layout.scenario(slug), indices=sel.indices, train=tr, val=val, **extra)
-        artifacts.write_json(
-            layout.scenario(slug, "json"),
-            {
-                "scenario": self.scenario.name(ds.classes),
-                "counts": dict(zip(ds.classes, sel.counts)),
-                "n_selected": len(sel.indices),
-                "n_train": len(tr),
-                "n_val": len(val),
-                "train_per_class": np.bincount(ds.y_train[tr], minlength=ds.num_classes).tolist(),
-                "val_per_class": np.bincount(ds.y_train[val], minlength=ds.num_classes).tolist(),
-                "n_held_out_unused": len(unused),
-                "selection": cfg.imbalance.selection,
-                "validation": cfg.train.validation,
-                "seeds": self.seeds(),
-            },
-        )
+        artifacts.write_json(layout.scenario(slug, "json"), self.record(ds, sel))
+
+    def record(self, ds: Dataset, sel: ScenarioSelection) -> dict[str, Any]:
+        """What the scenario's selection holds (``scenarios/<slug>.json``): its counts, the sizes
+        of its parts, per class, the selection rule that chose them and the seeds."""
+        cfg, (tr, val, unused) = self.config, sel.split
+        return {
+            "scenario": self.scenario.name(ds.classes),
+            "counts": dict(zip(ds.classes, sel.counts)),
+            "n_selected": len(sel.indices),
+            "n_train": len(tr),
+            "n_val": len(val),
+            "train_per_class": np.bincount(ds.y_train[tr], minlength=ds.num_classes).tolist(),
+            "val_per_class": np.bincount(ds.y_train[val], minlength=ds.num_classes).tolist(),
+            "n_held_out_unused": len(unused),
+            "selection": selection_of(self.scenario, cfg.imbalance),  # what chose them, not the setting
+            "validation": cfg.train.validation,
+            "seeds": self.seeds(),
+        }
 
     def finish(
         self,
@@ -234,7 +213,7 @@ class TrainJob(Job):
             "early_stopped": result.stopped_epoch < cfg.train.max_epochs,
             "history": result.history,
             "augment": prep.augment,
-            "regime": to_dict(prep.regime),
+            "regime": prep.regime.record(),
             "replicate": self.replicate,
             "device": str(device),
             "torch_threads": torch.get_num_threads(),

@@ -1,0 +1,211 @@
+"""What a training-time defence is: the declarations it makes (:class:`Regime`), the objects
+that carry them (:class:`TrainingImages`: which images a batch is replaced by or joined with;
+:class:`Loss`: the training loss), and how defences compose (:class:`Composed`: each field of
+the regime declared by at most one part, a conflict refused in one line before anything is
+written). The trainers read a regime's declarations and never a defence's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advimb.errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainingImages:
+    """The images adversarial training crafts from a batch against the current model (in eval
+    mode), with eps ``eps``, only for the images whose label is in ``classes`` when that is
+    given (the others stay clean). ``keeps_clean``: the loss sees the clean batch and these
+    images together (TRADES), else these replace the batch. ``stepped``: the attack takes
+    ``experiments.adv_steps`` steps (part of the defence's job key)."""
+
+    eps: float
+    classes: tuple[int, ...] = ()
+    keeps_clean: ClassVar[bool] = False
+    stepped: ClassVar[bool] = False
+
+    @classmethod
+    def from_spec(cls, eps: float, steps: int, classes: tuple[int, ...]) -> TrainingImages:
+        return cls(eps, classes)
+
+    def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The batch ``x`` as the training step sees it (detached), random starts from ``gen``."""
+        x_adv = self._craft(model, x, y, gen)
+        if self.classes:
+            mask = torch.isin(y, torch.tensor(self.classes, device=y.device))
+            x_adv = torch.where(mask[:, None, None, None], x_adv, x)
+        return x_adv.detach()
+
+    def _craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError  # a bug: every kind of training images overrides it
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A training loss on a batch's logits: ``weight`` (per-class weights, Keras
+    ``class_weight``: each image's loss times its class's weight, averaged over the batch) and
+    ``adjust`` (per-class offsets added to the training logits) are the other declarations a
+    loss receives, each ``None`` when no defence declares it; ``logits_adv``: the logits of the
+    :class:`TrainingImages` that keep the clean batch (``None`` otherwise)."""
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        weight: torch.Tensor | None,
+        adjust: torch.Tensor | None,
+        logits_adv: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        raise NotImplementedError  # a bug: every loss overrides it
+
+
+def cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, adjust: torch.Tensor | None
+) -> torch.Tensor:
+    """CE(logits [+ adjust], y), each image's term times ``weight[y]`` when given, averaged over
+    the batch (Keras ``class_weight``, not torch's weighted mean)."""
+    z = logits if adjust is None else logits + adjust
+    if weight is None:
+        return F.cross_entropy(z, y)
+    return (F.cross_entropy(z, y, reduction="none") * weight[y]).mean()
+
+
+@dataclass(frozen=True)
+class CrossEntropy(Loss):
+    """The paper's loss (:func:`cross_entropy`), on the batch the training images left."""
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        weight: torch.Tensor | None,
+        adjust: torch.Tensor | None,
+        logits_adv: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return cross_entropy(logits, y, weight, adjust)
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How a model is trained beyond the optimiser: the declarations of its defences (the
+    default is the paper's plain training). Each field is declared by at most one defence.
+
+    ``class_weight``: per-class loss weights (given to the loss). ``logit_adjust``: per-class
+    offsets added to the logits in the training loss only (the logit-adjusted loss of Menon et
+    al. 2021 with tau = 1: log of the class's share of the training set, which is the balanced
+    softmax of Ren et al. 2020); predictions use the raw logits. ``resample``: every epoch, each
+    class with fewer images than the largest is topped up to it by drawing its images again
+    with replacement (fresh draws each epoch). ``images``: what adversarial training crafts
+    from each batch (:class:`TrainingImages`). ``loss``: the training loss (:class:`Loss`;
+    cross-entropy by default).
+    """
+
+    class_weight: tuple[float, ...] = ()
+    logit_adjust: tuple[float, ...] = ()
+    resample: bool = False
+    images: TrainingImages | None = None
+    loss: Loss = CrossEntropy()
+
+    @property
+    def adversarial(self) -> bool:
+        """Does it craft its training images against the current model?"""
+        return self.images is not None
+
+    def record(self) -> dict[str, Any]:
+        """The regime as a model's meta.json holds it: its weights and offsets, and its images
+        and loss each named by kind with their settings."""
+
+        def named(obj: Any) -> dict[str, Any]:
+            return {"kind": type(obj).__name__, **dataclasses.asdict(obj)}
+
+        return {
+            "class_weight": list(self.class_weight),
+            "logit_adjust": list(self.logit_adjust),
+            "resample": self.resample,
+            "images": None if self.images is None else named(self.images),
+            "loss": named(self.loss),
+        }
+
+
+@dataclass(frozen=True)
+class Defence:
+    """A training-time defence: what defines it for a model's job key (:meth:`Defence.spec`),
+    the :class:`Regime` fields it declares (``declares``, checked when defences compose) and
+    the regime it trains a model with (:meth:`Defence.regime`, each kind of defence its own)."""
+
+    name: str
+    description: str = ""
+    declares: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The :class:`Regime` fields this defence sets."""
+        return self.declares
+
+    @property
+    def adversarial(self) -> bool:
+        """Does it craft its training images (and so also defend the balanced model)?"""
+        return "images" in self.fields
+
+    @property
+    def stackable(self) -> bool:
+        """Can its models train in the study's one stack? Weights, offsets and re-sampling
+        change only the cross-entropy and the epoch's order; crafted images and other losses
+        need the model's own step, so they train one by one."""
+        return not self.fields & {"images", "loss"}
+
+    def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
+        """What defines this defence for a model (part of its job key); the experiments'
+        adversarial-training settings matter only to adversarial training."""
+        return {"name": self.name}
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        """The training regime of a model with this defence (its ``spec`` from :meth:`Defence.spec`)."""
+        raise NotImplementedError(f"defence {self.name!r} builds no regime")  # a bug: every kind overrides it
+
+
+@dataclass(frozen=True)
+class Composed(Defence):
+    """Defences applied together (``a+b``): each part builds its regime and the regimes are
+    merged field by field; no two parts declare the same field (:func:`advimb.training.defences.compose` refuses them)."""
+
+    parts: tuple[Defence, ...] = ()
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset().union(*(p.fields for p in self.parts))
+
+    def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
+        return {"name": self.name, "parts": [p.spec(adv_eps, adv_scope, adv_steps, targeted) for p in self.parts]}
+
+    def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
+        out: dict[str, Any] = {}
+        for part, part_spec in zip(self.parts, spec["parts"], strict=True):
+            r = part.regime(part_spec, y_train, num_classes, target)
+            out.update({f: getattr(r, f) for f in part.fields})
+        return Regime(**out)
+
+
+def composed(name: str, parts: tuple[Defence, ...]) -> Composed:
+    """The defence ``a+b+...`` of ``parts``: each once, no field of the regime declared twice
+    (two adversarial trainings both craft the images; TRADES and another loss both set it)."""
+    names = [p.name for p in parts]
+    if len(set(names)) != len(names):
+        raise UserError(f"defence {name!r}: name each defence once (e.g. pgd_at+logit_adjust, AT-BSL)")
+    seen: dict[str, str] = {}
+    for p in parts:
+        for f in sorted(p.fields):
+            if f in seen:
+                raise UserError(
+                    f"defence {name!r}: {seen[f]} and {p.name} both set the training {f}; compose defences "
+                    "that change different things (e.g. pgd_at+logit_adjust, AT-BSL)"
+                )
+            seen[f] = p.name
+    return Composed(name, " + ".join(p.description for p in parts), parts)
