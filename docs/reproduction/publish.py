@@ -112,7 +112,7 @@ def rebuild_records(name: str, data_dir: Path | None = None, root: Path = HERE) 
     """Rebuild the published folder's scenario records with today's code
     (:func:`advimb.study.records.rebuild_scenario_records`) and say so in its provenance: each
     rewritten file keeps its source's size and sha256 and gains ``rebuilt`` (its own, the
-    function and the commit); its tables and report are rebuilt after."""
+    function and the commit)."""
     from advimb import artifacts
     from advimb.study.records import rebuild_scenario_records
     from advimb.study.runfolder import git_commit
@@ -129,9 +129,7 @@ def rebuild_records(name: str, data_dir: Path | None = None, root: Path = HERE) 
         )
         prov["files"][rel]["rebuilt"] = {**artifacts.file_record(path), "commit": commit}
     (dst / "provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
-    for cmd in ("tables", "report"):
-        subprocess.run([sys.executable, "-m", "advimb", cmd, str(dst)], check=True)
-    return [p.relative_to(dst).as_posix() for p in changed]
+    return [p.relative_to(dst).as_posix() for p in changed]  # no table or figure reads a record
 
 
 def main() -> int:
