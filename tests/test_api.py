@@ -12,6 +12,7 @@ import advimb
 from advimb.data.sources import load_dataset
 from advimb.errors import UserError
 from advimb.results.reader import read_config
+from advimb.scenario import Kind, Scenario
 
 
 def test_load_model_gives_the_studied_model_ready_for_torchattacks(smoke_run):
@@ -23,6 +24,8 @@ def test_load_model_gives_the_studied_model_ready_for_torchattacks(smoke_run):
     ds = load_dataset(cfg.data)
     target = ds.classes[3]
     net = advimb.load_model(run, f"under:{target}")
+    same = advimb.load_model(run, Scenario(Kind.UNDER, 3))  # a Scenario, or the class by index
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), same.state_dict().values()))
     assert isinstance(net, torch.nn.Module) and not net.training
     x = torch.from_numpy(ds.x_test).permute(0, 3, 1, 2).float().div(255)
     with torch.no_grad():
@@ -44,10 +47,27 @@ def test_load_model_gives_the_studied_model_ready_for_torchattacks(smoke_run):
 
 def test_load_model_says_what_is_wrong(smoke_run, tmp_path):
     run = Path(smoke_run["run_dir"])
-    with pytest.raises(UserError, match=r"has no trained model 'under:nope'; it has: balanced, over:"):
+    with pytest.raises(
+        UserError, match=r"has no trained model 'under:nope' \(unknown class 'nope'.*; it has: balanced, over:"
+    ):
         advimb.load_model(run, "under:nope")
+    with pytest.raises(UserError, match=r"has no trained model 'under:class3\+pgd_at'; it has: balanced, over:"):
+        advimb.load_model(run, Scenario(Kind.UNDER, 3, defence="pgd_at"))
     with pytest.raises(UserError, match="is not a run folder"):
         advimb.load_model(tmp_path, "balanced")
     with pytest.raises(UserError, match="is not a torch device"):
         advimb.load_model(run, "balanced", device="gpu7")
     assert json.loads((run / "manifest.json").read_text())["dataset"]["classes"]
+
+
+def test_too_few_bootstrap_replicates_is_a_one_line_error_before_anything_is_written(smoke_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run["run_dir"], run)
+    before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
+    with pytest.raises(
+        UserError, match=r"^n_boot 50 is too small for a 95% interval; use at least 100 \(default 2000\)$"
+    ):
+        advimb.Results(run).build_report(n_boot=50)
+    assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before

@@ -17,12 +17,13 @@ LAYERS = {
     "layout": set(),
     "artifacts": {"errors"},
     "devices": {"errors", "config"},
-    "config": {"errors"},
-    "data": {"config", "errors", "registry", "log", "layout", "artifacts", "devices"},
+    "config": {"errors", "registry"},
+    "scenario": {"config", "errors", "layout"},
+    "data": {"config", "errors", "registry", "log", "layout", "artifacts", "devices", "scenario"},
     "models": {"config", "errors", "registry"},
     "attacks": {"config", "errors", "registry", "devices", "data"},
-    "training": {"config", "errors", "registry", "log", "devices", "data", "attacks", "models"},
-    "results": {"config", "errors", "artifacts", "layout", "data"},
+    "training": {"config", "errors", "registry", "log", "devices", "data", "attacks", "models", "scenario"},
+    "results": {"config", "errors", "artifacts", "layout", "data", "scenario"},
     "study": {
         "config",
         "errors",
@@ -35,10 +36,11 @@ LAYERS = {
         "attacks",
         "training",
         "results",
+        "scenario",
     },
-    "report": {"config", "errors", "artifacts", "layout", "results"},
-    "cli": {"config", "errors", "study", "results", "report", "models", "attacks", "data", "training"},
-    "api": {"config", "errors", "artifacts", "layout", "study", "results", "report"},
+    "report": {"config", "errors", "artifacts", "layout", "results", "scenario"},
+    "cli": {"config", "errors", "study", "results", "report", "models", "attacks", "data", "training", "scenario"},
+    "api": {"config", "errors", "artifacts", "layout", "study", "results", "report", "scenario"},
 }
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advimb.config.enums import Kind
 from advimb.data.imbalance import BALANCED, Scenario, parse_scenario
 from advimb.errors import UserError
 from advimb.layout import GRID, slug
 from advimb.results.metrics import GridMetrics, Metrics, combination_summary
 from advimb.results.reader import Combination, Outcomes, load_grid
 from advimb.results.stats import Bootstrap
+from advimb.scenario import Kind
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "docs" / "reproduction" / "paper-h200"
 

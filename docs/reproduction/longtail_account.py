@@ -80,9 +80,9 @@ def balanced_softmax(run: Path) -> str:
     """What the balanced softmax changes: each model with it minus the same model without, on
     the same test images (paired), under the main attack with its own gradient, and the
     class that loses most robustness (clean minus robust) per model."""
-    from advimb.config.enums import Kind
     from advimb.results.longtail import method_name, split_classes, worst
     from advimb.results.metrics import difference
+    from advimb.scenario import Kind
 
     o, m = _metrics(run)
     models = {s.defence: s for s in o.models("long_tail") if s.kind == Kind.LONGTAIL}

@@ -26,6 +26,8 @@ from advimb.config.sections import ExperimentConfig
 from advimb.errors import UserError
 from advimb.report.build import build_report, collect
 from advimb.results.reader import read_config
+from advimb.results.stats import N_BOOT, check_n_boot
+from advimb.scenario import Scenario, parse_scenario
 from advimb.study.checks import resolve_arguments
 from advimb.study.lock import hold
 from advimb.study.run import run_study
@@ -88,12 +90,13 @@ def load(run_dir: str | Path) -> Results:
     return Results(run_dir)
 
 
-def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int = 0, device: str = "cpu"):
+def load_model(run_dir: str | Path, model: str | Scenario = "balanced", *, replicate: int = 0, device: str = "cpu"):
     """A trained model of a finished run folder as a ``torch.nn.Module`` in eval mode on
     ``device``, ready for any attack library: it takes images in [0, 1], ``(N, C, H, W)``
     float, and returns logits (its input normalisation, if any, is inside it), as the study
-    evaluated and attacked it. ``model``: ``balanced``, ``under:<class>``, ``over:<class>``
-    or an experiment's model (the names under ``models/``, ``:`` for ``-``); ``replicate``:
+    evaluated and attacked it. ``model``: a :class:`~advimb.scenario.Scenario` or its name,
+    ``balanced``, ``under:<class>``, ``over:<class>`` or an experiment's model
+    (``under:cat+pgd_at``, ``longtail:ldam100``; a class by name or index); ``replicate``:
     the seed index of a ``--seeds N`` run (0: the first seed).
 
         net = advimb.load_model("runs/quick", "under:truck")
@@ -102,7 +105,7 @@ def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int =
     import torch
 
     from advimb.artifacts import read_json
-    from advimb.layout import RunLayout, slug
+    from advimb.layout import RunLayout
     from advimb.study.jobs.base import trained_model
 
     run_dir = Path(run_dir)
@@ -114,20 +117,27 @@ def load_model(run_dir: str | Path, model: str = "balanced", *, replicate: int =
             "give the folder `advimb run --out` wrote"
         )
     layout = RunLayout(run_dir, replicate)
-    weights = layout.model(slug(model)) / "weights.pt"
+    data = read_json(manifest).get("dataset", {})
+    classes = tuple(data["classes"])
+    why = ""
+    try:
+        scenario = model if isinstance(model, Scenario) else parse_scenario(model, classes)
+        folder, label = scenario.slug(classes), scenario.name(classes)
+    except UserError as e:  # a models/ folder's own name, as earlier versions took it, or nothing
+        folder, label, why = str(model), str(model), f" ({e})"
+    weights = layout.model(folder) / "weights.pt"
     if not weights.is_file():
         found = sorted(read_json(p)["scenario"] for p in (layout.root / "models").glob("*/meta.json"))
         raise UserError(
-            f"{run_dir} has no trained model {model!r}"
+            f"{run_dir} has no trained model {label!r}{why}"
             + (f" in replicate {replicate}" if replicate else "")
             + (f"; it has: {', '.join(found)}" if found else "; it has none yet (run the study first)")
         )
-    data = read_json(manifest).get("dataset", {})
     try:
         dev = torch.device(device)
     except RuntimeError as e:
         raise UserError(f"device {device!r} is not a torch device ({e}); use cpu, cuda or cuda:N") from None
-    return trained_model(cfg, len(data["classes"]), tuple(data["image_shape"]), weights, dev)
+    return trained_model(cfg, len(classes), tuple(data["image_shape"]), weights, dev)
 
 
 @dataclass(frozen=True)
@@ -201,8 +211,9 @@ class Results:
             raw = collect(self.run_dir)["claims"]
         return {c["id"]: c for c in raw["claims"]}
 
-    def build_report(self, pair: str | None = None, n_boot: int = 2000) -> Path:
+    def build_report(self, pair: str | None = None, n_boot: int = N_BOOT) -> Path:
         """Build (or rebuild) the HTML report, holding the run folder's lock; returns its path."""
+        check_n_boot(n_boot)  # before the lock is taken
         with hold(self.run_dir, argv=["advimb.Results.build_report"]):
             build_report(self.run_dir, pair, n_boot)
         self.__dict__.pop("claims", None)

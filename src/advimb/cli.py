@@ -15,6 +15,7 @@ from typing import Any
 
 from advimb import __version__
 from advimb.errors import UserError
+from advimb.results.stats import N_BOOT
 
 
 def _study_args(sp: argparse.ArgumentParser) -> None:
@@ -68,7 +69,7 @@ def _report_args(sp: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help="class pair for Fig. 6 and claim C4 (default cat,dog, or the pair the balanced model confuses most)",
     )
-    sp.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    sp.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap replicates (default {N_BOOT})")
     sp.add_argument(
         "--wait",
         action="store_true",
@@ -173,8 +174,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_n_boot(n: int) -> None:
-    if n < 100:
-        raise UserError(f"--n-boot {n} is too small for a 95% interval; use at least 100 (default 2000)")
+    from advimb.results.stats import check_n_boot
+
+    check_n_boot(n, "--n-boot")
 
 
 def _report(args: argparse.Namespace) -> int:

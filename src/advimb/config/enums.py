@@ -37,16 +37,6 @@ class Choice(str, Enum):
             raise UserError(f"config {key}: {value!r} is not one of {', '.join(m.value for m in cls)}") from None
 
 
-class Kind(Choice):
-    """How a scenario's training set is drawn (:class:`advimb.data.imbalance.Scenario`)."""
-
-    BALANCED = "balanced"
-    UNDER = "under"
-    OVER = "over"
-    LONGTAIL = "longtail"
-    COUNTS = "counts"
-
-
 class Selection(Choice):
     RANDOM = "random"
     FIRST = "first"

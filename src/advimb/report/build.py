@@ -38,8 +38,9 @@ from advimb.results.metrics import GridMetrics
 from advimb.results.pairs import default_pair, parse_pair
 from advimb.results.reader import BALANCED, KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.reference import PAPER_SETTING, describe_attack, paper_setting, reference
-from advimb.results.stats import N_BOOT, Bootstrap
+from advimb.results.stats import N_BOOT, Bootstrap, check_n_boot
 from advimb.results.tables import build_tables, read_tables
+from advimb.scenario import Gradient, Kind
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -94,10 +95,10 @@ def _table1(
     return table1
 
 
-def _panel(grid: GridResults, flip: dict, c: str, kind: str) -> dict[str, Any]:
+def _panel(grid: GridResults, flip: dict, c: str, kind: Kind) -> dict[str, Any]:
     """Fig. 6: where class ``c``'s images go, clean and perturbed, under the ``kind``:c model."""
     model = grid.outcomes.name(grid.model(kind, c))
-    fr = [flip[(c, model, "same_model", lab)] for lab in grid.classes]
+    fr = [flip[(c, model, Gradient.SAME, lab)] for lab in grid.classes]
     return {
         "class": c,
         "kind": kind,
@@ -105,7 +106,7 @@ def _panel(grid: GridResults, flip: dict, c: str, kind: str) -> dict[str, Any]:
         "clean": [_r(x["clean_share"]) for x in fr],
         "adversarial": [_r(x["share"]) for x in fr],
         "n": fr[0]["attacked_images"],
-        "source": grid.cell(c, kind, "same_model")[0].source.replace(".npz", ".json"),
+        "source": grid.cell(c, kind, Gradient.SAME)[0].source.replace(".npz", ".json"),
     }
 
 
@@ -125,7 +126,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     why_not = paper_setting(cfg, grid.manifest.get("dataset", {}))
     comparable = not why_not
     layout = RunLayout(run_dir)
-    hist_path = layout.model("balanced") / "history.csv"
+    hist_path = layout.model(BALANCED.slug(grid.classes)) / "history.csv"
     exp_tables = summary.get("experiments", {}).get("tables", [])
     return {
         **_header(run_dir, grid, ref, why_not),
@@ -216,13 +217,13 @@ def _figure_data(grid: GridResults, summary: dict[str, Any], pair: tuple[str, st
     ]
     rel: dict[str, dict[str, Any]] = {}
     for r in rows["relative_difference"]:
-        if r["gradient"] == "same_model":
+        if r["gradient"] == Gradient.SAME:
             rel.setdefault(r["class"], {"class": r["class"]})[r["model_kind"]] = _r(r["relative_difference"])
     rd_avg = summary["relative_difference_average_percent"]
     flip = {(r["class"], r["evaluated_model"], r["gradient"], r["predicted_class"]): r for r in rows["flip_rates"]}
     flips = {
         kind: [
-            [_r(flip[(c, grid.outcomes.name(grid.model(kind, c)), "same_model", lab)]["share"]) for lab in classes]
+            [_r(flip[(c, grid.outcomes.name(grid.model(kind, c)), Gradient.SAME, lab)]["share"]) for lab in classes]
             for c in targets
         ]
         for kind in KINDS
@@ -237,14 +238,14 @@ def _figure_data(grid: GridResults, summary: dict[str, Any], pair: tuple[str, st
             "rows": [rel[c] for c in targets],
             "average": {"class": "average", **{k: None if rd_avg[k] is None else _r(rd_avg[k]) for k in KINDS}},
             "undefined": summary["relative_difference_undefined_classes"],
-            "gradient": "same_model",
+            "gradient": Gradient.SAME.value,
             "definition": "100 x (clean - attacked) / clean, both on the attacked test images",
             "sources": attack_src,
         },
         "flip_rates": {"targets": targets, "classes": list(classes), "percent": flips, "sources": attack_src},
         "pair": {
             "classes": list(pair),
-            "panels": [_panel(grid, flip, c, kind) for c in pair if c in targets for kind in ("under", "over")],
+            "panels": [_panel(grid, flip, c, kind) for c in pair if c in targets for kind in (Kind.UNDER, Kind.OVER)],
         },
     }
 
@@ -265,6 +266,7 @@ def _sweep(run_dir: Path, rows: list[dict[str, Any]] | None) -> dict[str, Any] |
 def build_report(run_dir: str | Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Build ``run_dir/report`` (page, figures, results.json, tables); returns the results."""
     run_dir = Path(run_dir)
+    check_n_boot(n_boot)
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist; give the folder `advimb run --out` wrote")
     results = collect(run_dir, pair, n_boot)  # every check (pair, completeness) before the first write

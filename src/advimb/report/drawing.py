@@ -11,6 +11,7 @@ import numpy as np
 
 from advimb.layout import GRID, RunLayout
 from advimb.report import experiment_figures, figures
+from advimb.scenario import BALANCED
 
 
 def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[list[dict[str, Any]], list[str]]:
@@ -28,7 +29,7 @@ def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[li
     items: list[dict[str, Any]] = []
     sources: list[str] = []
     for c in order:
-        path = RunLayout(run_dir).attack(GRID, "balanced", c, "npz")
+        path = RunLayout(run_dir).attack(GRID, BALANCED.slug(classes), c, "npz")
         if len(items) >= rows or not path.exists():
             continue
         with np.load(path) as z:

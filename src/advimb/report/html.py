@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from advimb import __version__
 from advimb.report.text import ci, fmt, magnitude_text
+from advimb.scenario import Gradient
 
 VERDICT_HELP = (
     "Each claim's verdict is a <b>sign test</b>: the difference the paper predicts is positive is "
@@ -183,7 +184,7 @@ def _robustness_rows(exp: dict[str, Any]) -> tuple[list[list[str]], list[list[st
     for r in exp.get("long_tail_robustness") or []:
         row = [r["method"], r["attack"], cell(r, "clean"), cell(r, "robust")]
         row += [f"{cell(r, 'worst_class_robust')} ({r['worst_class']})", cell(r, "tail_robust"), cell(r, "head_robust")]
-        (own if r["gradient"] == "same_model" else transfer).append(row)
+        (own if r["gradient"] == Gradient.SAME else transfer).append(row)
     return own, transfer
 
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from advimb.report.figures import CYCLE, count_axis, save
 from advimb.report.figures import interval_errors as _err
+from advimb.scenario import Gradient
 
 
 def long_tail_robustness(
@@ -24,7 +25,11 @@ def long_tail_robustness(
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (grad, title) in zip(
-        axes, (("same_model", "own gradient"), ("balanced_model", "balanced model's gradient"))
+        axes,
+        (
+            (Gradient.SAME.longtail_label, "own gradient"),
+            (Gradient.BALANCED.longtail_label, "balanced model's gradient"),
+        ),
     ):
         for i, method in enumerate(methods):
             rs = sorted(

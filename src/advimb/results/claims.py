@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from advimb.data.imbalance import BALANCED
 from advimb.results.metrics import GridMetrics, Quantity, difference
 from advimb.results.pairs import default_pair
 from advimb.results.reader import KINDS, GridResults
@@ -46,6 +45,7 @@ from advimb.results.stats import (
     interval_method,
     verdict,
 )
+from advimb.scenario import BALANCED, Gradient, Kind
 
 #: below this clean accuracy (%) of the under-sampled models on their own class's attacked
 #: images, their comparisons are a floor effect
@@ -131,7 +131,7 @@ class _Claims:
 
     def floor_under(self) -> str | None:
         """The floor-effect text when the under-sampled models hardly predict their class."""
-        clean = self.est(self.mean(lambda c: self.m.accuracy(c, "under", "same_model", "clean")))
+        clean = self.est(self.mean(lambda c: self.m.accuracy(c, Kind.UNDER, Gradient.SAME, "clean")))
         if np.isfinite(clean.value) and clean.value < FLOOR_PERCENT:
             return (
                 f"Floor effect: the under-sampled models predict their own class for only {clean.value:.1f}% "
@@ -142,7 +142,7 @@ class _Claims:
 
     def build(self) -> dict[str, Any]:
         m = self.m
-        acc = {k: self.mean(lambda c, k=k: m.accuracy(c, k, "same_model")) for k in KINDS}
+        acc = {k: self.mean(lambda c, k=k: m.accuracy(c, k, Gradient.SAME)) for k in KINDS}
         floor = self.floor_under()
         claims = [self.c1(acc, floor), self.c2(floor), self.c3(acc, floor)]
         claims += self.c4()
@@ -157,11 +157,11 @@ class _Claims:
             "sources": m.res.attack_sources(),
             "pair": list(self.pair),
             "clean_target_accuracy_percent": {
-                k: self.est(self.mean(lambda c, k=k: m.accuracy(c, k, "same_model", "clean"))).to_dict() for k in KINDS
+                k: self.est(self.mean(lambda c, k=k: m.accuracy(c, k, Gradient.SAME, "clean"))).to_dict() for k in KINDS
             },
         }
 
-    def c1(self, acc: dict[str, Quantity], floor: str | None) -> dict[str, Any]:
+    def c1(self, acc: dict[Kind, Quantity], floor: str | None) -> dict[str, Any]:
         paper = self.paper
         return self.claim(
             "C1",
@@ -170,8 +170,8 @@ class _Claims:
             {f"same_model_{k}_accuracy_percent": acc[k] for k in KINDS},
             {f"same_model_{k}_accuracy_percent": paper.get(f"same_model_{k}") for k in KINDS},
             [
-                ("balanced - under (pp)", difference(acc["balanced"], acc["under"]), True),
-                ("over - balanced (pp)", difference(acc["over"], acc["balanced"]), False),
+                ("balanced - under (pp)", difference(acc[Kind.BALANCED], acc[Kind.UNDER]), True),
+                ("over - balanced (pp)", difference(acc[Kind.OVER], acc[Kind.BALANCED]), False),
             ],
             [],
             floor,
@@ -181,7 +181,7 @@ class _Claims:
         m = self.m
         rd = {k: self.mean(lambda c, k=k: m.relative_difference(c, k)) for k in KINDS}
         notes2 = []
-        undefined = [c for c in m.res.targets if not np.isfinite(m.relative_difference(c, "under")[0])]
+        undefined = [c for c in m.res.targets if not np.isfinite(m.relative_difference(c, Kind.UNDER)[0])]
         if undefined:
             notes2.append(
                 f"The relative difference of the under-sampled models is undefined for {', '.join(undefined)}"
@@ -194,17 +194,17 @@ class _Claims:
             {f"relative_difference_{k}_percent": rd[k] for k in KINDS},
             {"order": "under > balanced > over (Fig. 4; values only shown graphically)"},
             [
-                ("under - balanced (pp)", difference(rd["under"], rd["balanced"]), True),
-                ("balanced - over (pp)", difference(rd["balanced"], rd["over"]), False),
+                ("under - balanced (pp)", difference(rd[Kind.UNDER], rd[Kind.BALANCED]), True),
+                ("balanced - over (pp)", difference(rd[Kind.BALANCED], rd[Kind.OVER]), False),
             ],
             notes2,
             floor,
             magnitude_note="the paper gives Fig. 4 only, no numbers",
         )
 
-    def c3(self, acc: dict[str, Quantity], floor: str | None) -> dict[str, Any]:
+    def c3(self, acc: dict[Kind, Quantity], floor: str | None) -> dict[str, Any]:
         m, paper = self.m, self.paper
-        transfer = {k: self.mean(lambda c, k=k: m.accuracy(c, k, "different_model")) for k in ("under", "over")}
+        transfer = {k: self.mean(lambda c, k=k: m.accuracy(c, k, Gradient.BALANCED)) for k in (Kind.UNDER, Kind.OVER)}
         notes3 = []
         every_class = self.ref is not None and set(m.res.targets) == set(self.ref["table1_percent"])
         if "same_model_under_average_percent_as_stated" in self.text and paper and every_class:  # a 10-class figure
@@ -219,10 +219,10 @@ class _Claims:
             "The different-model (transfer) attack, using the balanced model's gradient, is weaker than the "
             "same-model attack.",
             {
-                "different_model_under_accuracy_percent": transfer["under"],
-                "same_model_under_accuracy_percent": acc["under"],
-                "different_model_over_accuracy_percent": transfer["over"],
-                "same_model_over_accuracy_percent": acc["over"],
+                "different_model_under_accuracy_percent": transfer[Kind.UNDER],
+                "same_model_under_accuracy_percent": acc[Kind.UNDER],
+                "different_model_over_accuracy_percent": transfer[Kind.OVER],
+                "same_model_over_accuracy_percent": acc[Kind.OVER],
             },
             {
                 "different_model_under_accuracy_percent": paper.get("different_model_under"),
@@ -231,8 +231,8 @@ class _Claims:
                 "same_model_over_accuracy_percent": paper.get("same_model_over"),
             },
             [
-                ("different - same, under-sampled (pp)", difference(transfer["under"], acc["under"]), True),
-                ("different - same, over-sampled (pp)", difference(transfer["over"], acc["over"]), False),
+                ("different - same, under-sampled (pp)", difference(transfer[Kind.UNDER], acc[Kind.UNDER]), True),
+                ("different - same, over-sampled (pp)", difference(transfer[Kind.OVER], acc[Kind.OVER]), False),
             ],
             notes3,
             floor,
@@ -241,17 +241,17 @@ class _Claims:
     def c4(self) -> list[dict[str, Any]]:
         """C4a (absorption) and C4b (intensification) on the under:a model's perturbed a images."""
         m, (a, b) = self.m, self.pair
-        pts, reps = m.shares(a, "under", "same_model")
+        pts, reps = m.shares(a, Kind.UNDER, Gradient.SAME)
         others = [j for j in range(len(m.res.classes)) if j not in (m.label(a), m.label(b))]
-        to_b_adv = m.accuracy(a, "under", "same_model", "adv", label=b)
-        to_b_clean = m.accuracy(a, "under", "same_model", "clean", label=b)
+        to_b_adv = m.accuracy(a, Kind.UNDER, Gradient.SAME, "adv", label=b)
+        to_b_clean = m.accuracy(a, Kind.UNDER, Gradient.SAME, "clean", label=b)
         floor = self.floor_pair()
         key_adv = f"under_{a}_perturbed_{a}_predicted_{b}_percent"
         measured = {key_adv: to_b_adv}
-        for kind in ("under", "over"):  # the reverse direction, both readings of the paper's 39%
+        for kind in (Kind.UNDER, Kind.OVER):  # the reverse direction, both readings of the paper's 39%
             if b in m.res.targets:
                 measured[f"{kind}_{b}_perturbed_{b}_predicted_{a}_percent"] = m.accuracy(
-                    b, kind, "same_model", "adv", label=a
+                    b, kind, Gradient.SAME, "adv", label=a
                 )
         paper, notes = self.c4_paper(key_adv)
         absorption = self.claim(
@@ -283,7 +283,7 @@ class _Claims:
     def floor_pair(self) -> str | None:
         """The floor-effect text when the under:a model hardly predicts a on clean images."""
         m, a = self.m, self.pair[0]
-        clean_a = self.est(m.accuracy(a, "under", "same_model", "clean"))
+        clean_a = self.est(m.accuracy(a, Kind.UNDER, Gradient.SAME, "clean"))
         floor = None
         if np.isfinite(clean_a.value) and clean_a.value < FLOOR_PERCENT:
             floor = (
@@ -321,7 +321,7 @@ class _Claims:
                 f"under_{a}_clean_{a}_predicted_{b}_percent": to_b_clean,
                 key_adv: to_b_adv,
                 f"balanced_perturbed_{a}_predicted_{b}_percent": m.accuracy(
-                    a, "balanced", "same_model", "adv", label=b
+                    a, Kind.BALANCED, Gradient.SAME, "adv", label=b
                 ),
             },
             {},

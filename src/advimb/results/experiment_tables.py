@@ -19,13 +19,13 @@ import numpy as np
 
 from advimb import artifacts
 from advimb.config.additive import LONG_TAIL_ATTACKS
-from advimb.config.enums import Kind
 from advimb.data.imbalance import BALANCED, Scenario
 from advimb.layout import RunLayout
 from advimb.results.longtail import LongTailRobustness, attack_label
 from advimb.results.metrics import Metrics, difference
 from advimb.results.reader import Outcomes
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, mean_over_groups
+from advimb.scenario import Kind
 
 
 def _est(boot: Bootstrap, est, digits: int = 2) -> dict[str, float]:
@@ -124,7 +124,7 @@ def defences(m: Metrics, order_of: tuple[str, ...] = ()) -> tuple[list[dict[str,
     s = m.outcomes
     by_def: dict[str, list[Scenario]] = {}
     for x in s.models("defences"):
-        if x.defence and x.kind != "balanced":
+        if x.defence and x.kind != Kind.BALANCED:
             by_def.setdefault(x.defence, []).append(x)
     rows, summary = [], []
     order = list(order_of)  # the config's order (experiments.defences)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from advimb.data.imbalance import BALANCED, Scenario
 from advimb.results.metrics import Metrics, Quantity
+from advimb.scenario import BALANCED, Gradient, Scenario
 
 #: the names these papers give their methods, by advimb defence
 METHODS = {
@@ -84,7 +84,10 @@ class LongTailRobustness:
                 continue
             tail, head = split_classes(counts, self.fraction)
             for label, m in self.attacks.items():
-                for gradient, grad_name in ((model, "same_model"), (BALANCED, "balanced_model")):
+                for gradient, grad_name in (
+                    (model, Gradient.SAME.longtail_label),
+                    (BALANCED, Gradient.BALANCED.longtail_label),
+                ):
                     adv = self._per_class(m, model, gradient, "adv")
                     if not any(math.isfinite(p) for p, _ in adv):
                         continue

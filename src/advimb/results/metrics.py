@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from advimb.data.imbalance import Scenario
 from advimb.layout import GRID
 from advimb.results.reader import CleanEval, Combination, GridResults, Outcomes, grid_models
 from advimb.results.stats import Bootstrap, Estimate, mean_over_groups
+from advimb.scenario import Gradient, Kind, Scenario
 
 Quantity = tuple[float, np.ndarray]
 #: a share per label: ``(C,)`` points, ``(n_boot, C)`` replicates
@@ -206,18 +206,18 @@ class GridMetrics:
     def label(self, c: str) -> int:
         return self.res.classes.index(c)
 
-    def _models(self, c: str, kind: str, grad: str) -> tuple[Scenario, Scenario]:
+    def _models(self, c: str, kind: Kind, grad: Gradient) -> tuple[Scenario, Scenario]:
         return grid_models(kind, grad, self.label(c))
 
-    def accuracy(self, c: str, kind: str, grad: str, which: str = "adv", label: str | None = None) -> Quantity:
+    def accuracy(self, c: str, kind: Kind, grad: Gradient, which: str = "adv", label: str | None = None) -> Quantity:
         """Percent of class ``c``'s attacked images predicted as ``label`` (default: ``c``,
         i.e. the accuracy), ``clean`` before or ``adv`` after the attack."""
         return self.all.accuracy(*self._models(c, kind, grad), c, which, label)
 
-    def relative_difference(self, c: str, kind: str, grad: str = "same_model") -> Quantity:
+    def relative_difference(self, c: str, kind: Kind, grad: Gradient = Gradient.SAME) -> Quantity:
         return self.all.relative_difference(*self._models(c, kind, grad), c)
 
-    def shares(self, c: str, kind: str, grad: str, which: str = "adv") -> Shares:
+    def shares(self, c: str, kind: Kind, grad: Gradient, which: str = "adv") -> Shares:
         return self.all.shares(*self._models(c, kind, grad), c, which)
 
     def clean_class(self, model: Scenario, c: str) -> Quantity:

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from advimb import artifacts
-from advimb.config.enums import Kind
 from advimb.config.io import from_dict, load_toml
 from advimb.config.sections import ExperimentConfig
 from advimb.data.imbalance import (
@@ -38,14 +37,15 @@ from advimb.data.imbalance import (
 )
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS, GRID, RunLayout
+from advimb.scenario import Gradient, Kind
 
 #: Table 1's columns: (column name, model kind, gradient)
 TABLE1_COLUMNS = (
-    ("different_model_under", "under", "different_model"),
-    ("different_model_over", "over", "different_model"),
-    ("same_model_balanced", "balanced", "same_model"),
-    ("same_model_under", "under", "same_model"),
-    ("same_model_over", "over", "same_model"),
+    ("different_model_under", Kind.UNDER, Gradient.BALANCED),
+    ("different_model_over", Kind.OVER, Gradient.BALANCED),
+    ("same_model_balanced", Kind.BALANCED, Gradient.SAME),
+    ("same_model_under", Kind.UNDER, Gradient.SAME),
+    ("same_model_over", Kind.OVER, Gradient.SAME),
 )
 
 #: an attack's identity in the sweeps: (attack name, eps)
@@ -272,11 +272,11 @@ class Outcomes:
         return self.replicates[0].sweeps if self.replicates else {}
 
 
-def grid_models(kind: str, grad: str, target: int) -> tuple[Scenario, Scenario]:
+def grid_models(kind: Kind, grad: Gradient, target: int) -> tuple[Scenario, Scenario]:
     """The (evaluated, gradient) models of a Table 1 cell: the model of ``kind`` with class
     ``target`` under- or over-sampled, attacked with its own or the balanced model's gradient."""
-    evaluated = BALANCED if kind == "balanced" else Scenario(Kind(kind), target)
-    return evaluated, evaluated if grad == "same_model" else BALANCED
+    evaluated = BALANCED if kind == Kind.BALANCED else Scenario(Kind(kind), target)
+    return evaluated, evaluated if grad == Gradient.SAME else BALANCED
 
 
 @dataclass
@@ -307,19 +307,19 @@ class GridResults:
     def run_dir(self) -> Path:
         return self.outcomes.run_dir
 
-    def models(self, kind: str, c: str) -> tuple[Scenario, Scenario]:
+    def models(self, kind: Kind, c: str) -> tuple[Scenario, Scenario]:
         """The (evaluated, gradient) models of kind ``kind`` for class ``c``, same-model."""
-        return grid_models(kind, "same_model", self.classes.index(c))
+        return grid_models(kind, Gradient.SAME, self.classes.index(c))
 
-    def model(self, kind: str, c: str) -> Scenario:
+    def model(self, kind: Kind, c: str) -> Scenario:
         """The grid's model of ``kind`` for class ``c`` (the balanced model for kind balanced)."""
         return self.models(kind, c)[0]
 
     def scenarios(self) -> list[Scenario]:
         """The grid's models: balanced, then the under- and the over-sampled ones in class order."""
-        return [BALANCED, *(self.model(kind, c) for kind in ("under", "over") for c in self.targets)]
+        return [BALANCED, *(self.model(kind, c) for kind in (Kind.UNDER, Kind.OVER) for c in self.targets)]
 
-    def cell(self, c: str, kind: str, grad: str) -> list[Combination]:
+    def cell(self, c: str, kind: Kind, grad: Gradient) -> list[Combination]:
         """Every seed's combination of Table 1's cell (class ``c``, ``kind``, ``grad``)."""
         ev, g = grid_models(kind, grad, self.classes.index(c))
         return [r.folders[GRID][(ev, g, c)] for r in self.outcomes.replicates]

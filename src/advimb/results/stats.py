@@ -19,12 +19,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from advimb.errors import UserError
+
 #: verdicts of a sign test (a claim's differences): every interval above 0, any below 0,
 #: neither, or a difference that could not be measured
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 NOT_MEASURABLE = "not measurable"
 #: the default number of bootstrap replicates, for every table, claim and report
 N_BOOT = 2000
+#: the fewest replicates a 95% percentile interval is computed from
+MIN_BOOT = 100
+
+
+def check_n_boot(n: int, name: str = "n_boot") -> None:
+    """A one-line :class:`UserError` for too few bootstrap replicates (``name``: how the caller
+    spells the setting, ``--n-boot`` on the command line)."""
+    if n < MIN_BOOT:
+        raise UserError(f"{name} {n} is too small for a 95% interval; use at least {MIN_BOOT} (default {N_BOOT})")
 
 
 def interval_method(n_boot: int = N_BOOT, seeds: int = 1, level: float = 0.95) -> str:
@@ -69,9 +80,8 @@ class Bootstrap:
     get independent draws; everything is a deterministic function of ``seed``.
     """
 
-    def __init__(self, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
-        if n_boot < 100:
-            raise ValueError("n_boot must be at least 100")
+    def __init__(self, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95):
+        check_n_boot(n_boot)
         self.n_boot, self.seed, self.level = n_boot, seed, level
         self._cache: dict[tuple[object, int, int], np.ndarray] = {}
 

@@ -12,6 +12,7 @@ from advimb import artifacts
 from advimb.layout import RunLayout
 from advimb.results.metrics import combination_summary
 from advimb.results.reader import TABLE1_COLUMNS, Outcomes
+from advimb.scenario import Gradient, Kind
 
 
 def _mean(xs: list[float]) -> float:
@@ -34,7 +35,7 @@ def sweep_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
                     "eps": eps,
                     "class": c.cls,
                     "model_kind": c.evaluated.kind,
-                    "gradient": "same_model" if c.same_model else "different_model",
+                    "gradient": (Gradient.SAME if c.same_model else Gradient.BALANCED).value,
                     "evaluated_model": name(c.evaluated),
                     "gradient_model": name(c.gradient),
                     **combination_summary(c, classes.index(c.cls)),
@@ -78,17 +79,17 @@ def sweep_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _orderings(cell: dict, classes: list[str]) -> dict[str, int]:
+    BAL, UNDER, OVER, SAME, TRANSFER = Kind.BALANCED, Kind.UNDER, Kind.OVER, Gradient.SAME, Gradient.BALANCED
+
     def acc(c, kind, grad):
         r = cell.get((c, kind, grad))
         return r["adversarial_accuracy"] if r else float("nan")
 
     return {
-        "under_lt_balanced": sum(acc(c, "under", "same_model") < acc(c, "balanced", "same_model") for c in classes),
-        "balanced_lt_over": sum(acc(c, "balanced", "same_model") < acc(c, "over", "same_model") for c in classes),
-        "transfer_weaker_under": sum(
-            acc(c, "under", "different_model") > acc(c, "under", "same_model") for c in classes
-        ),
-        "transfer_weaker_over": sum(acc(c, "over", "different_model") > acc(c, "over", "same_model") for c in classes),
+        "under_lt_balanced": sum(acc(c, UNDER, SAME) < acc(c, BAL, SAME) for c in classes),
+        "balanced_lt_over": sum(acc(c, BAL, SAME) < acc(c, OVER, SAME) for c in classes),
+        "transfer_weaker_under": sum(acc(c, UNDER, TRANSFER) > acc(c, UNDER, SAME) for c in classes),
+        "transfer_weaker_over": sum(acc(c, OVER, TRANSFER) > acc(c, OVER, SAME) for c in classes),
     }
 
 

@@ -27,6 +27,7 @@ from advimb.results.reader import KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.stats import N_BOOT, Bootstrap, interval_method
 from advimb.results.sweep import build_sweep_tables
 from advimb.results.tables_readme import tables_readme
+from advimb.scenario import Gradient
 
 #: the main tables, in the order they are written
 TABLE_NAMES = ("table1", "clean_target_accuracy", "clean_accuracy", "relative_difference", "flip_rates")
@@ -280,7 +281,9 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
         undefined[kind] = [
             r["class"]
             for r in t["relative_difference"]
-            if r["model_kind"] == kind and r["gradient"] == "same_model" and not math.isfinite(r["relative_difference"])
+            if r["model_kind"] == kind
+            and r["gradient"] == Gradient.SAME
+            and not math.isfinite(r["relative_difference"])
         ]
     clean_t = {k: m.estimate(m.mean_over_targets(lambda c, kk=k: m.clean_class(res.model(kk, c), c))) for k in KINDS}
     bal = m.estimate(m.clean_overall(BALANCED))

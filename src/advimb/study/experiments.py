@@ -18,12 +18,12 @@ import dataclasses
 from typing import Any
 
 from advimb.config.additive import LONG_TAIL_ATTACKS
-from advimb.config.enums import Kind
 from advimb.config.sections import ExperimentConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import Scenario, parse_class, target_classes
 from advimb.errors import UserError
 from advimb.layout import EXPERIMENTS, variant_folder
+from advimb.scenario import Kind
 from advimb.training.defences import get_defence
 
 

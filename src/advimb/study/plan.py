@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from advimb.config.enums import Kind
 from advimb.config.sections import ExperimentConfig
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
 from advimb.devices import check_resolved
 from advimb.layout import sweep_folder
 from advimb.models import is_stackable
+from advimb.scenario import Kind
 from advimb.study.experiments import experiment_grid, replicate_config
 from advimb.study.jobs.base import Job
 from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalGroupJob, CleanEvalJob

@@ -21,12 +21,12 @@ from advimb.attacks.evaluate import (
     predict,
     predict_stacked,
 )
-from advimb.config.enums import Kind
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset, eval_subset
 from advimb.data.imbalance import Scenario
 from advimb.devices import resolve_device
 from advimb.layout import GRID
+from advimb.scenario import Gradient, Kind
 from advimb.study.jobs.base import GroupJob, Job, device_arrays, load_weights
 
 
@@ -205,7 +205,7 @@ class AttackJob(Job):
             "gradient_model": self.gradient.name(ds.classes),
             "evaluated_model": s.name(ds.classes),
             "model_kind": s.kind,
-            "gradient": "same_model" if s == self.gradient else "different_model",
+            "gradient": (Gradient.SAME if s == self.gradient else Gradient.BALANCED).value,
             "n": n,
         }
         if self.min_eps_max > 0:

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from advimb import artifacts
-from advimb.config.enums import Kind
 from advimb.config.seeds import derive_seed
 from advimb.data.dataset import Dataset
 from advimb.data.imbalance import (
@@ -27,6 +26,7 @@ from advimb.data.imbalance import (
 )
 from advimb.devices import auto_batch, resolve_device
 from advimb.models import build_model
+from advimb.scenario import Kind
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
 from advimb.training.defences import Regime, get_defence
 from advimb.training.fit import fit
