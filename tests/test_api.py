@@ -71,3 +71,23 @@ def test_too_few_bootstrap_replicates_is_a_one_line_error_before_anything_is_wri
     ):
         advimb.Results(run).build_report(n_boot=50)
     assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+
+
+def test_a_run_beside_another_is_a_table_with_paired_differences():
+    """``Results.beside``: the faithful cat run beside the published one, as the reproduction
+    account shows it; each difference is the run's value minus the base's to within the
+    bootstrap's rounding, and a run beside itself differs by exactly nothing."""
+    here = Path(__file__).resolve().parent.parent / "docs" / "reproduction"
+    df = advimb.Results(here / "cpu-faithful-cat").beside(here / "paper-h200", n_boot=200)
+    assert df["quantity"].iloc[0] == "balanced model, clean test accuracy (10,000 images)"
+    assert len(df) == 1 + 3 + 5  # the whole test set, cat in three models, Table 1's cat row
+    assert ((df["difference"] - (df["run"] - df["base"])).abs() < 1e-9).all()
+    row = df.set_index("quantity").loc["Table 1, cat, different model: under"]
+    assert (
+        row["paper"] == "21"
+        and row["base"] == pytest.approx(5.7, abs=0.05)
+        and row["run"] == pytest.approx(21.2, abs=0.05)
+    )
+    same = advimb.Results(here / "paper-h200").beside(here / "paper-h200", n_boot=200)
+    paired = same.iloc[1:]  # every row but the whole test set's (independent resamples by design)
+    assert (paired["difference"] == 0).all() and (paired["difference_lo"] == 0).all()

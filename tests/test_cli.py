@@ -143,9 +143,16 @@ def test_module_entry_point_exits_2_without_traceback(tmp_path):
 
 
 def test_list_and_config(capsys):
+    from advimb.attacks.core import list_attacks
+    from advimb.config.presets import PRESETS
+    from advimb.models import list_models
+    from advimb.training.defences import list_defences
+
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "quick" in out and "vgg_paper" in out and "fgsm" in out
+    # every name a user can give, from the registries themselves
+    for name in [*PRESETS, *list_models(), *list_attacks(), *list_defences()]:
+        assert name in out, name
     assert main(["config", "--preset", "faithful"]) == 0
     assert 'validation = "test"' in capsys.readouterr().out
 

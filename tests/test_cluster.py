@@ -415,3 +415,35 @@ def test_usable_cores_are_the_affinity_mask_not_the_machine():
         assert usable_cores() == 1
     finally:
         os.sched_setaffinity(0, mask)
+
+
+def test_a_dask_task_runs_with_the_jobs_threads_and_puts_back_the_workers(tmp_path):
+    """``run_job`` (a Dask task) sets the job's ``train.threads`` for the job alone: the worker
+    runs other studies' jobs after it, with its own count."""
+    import types
+
+    import torch
+
+    from advimb.study.cluster import run_job
+
+    seen = []
+
+    class Job:
+        name = "probe"
+        config = types.SimpleNamespace(train=types.SimpleNamespace(threads=1))
+
+        def parts(self):
+            return [types.SimpleNamespace(status=lambda path: "missing")]
+
+        def run(self, path, progress):
+            seen.append(torch.get_num_threads())
+            raise RuntimeError("inside")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"):  # a failing job puts the count back too
+            run_job(Job(), str(tmp_path))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -131,14 +131,19 @@ def test_experiments_reuse_the_paper_grid_and_fill_every_table(exp_run):
         "fgsm_at",
         "pgd_at",
     ]
-    from advimb.results.experiment_tables import gap_verdict
-    from advimb.results.stats import Estimate
+
+    def by_rule(closed, gap_defended):  # the verdict's rule, written out from its definition
+        if closed["lo"] is None:
+            return "not measurable"
+        if closed["hi"] < 0:
+            return "widens the gap"  # the defended model lies further below the balanced one
+        if closed["lo"] <= 0:
+            return "no measurable effect"
+        return "closes the gap" if gap_defended["lo"] <= 0 else "narrows the gap"
 
     for d in summary["defences"]:
-        e = d["gap_closed_pp"]
-        assert d["classes"] == 2 and e["lo"] <= e["value"] <= e["hi"]
-        # the verdict is what its rule gives for the stored intervals (and one of the four)
-        assert d["verdict"] == gap_verdict(Estimate(**e), Estimate(**d["gap_defended_pp"]))
+        assert d["classes"] == 2
+        assert d["verdict"] == by_rule(d["gap_closed_pp"], d["gap_defended_pp"])
         assert d["gap_closed_pp"]["value"] == pytest.approx(
             d["defended_adversarial_accuracy"]["value"] - d["under_adversarial_accuracy"]["value"], abs=0.02
         )

@@ -92,14 +92,19 @@ def test_each_long_tail_model_takes_a_training_step(name, channels):
     model = build_model(ModelConfig(name=name, init="torch"), 10, (channels, 32, 32), seed=0)
     x, y = torch.rand(4, channels, 32, 32), torch.tensor([0, 1, 2, 3])
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    before = F.cross_entropy(model(x), y)
-    before.backward()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
     opt.step()
-    model.eval()  # batch norm's running statistics are not the point: the weights moved
+    model.eval()
     with torch.no_grad():
         assert model(x).shape == (4, 10)
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    # the step is SGD's, w - lr * grad, on every parameter (the weights moved as the gradient says)
+    for name_, p in model.named_parameters():
+        assert torch.allclose(p.detach(), start[name_] - 0.05 * p.grad, atol=1e-6), name_
+    moved = [k for k, _ in model.named_parameters() if not torch.equal(model.state_dict()[k], start[k])]
+    assert len(moved) > len(list(model.parameters())) // 2
 
 
 def test_the_registry_lists_the_papers_models_as_not_stackable():

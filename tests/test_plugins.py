@@ -102,7 +102,8 @@ def test_an_outside_model_is_wrapped_like_advimbs_own(tmp_path, monkeypatch):
 )
 def test_bad_model_names_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, name, message):
     _user_module(tmp_path, monkeypatch)
-    pytest.importorskip("torchvision")
+    import torchvision  # noqa: F401 - a dependency: a missing one fails, never skips
+
     out = tmp_path / "run"
     assert main(["run", "--preset", "smoke", "--out", str(out), "--set", f"model.name='{name}'"]) == 2
     err = capsys.readouterr().err.strip()
@@ -136,7 +137,8 @@ def test_overrides_take_dotted_keys_and_nested_tables():
 def test_a_torchattacks_attack_by_name_runs_the_study_like_advimbs_own(tmp_path):
     """torchattacks:FGSM through the adapter gives the study advimb's own FGSM gives (the two
     differ only where a gradient entry is at rounding level), with its key from its params."""
-    pytest.importorskip("torchattacks")
+    import torchattacks  # noqa: F401 - the test extra: a missing oracle fails, never skips
+
     own = advimb.run("smoke", out=tmp_path / "own", overrides=TINY, report=False, progress=False)
     ta = advimb.run(
         "smoke",
@@ -153,7 +155,8 @@ def test_a_torchattacks_attack_by_name_runs_the_study_like_advimbs_own(tmp_path)
 def test_autoattack_and_pgd_from_torchattacks_at_a_tiny_size():
     """AutoAttack (standard) and PGD through the adapter: seeded (the same images twice),
     inside the eps ball and [0, 1], the model's mode restored."""
-    pytest.importorskip("torchattacks")
+    import torchattacks  # noqa: F401 - the test extra: a missing oracle fails, never skips
+
     from advimb.attacks.evaluate import attack_images, attack_kwargs
     from advimb.config.sections import AttackConfig, ModelConfig
     from advimb.models import build_model
@@ -181,7 +184,8 @@ def test_autoattack_runs_the_study_end_to_end_at_a_tiny_size(tmp_path):
     tiny size (one class's three models, same-model and transfer, 2 test images per class),
     channels_last models included. One class, not the whole grid: the standard version's
     Square attack spends 5,000 queries on every image it has not fooled, 395 s for the grid in CI."""
-    pytest.importorskip("torchattacks")
+    import torchattacks  # noqa: F401 - the test extra: a missing oracle fails, never skips
+
     over = {
         **TINY,
         "eval.test_per_class": 2,
@@ -207,7 +211,8 @@ def test_autoattack_runs_the_study_end_to_end_at_a_tiny_size(tmp_path):
     ],
 )
 def test_bad_torchattacks_settings_are_one_line_errors(tmp_path, capsys, sets, message):
-    pytest.importorskip("torchattacks")
+    import torchattacks  # noqa: F401 - the test extra: a missing oracle fails, never skips
+
     out = tmp_path / "run"
     argv = ["run", "--preset", "smoke", "--out", str(out)]
     for s in sets:
@@ -283,8 +288,8 @@ def test_your_own_count_vectors_are_scenarios_with_the_long_tail_tables(tmp_path
 def test_grouping_attack_jobs_changes_nothing_for_torchattacks(tmp_path):
     """A torchattacks attack with a random start (PGD) gives each job the same images whether
     the jobs run grouped or one by one: each job is attacked alone, from its own seed."""
-    pytest.importorskip("torchattacks")
     import numpy as np
+    import torchattacks  # noqa: F401 - the test extra: a missing oracle fails, never skips
 
     over = {
         **TINY,

@@ -40,15 +40,36 @@ def test_a_plugin_name_is_resolved_by_its_rule_not_listed():
 
 
 def test_every_open_set_of_the_package_is_a_registry():
+    """Every module-level table of named entries in the package is a Registry: a plain dict
+    keyed by names a user can give (a preset, a long-tail attack) would have its own error."""
+    import importlib
+    import pkgutil
+
+    import advimb
     from advimb.attacks.core import ATTACKS
+    from advimb.config.additive import LONG_TAIL_ATTACKS
+    from advimb.config.presets import PRESETS
     from advimb.data.imbalance import PROFILES
     from advimb.data.sources import SOURCES
     from advimb.models import MODELS
-    from advimb.training.regimes import DEFENCES
+    from advimb.training.defences import DEFENCES
 
-    for reg in (ATTACKS, PROFILES, SOURCES, MODELS, DEFENCES):
-        assert isinstance(reg, Registry) and reg.names()
+    found = {}
+    for info in pkgutil.walk_packages(advimb.__path__, "advimb."):
+        if info.name.endswith("__main__"):
+            continue
+        mod = importlib.import_module(info.name)
+        for name, value in vars(mod).items():
+            if isinstance(value, Registry):
+                found.setdefault(id(value), (info.name, name, value))
+    registries = {v for _, _, v in found.values()}
+    for reg in (ATTACKS, PROFILES, SOURCES, MODELS, DEFENCES, PRESETS, LONG_TAIL_ATTACKS):
+        assert reg in registries and reg.names()
+    assert len(registries) == 7, sorted((m, n) for m, n, _ in found.values())
     assert "fgsm" in ATTACKS and "vgg_paper" in MODELS and "cifar10" in SOURCES and "exp" in PROFILES
     assert DEFENCES.names()[0] == "class_weight"  # the defences' canonical order
+    assert PRESETS.names()[:3] == ["smoke", "quick", "paper"] and "autoattack" in LONG_TAIL_ATTACKS
     assert MODELS.is_plugin("torchvision:resnet18") and ATTACKS.is_plugin("torchattacks:PGD")
     assert SOURCES.is_plugin("torchvision:FashionMNIST") and not MODELS.is_plugin("vgg_paper")
+    with pytest.raises(UserError, match="unknown preset 'nope'; choose one of: smoke, quick, paper"):
+        PRESETS["nope"]

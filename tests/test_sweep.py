@@ -57,8 +57,8 @@ def test_sweep_writes_every_point_and_matches_the_main_grid(sweep_run):
     }
     fgsm01 = [r for r in rows if r["attack"] == "fgsm" and float(r["eps"]) == 0.01]
     for r in fgsm01:  # the sweep's FGSM at the main eps reproduces the main grid exactly
-        assert float(r["adversarial_accuracy"]) == pytest.approx(
-            main_grid[(r["class"], r["evaluated_model"], r["gradient_model"])], abs=1e-9
+        assert float(r["adversarial_accuracy"]) == pytest.approx(  # in percent, like every table
+            100 * main_grid[(r["class"], r["evaluated_model"], r["gradient_model"])], abs=1e-6
         )
 
 
@@ -68,7 +68,7 @@ def test_sweep_metrics(sweep_run):
         n, correct = int(r["n"]), int(r["n_clean_correct"])
         assert 0 <= correct <= n
         if correct:
-            assert 0 <= float(r["success_rate"]) <= 1
+            assert 0 <= float(r["success_rate"]) <= 100
     me = [r for r in rows if r["attack"] == "fgsm" and float(r["eps"]) == 0.04]
     assert me and all(float(r["min_eps_max"]) == 0.04 for r in me)  # searched once, at the largest eps
     assert all(r["min_eps_flippable_share"] != "" for r in me if int(r["n_clean_correct"]))
@@ -87,8 +87,8 @@ def test_sweep_metrics(sweep_run):
             and r["eps"] == s["eps"]
             and f"{r['gradient']}_{r['model_kind']}" == s["column"]
         ]
-        assert float(s["accuracy"]) == pytest.approx(100 * np.mean(acc), abs=1e-3)
-        assert float(s["worst_class_accuracy"]) == pytest.approx(100 * min(acc), abs=1e-3)
+        assert float(s["accuracy"]) == pytest.approx(np.mean(acc), abs=1e-3)
+        assert float(s["worst_class_accuracy"]) == pytest.approx(min(acc), abs=1e-3)
 
 
 def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):

@@ -319,65 +319,11 @@ def _e(e, sign: str = "") -> str:
 
 
 def _beside_rows(run: Path, base: Path | None = None):
-    """(label, published, this run, difference, the paper's value) per quantity of :func:`beside`."""
-    from advimb.results.metrics import GridMetrics, difference
-    from advimb.results.reader import BALANCED, TABLE1_COLUMNS, load_grid
-    from advimb.results.reference import reference
-    from advimb.results.stats import Bootstrap
+    """(label, published, this run, difference, the paper's value) per quantity of :func:`beside`
+    (:func:`advimb.results.compare.compare_runs`)."""
+    from advimb.results.compare import compare_runs
 
-    new, old = load_grid(run), load_grid(base or HERE / BASE)
-    boot = Bootstrap()
-    mn, mo = GridMetrics(new, boot), GridMetrics(old, boot)
-    ref = reference()
-    paper = {c: dict(zip(ref["table1_columns"], v)) for c, v in ref["table1_percent"].items()}
-    rows = []
-    # the whole test set: independent resamples (the second run's bootstrap another seed)
-    qn, qo = GridMetrics(new, Bootstrap(seed=1)).clean_overall(BALANCED), mo.clean_overall(BALANCED)
-    rows.append(
-        (
-            "balanced model, clean test accuracy (10,000 images)",
-            boot.interval(*qo),
-            boot.interval(*qn),
-            boot.interval(qn[0] - qo[0], qn[1] - qo[1]),
-            f"{ref['text']['balanced_clean_accuracy_thesis_percent']} (the authors' code)",
-        )
-    )
-    for c in new.targets:
-        # the balanced model's: the same protocol in both runs, so its difference is what retraining elsewhere
-        # (device, precision, rounding) does by itself
-        qn, qo = mn.accuracy(c, "balanced", "same_model", "clean"), mo.accuracy(c, "balanced", "same_model", "clean")
-        rows.append(
-            (
-                f"balanced, clean accuracy of {c} ({new.n_attacked:,} images)",
-                mo.estimate(qo),
-                mn.estimate(qn),
-                boot.interval(*difference(qn, qo)),
-                "-",
-            )
-        )
-        for kind in ("under", "over"):
-            qn, qo = mn.accuracy(c, kind, "different_model", "clean"), mo.accuracy(c, kind, "different_model", "clean")
-            rows.append(
-                (
-                    f"{kind}:{c}, clean accuracy of {c} ({new.n_attacked:,} images)",
-                    mo.estimate(qo),
-                    mn.estimate(qn),
-                    boot.interval(*difference(qn, qo)),
-                    "-",
-                )
-            )
-        for col, kind, grad in TABLE1_COLUMNS:
-            qn, qo = mn.accuracy(c, kind, grad), mo.accuracy(c, kind, grad)
-            rows.append(
-                (
-                    f"Table 1, {c}, {col.replace('_', ' ').replace('model ', 'model: ')}",
-                    mo.estimate(qo),
-                    mn.estimate(qn),
-                    boot.interval(*difference(qn, qo)),
-                    f"{paper[c][col]:g}",
-                )
-            )
-    return rows, new
+    return compare_runs(run, base or HERE / BASE)
 
 
 def beside_headline(run: Path) -> str:

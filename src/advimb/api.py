@@ -185,6 +185,31 @@ class Results:
             raise UserError(f"{path} does not exist; the tables are {', '.join(TABLES)}")
         return pd.read_csv(path)
 
+    def beside(self, base: str | Path, n_boot: int = N_BOOT):
+        """This run beside ``base`` (another run folder of the paper's grid) on this run's
+        classes, as a pandas DataFrame: a row per quantity with each run's estimate, this run
+        minus ``base`` (points, paired on the same test images where both attack them) with
+        95% intervals, and the paper's value (:func:`advimb.results.compare.compare_runs`; the
+        reproduction account's "beside" tables)."""
+        import pandas as pd
+
+        from advimb.results.compare import compare_runs
+
+        check_n_boot(n_boot)
+        rows, _ = compare_runs(self.run_dir, base, n_boot)
+        return pd.DataFrame(
+            [
+                {
+                    "quantity": r.quantity,
+                    **r.base.columns("base"),
+                    **r.run.columns("run"),
+                    **r.difference.columns("difference"),
+                    "paper": r.paper,
+                }
+                for r in rows
+            ]
+        )
+
     @property
     def config(self) -> ExperimentConfig | None:
         """The run's resolved config; None when ``config.toml`` is missing or unreadable."""
@@ -207,8 +232,9 @@ class Results:
         stored = self.run_dir / "report" / "results.json"
         if stored.is_file():
             raw = json.loads(stored.read_text())["claims"]
-        else:
-            raw = collect(self.run_dir)["claims"]
+        else:  # computing them may write the tables (read_tables or build_tables): under the folder's lock
+            with hold(self.run_dir, argv=["advimb.Results.claims"]):
+                raw = collect(self.run_dir)["claims"]
         return {c["id"]: c for c in raw["claims"]}
 
     def build_report(self, pair: str | None = None, n_boot: int = N_BOOT) -> Path:

@@ -9,8 +9,10 @@ hardware that would resolve differently is refused instead of silently mixing re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -196,6 +198,20 @@ class share_cores:  # a context manager, named like contextlib's
         global _SHARE
         _SHARE = self.before
         self.share.__exit__()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` (0: left as they are) for the ``with`` block, and the
+    caller's count put back after it (a Dask worker runs many studies' jobs)."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def fair_threads() -> int:

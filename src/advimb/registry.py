@@ -79,3 +79,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def __getitem__(self, name: str) -> T:
+        """The entry of ``name`` (:meth:`Registry.get`: an unknown name is a one-line error)."""
+        return self.get(name)
+
+    def items(self) -> list[tuple[str, T]]:
+        """The registered (name, entry) pairs, in :meth:`Registry.names`' order."""
+        return [(n, self._entries[n]) for n in self.names()]

@@ -10,6 +10,7 @@ from typing import Any
 
 from advimb.config.enums import AdvScope, ExecutorName, Resources
 from advimb.config.validate import _check, _enum
+from advimb.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,16 @@ class SweepConfig:
 
 
 #: the further attacks of ``experiments.long_tail_attacks``: the ``attack.*`` settings each changes
-LONG_TAIL_ATTACKS: dict[str, dict[str, Any]] = {
-    "fgsm": {"name": "fgsm"},
-    "pgd": {"name": "pgd"},
-    "cw": {"name": "cw"},
-    "autoattack": {"name": "torchattacks:AutoAttack", "params": {"norm": "Linf", "version": "standard"}},
-}
+LONG_TAIL_ATTACKS: Registry[dict[str, Any]] = Registry(
+    "config experiments.long_tail_attacks: {name!r} is not one of {names}", sort=False
+)
+for _name, _attack in (
+    ("fgsm", {"name": "fgsm"}),
+    ("pgd", {"name": "pgd"}),
+    ("cw", {"name": "cw"}),
+    ("autoattack", {"name": "torchattacks:AutoAttack", "params": {"norm": "Linf", "version": "standard"}}),
+):
+    LONG_TAIL_ATTACKS.add(_name, _attack)
 
 
 @dataclass(frozen=True)

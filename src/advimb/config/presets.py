@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from advimb.config.io import from_dict, load_toml, merge
 from advimb.config.sections import ExperimentConfig
-from advimb.errors import UserError
+from advimb.registry import Registry
 
 #: what each preset costs, as measured (commands and devices in BENCHMARKS.md)
 SMOKE_COST = "about 15 s on a 2-core CPU with the report, 7 s without (--no-report), start-up included"
@@ -67,7 +67,7 @@ class Preset(NamedTuple):
     departures: tuple[str, ...] = ()
 
 
-PRESETS: dict[str, Preset] = {
+_BUILT_IN: dict[str, Preset] = {
     "smoke": Preset(
         "synthetic data, tiny models; all 21 scenarios and 50 combinations (the tests' preset)",
         SMOKE_COST,
@@ -211,6 +211,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+#: the presets, in the order ``advimb list`` prints them; an outside preset registers with ``PRESETS.add``
+PRESETS: Registry[Preset] = Registry("unknown preset {name!r}; choose one of: {names}", sort=False)
+for _name, _preset in _BUILT_IN.items():
+    PRESETS.add(_name, _preset)
+
+
 def list_presets() -> list[str]:
     return list(PRESETS)
 
@@ -225,9 +231,7 @@ def resolve_config(
     env = dict(os.environ) if env is None else env
     file_d = load_toml(config_file) if config_file else {}
     name = preset or file_d.get("preset") or "paper"
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    d = merge(PRESETS[name].overrides, file_d)
+    d = merge(PRESETS.get(name).overrides, file_d)
     d["preset"] = name
     cli: dict[str, Any] = {}
     for o in overrides or []:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,8 +35,10 @@ def target_classes(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[int]:
 
 
 def selection_of(s: Scenario, cfg: ImbalanceConfig) -> str:
-    """How ``s``'s images are chosen: LDAM-DRW's draws for its profile, else ``cfg.selection``."""
-    return "ldam" if s.kind == Kind.LONGTAIL and s.profile == "ldam" else cfg.selection
+    """How ``s``'s images are chosen: its long-tailed profile's own selection where the profile
+    declares one (``ldam``: LDAM-DRW's draws), else ``cfg.selection``."""
+    own = PROFILES.get(s.profile).selection if s.kind == Kind.LONGTAIL else ""
+    return own or cfg.selection
 
 
 def paper_scenarios(cfg: ImbalanceConfig, classes: tuple[str, ...]) -> list[Scenario]:
@@ -95,19 +98,34 @@ def custom_counts(name: str, num_classes: int, cfg: ImbalanceConfig) -> list[int
     return counts
 
 
+class Profile(NamedTuple):
+    """A long-tailed profile: its counts per class ``counts(rho, n_max, num_classes)`` and the
+    selection that draws its images, "" for the study's ``imbalance.selection``."""
+
+    counts: Callable[[float, int, int], list[int]]
+    selection: str = ""
+
+
 #: the long-tailed profiles of ``experiments.long_tail`` (``<profile>:<rho>``)
-PROFILES: Registry[Callable[[float, int, int], list[int]]] = Registry(
+PROFILES: Registry[Profile] = Registry(
     "config experiments.long_tail: unknown profile {name!r}; choose one of: {names} (as <profile>:<rho>, e.g. exp:10)",
     sort=False,
 )
 
 
-def register_profile(name: str):
+def register_profile(name: str, selection: str = ""):
     """Register a long-tailed profile ``fn(rho, n_max, num_classes) -> counts per class``
-    (classes in label order) as ``experiments.long_tail = ["<name>:<rho>"]``; names are letters."""
+    (classes in label order) as ``experiments.long_tail = ["<name>:<rho>"]``; names are letters.
+    ``selection``: the selection that draws its images (one of :func:`select_indices`'), ""
+    for the study's ``imbalance.selection``."""
     if not re.fullmatch(r"[A-Za-z_]+", name):
         raise ValueError(f"a profile name is letters only, got {name!r}")  # a bug
-    return PROFILES.register(name)
+
+    def deco(fn: Callable[[float, int, int], list[int]]) -> Callable[[float, int, int], list[int]]:
+        PROFILES.add(name, Profile(fn, selection))
+        return fn
+
+    return deco
 
 
 def list_profiles() -> list[str]:
@@ -131,7 +149,7 @@ def step_profile(rho: float, n_max: int, c: int) -> list[int]:
     return [n_max if i < c - c // 2 else max(1, int(n_max / rho)) for i in range(c)]
 
 
-@register_profile("ldam")
+@register_profile("ldam", selection="ldam")
 def ldam_profile(rho: float, n_max: int, c: int) -> list[int]:
     """CIFAR-10-LT / CIFAR-100-LT as LDAM-DRW builds them (Cao et al. 2019,
     imbalance_cifar.py in their repository): class i keeps int(n_max * (1/rho)^(i/(C-1))); its images are
@@ -158,7 +176,7 @@ def ldam_indices(labels: np.ndarray, counts: list[int], seed: int = LDAM_SEED) -
 
 def long_tail_counts(profile: str, rho: float, n_max: int, num_classes: int) -> list[int]:
     """Counts per class of a registered long-tailed profile, classes in label order."""
-    return PROFILES.get(profile)(rho, n_max, num_classes)
+    return PROFILES.get(profile).counts(rho, n_max, num_classes)
 
 
 def check_counts(labels: np.ndarray, counts: list[int], classes: tuple[str, ...], scenario_name: str = "") -> None:

@@ -1,5 +1,7 @@
 """Tables of the attack and eps sweeps (``advimb sweep``; ``sweep/<attack>-eps<eps>/``): every
-combination of every sweep point and a summary per attack, eps and Table 1 column (first seed).
+combination of every sweep point and a summary per attack, eps and Table 1 column (first seed),
+every accuracy, success rate and share in percent (before 2026-12-07 ``sweep.csv`` held them as
+shares from 0 to 1; ``advimb tables`` rewrites an older run's).
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+#: the shares of a combination's summary, written in percent like every other table's numbers
+PERCENT = ("clean_accuracy", "adversarial_accuracy", "success_rate", "min_eps_flippable_share")
+
+
+def _percent(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: 100 * v if k in PERCENT else v for k, v in summary.items()}
+
+
 def sweep_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
     """Every combination of every sweep point (``sweep/<attack>-eps<eps>/``), summarised by
     :func:`advimb.results.metrics.combination_summary` from its predictions."""
@@ -38,7 +48,7 @@ def sweep_rows(outcomes: Outcomes) -> list[dict[str, Any]]:
                     "gradient": (Gradient.SAME if c.same_model else Gradient.BALANCED).value,
                     "evaluated_model": name(c.evaluated),
                     "gradient_model": name(c.gradient),
-                    **combination_summary(c, classes.index(c.cls)),
+                    **_percent(combination_summary(c, classes.index(c.cls))),
                     "source": c.source.replace(".npz", ".json"),
                 }
             )
@@ -66,10 +76,10 @@ def sweep_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "attack": attack,
                     "eps": eps,
                     "column": col,
-                    "accuracy": 100 * _mean([r["adversarial_accuracy"] for r in cs]),
-                    "worst_class_accuracy": 100 * worst["adversarial_accuracy"],
+                    "accuracy": _mean([r["adversarial_accuracy"] for r in cs]),
+                    "worst_class_accuracy": worst["adversarial_accuracy"],
                     "worst_class": worst["class"],
-                    "success_rate": 100 * _mean([r.get("success_rate", float("nan")) for r in cs]),
+                    "success_rate": _mean([r.get("success_rate", float("nan")) for r in cs]),
                     "min_eps_mean": _mean([r.get("min_eps_mean", float("nan")) for r in cs]),
                     "classes": len(cs),
                     **_orderings(cell, classes),

@@ -36,15 +36,14 @@ def run_job(job: Job, run_dir: str, *deps: Any) -> dict[str, Any]:
     """The task: run ``job`` unless its artifacts are already done (a retry or a duplicate
     finds them so). ``deps`` are the results of the jobs it depends on (unused: passing
     their futures is how Dask learns the order)."""
-    import torch
+    from advimb.devices import torch_threads
 
-    if job.config.train.threads:
-        torch.set_num_threads(job.config.train.threads)
     path = Path(run_dir)
     if all(p.status(path) == "done" for p in job.parts()):
         return {"job": job.name, "seconds": 0.0, "skipped": True, "pid": os.getpid()}
     t0 = time.perf_counter()
-    job.run(path, progress=False)
+    with torch_threads(job.config.train.threads):  # the worker's own count again after the job
+        job.run(path, progress=False)
     return {"job": job.name, "seconds": round(time.perf_counter() - t0, 2), "skipped": False, "pid": os.getpid()}
 
 

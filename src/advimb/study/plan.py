@@ -12,13 +12,12 @@ from advimb.data.dataset import Dataset
 from advimb.data.imbalance import Scenario, paper_scenarios, target_classes
 from advimb.devices import check_resolved
 from advimb.layout import sweep_folder
-from advimb.models import is_stackable
 from advimb.scenario import Kind
 from advimb.study.experiments import experiment_grid, replicate_config
 from advimb.study.jobs.base import Job
 from advimb.study.jobs.evaluate import AttackGroupJob, AttackJob, CleanEvalGroupJob, CleanEvalJob
 from advimb.study.jobs.train import TrainGroupJob, TrainJob
-from advimb.training.defences import get_defence
+from advimb.training.stacking import stacks, study_stacks
 
 
 def plan(config: ExperimentConfig, ds: Dataset) -> list[Job]:
@@ -71,7 +70,7 @@ def _plan_replicate(
 def group_clean(jobs: list[CleanEvalJob], config: ExperimentConfig, ds: Dataset) -> list[Job]:
     """With stacking on, the clean evaluations of every stackable model become one
     :class:`CleanEvalGroupJob` (the models classify each test batch together)."""
-    if not _stacking(config) or len(jobs) < 2:
+    if not study_stacks(config) or len(jobs) < 2:
         return list(jobs)
     return [CleanEvalGroupJob(config, ds.classes, ds.fingerprint, 0, members=tuple(jobs))]
 
@@ -112,19 +111,12 @@ def group_training(jobs: list[TrainJob], config: ExperimentConfig, ds: Dataset) 
     in one :class:`TrainGroupJob`: one stacked model of one shape. Adversarially trained
     models (each batch crafted against its own model) and models that declared themselves
     not stackable (batch norm) train one by one."""
-    if not _stacking(config):
+    if not study_stacks(config):
         return list(jobs)
     stack: list[TrainJob] = []
     alone: list[Job] = []
     for j in jobs:
-        (stack if not j.scenario.defence or get_defence(j.scenario.defence).stackable else alone).append(j)
+        (stack if stacks(config, j.scenario.defence) else alone).append(j)
     if len(stack) < 2:
         return list(jobs)
     return [TrainGroupJob(config, ds.classes, ds.fingerprint, 0, members=tuple(stack)), *alone]
-
-
-def _stacking(config: ExperimentConfig) -> bool:
-    """Do this study's models train (and get evaluated) as one stack?"""
-    t = config.train  # the stacked trainer has the paper's optimiser, flips only and val-loss selection
-    plain = t.optimizer == "rmsprop_keras" and t.weight_decay == 0 and t.select == "val_loss"
-    return t.stack == "on" and is_stackable(config.model.name) and plain and t.augment not in ("crop", "crop_hflip")
