@@ -91,3 +91,17 @@ def test_a_run_beside_another_is_a_table_with_paired_differences():
     same = advimb.Results(here / "paper-h200").beside(here / "paper-h200", n_boot=200)
     paired = same.iloc[1:]  # every row but the whole test set's (independent resamples by design)
     assert (paired["difference"] == 0).all() and (paired["difference_lo"] == 0).all()
+
+
+def test_the_api_takes_every_argument_the_command_line_does():
+    """Every flag of ``advimb run`` that sets one config key is a keyword of ``advimb.build_config``
+    (and so of ``advimb.run``), translated by the same function."""
+    import inspect
+
+    from advimb.study.checks import ARGUMENT_KEYS
+
+    assert set(ARGUMENT_KEYS) <= set(inspect.signature(advimb.build_config).parameters)
+    cfg = advimb.build_config("smoke", seed=3, eps="8/255", executor="local")
+    assert cfg.seed == 3 and cfg.attack.eps == pytest.approx(8 / 255) and cfg.executor.name == "local"
+    with pytest.raises(UserError, match="executor.name"):
+        advimb.build_config("smoke", executor="slurm")

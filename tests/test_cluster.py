@@ -447,3 +447,21 @@ def test_a_dask_task_runs_with_the_jobs_threads_and_puts_back_the_workers(tmp_pa
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_worker_holds_one_studys_device_copies_at_a_time(smoke_cfg, tmp_path):
+    """A Dask worker serves many studies: the first task of another study releases the last
+    one's device copies of its data; tasks of the same study keep them."""
+    import torch
+
+    from advimb.data.sources import load_dataset
+    from advimb.study.jobs import base
+
+    ds = load_dataset(smoke_cfg.data)
+    base.enter_study(str(tmp_path / "a"))
+    base.device_arrays(ds, torch.device("cpu"))
+    assert base._device_arrays.cache_info().currsize == 1
+    base.enter_study(str(tmp_path / "a"))  # the same study: kept
+    assert base._device_arrays.cache_info().currsize == 1
+    base.enter_study(str(tmp_path / "b"))  # another study: released
+    assert base._device_arrays.cache_info().currsize == 0

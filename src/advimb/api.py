@@ -44,13 +44,30 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     seeds: int | None = None,
     device: str | None = None,
+    seed: int | None = None,
+    eps: float | str | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
 ) -> ExperimentConfig:
     """The resolved config a :func:`run` with these arguments would use (every name checked).
 
     ``overrides``: ``{"train.max_epochs": 2, "attack.name": "pgd"}`` (dotted keys, as the
-    CLI's ``--set``) or nested tables (``{"train": {"max_epochs": 2}}``)."""
+    CLI's ``--set``) or nested tables (``{"train": {"max_epochs": 2}}``). The other keywords
+    are ``advimb run``'s flags of the same names (``--data-dir``, ``--seeds``, ``--device``,
+    ``--seed``, ``--eps``, ``--executor``, ``--scheduler``, ``--scheduler-file``)."""
     return resolve_arguments(
-        preset, config_file, [_nest(overrides or {})], data_dir=data_dir, seeds=seeds, device=device
+        preset,
+        config_file,
+        [_nest(overrides or {})],
+        data_dir=data_dir,
+        seeds=seeds,
+        device=device,
+        seed=seed,
+        eps=eps,
+        executor=executor,
+        scheduler=scheduler,
+        scheduler_file=scheduler_file,
     )
 
 
@@ -66,13 +83,21 @@ def run(
     report: bool = True,
     progress: bool = True,
     wait: bool = False,
+    **arguments: Any,
 ) -> Results:
     """Run (or resume) the study into run folder ``out`` (default ``runs/<preset>``), build
     its tables and, with ``report``, its report; return its :class:`Results`. Arguments as
     :func:`build_config`; the same study, artifacts and checks as ``advimb run``. ``wait``:
-    if another invocation is writing into ``out``, wait for it (else :class:`UserError`)."""
+    if another invocation is writing into ``out``, wait for it (else :class:`UserError`).
+    ``arguments``: :func:`build_config`'s other keywords (``seed``, ``eps``, ``executor``, ...)."""
     cfg = build_config(
-        preset, config_file=config_file, data_dir=data_dir, overrides=overrides, seeds=seeds, device=device
+        preset,
+        config_file=config_file,
+        data_dir=data_dir,
+        overrides=overrides,
+        seeds=seeds,
+        device=device,
+        **arguments,
     )
     after = (lambda run_dir: build_report(run_dir)) if report else None
     res = run_study(cfg, out or f"runs/{cfg.preset}", progress=progress, argv=["advimb.run"], after=after, wait=wait)

@@ -121,22 +121,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _resolve(args: argparse.Namespace):
     from advimb.config.io import parse_assignment
-    from advimb.study.checks import ARGUMENT_KEYS, resolve_arguments
+    from advimb.study.checks import ARGUMENT_KEYS, resolve_arguments, sweep_overrides
 
     overrides: list[dict[str, Any]] = [parse_assignment(s) for s in args.sets]
     if getattr(args, "attacks", None) is not None:
-        try:
-            eps = [float(e) for e in args.epsilons.split(",") if e.strip()]
-        except ValueError:
-            raise UserError(
-                f"--epsilons {args.epsilons!r} is not a comma-separated list of numbers, e.g. 0.005,0.01,0.02"
-            ) from None
-        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-        if not eps or not attacks:
-            raise UserError(
-                "advimb sweep needs at least one attack and one eps, e.g. --attacks fgsm,pgd --epsilons 0.005,0.01"
-            )
-        overrides.append({"sweep": {"attacks": attacks, "epsilons": eps}})
+        overrides.append(sweep_overrides(args.attacks, args.epsilons))
     # every name known to its registry, before anything else happens
     return resolve_arguments(
         args.preset, args.config, overrides, **{name: getattr(args, name, None) for name in ARGUMENT_KEYS}

@@ -10,6 +10,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from advimb.errors import UserError
 from advimb.log import log
 
 
-def _extract(archive: Path, dest: Path) -> Path:
+def extract_archive(archive: Path, dest: Path) -> Path:
     """Unpack ``archive`` into ``dest`` (once; a marker file records completion)."""
     marker = dest / ".complete"
     if marker.exists():
@@ -67,26 +68,48 @@ def cache_root(cfg: DataConfig) -> Path:
 CACHE_VERSION = "v2"
 
 
-#: datasets this process has loaded, by a key that changes when the files do (paths, sizes,
-#: mtimes): a second study in the same process reuses them, and sees a changed folder anew
-_MEMORY: dict[tuple, Dataset] = {}
+class DatasetMemo:
+    """Datasets loaded in this process, by a key that changes when the files do (paths, sizes,
+    mtimes): a second study in the same process (a notebook, a Dask worker) reuses them and
+    sees a changed folder anew. Bounded: beyond ``size`` entries the oldest goes."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._entries: dict[tuple, Dataset] = {}
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._entries
+
+    def __getitem__(self, key: tuple) -> Dataset:
+        return self._entries[key]
+
+    def forget(self, key: tuple | None = None) -> None:
+        """Forget ``key``'s dataset, or every one (the next load reads the files again)."""
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
+
+    def remember(self, key: tuple, build: Callable[[], Dataset]) -> Dataset:
+        """``key``'s dataset, built by ``build`` the first time."""
+        if key not in self._entries:
+            if len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = build()
+        return self._entries[key]
+
+
+#: the datasets this process has loaded (:func:`advimb.data.sources.load_dataset`'s memo)
+DATASETS = DatasetMemo()
 
 
 def forget_datasets() -> None:
     """Forget every dataset this process has loaded (the next load reads the files again)."""
-    _MEMORY.clear()
+    DATASETS.forget()
 
 
-def _remember(key: tuple, build) -> Dataset:
-    if key not in _MEMORY:
-        if len(_MEMORY) >= 8:
-            _MEMORY.pop(next(iter(_MEMORY)))
-        _MEMORY[key] = build()
-    return _MEMORY[key]
-
-
-def _cached(cache: Path, key: str, build) -> Dataset:
-    return _remember(("source", str(cache), key), lambda: _cached_on_disk(cache, key, build))
+def cached_dataset(cache: Path, key: str, build) -> Dataset:
+    return DATASETS.remember(("source", str(cache), key), lambda: _cached_on_disk(cache, key, build))
 
 
 def _cached_on_disk(cache: Path, key: str, build) -> Dataset:

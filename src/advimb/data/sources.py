@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from advimb.config.sections import DataConfig
-from advimb.data.cache import _MEMORY, _cached, _extract, _remember, cache_root, stat_key
+from advimb.data.cache import DATASETS, cache_root, cached_dataset, extract_archive, stat_key
 from advimb.data.dataset import CIFAR10_CLASSES, Dataset, _make, check_usable, transform
 from advimb.data.folders import _list_image_folder, _load_image_folder
 from advimb.data.synthetic import make_synthetic
@@ -105,7 +105,7 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
     if root is not None:
         batches = sorted((root / "cifar-10-batches-py").iterdir())
         key = "cifar10-batches-" + stat_key(batches, root)
-        return _cached(cache, key, lambda: _load_torchvision(root, download=False))
+        return cached_dataset(cache, key, lambda: _load_torchvision(root, download=False))
     if (d / CIFAR_TGZ).exists():
         key = "cifar10-tgz-" + stat_key([d / CIFAR_TGZ], d)
 
@@ -114,20 +114,20 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
 
             if not check_integrity(str(d / CIFAR_TGZ), CIFAR_TGZ_MD5):
                 raise UserError(f"{d / CIFAR_TGZ} fails its md5 check; the file is corrupt")
-            out = _extract(d / CIFAR_TGZ, cache / "extracted" / key)
+            out = extract_archive(d / CIFAR_TGZ, cache / "extracted" / key)
             return _load_torchvision(out, download=False)
 
-        return _cached(cache, key, build)
+        return cached_dataset(cache, key, build)
     if _is_image_folder(d):
         _, files = _list_image_folder(d)
         key = "folder-" + stat_key([p for s in ("train", "test") for p, _ in files[s]], d)
-        return _check_cifar(cfg, _cached(cache, key, lambda: _load_image_folder(d, name, progress)))
+        return _check_cifar(cfg, cached_dataset(cache, key, lambda: _load_image_folder(d, name, progress)))
     archives = _archives(d)
     if len(archives) == 1:
         key = "archive-" + stat_key(archives, d)
 
         def build() -> Dataset:
-            root = _unwrap(_extract(archives[0], cache / "extracted" / key))
+            root = _unwrap(extract_archive(archives[0], cache / "extracted" / key))
             batches = _find_batches(root)
             if batches is not None:
                 return _load_torchvision(batches, download=False)
@@ -135,7 +135,7 @@ def _load_dir(cfg: DataConfig, progress: bool) -> Dataset:
                 raise _layout_error(d)
             return _load_image_folder(root, name, progress, origin=f"image folder in archive {archives[0]}")
 
-        return _check_cifar(cfg, _cached(cache, key, build))
+        return _check_cifar(cfg, cached_dataset(cache, key, build))
     raise _layout_error(d)
 
 
@@ -153,18 +153,18 @@ def load_dataset(cfg: DataConfig, progress: bool = False, fresh: bool = False) -
     ``data.pad`` applied. Raises :class:`UserError`. Within a process a second call returns the
     same arrays without looking at the files again, unless ``fresh`` (a study starting): then
     the files' sizes and mtimes are checked, and changed files are read anew."""
-    if fresh or ("config", cfg) not in _MEMORY:
+    if fresh or ("config", cfg) not in DATASETS:
         ds = _load_source(cfg, progress)
         check_usable(ds, cfg)
-        _MEMORY.pop(("config", cfg), None)
-        _remember(
+        DATASETS.forget(("config", cfg))
+        DATASETS.remember(
             ("config", cfg),
-            lambda: _remember(
+            lambda: DATASETS.remember(
                 ("transformed", ds.fingerprint, ds.origin, cfg.resize, cfg.pad),
                 lambda: transform(ds, cfg.resize, cfg.pad),
             ),
         )
-    return _MEMORY[("config", cfg)]
+    return DATASETS[("config", cfg)]
 
 
 def _torchvision_source(name: str) -> Callable[[DataConfig, bool], Dataset]:
@@ -211,7 +211,9 @@ def _cifar10(cfg: DataConfig, progress: bool) -> Dataset:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cache folder {root} is not writable ({e.strerror}); set ADVIMB_CACHE") from None
-    return _cached(cache_root(cfg), "cifar10-torchvision", lambda: _load_torchvision(root, download=cfg.download))
+    return cached_dataset(
+        cache_root(cfg), "cifar10-torchvision", lambda: _load_torchvision(root, download=cfg.download)
+    )
 
 
 @register_source("folder")
@@ -225,4 +227,4 @@ def _folder(cfg: DataConfig, progress: bool) -> Dataset:
 @register_source("synthetic")
 def _synthetic(cfg: DataConfig, progress: bool) -> Dataset:
     """The seeded synthetic dataset (``data.synthetic``), for tests and the smoke preset."""
-    return _remember(("synthetic", cfg.synthetic), lambda: make_synthetic(cfg.synthetic))
+    return DATASETS.remember(("synthetic", cfg.synthetic), lambda: make_synthetic(cfg.synthetic))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from advimb.config.sections import DataConfig
-from advimb.data.cache import _cached, cache_root, stat_key
+from advimb.data.cache import cache_root, cached_dataset, stat_key
 from advimb.data.dataset import Dataset, _make
 from advimb.errors import UserError
 
@@ -72,7 +72,7 @@ def load_torchvision(cfg: DataConfig, progress: bool) -> Dataset:
         origin = f"torchvision {name} from {d}"
     # downloaded: torchvision checks the files itself; local: the copy's sizes and mtimes
     key = f"torchvision-{name}-" + ("download" if cfg.dir is None else stamp)
-    return _cached(cache, key, lambda: _read(name, root, download, origin))
+    return cached_dataset(cache, key, lambda: _read(name, root, download, origin))
 
 
 def _stage_idx(d: Path, name: str, root: Path) -> Path:

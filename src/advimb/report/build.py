@@ -17,7 +17,6 @@ terminal say why not.
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 import time
@@ -38,14 +37,10 @@ from advimb.results.metrics import GridMetrics
 from advimb.results.pairs import default_pair, parse_pair
 from advimb.results.reader import BALANCED, KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.reference import PAPER_SETTING, describe_attack, paper_setting, reference
-from advimb.results.stats import N_BOOT, Bootstrap, check_n_boot
+from advimb.results.stats import N_BOOT, Bootstrap, Estimate, check_n_boot
+from advimb.results.stored import read_history
 from advimb.results.tables import build_tables, read_tables
 from advimb.scenario import Gradient, Kind
-
-
-def _read_history(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _r(x: float | None, digits: int = 2) -> float:
@@ -53,7 +48,7 @@ def _r(x: float | None, digits: int = 2) -> float:
 
 
 def _est(row: dict[str, Any], col: str) -> dict[str, float]:
-    return {"value": _r(row[col]), "lo": _r(row.get(f"{col}_lo")), "hi": _r(row.get(f"{col}_hi"))}
+    return Estimate.from_columns(row, col).to_dict()
 
 
 def _table1(
@@ -126,7 +121,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     why_not = paper_setting(cfg, grid.manifest.get("dataset", {}))
     comparable = not why_not
     layout = RunLayout(run_dir)
-    hist_path = layout.model(BALANCED.slug(grid.classes)) / "history.csv"
+    history, history_source = read_history(run_dir, BALANCED, grid.classes)
     exp_tables = summary.get("experiments", {}).get("tables", [])
     return {
         **_header(run_dir, grid, ref, why_not),
@@ -137,8 +132,8 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
         ),
         **_figure_data(grid, summary, pair),
         "history": {
-            "rows": _read_history(hist_path) if hist_path.exists() else [],
-            "source": str(hist_path.relative_to(run_dir)),
+            "rows": history,
+            "source": history_source,
         },
         "confusion": {"balanced": bal_conf.tolist(), "source": grid.clean(BALANCED)[0].source},
         "claims": check_claims(m, ref if comparable else None, pair),
@@ -198,7 +193,7 @@ def _balanced(summary: dict[str, Any], grid: GridResults) -> dict[str, Any]:
     bal = summary["balanced_clean_accuracy"], *summary["balanced_clean_accuracy_interval"]
     return {
         "balanced_clean_accuracy_percent": _r(bal[0]),
-        "balanced_clean_accuracy": {"value": _r(bal[0]), "lo": _r(bal[1]), "hi": _r(bal[2])},
+        "balanced_clean_accuracy": Estimate(*bal).to_dict(),
         "balanced_clean_source": grid.clean(BALANCED)[0].source,
     }
 

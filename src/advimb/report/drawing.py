@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from advimb.layout import GRID, RunLayout
 from advimb.report import experiment_figures, figures
+from advimb.results.stored import read_examples
 from advimb.scenario import BALANCED
 
 
@@ -29,29 +29,26 @@ def _examples(run_dir: Path, results: dict[str, Any], rows: int = 5) -> tuple[li
     items: list[dict[str, Any]] = []
     sources: list[str] = []
     for c in order:
-        path = RunLayout(run_dir).attack(GRID, BALANCED.slug(classes), c, "npz")
-        if len(items) >= rows or not path.exists():
+        ex = read_examples(run_dir, BALANCED, c, tuple(classes)) if len(items) < rows else None
+        if ex is None:
             continue
-        with np.load(path) as z:
-            if "example_clean" not in z or len(z["example_clean"]) == 0:
-                continue
-            pc, pa = z["example_prob_clean__balanced"], z["example_prob_adv__balanced"]
-            t = classes.index(c)
-            ok = [i for i in range(len(pc)) if pc[i].argmax() == t and pa[i].argmax() != t]
-            i = ok[0] if ok else 0
-            items.append(
-                {
-                    "true": c,
-                    "clean": z["example_clean"][i],
-                    "adversarial": z["example_adversarial"][i],
-                    "pred_clean": classes[int(pc[i].argmax())],
-                    "conf_clean": float(pc[i].max()),
-                    "pred_adv": classes[int(pa[i].argmax())],
-                    "conf_adv": float(pa[i].max()),
-                    "test_index": int(z["test_indices"][i]),
-                }
-            )
-            sources.append(str(path.relative_to(run_dir)))
+        pc, pa = ex.prob_clean, ex.prob_adv
+        t = classes.index(c)
+        ok = [i for i in range(len(pc)) if pc[i].argmax() == t and pa[i].argmax() != t]
+        i = ok[0] if ok else 0
+        items.append(
+            {
+                "true": c,
+                "clean": ex.clean[i],
+                "adversarial": ex.adversarial[i],
+                "pred_clean": classes[int(pc[i].argmax())],
+                "conf_clean": float(pc[i].max()),
+                "pred_adv": classes[int(pa[i].argmax())],
+                "conf_adv": float(pa[i].max()),
+                "test_index": int(ex.test_indices[i]),
+            }
+        )
+        sources.append(ex.source)
     return items, sources
 
 

@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from advimb import __version__
 from advimb.report.text import ci, fmt, magnitude_text
+from advimb.results.stats import Estimate
 from advimb.scenario import Gradient
 
 VERDICT_HELP = (
@@ -140,14 +141,7 @@ def _experiment_rows(exp: dict[str, Any]) -> tuple[list[list[str]], list[list[st
             fmt(r["spearman_rho_count_vs_adversarial_accuracy"], 2),
             fmt(r["spearman_p"], 4),
             r["tail_classes"],
-            ci(
-                {
-                    "value": r["tail_minus_head_adversarial_accuracy"],
-                    "lo": r["tail_minus_head_adversarial_accuracy_lo"],
-                    "hi": r["tail_minus_head_adversarial_accuracy_hi"],
-                },
-                "",
-            ),
+            ci(Estimate.from_columns(r, "tail_minus_head_adversarial_accuracy").exact(), ""),
         ]
         for r in exp.get("long_tail") or []
     ]
@@ -177,7 +171,7 @@ def _robustness_rows(exp: dict[str, Any]) -> tuple[list[list[str]], list[list[st
     """The long-tailed robustness tables (formatted): (own gradient, balanced model's gradient)."""
 
     def cell(r: dict[str, Any], k: str) -> str:
-        return ci({"value": r[k], "lo": r[f"{k}_lo"], "hi": r[f"{k}_hi"]}, "")
+        return ci(Estimate.from_columns(r, k).exact(), "")
 
     own: list[list[str]] = []
     transfer: list[list[str]] = []

@@ -14,8 +14,9 @@ Intervals are percentile intervals of ``n_boot`` replicates (default 2,000, 95%)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,29 @@ class Estimate:
         """The estimate as a table's three columns, ``name``, ``name_lo`` and ``name_hi`` (every
         table of a run folder writes an estimate this way)."""
         return {name: self.value, f"{name}_lo": self.lo, f"{name}_hi": self.hi}
+
+    @classmethod
+    def from_columns(cls, row: Mapping[str, Any], name: str) -> Estimate:
+        """The estimate a table's row holds as :meth:`Estimate.columns` (a missing or empty
+        bound: NaN)."""
+
+        def num(x: Any) -> float:
+            return float("nan") if x is None or x == "" else float(x)
+
+        return cls(num(row.get(name)), num(row.get(f"{name}_lo")), num(row.get(f"{name}_hi")))
+
+    @property
+    def bounds(self) -> list[float]:
+        """The interval as ``[lo, hi]`` (``summary.json``'s form, beside its value)."""
+        return [self.lo, self.hi]
+
+    def exact(self) -> dict[str, float | None]:
+        """``{value, lo, hi}`` unrounded, an undefined number as None (the form the report's
+        page formats, :func:`advimb.report.text.ci`)."""
+        return {
+            k: (float(v) if np.isfinite(v) else None)
+            for k, v in (("value", self.value), ("lo", self.lo), ("hi", self.hi))
+        }
 
 
 def _round(x: float, digits: int) -> float:

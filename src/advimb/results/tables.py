@@ -277,7 +277,7 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
     rd, rd_ci, undefined = {}, {}, {}
     for kind in KINDS:
         e = m.estimate(m.mean_over_targets(lambda c, k=kind: m.relative_difference(c, k)))
-        rd[kind], rd_ci[kind] = _finite(e.value), [_finite(e.lo), _finite(e.hi)]
+        rd[kind], rd_ci[kind] = _finite(e.value), [_finite(x) for x in e.bounds]
         undefined[kind] = [
             r["class"]
             for r in t["relative_difference"]
@@ -299,9 +299,9 @@ def summarise(m: GridMetrics, t: dict[str, list[dict[str, Any]]], method: str) -
         "relative_difference_average_interval": rd_ci,
         "relative_difference_undefined_classes": undefined,
         "clean_target_average_percent": {k: e.value for k, e in clean_t.items()},
-        "clean_target_average_interval": {k: [e.lo, e.hi] for k, e in clean_t.items()},
+        "clean_target_average_interval": {k: e.bounds for k, e in clean_t.items()},
         "balanced_clean_accuracy": bal.value,
-        "balanced_clean_accuracy_interval": [bal.lo, bal.hi],
+        "balanced_clean_accuracy_interval": bal.bounds,
         "orderings": {
             "same_model_under_lt_balanced": count(lambda r: r["same_model_under"] < r["same_model_balanced"]),
             "same_model_balanced_lt_over": count(lambda r: r["same_model_balanced"] < r["same_model_over"]),

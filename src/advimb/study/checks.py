@@ -16,6 +16,7 @@ from advimb.config.presets import resolve_config
 from advimb.config.sections import ExperimentConfig
 from advimb.data.imbalance import check_profile
 from advimb.data.sources import check_source
+from advimb.errors import UserError
 from advimb.models import check_model
 from advimb.training.defences import get_defence
 
@@ -45,6 +46,24 @@ ARGUMENT_KEYS = {
     "scheduler": "executor.scheduler",
     "scheduler_file": "executor.scheduler_file",
 }
+
+
+def sweep_overrides(attacks: str | list[str], epsilons: str | list[float]) -> dict[str, Any]:
+    """The ``sweep`` settings of ``advimb sweep --attacks fgsm,pgd --epsilons 0.005,0.01`` (comma
+    lists, or lists): one-line errors for a list that is not one, or is empty."""
+    if isinstance(epsilons, str):
+        try:
+            epsilons = [float(e) for e in epsilons.split(",") if e.strip()]
+        except ValueError:
+            raise UserError(
+                f"--epsilons {epsilons!r} is not a comma-separated list of numbers, e.g. 0.005,0.01,0.02"
+            ) from None
+    names = [a.strip() for a in attacks.split(",") if a.strip()] if isinstance(attacks, str) else list(attacks)
+    if not epsilons or not names:
+        raise UserError(
+            "advimb sweep needs at least one attack and one eps, e.g. --attacks fgsm,pgd --epsilons 0.005,0.01"
+        )
+    return {"sweep": {"attacks": names, "epsilons": [float(e) for e in epsilons]}}
 
 
 def resolve_arguments(

@@ -37,7 +37,9 @@ def run_job(job: Job, run_dir: str, *deps: Any) -> dict[str, Any]:
     finds them so). ``deps`` are the results of the jobs it depends on (unused: passing
     their futures is how Dask learns the order)."""
     from advimb.devices import torch_threads
+    from advimb.study.jobs.base import enter_study
 
+    enter_study(str(Path(run_dir).resolve()))
     path = Path(run_dir)
     if all(p.status(path) == "done" for p in job.parts()):
         return {"job": job.name, "seconds": 0.0, "skipped": True, "pid": os.getpid()}

@@ -34,6 +34,7 @@ from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import balanced_subset, stratified_split
 from advimb.devices import to_float
 from advimb.errors import UserError
+from advimb.scenario import Kind
 from advimb.training.defences import Regime, get_defence
 
 
@@ -117,10 +118,10 @@ def validation_data(
     return arrays["x_train"][val], arrays["y_train"][val]
 
 
-def augments(cfg: ExperimentConfig, kind: str, regime: Regime) -> bool:
+def augments(cfg: ExperimentConfig, kind: Kind, regime: Regime) -> bool:
     """Does a model of scenario kind ``kind`` train on randomly flipped images?"""
     aug = cfg.train.augment
-    rule = aug in ("hflip", "crop_hflip") or (aug == "hflip_except_over" and kind != "over")
+    rule = aug in ("hflip", "crop_hflip") or (aug == "hflip_except_over" and kind != Kind.OVER)
     return rule or regime.resample  # re-sampled duplicates get random flips
 
 

@@ -57,6 +57,20 @@ def release_device_arrays() -> None:
     _device_arrays.cache_clear()
 
 
+#: the study whose jobs this process runs now (its run folder), for a Dask worker's caches
+_STUDY = {"run_dir": ""}
+
+
+def enter_study(run_dir: str) -> None:
+    """This process runs a job of ``run_dir``'s study next: where that is another study than the
+    last one's (a Dask worker serves many), the last study's device copies are released first,
+    so a worker holds one study's tensors at a time (the local executor releases them when its
+    study ends)."""
+    if _STUDY["run_dir"] != run_dir:
+        release_device_arrays()
+        _STUDY["run_dir"] = run_dir
+
+
 def load_weights(
     cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: str, device: torch.device
 ) -> torch.nn.Module:
