@@ -12,6 +12,7 @@ import torch
 from advimb.config.sections import ModelConfig, TrainConfig
 from advimb.devices import resolve_runtime
 from advimb.models import build_model
+from advimb.scenario import parse_scenario
 from advimb.training.fit import fit
 from advimb.training.regimes import Regime, balanced_weights
 from advimb.training.stacked import fit_stacked
@@ -271,8 +272,9 @@ def test_study_with_stacked_training(smoke_cfg, smoke_run, tmp_path):
     assert again["stats"]["run"] == 0
     rcfg = resolve_runtime(cfg)
     for f in ("balanced", "under-class3", "over-class5"):
+        s = parse_scenario(f.replace("-", ":"), ds.classes)
         own, probs = predict(
-            load_weights(rcfg, ds, RunLayout(run), f, torch.device("cpu")), torch.from_numpy(ds.x_test)
+            load_weights(rcfg, ds, RunLayout(run), s, torch.device("cpu")), torch.from_numpy(ds.x_test)
         )
         batched = np.load(run / "eval" / "clean" / f"{f}.npz")["predictions"]
         # the README's tolerance: the labels agree except where a model's top two classes are

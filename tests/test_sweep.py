@@ -11,6 +11,7 @@ import torch
 
 from advimb.cli import main
 from advimb.layout import slug
+from advimb.scenario import BALANCED
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):
 
     cfg = from_dict(ExperimentConfig, load_toml(sweep_run / "config.toml"))
     ds = load_dataset(cfg.data)
-    model = load_weights(cfg, ds, RunLayout(sweep_run), "balanced", "cpu")
+    model = load_weights(cfg, ds, RunLayout(sweep_run), BALANCED, "cpu")
     checked = 0
     for f in sorted((sweep_run / "sweep" / "fgsm-eps0.04").glob("balanced__*.npz")):  # classes it gets right
         z = np.load(f)
@@ -138,7 +139,7 @@ def test_pgd_evaluation_does_not_depend_on_batch_size(smoke_run, smoke_cfg):
     from advimb.study.jobs.base import load_weights
 
     ds = load_dataset(smoke_cfg.data)
-    model = load_weights(smoke_cfg, ds, RunLayout(smoke_run["run_dir"]), "balanced", "cpu")
+    model = load_weights(smoke_cfg, ds, RunLayout(smoke_run["run_dir"]), BALANCED, "cpu")
     x, y = torch.from_numpy(ds.x_test[:40]), torch.from_numpy(ds.y_test[:40]).long()
     res = [
         attack_images(

@@ -162,7 +162,9 @@ def load_model(run_dir: str | Path, model: str | Scenario = "balanced", *, repli
         dev = torch.device(device)
     except RuntimeError as e:
         raise UserError(f"device {device!r} is not a torch device ({e}); use cpu, cuda or cuda:N") from None
-    return trained_model(cfg, len(classes), tuple(data["image_shape"]), weights, dev)
+    # what the model is, from what the study recorded (a folder's name says it too, but not parsed)
+    defence = parse_scenario(read_json(weights.parent / "meta.json")["scenario"], classes).defence
+    return trained_model(cfg, len(classes), tuple(data["image_shape"]), weights, dev, defence)
 
 
 @dataclass(frozen=True)

@@ -72,18 +72,31 @@ def enter_study(run_dir: str) -> None:
 
 
 def load_weights(
-    cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, slug: str, device: torch.device
+    cfg: ExperimentConfig, ds: Dataset, layout: RunLayout, s: Scenario, device: torch.device
 ) -> torch.nn.Module:
-    return trained_model(cfg, ds.num_classes, ds.image_shape, layout.model(slug) / "weights.pt", device)
+    """Scenario ``s``'s trained model as the study evaluates it (:func:`trained_model`)."""
+    weights = layout.model(s.slug(ds.classes)) / "weights.pt"
+    return trained_model(cfg, ds.num_classes, ds.image_shape, weights, device, s.defence)
 
 
 def trained_model(
-    cfg: ExperimentConfig, num_classes: int, image_shape: tuple[int, int, int], weights: Path, device: torch.device
+    cfg: ExperimentConfig,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    weights: Path,
+    device: torch.device,
+    defence: str = "",
 ) -> torch.nn.Module:
     """The model of ``cfg`` with the trained ``weights`` (its input normalisation included), in
-    eval mode on ``device``, in the memory format it was evaluated in."""
+    eval mode on ``device``, in the memory format it was evaluated in; with ``defence``'s
+    classifier head and test-time correction where it declares them
+    (:meth:`advimb.training.defences.Defence.evaluated`)."""
+    from advimb.training.defences import get_defence
+
     c, h, w = image_shape  # as a 3-tuple, whatever sequence it came as
     model = build_model(cfg.model, num_classes, (c, h, w))
+    if defence:
+        model = get_defence(defence).evaluated(model, num_classes)
     model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
     model.to(device)
     if cfg.train.channels_last:

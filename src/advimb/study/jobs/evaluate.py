@@ -54,7 +54,7 @@ class CleanEvalJob(Job):
         cfg = self.config
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
-        model = load_weights(cfg, ds, self.layout(run_dir), self.scenario_slug(self.scenario), device)
+        model = load_weights(cfg, ds, self.layout(run_dir), self.scenario, device)
         pred, _ = predict(model, device_arrays(ds, device)["x_test"], cfg.eval.batch_size, cfg.train.channels_last)
         return self.record(run_dir, ds, pred)
 
@@ -86,7 +86,7 @@ class CleanEvalGroupJob(GroupJob[CleanEvalJob]):
         cfg, todo = self.config, self.todo(run_dir)
         ds = self.dataset()
         device = resolve_device(cfg.train.device)
-        models = [load_weights(m.config, ds, m.layout(run_dir), m.scenario_slug(m.scenario), device) for m in todo]
+        models = [load_weights(m.config, ds, m.layout(run_dir), m.scenario, device) for m in todo]
         preds: np.ndarray | list[np.ndarray] = (
             predict_stacked(models, device_arrays(ds, device)["x_test"], cfg.eval.batch_size) if todo else []
         )
@@ -222,9 +222,7 @@ class ModelCache:
 
     def get(self, s: Scenario) -> torch.nn.Module:
         if s not in self.models:
-            self.models[s] = load_weights(
-                self.job.config, self.ds, self.job.layout(self.run_dir), self.job.scenario_slug(s), self.device
-            )
+            self.models[s] = load_weights(self.job.config, self.ds, self.job.layout(self.run_dir), s, self.device)
         return self.models[s]
 
 

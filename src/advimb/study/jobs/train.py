@@ -28,7 +28,7 @@ from advimb.devices import auto_batch, resolve_device
 from advimb.models import build_model
 from advimb.scenario import Kind
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
-from advimb.training.defences import Regime, get_defence
+from advimb.training.defences import Regime, attach_head, get_defence
 from advimb.training.fit import fit
 from advimb.training.policy import (
     Prepared,
@@ -148,11 +148,14 @@ class TrainJob(Job):
         tr = torch.from_numpy(sel.split.train).to(device)
         val = validation_data(cfg, arr, torch.from_numpy(sel.split.val).to(device))
         mean, std = normalisation(cfg, arr["x_train"][tr])
-        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=self.seeds()["init"], mean=mean, std=std)
+        init = self.seeds()["init"]
+        model = build_model(cfg.model, ds.num_classes, ds.image_shape, seed=init, mean=mean, std=std)
+        regime = self.regime(torch.from_numpy(ds.y_train[sel.split.train]), ds.num_classes)
+        if regime.head is not None:  # the defence's classifier head in place of the model's
+            model = attach_head(model, regime.head, ds.num_classes, seed=derive_seed(init, "head"))
         model.to(device)
         if cfg.train.channels_last:
             model.to(memory_format=torch.channels_last)
-        regime = self.regime(torch.from_numpy(ds.y_train[sel.split.train]), ds.num_classes)
         return Prepared(sel, tr, val, model, augments(cfg, self.scenario.kind, regime), regime)
 
     def _write_selection(self, run_dir: Path, ds: Dataset, sel: ScenarioSelection) -> None:
@@ -196,8 +199,12 @@ class TrainJob(Job):
         slug, layout = self.scenario_slug(self.scenario), self.layout(run_dir)
         mdir = layout.model(slug)
         weights = mdir / "weights.pt"
+        state = {k: v.detach().cpu() for k, v in result.state_dict.items()}
+        if prep.regime.correction:  # saved as evaluated: the bare model inside its correction (Corrected)
+            offsets = torch.tensor(prep.regime.correction, dtype=torch.float32)
+            state = {**{f"model.{k}": v for k, v in state.items()}, "offsets": offsets}
         with artifacts.atomic_path(weights) as tmp:
-            torch.save({k: v.detach().cpu() for k, v in result.state_dict.items()}, tmp)
+            torch.save(state, tmp)
         cols = list(result.history[0]) if result.history else []
         csv = ",".join(cols) + "\n" + "".join(",".join(f"{row[c]:.6g}" for c in cols) + "\n" for row in result.history)
         artifacts.write_text(mdir / "history.csv", csv)

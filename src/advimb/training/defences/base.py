@@ -1,6 +1,7 @@
 """What a training-time defence is: the declarations it makes (:class:`Regime`), the objects
 that carry them (:class:`TrainingImages`: which images a batch is replaced by or joined with;
-:class:`Loss`: the training loss), and how defences compose (:class:`Composed`: each field of
+:class:`Loss`: the training loss; :class:`Head`: a classifier head in place of the model's
+last linear layer; a test-time correction, :class:`Corrected`), and how defences compose (:class:`Composed`: each field of
 the regime declared by at most one part, a conflict refused in one line before anything is
 written). The trainers read a regime's declarations and never a defence's name.
 """
@@ -93,6 +94,48 @@ class CrossEntropy(Loss):
 
 
 @dataclass(frozen=True)
+class Head:
+    """A classifier head a defence puts in place of the model's last ``nn.Linear`` (RoBal's
+    cosine classifier, say): :meth:`Head.build` makes its module from that layer's input width."""
+
+    def build(self, in_features: int, num_classes: int) -> nn.Module:
+        raise NotImplementedError  # a bug: every head overrides it
+
+
+def attach_head(model: nn.Module, head: Head, num_classes: int, seed: int = 0) -> nn.Module:
+    """``model`` with its last ``nn.Linear`` (in module order) replaced by ``head``'s module,
+    initialised from ``seed`` (torch's global generator is left as it was). Every registered
+    model ends in one; a one-line error for a model that does not."""
+    last = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise UserError(
+            f"a defence with its own classifier head needs a model whose classifier is an nn.Linear; "
+            f"{type(model).__name__} has none"
+        )
+    parent_name, _, attr = last[-1].rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    layer = getattr(parent, attr)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        setattr(parent, attr, head.build(layer.in_features, num_classes).to(layer.weight.device))
+    return model
+
+
+class Corrected(nn.Module):
+    """A model with its test-time correction: per-class ``offsets`` (a buffer, saved with the
+    weights) added to its logits. The trainer trains the bare model; the study evaluates and
+    attacks this one, and ``advimb.load_model`` returns it."""
+
+    def __init__(self, model: nn.Module, num_classes: int, offsets: tuple[float, ...] = ()) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("offsets", torch.tensor(offsets or (0.0,) * num_classes, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + self.offsets
+
+
+@dataclass(frozen=True)
 class Regime:
     """How a model is trained beyond the optimiser: the declarations of its defences (the
     default is the paper's plain training). Each field is declared by at most one defence.
@@ -104,7 +147,9 @@ class Regime:
     class with fewer images than the largest is topped up to it by drawing its images again
     with replacement (fresh draws each epoch). ``images``: what adversarial training crafts
     from each batch (:class:`TrainingImages`). ``loss``: the training loss (:class:`Loss`;
-    cross-entropy by default).
+    cross-entropy by default). ``head``: the classifier head the model trains and is evaluated
+    with (:class:`Head`). ``correction``: per-class offsets added to the logits at test time
+    only (:class:`Corrected`).
     """
 
     class_weight: tuple[float, ...] = ()
@@ -112,6 +157,8 @@ class Regime:
     resample: bool = False
     images: TrainingImages | None = None
     loss: Loss = CrossEntropy()
+    head: Head | None = None
+    correction: tuple[float, ...] = ()
 
     @property
     def adversarial(self) -> bool:
@@ -131,6 +178,8 @@ class Regime:
             "resample": self.resample,
             "images": None if self.images is None else named(self.images),
             "loss": named(self.loss),
+            "head": None if self.head is None else named(self.head),
+            "correction": list(self.correction),
         }
 
 
@@ -158,8 +207,23 @@ class Defence:
     def stackable(self) -> bool:
         """Can its models train in the study's one stack? Weights, offsets and re-sampling
         change only the cross-entropy and the epoch's order; crafted images and other losses
-        need the model's own step, so they train one by one."""
-        return not self.fields & {"images", "loss"}
+        need the model's own step, so they train one by one; so do another head and a
+        test-time correction (the model's own structure)."""
+        return not self.fields & {"images", "loss", "head", "correction"}
+
+    def head(self) -> Head:
+        """The classifier head of a defence that declares ``head``."""
+        raise NotImplementedError(f"defence {self.name!r} declares no head")  # a bug
+
+    def evaluated(self, model: nn.Module, num_classes: int) -> nn.Module:
+        """``model`` (freshly built) in the structure this defence's models are saved and
+        evaluated in, before their weights are loaded: with its head and its test-time
+        correction where it declares them."""
+        if "head" in self.fields:
+            model = attach_head(model, self.head(), num_classes)
+        if "correction" in self.fields:
+            model = Corrected(model, num_classes)
+        return model
 
     def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
         """What defines this defence for a model (part of its job key); the experiments'
@@ -181,6 +245,9 @@ class Composed(Defence):
     @property
     def fields(self) -> frozenset[str]:
         return frozenset().union(*(p.fields for p in self.parts))
+
+    def head(self) -> Head:
+        return next(p for p in self.parts if "head" in p.fields).head()
 
     def spec(self, adv_eps: float, adv_scope: str, adv_steps: int, targeted: bool) -> dict[str, Any]:
         return {"name": self.name, "parts": [p.spec(adv_eps, adv_scope, adv_steps, targeted) for p in self.parts]}
