@@ -57,6 +57,15 @@ def test_sweep_writes_every_point_and_matches_the_main_grid(sweep_run):
         for r in json.loads(f.read_text())["combinations"]
     }
     fgsm01 = [r for r in rows if r["attack"] == "fgsm" and float(r["eps"]) == 0.01]
+    table1 = {r["class"]: r for r in _csv(sweep_run / "tables" / "table1.csv")}
+    cells = 0
+    for r in fgsm01:  # and Table 1's cell with its interval: the same images, the same bootstrap
+        col = f"{r['gradient']}_{r['model_kind']}"
+        if r["class"] in table1 and col in table1[r["class"]]:
+            cells += 1
+            for suffix in ("", "_lo", "_hi"):
+                assert r[f"adversarial_accuracy{suffix}"] == table1[r["class"]][col + suffix], (col, suffix)
+    assert cells == 2 * 5  # both studied classes' five cells
     for r in fgsm01:  # the sweep's FGSM at the main eps reproduces the main grid exactly
         assert float(r["adversarial_accuracy"]) == pytest.approx(  # in percent, like every table
             100 * main_grid[(r["class"], r["evaluated_model"], r["gradient_model"])], abs=1e-6
@@ -90,6 +99,7 @@ def test_sweep_metrics(sweep_run):
         ]
         assert float(s["accuracy"]) == pytest.approx(np.mean(acc), abs=1e-3)
         assert float(s["worst_class_accuracy"]) == pytest.approx(min(acc), abs=1e-3)
+        assert float(s["accuracy_lo"]) <= float(s["accuracy"]) <= float(s["accuracy_hi"])
 
 
 def test_minimal_eps_flips_at_the_found_eps_and_not_far_below(sweep_run):

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from advimb.layout import GRID
-from advimb.results.reader import CleanEval, Combination, GridResults, Outcomes, grid_models
+from advimb.results.reader import CleanEval, Combination, GridResults, Outcomes, Point, grid_models
 from advimb.results.stats import Bootstrap, Estimate, mean_over_groups
 from advimb.scenario import Gradient, Kind, Scenario
 
@@ -89,11 +89,18 @@ def _missing(boot: Bootstrap) -> Quantity:
 class Metrics:
     """A run's quantities (all seeds), computed on demand and cached. ``folder``: read the
     combinations of that folder only (the grid's tables read the grid's); ``attack``: those of
-    a further attack on the long-tailed models (its label). Every artifact a
+    a further attack on the long-tailed models (its label); ``sweep``: those of a sweep point (first seed). Every artifact a
     quantity is computed from is recorded in ``used`` (the tables' ``sources.json``)."""
 
-    def __init__(self, outcomes: Outcomes, boot: Bootstrap, folder: str | None = None, attack: str = "") -> None:
-        self.outcomes, self.boot, self.folder, self.attack = outcomes, boot, folder, attack
+    def __init__(
+        self,
+        outcomes: Outcomes,
+        boot: Bootstrap,
+        folder: str | None = None,
+        attack: str = "",
+        sweep: Point | None = None,
+    ) -> None:
+        self.outcomes, self.boot, self.folder, self.attack, self.sweep = outcomes, boot, folder, attack, sweep
         self.classes = outcomes.classes
         self.used: set[str] = set()
         self._cache: dict[tuple, Any] = {}
@@ -104,7 +111,7 @@ class Metrics:
         return self._cache[key]
 
     def _labels(self, evaluated: Scenario, gradient: Scenario, cls: str, which: str) -> list[np.ndarray] | None:
-        found = self.outcomes.combinations(evaluated, gradient, cls, self.folder, self.attack)
+        found = self.outcomes.combinations(evaluated, gradient, cls, self.folder, self.attack, self.sweep)
         if found is None:
             return None
         self.used.update(e.source for e in found)

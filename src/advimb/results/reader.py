@@ -9,11 +9,9 @@ parsed here, where the artifacts are read, and nowhere else. :func:`load_grid` c
 grid the config asks for is complete and returns a :class:`GridResults`, the grid's view of
 the same outcomes, which :mod:`advimb.results.tables`, :mod:`advimb.results.claims` and the
 report compute from through :mod:`advimb.results.metrics`. Every number is derived there from
-the predictions: the per-combination summaries that earlier versions also stored in the JSON
-artifacts are not read, so run folders made by earlier versions read the same way.
-
-A run folder with results missing is refused with the list of what is missing, rather
-than averaged over fewer classes.
+the predictions (summaries earlier versions also stored are not read, so their run folders
+read the same way). A run folder with results missing is refused with the list of what is
+missing, rather than averaged over fewer classes.
 """
 
 from __future__ import annotations
@@ -111,7 +109,7 @@ class Replicate:
 
     folders: dict[str, dict[Key, Combination]] = field(default_factory=dict)
     clean: dict[Scenario, CleanEval] = field(default_factory=dict)
-    sweeps: dict[Point, list[Combination]] = field(default_factory=dict)
+    sweeps: dict[Point, dict[Key, Combination]] = field(default_factory=dict)
     variants: dict[str, dict[Key, Combination]] = field(default_factory=dict)
 
     def find(self, key: Key) -> Combination | None:
@@ -180,7 +178,7 @@ def _read_replicate(layout: RunLayout, sweeps: bool) -> tuple[tuple[str, ...], R
         combos = {}
         classes = _read_attack(layout, f, combos)
         attack = artifacts.read_json(f)["attack"]
-        rep.sweeps.setdefault((attack["name"], attack["eps"]), []).extend(combos.values())
+        rep.sweeps.setdefault((attack["name"], attack["eps"]), {}).update(combos)
     return classes, rep
 
 
@@ -243,12 +241,21 @@ class Outcomes:
         return [int(v) for v in artifacts.read_json(f)["counts"].values()], self.layout.rel(f)
 
     def combinations(
-        self, evaluated: Scenario, gradient: Scenario, cls: str, folder: str | None = None, attack: str = ""
+        self,
+        evaluated: Scenario,
+        gradient: Scenario,
+        cls: str,
+        folder: str | None = None,
+        attack: str = "",
+        sweep: Point | None = None,
     ) -> list[Combination] | None:
         """One combination per replicate (of ``folder`` only, when given; under the further
-        attack ``attack`` when given); None when a replicate lacks it."""
+        attack ``attack`` when given; of sweep point ``sweep``, first seed only, when given);
+        None when a replicate lacks it."""
         key = (evaluated, gradient, cls)
-        if attack:
+        if sweep is not None:
+            found = [self.replicates[0].sweeps.get(sweep, {}).get(key)] if self.replicates else [None]
+        elif attack:
             found = [r.variants.get(attack, {}).get(key) for r in self.replicates]
         else:
             found = [r.find(key) if folder is None else r.folders.get(folder, {}).get(key) for r in self.replicates]
@@ -269,7 +276,7 @@ class Outcomes:
 
     def sweep_points(self) -> dict[Point, list[Combination]]:
         """The sweeps' combinations per (attack, eps), first seed (``sweep/<attack>-eps<eps>/``)."""
-        return self.replicates[0].sweeps if self.replicates else {}
+        return {p: list(c.values()) for p, c in self.replicates[0].sweeps.items()} if self.replicates else {}
 
 
 def grid_models(kind: Kind, grad: Gradient, target: int) -> tuple[Scenario, Scenario]:

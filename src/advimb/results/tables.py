@@ -185,7 +185,7 @@ def build_tables(run_dir: Path, grid: GridResults | None = None) -> dict[str, An
     artifacts.write_text(out / "table1.md", "\n".join(md) + "\n")
 
     summary = summarise(m, t, method)
-    sweep_rows, sweep = build_sweep_tables(run_dir, res.outcomes)
+    sweep_rows, sweep = build_sweep_tables(run_dir, res.outcomes, n_boot)
     if sweep:
         summary["sweep"] = sweep
         sources["sweep"] = sorted({r["source"] for r in sweep_rows})

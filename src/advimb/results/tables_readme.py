@@ -38,8 +38,8 @@ def tables_readme(res: GridResults, method: str, names: list[str]) -> str:
         "| `summary.json` | column averages with intervals, the paper's orderings counted over classes |",
     ]
     extra = {
-        "sweep": "every attack at every eps of the sweep (first seed; no intervals)",
-        "sweep_summary": "per attack, eps and Table 1 column (first seed; no intervals)",
+        "sweep": "every attack at every eps of the sweep (first seed; accuracies with their intervals)",
+        "sweep_summary": "per attack, eps and Table 1 column (first seed; mean and worst-class accuracy with intervals)",
         "imbalance_sweep": "the imbalance sweep (`clean_accuracy_attacked_images`: clean accuracy of the "
         "attacked images, like the relative difference's)",
         "long_tail": "long-tailed profiles, per class (`clean_accuracy_attacked_images` as above)",
