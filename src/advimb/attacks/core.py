@@ -155,6 +155,12 @@ def uniform_offsets(
     return torch.empty(tuple(shape), dtype=dtype, device=dev).uniform_(-eps, eps, generator=generator)
 
 
+def uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+    """``x`` plus :func:`uniform_offsets` drawn from the CPU ``generator`` (not projected): the
+    seeded random start of adversarial training and robust validation."""
+    return x + uniform_offsets(x.shape, eps, generator).to(x.device, x.dtype)
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:
     """Onto the L-inf ball of radius ``eps`` around ``x`` and, with ``clip``, onto [0, 1]
     (the order torchattacks and Foolbox use: the ball first, then the pixel range)."""

@@ -16,7 +16,7 @@ from advimb import artifacts
 from advimb.layout import RunLayout
 from advimb.results.longtail import worst
 from advimb.results.metrics import Metrics, combination_summary
-from advimb.results.reader import TABLE1_COLUMNS, Outcomes, grid_models
+from advimb.results.reader import TABLE1_COLUMNS, Outcomes, Point, grid_models
 from advimb.results.stats import N_BOOT, Bootstrap
 from advimb.scenario import Gradient, Kind
 
@@ -53,16 +53,19 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def sweep_rows(outcomes: Outcomes, boot: Bootstrap) -> list[dict[str, Any]]:
+def sweep_rows(outcomes: Outcomes, metrics: dict[Point, Metrics]) -> list[dict[str, Any]]:
     """Every combination of every sweep point (``sweep/<attack>-eps<eps>/``): its accuracies
     before and after the attack with intervals (:class:`Metrics`), and its success rate and
     minimal FGSM eps on the images correct before (:func:`combination_summary`), in percent."""
     rows = []
     name, classes = outcomes.name, outcomes.classes
     for point, combos in outcomes.sweep_points().items():
-        m = Metrics(outcomes, boot, sweep=point)
+        m = metrics[point]
         for c in combos:
             own = combination_summary(c, classes.index(c.cls))
+            minimal = {k: v for k, v in own.items() if k.startswith("min_eps")}
+            if "min_eps_flippable_share" in minimal:  # a share, in percent like every other
+                minimal["min_eps_flippable_share"] *= 100
             rows.append(
                 {
                     "attack": point[0],
@@ -77,16 +80,16 @@ def sweep_rows(outcomes: Outcomes, boot: Bootstrap) -> list[dict[str, Any]]:
                     **m.cols("adversarial_accuracy", m.accuracy(c.evaluated, c.gradient, c.cls)),
                     "n_clean_correct": own["n_clean_correct"],
                     "success_rate": 100 * own["success_rate"],
-                    **{k: v for k, v in own.items() if k.startswith("min_eps")},
+                    **minimal,
                     "source": c.source.replace(".npz", ".json"),
                 }
             )
-            if "min_eps_flippable_share" in rows[-1]:
-                rows[-1]["min_eps_flippable_share"] *= 100
     return rows
 
 
-def sweep_summary(outcomes: Outcomes, rows: list[dict[str, Any]], boot: Bootstrap) -> list[dict[str, Any]]:
+def sweep_summary(
+    outcomes: Outcomes, rows: list[dict[str, Any]], metrics: dict[Point, Metrics]
+) -> list[dict[str, Any]]:
     """Per attack, eps and Table 1 column, over the classes it attacked: the mean accuracy under
     attack (= balanced accuracy: every class has the same number of attacked images) and the
     worst class's (the bootstrap of the minimum), each with its interval; the mean success rate
@@ -95,7 +98,7 @@ def sweep_summary(outcomes: Outcomes, rows: list[dict[str, Any]], boot: Bootstra
     out = []
     points = sorted({(r["attack"], r["eps"]) for r in rows})
     for point in points:
-        m = Metrics(outcomes, boot, sweep=point)
+        m = metrics[point]
         pr = [r for r in rows if (r["attack"], r["eps"]) == point]
         cell = {(r["class"], r["model_kind"], r["gradient"]): r for r in pr}
         classes = list(dict.fromkeys(r["class"] for r in pr))
@@ -147,12 +150,14 @@ def build_sweep_tables(
     ``outcomes``: the run's, when the caller has read them."""
     outcomes = outcomes or Outcomes.read(run_dir)
     boot = Bootstrap(n_boot=n_boot, seed=0)
-    rows = sweep_rows(outcomes, boot)
+    # one Metrics per point, shared by the rows and the summary (its quantities cached once)
+    metrics = {point: Metrics(outcomes, boot, sweep=point) for point in outcomes.sweep_points()}
+    rows = sweep_rows(outcomes, metrics)
     if not rows:
         return [], []
     out = RunLayout(run_dir).tables
     flat = [{k: r.get(k, "") for k in COLUMNS} for r in rows]
     artifacts.write_text(out / "sweep.csv", artifacts.csv_text(flat, COLUMNS))
-    summary = sweep_summary(outcomes, rows, boot)
+    summary = sweep_summary(outcomes, rows, metrics)
     artifacts.write_text(out / "sweep_summary.csv", artifacts.csv_text(summary, list(summary[0])))
     return rows, summary

@@ -28,9 +28,11 @@ from advimb.config.sections import TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.devices import autocast_dtype, fair_threads, to_float
 from advimb.log import log
-from advimb.training.defences import Loss, Regime
+from advimb.training.defences import CrossEntropy, Loss, Regime
 from advimb.training.policy import crop_padding
 from advimb.training.regimes import epoch_order
+
+CROSS_ENTROPY = CrossEntropy()  # the default loss of a step
 
 
 def keras_lr(lr: float, decay: float, t: int) -> float:
@@ -365,7 +367,7 @@ class _Run:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.forward(xb)
             out_adv = self.forward(x_adv) if x_adv is not None else None
-        loss = (loss_fn or Regime().loss)(out.float(), yb, weight, adjust, None if out_adv is None else out_adv.float())
+        loss = (loss_fn or CROSS_ENTROPY)(out.float(), yb, weight, adjust, None if out_adv is None else out_adv.float())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

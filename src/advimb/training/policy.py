@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advimb.attacks.core import eval_mode, pgd, uniform_offsets
+from advimb.attacks.core import eval_mode, pgd, uniform_start
 from advimb.config.sections import ExperimentConfig, TrainConfig
 from advimb.config.seeds import derive_seed
 from advimb.data.imbalance import balanced_subset, stratified_split
@@ -158,8 +158,7 @@ def robust_validation(
         correct = 0
         for i in range(0, len(val[0]), batch_size):
             xb, yb = to_float(val[0][i : i + batch_size], channels_last), val[1][i : i + batch_size]
-            start = uniform_offsets(xb.shape, eps, gen).to(xb.device, xb.dtype)
-            x_adv = pgd(model, xb, yb, eps=eps, steps=steps, x_init=xb + start)
+            x_adv = pgd(model, xb, yb, eps=eps, steps=steps, x_init=uniform_start(xb, eps, gen))
             with torch.no_grad(), eval_mode(model):
                 correct += int((model(x_adv).argmax(1) == yb).sum())
         return correct / max(len(val[0]), 1)

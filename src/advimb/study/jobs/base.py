@@ -32,6 +32,7 @@ from advimb.data.sources import load_dataset
 from advimb.layout import RunLayout
 from advimb.log import log
 from advimb.models import build_model
+from advimb.training.defences import get_defence
 
 
 @functools.lru_cache(maxsize=2)
@@ -91,8 +92,6 @@ def trained_model(
     eval mode on ``device``, in the memory format it was evaluated in; with ``defence``'s
     classifier head and test-time correction where it declares them
     (:meth:`advimb.training.defences.Defence.evaluated`)."""
-    from advimb.training.defences import get_defence
-
     c, h, w = image_shape  # as a 3-tuple, whatever sequence it came as
     model = build_model(cfg.model, num_classes, (c, h, w))
     if defence:

@@ -28,7 +28,7 @@ from advimb.devices import auto_batch, resolve_device
 from advimb.models import build_model
 from advimb.scenario import Kind
 from advimb.study.jobs.base import Checkpoint, GroupJob, Job, device_arrays
-from advimb.training.defences import Regime, attach_head, get_defence
+from advimb.training.defences import Corrected, Regime, attach_head, get_defence
 from advimb.training.fit import fit
 from advimb.training.policy import (
     Prepared,
@@ -200,9 +200,8 @@ class TrainJob(Job):
         mdir = layout.model(slug)
         weights = mdir / "weights.pt"
         state = {k: v.detach().cpu() for k, v in result.state_dict.items()}
-        if prep.regime.correction:  # saved as evaluated: the bare model inside its correction (Corrected)
-            offsets = torch.tensor(prep.regime.correction, dtype=torch.float32)
-            state = {**{f"model.{k}": v for k, v in state.items()}, "offsets": offsets}
+        if prep.regime.correction:  # saved as evaluated: the bare model inside its correction
+            state = Corrected.saved(state, prep.regime.correction)
         with artifacts.atomic_path(weights) as tmp:
             torch.save(state, tmp)
         cols = list(result.history[0]) if result.history else []

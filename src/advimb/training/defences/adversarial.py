@@ -11,14 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advimb.attacks.core import eval_mode, fgsm, pgd, project, uniform_offsets
+from advimb.attacks.core import eval_mode, fgsm, pgd, project, uniform_start
 from advimb.config.sections import default_step
 from advimb.training.defences.base import Defence, Loss, Regime, TrainingImages, cross_entropy
-
-
-def _start(x: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Tensor:
-    """x + U(-eps, eps), the offsets drawn on the CPU from ``gen`` (not projected)."""
-    return x + uniform_offsets(x.shape, eps, gen).to(x.device, x.dtype)
 
 
 @dataclass(frozen=True)
@@ -35,7 +30,7 @@ class FGSMRSImages(TrainingImages):
     start, projected onto the eps ball and [0, 1]."""
 
     def _craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        x0 = project(_start(x, self.eps, gen), x, self.eps)
+        x0 = project(uniform_start(x, self.eps, gen), x, self.eps)
         return project(fgsm(model, x0, y, eps=1.25 * self.eps, clip=False), x, self.eps)
 
 
@@ -51,7 +46,7 @@ class PGDImages(TrainingImages):
         return cls(eps, classes, steps)
 
     def _craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return pgd(model, x, y, eps=self.eps, steps=self.steps, x_init=_start(x, self.eps, gen))
+        return pgd(model, x, y, eps=self.eps, steps=self.steps, x_init=uniform_start(x, self.eps, gen))
 
 
 @dataclass(frozen=True)

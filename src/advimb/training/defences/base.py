@@ -134,6 +134,12 @@ class Corrected(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x) + self.offsets
 
+    @staticmethod
+    def saved(state: dict[str, torch.Tensor], offsets: tuple[float, ...]) -> dict[str, torch.Tensor]:
+        """The state dict of a :class:`Corrected` around a bare model's ``state`` (what its
+        weights file holds)."""
+        return {**{f"model.{k}": v for k, v in state.items()}, "offsets": torch.tensor(offsets, dtype=torch.float32)}
+
 
 @dataclass(frozen=True)
 class Regime:
