@@ -455,13 +455,16 @@ def test_a_worker_holds_one_studys_device_copies_at_a_time(smoke_cfg, tmp_path):
     import torch
 
     from advimb.data.sources import load_dataset
-    from advimb.study.jobs import base
+    from advimb.study import context
+    from advimb.study.jobs.base import device_arrays
 
     ds = load_dataset(smoke_cfg.data)
-    base.enter_study(str(tmp_path / "a"))
-    base.device_arrays(ds, torch.device("cpu"))
-    assert base._device_arrays.cache_info().currsize == 1
-    base.enter_study(str(tmp_path / "a"))  # the same study: kept
-    assert base._device_arrays.cache_info().currsize == 1
-    base.enter_study(str(tmp_path / "b"))  # another study: released
-    assert base._device_arrays.cache_info().currsize == 0
+    a = context.enter_study(str(tmp_path / "a"))
+    first = device_arrays(ds, torch.device("cpu"))
+    assert a.held() == 1 and context.current_study() is a
+    assert context.enter_study(str(tmp_path / "a")) is a  # the same study: kept
+    assert a.held() == 1 and device_arrays(ds, torch.device("cpu")) is first
+    b = context.enter_study(str(tmp_path / "b"))  # another study: released
+    assert b is not a and a.held() == 0 and b.held() == 0
+    context.leave_study()  # the study ends: a fresh, empty context
+    assert context.current_study().run_dir == "" and b.held() == 0

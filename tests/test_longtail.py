@@ -292,6 +292,26 @@ def test_long_tail_metrics_split_the_classes_and_bootstrap_the_minimum():
     assert point == 20.0 and c == 1 and reps.tolist() == [25.0, 10.0]
 
 
+def test_every_registered_defence_and_attack_has_its_papers_name():
+    """The tables' row and column names (results.longtail, torch-free, beside the tables) cover
+    every registered defence, every preset's long-tail composition, every registered attack and
+    every long-tail attack: a new one without its name fails here, not silently in a table."""
+    from advimb.attacks import list_attacks
+    from advimb.config.additive import LONG_TAIL_ATTACKS
+    from advimb.config.presets import PRESETS
+    from advimb.results.longtail import METHODS, attack_label, method_name
+    from advimb.training.defences import list_defences
+
+    composed = {d for _, p in PRESETS.items() for d in p.overrides.get("experiments", {}).get("long_tail_defences", [])}
+    missing = [d for d in [*list_defences(), *sorted(composed)] if d not in METHODS]
+    assert not missing, missing
+    assert method_name("pgd_at+logit_adjust") == "AT-BSL (Yue et al. 2024)" and method_name("mine") == "mine"
+    names = [*list_attacks(), *(a["name"] for _, a in LONG_TAIL_ATTACKS.items())]
+    unlabelled = [n for n in names if attack_label(n, 20) == n]
+    assert not unlabelled, unlabelled
+    assert attack_label("pgd", 20) == "PGD-20" and attack_label("torchattacks:AutoAttack", 20) == "AA"
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

@@ -20,9 +20,13 @@ import numpy as np
 from advimb.results.metrics import Metrics, Quantity
 from advimb.scenario import BALANCED, Gradient, Scenario
 
-#: the names these papers give their methods, by advimb defence
+#: the names these papers give their methods, by advimb defence: the papers' words for a table's
+#: rows, kept here beside the tables (the defences import torch and the results do not); a test
+#: holds it against every registered defence and every preset's composition
 METHODS = {
     "": "plain (cross-entropy)",
+    "class_weight": "class-weighted cross-entropy",
+    "resample": "class-balanced re-sampling",
     "fgsm_at": "FGSM-AT",
     "fgsm_rs_at": "FGSM-RS AT (fast AT, Wong et al. 2020)",
     "pgd_at": "PGD-AT (Madry et al. 2018)",
@@ -41,6 +45,7 @@ def method_name(defence: str) -> str:
 def attack_label(name: str, steps: int) -> str:
     """An attack's column in the papers' tables: ``FGSM``, ``PGD-20``, ``CW-20``, ``AA``."""
     labels = {"fgsm": "FGSM", "pgd": f"PGD-{steps}", "bim": f"BIM-{steps}", "cw": f"CW-{steps}"}
+    # a test holds these against every registered attack and every long-tail attack
     return labels.get(name, "AA" if name == "torchattacks:AutoAttack" else name)
 
 

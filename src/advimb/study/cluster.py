@@ -37,7 +37,7 @@ def run_job(job: Job, run_dir: str, *deps: Any) -> dict[str, Any]:
     finds them so). ``deps`` are the results of the jobs it depends on (unused: passing
     their futures is how Dask learns the order)."""
     from advimb.devices import torch_threads
-    from advimb.study.jobs.base import enter_study
+    from advimb.study.context import enter_study
 
     enter_study(str(Path(run_dir).resolve()))
     path = Path(run_dir)

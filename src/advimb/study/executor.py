@@ -17,7 +17,8 @@ from typing import Any
 from advimb.config.sections import ExperimentConfig
 from advimb.devices import describe, fair_threads, resolve_device, resolve_runtime
 from advimb.log import log
-from advimb.study.jobs.base import Job, release_device_arrays
+from advimb.study.context import enter_study, leave_study
+from advimb.study.jobs.base import Job
 from advimb.study.runfolder import environment
 
 
@@ -62,7 +63,7 @@ class LocalExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        release_device_arrays()  # the study's tensors on its device go with it (a notebook runs many)
+        leave_study()  # the study's tensors on its device go with it (a notebook runs many)
 
     def resolve(self, cfg: ExperimentConfig) -> ExperimentConfig:
         return resolve_runtime(cfg)
@@ -82,6 +83,7 @@ def run_local(jobs: Sequence[Job], run_dir: Path, progress: bool = True) -> dict
     counts its members: a stacked training group of ten is ten jobs)."""
     from tqdm.auto import tqdm
 
+    enter_study(str(Path(run_dir).resolve()))  # the jobs below share its context
     stats, todo = pending(jobs, run_dir)
     bar = tqdm(total=sum(n for _, n in todo), desc="study", unit="job", disable=not progress, position=0)
     for job, n in todo:

@@ -14,7 +14,6 @@ corrupt or foreign artifact is detected and recomputed.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass
@@ -31,45 +30,15 @@ from advimb.data.imbalance import Scenario
 from advimb.data.sources import load_dataset
 from advimb.layout import RunLayout
 from advimb.log import log
+from advimb.study.context import current_study
 from advimb.models import build_model
 from advimb.training.defences import get_defence
 
 
-@functools.lru_cache(maxsize=2)
-def _device_arrays(fingerprint: str, device: str, ds: Dataset) -> dict[str, torch.Tensor]:
-    """The dataset as uint8 tensors on ``device``, shared by every job of a study in this process
-    (released when the study ends: :func:`release_device_arrays`)."""
-    dev = torch.device(device)
-    return {
-        "x_train": torch.from_numpy(ds.x_train).to(dev),
-        "y_train": torch.from_numpy(ds.y_train).to(dev),
-        "x_test": torch.from_numpy(ds.x_test).to(dev),
-        "y_test": torch.from_numpy(ds.y_test).to(dev),
-    }
-
-
 def device_arrays(ds: Dataset, device: torch.device) -> dict[str, torch.Tensor]:
-    return _device_arrays(ds.fingerprint, str(device), ds)
-
-
-def release_device_arrays() -> None:
-    """Drop the dataset's device copies (:func:`device_arrays`): the executor calls this when
-    a study ends, so its tensors do not outlive it."""
-    _device_arrays.cache_clear()
-
-
-#: the study whose jobs this process runs now (its run folder), for a Dask worker's caches
-_STUDY = {"run_dir": ""}
-
-
-def enter_study(run_dir: str) -> None:
-    """This process runs a job of ``run_dir``'s study next: where that is another study than the
-    last one's (a Dask worker serves many), the last study's device copies are released first,
-    so a worker holds one study's tensors at a time (the local executor releases them when its
-    study ends)."""
-    if _STUDY["run_dir"] != run_dir:
-        release_device_arrays()
-        _STUDY["run_dir"] = run_dir
+    """The dataset as uint8 tensors on ``device``, held by the current study's context
+    (:class:`advimb.study.context.StudyContext`) and shared by its jobs in this process."""
+    return current_study().arrays(ds, device)
 
 
 def load_weights(
