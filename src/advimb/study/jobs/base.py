@@ -30,8 +30,8 @@ from advimb.data.imbalance import Scenario
 from advimb.data.sources import load_dataset
 from advimb.layout import RunLayout
 from advimb.log import log
-from advimb.study.context import current_study
 from advimb.models import build_model
+from advimb.study.context import current_study
 from advimb.training.defences import get_defence
 
 
