@@ -1,6 +1,7 @@
 """advimb's attacks against reference libraries on the same model, inputs and seed.
 
-torchattacks (FGSM, BIM, PGD) and Foolbox 3 (FGSM, BIM, PGD without random start).
+torchattacks (FGSM, BIM, PGD, MIFGSM) and Foolbox 3 (FGSM, BIM, PGD without random start);
+MIM from a random start against RoBal's ``_mim_whitebox`` loop written out.
 Conventions are aligned, and each difference is said where it is set:
 - loss reduction: torchattacks averages the cross-entropy over the batch, advimb and Foolbox
   sum it; only the gradient's sign is used, and with a batch of 16 (a power of two) the
@@ -23,7 +24,7 @@ import torch
 import torchattacks
 from torch import nn
 
-from advimb.attacks.core import bim, fgsm, pgd
+from advimb.attacks.core import bim, fgsm, mim, pgd
 
 ATOL = 1e-6
 
@@ -110,3 +111,29 @@ def test_targeted_fgsm_matches_foolbox():
     attack = fb.attacks.LinfBasicIterativeAttack(abs_stepsize=0.02, steps=1, random_start=False)
     _, fb_adv, _ = attack(fmodel, x, fb.criteria.TargetedMisclassification(target), epsilons=0.02)
     assert torch.allclose(fgsm(model, x, y, eps=0.02, target=5), fb_adv, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("eps,steps,alpha", [(0.01, 5, 0.0025), (0.031, 20, 0.0078)])
+def test_mim_without_random_start_matches_torchattacks_mifgsm(eps, steps, alpha):
+    model, (x, y) = _model(4), _data(4)
+    ours = mim(model, x, y, eps=eps, steps=steps, step_size=alpha, random_start=False)
+    ta = torchattacks.MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=1.0)(x, y)
+    assert torch.allclose(ours, ta, atol=ATOL, rtol=0)
+    assert not torch.allclose(ours, bim(model, x, y, eps=eps, steps=steps, step_size=alpha))  # momentum matters
+
+
+def test_mim_from_a_random_start_is_robals_loop():
+    """RoBal's ``attacks/other_attacks.py::_mim_whitebox`` (mean cross-entropy, gradient over its
+    mean absolute value, momentum with decay 1, sign step, ball then [0, 1]) from the same start."""
+    model, (x, y) = _model(5), _data(5)
+    eps, steps, alpha = 0.031, 20, 0.0078
+    start = (x + torch.empty_like(x).uniform_(-eps, eps, generator=torch.Generator().manual_seed(7))).clamp(0, 1)
+    x_pgd, previous = start.clone(), torch.zeros_like(x)
+    for _ in range(steps):
+        x_pgd.requires_grad_(True)
+        (g,) = torch.autograd.grad(nn.CrossEntropyLoss()(model(x_pgd), y), x_pgd)
+        previous = 1.0 * previous + g / torch.mean(torch.abs(g), [1, 2, 3], keepdim=True)
+        x_pgd = x_pgd.detach() + alpha * previous.sign()
+        x_pgd = torch.clamp(x + torch.clamp(x_pgd - x, -eps, eps), 0, 1.0)
+    ours = mim(model, x, y, eps=eps, steps=steps, step_size=alpha, x_init=start)
+    assert torch.allclose(ours, x_pgd, atol=ATOL, rtol=0)

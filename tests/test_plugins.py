@@ -179,6 +179,35 @@ def test_autoattack_and_pgd_from_torchattacks_at_a_tiny_size():
         assert (one - clean).abs().max() <= 8 / 255 + 1e-6 and one.min() >= 0 and one.max() <= 1
 
 
+def test_apgd_plus_apgdt_is_torchattacks_multiattack_of_the_two():
+    """``torchattacks:APGD+APGDT`` (RoBal's "AA": AutoAttack's APGD-CE and APGD-T) is
+    torchattacks' MultiAttack of the two, each given the parameters it takes (``loss`` only
+    APGD, ``n_classes`` only APGDT), under the same seed; a parameter neither takes is refused."""
+    import torchattacks
+
+    from advimb.attacks.plugins import check_plugin, plugin_attack
+    from advimb.config.sections import ModelConfig
+    from advimb.models import build_model
+
+    model = build_model(ModelConfig(widths=(4, 8, 8), fc=16), 10, (3, 16, 16), seed=0).eval()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 3, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g)
+    params = {"norm": "Linf", "steps": 4, "loss": "ce", "n_restarts": 1}
+    check_plugin("torchattacks:APGD+APGDT", params)
+    ours = plugin_attack("torchattacks:APGD+APGDT")(model, x, y, eps=8 / 255, params=params, num_classes=10, seed=5)
+    torch.manual_seed(5)
+    parts = [
+        torchattacks.APGD(model, norm="Linf", eps=8 / 255, steps=4, loss="ce", n_restarts=1, seed=5),
+        torchattacks.APGDT(model, norm="Linf", eps=8 / 255, steps=4, n_restarts=1, n_classes=10, seed=5),
+    ]
+    theirs = torchattacks.MultiAttack(parts)(x, y)
+    assert torch.equal(ours, theirs)
+    alone = plugin_attack("torchattacks:APGD")(model, x, y, eps=8 / 255, params=params, num_classes=10, seed=5)
+    assert (model(alone).argmax(1) == y).sum() >= (model(ours).argmax(1) == y).sum()  # APGD-T adds, never removes
+    with pytest.raises(UserError, match="attack.params.stepz: torchattacks:APGD\\+APGDT takes no such argument"):
+        check_plugin("torchattacks:APGD+APGDT", {"stepz": 3})
+
+
 def test_autoattack_runs_the_study_end_to_end_at_a_tiny_size(tmp_path):
     """torchattacks:AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) through the study at a
     tiny size (one class's three models, same-model and transfer, 2 test images per class),

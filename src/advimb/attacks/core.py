@@ -287,3 +287,48 @@ def cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, **kwar
     target class's margin loss, i.e. raises its logit over every other. Other arguments as
     :func:`pgd`."""
     return pgd(model, x, y, eps=eps, loss="margin", **kwargs)
+
+
+@register_attack("mim", COMMON_PARAMS + ("steps", "step_size", "random_start"))
+def mim(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    decay: float = 1.0,
+    direction: str = "ascent",
+    grad_label: torch.Tensor | int | None = None,
+    target: torch.Tensor | int | None = None,
+    clip: bool = True,
+    sign_zero: str = "torch",
+    generator: torch.Generator | None = None,
+    x_init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The momentum iterative method, MIM (Dong et al. 2018), as RoBal's ``_mim_whitebox`` and
+    torchattacks' ``MIFGSM`` compute it: each step's input gradient divided by its mean absolute
+    value over the image (a zero gradient stays zero, where their code divides by zero),
+    accumulated ``g = decay * g + grad``, a sign step of ``step_size``
+    (default ``2.5 * eps / steps``) on ``g``, projected (:func:`project`). ``random_start``:
+    from ``x + U(-eps, eps)`` (RoBal's evaluation; ``x_init`` or ``generator`` as :func:`pgd`);
+    without it from ``x`` (torchattacks' MIFGSM). Other arguments as :func:`fgsm`."""
+    _check(eps, direction, target, grad_label)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    alpha = default_step(eps, steps) if step_size is None else step_size
+    label, direction = _goal(y, direction, grad_label, target)
+    x0 = x.detach()
+    if x_init is None and random_start:
+        x_init = x0 + uniform_offsets(x.shape, eps, generator, dtype=x.dtype, device=x.device).to(x.device)
+    x_adv = x0 if x_init is None else project(x_init.detach(), x0, eps, clip)
+    momentum = torch.zeros_like(x0)
+    with eval_mode(model):
+        for _ in range(steps):
+            g = input_gradient(model, x_adv, label)
+            momentum = decay * momentum + g / g.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            step = alpha * sign(momentum, sign_zero)
+            x_adv = project(x_adv.detach() + (step if direction == "ascent" else -step), x0, eps, clip)
+    return x_adv

@@ -1,6 +1,9 @@
 """Attacks from torchattacks by name: ``attack.name = "torchattacks:<Attack>"`` (``PGD``,
 ``CW``, ``AutoAttack``...), its constructor's arguments in the config's ``[attack.params]``
-table (``norm = "Linf"``, ``version = "standard"``...).
+table (``norm = "Linf"``, ``version = "standard"``...). ``torchattacks:<A>+<B>`` runs them as
+torchattacks' ``MultiAttack`` does inside AutoAttack (each next attack on the images the last
+left correctly classified; ``torchattacks:APGD+APGDT`` with ``loss = "ce"`` is AutoAttack's
+first two parts, the "AA" of RoBal's evaluation), each part given the parameters it takes.
 
 They run under advimb's conventions: the model in eval mode (restored afterwards), inputs in
 [0, 1] with the normalisation inside the model, and the random state seeded from the job's
@@ -60,8 +63,17 @@ def attack_class(name: str) -> type:
     return cls
 
 
+def attack_classes(name: str) -> list[type]:
+    """The torchattacks classes of ``torchattacks:<A>+<B>...``, in order."""
+    return [attack_class(PREFIX + part) for part in name[len(PREFIX) :].split("+")]
+
+
 def _arguments(cls: type[object]) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
+
+
+def _taken(classes: list[type]) -> set[str]:
+    return set().union(*(_arguments(c) for c in classes))
 
 
 def check_plugin(
@@ -69,11 +81,11 @@ def check_plugin(
 ) -> None:
     """The class exists, every parameter is one its constructor takes, and nothing asks for
     what only advimb's own attacks do."""
-    cls = attack_class(name)
-    unknown = sorted(set(params) - _arguments(cls))
+    classes = attack_classes(name)
+    unknown = sorted(set(params) - _taken(classes))
     if unknown:
         raise UserError(
-            f"attack.params.{unknown[0]}: {name} takes no such argument; it takes {', '.join(sorted(_arguments(cls)))}"
+            f"attack.params.{unknown[0]}: {name} takes no such argument; it takes {', '.join(sorted(_taken(classes)))}"
         )
     if cfg_target or grad_label != "true" or direction != "ascent":
         raise UserError(
@@ -84,8 +96,22 @@ def check_plugin(
 
 def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
     """``fn(model, x, y, *, eps, params, num_classes, seed) -> x_adv`` for a torchattacks name."""
-    cls = attack_class(name)
-    takes = _arguments(cls)
+    classes = attack_classes(name)
+
+    def build(model: nn.Module, eps: float, params: dict[str, Any], num_classes: int, seed: int) -> Any:
+        parts = []
+        for cls in classes:
+            takes = _arguments(cls)
+            kw = {k: v for k, v in params.items() if k in takes}
+            for k, v in zip(FILLED, (eps, num_classes, seed)):
+                if k in takes and k not in kw:
+                    kw[k] = v
+            parts.append(cls(model, **kw))
+        if len(parts) == 1:
+            return parts[0]
+        import torchattacks
+
+        return torchattacks.MultiAttack(parts)
 
     def run(
         model: nn.Module,
@@ -97,10 +123,6 @@ def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
         num_classes: int,
         seed: int = 0,
     ) -> torch.Tensor:
-        kw = dict(params)
-        for k, v in zip(FILLED, (eps, num_classes, seed)):
-            if k in takes and k not in kw:
-                kw[k] = v
         devices = [x.device] if x.device.type == "cuda" else []
         was_training = model.training
         model.eval()
@@ -108,7 +130,8 @@ def plugin_attack(name: str) -> Callable[..., torch.Tensor]:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed)
                 # torchattacks reshapes with .view: give it the standard memory format
-                return cls(model, **kw)(x.detach().contiguous(memory_format=torch.contiguous_format), y).detach()
+                attack = build(model, eps, params, num_classes, seed)
+                return attack(x.detach().contiguous(memory_format=torch.contiguous_format), y).detach()
         finally:
             model.train(was_training)
 

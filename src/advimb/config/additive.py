@@ -39,7 +39,13 @@ for _name, _attack in (
     ("fgsm", {"name": "fgsm"}),
     ("pgd", {"name": "pgd"}),
     ("cw", {"name": "cw"}),
+    ("mim", {"name": "mim"}),
     ("autoattack", {"name": "torchattacks:AutoAttack", "params": {"norm": "Linf", "version": "standard"}}),
+    # RoBal's "AA": the official package's standard APGD-CE and APGD-T only, 100 iterations each
+    (
+        "apgd_ce_t",
+        {"name": "torchattacks:APGD+APGDT", "params": {"norm": "Linf", "loss": "ce", "steps": 100, "n_restarts": 1}},
+    ),
 ):
     LONG_TAIL_ATTACKS.add(_name, _attack)
 
@@ -70,8 +76,10 @@ class ExperimentsConfig:
     (perturb only the under-sampled class's images). ``long_tail_defences``: defences (or
     compositions such as ``pgd_at+logit_adjust``, AT-BSL) each applied to every long-tailed
     model; ``long_tail_attacks``: further attacks on every long-tailed model and class, beside
-    ``attack`` (``fgsm``, ``pgd``, ``cw``: PGD on the margin loss, ``autoattack``: torchattacks'
-    AutoAttack, standard, Linf; each with ``attack.eps`` and ``attack.steps``);
+    ``attack`` (``fgsm``, ``pgd``, ``cw``: PGD on the margin loss, ``mim``: PGD with momentum,
+    ``autoattack``: torchattacks' AutoAttack, standard, Linf, ``apgd_ce_t``: its APGD-CE and
+    APGD-T at 100 iterations, RoBal's "AA"; each with ``attack.eps``, the others also with
+    ``attack.steps`` and ``attack.step_size``);
     ``tail_fraction``: the share of the classes, by training count, that the long-tail tables
     call the tail (the rarest) and the head (the most frequent).
     """

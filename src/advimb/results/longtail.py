@@ -43,10 +43,19 @@ def method_name(defence: str) -> str:
 
 
 def attack_label(name: str, steps: int) -> str:
-    """An attack's column in the papers' tables: ``FGSM``, ``PGD-20``, ``CW-20``, ``AA``."""
-    labels = {"fgsm": "FGSM", "pgd": f"PGD-{steps}", "bim": f"BIM-{steps}", "cw": f"CW-{steps}"}
+    """An attack's column in the papers' tables: ``FGSM``, ``PGD-20``, ``CW-20``, ``MIM-20``,
+    ``AA`` (AutoAttack, standard) and RoBal's two-part AA."""
+    labels = {
+        "fgsm": "FGSM",
+        "pgd": f"PGD-{steps}",
+        "bim": f"BIM-{steps}",
+        "cw": f"CW-{steps}",
+        "mim": f"MIM-{steps}",
+        "torchattacks:AutoAttack": "AA",
+        "torchattacks:APGD+APGDT": "AA (APGD-CE + APGD-T)",
+    }
     # a test holds these against every registered attack and every long-tail attack
-    return labels.get(name, "AA" if name == "torchattacks:AutoAttack" else name)
+    return labels.get(name, name)
 
 
 def split_classes(counts: list[int], fraction: float) -> tuple[list[int], list[int]]:
