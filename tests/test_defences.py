@@ -19,7 +19,7 @@ from torch import nn
 
 import advimb
 from advimb.errors import UserError
-from advimb.training.defences import DEFENCES, Corrected, Defence, Head, Regime, attach_head, log_prior
+from advimb.training.defences import DEFENCES, Corrected, Correction, Defence, Head, Regime, attach_head, log_prior
 
 
 class NormedLinear(nn.Module):
@@ -49,7 +49,7 @@ class HeadAndPrior(Defence):
         return Normed()
 
     def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
-        return Regime(head=self.head(), correction=tuple(-v for v in log_prior(y_train, num_classes)))
+        return Regime(head=self.head(), correction=Correction(tuple(-v for v in log_prior(y_train, num_classes))))
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_a_defence_with_its_own_head_and_correction_is_evaluated_as_declared(reg
     )
     run = Path(run_study(cfg, tmp_path / "run", progress=False)["run_dir"])
     state = torch.load(run / "models" / "under-class3+head_prior" / "weights.pt", weights_only=True)
-    assert "offsets" in state and all(k == "offsets" or k.startswith("model.") for k in state)
+    assert "offsets" in state and all(k in ("scale", "offsets") or k.startswith("model.") for k in state)
     net = advimb.load_model(run, "under:class3+head_prior")
     assert isinstance(net, Corrected) and isinstance(list(net.model.modules())[-1], NormedLinear)
     ds = load_dataset(cfg.data)
@@ -87,7 +87,7 @@ def test_a_defence_with_its_own_head_and_correction_is_evaluated_as_declared(reg
     assert np.array_equal(pred, stored)  # the study evaluated the corrected model
     assert not np.array_equal(bare, stored)  # and the correction changes what it predicts
     meta = json.loads((run / "models" / "under-class3+head_prior" / "meta.json").read_text())
-    assert meta["regime"]["head"] == {"kind": "Normed"} and len(meta["regime"]["correction"]) == 10
+    assert meta["regime"]["head"] == {"kind": "Normed"} and len(meta["regime"]["correction"]["offsets"]) == 10
 
 
 def test_a_head_needs_a_linear_classifier():

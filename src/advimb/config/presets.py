@@ -45,6 +45,12 @@ LONGTAIL_CPU_COST = (
     "491 s for its 50 CW-20 jobs, which took 584 s when recomputed after CW gained its random start; not "
     "measured on an Intel Xeon"
 )
+ROBAL_COST = (
+    "unmeasured: no GPU was lent to measure it; estimated (not measured) at about 1,400 PFLOP of model "
+    "arithmetic, and up to 1,600 PFLOP more for AutoAttack's APGD-T if no image fell earlier "
+    "(benchmarks/robal_flops.py: WRN-34-10's FLOPs per image counted by torch's FlopCounterMode times "
+    "the passes the preset makes)"
+)
 LONGTAIL_DEPARTURES = (
     "a long-tailed training set (CIFAR-10-LT, rho = 100: 5,000 ... 50 images per class) instead of one class "
     "under- or over-sampled; the paper's grid kept for one class (airplane), as the balanced transfer source",
@@ -168,6 +174,57 @@ _BUILT_IN: dict[str, Preset] = {
             },
         },
         LONGTAIL_DEPARTURES,
+    ),
+    "robal": Preset(
+        "RoBal's setting (Wu et al. 2021, its code; ../shared/LONGTAIL.md): CIFAR-10-LT rho = 50 (LDAM's split), "
+        "WRN-34-10 on unnormalised images, SGD 0.1, momentum 0.9, weight decay 2e-4, batch 64, 80 epochs with /10 "
+        "at 60 and 75, crops and flips, fp32, the last epoch kept; plain, PGD-AT and TRADES on PGD-5 images, RoBal-N "
+        "and RoBal-R; clean, FGSM, PGD-20, MIM-20, CW-20 and AA (APGD-CE + APGD-T) per class at eps 0.031 (a GPU "
+        "preset); RoBal's Table 4 with --set experiments.long_tail=['ldam:100']",
+        ROBAL_COST,
+        {
+            # the paper's grid reduced to one class, for the transfer source: the balanced model
+            "imbalance": {
+                "majority_count": 4500,
+                "minority_count": 900,
+                "classes": ["airplane"],
+                "long_tail_max": 5000,
+            },
+            "model": {"name": "wrn_34_10", "init": "torch", "normalize": "none"},
+            "train": {
+                "optimizer": "sgd",
+                "lr": 0.1,
+                "momentum": 0.9,
+                "weight_decay": 2e-4,
+                "schedule": "piecewise",
+                "milestones": [60, 75],
+                "gamma": 0.1,
+                "max_epochs": 80,
+                "patience": 80,
+                "restore_best": False,
+                "batch_size": 64,
+                "augment": "crop_hflip",
+                "validation": "unused",
+                "val_per_class": 100,
+                "select": "val_loss",
+                "precision": "fp32",
+            },
+            "attack": {"name": "pgd", "eps": 0.031, "steps": 20, "step_size": 0.0078},
+            "experiments": {
+                "long_tail": ["ldam:50"],
+                "long_tail_defences": ["pgd_at_robal", "trades", "robal_n", "robal_r"],
+                "long_tail_attacks": ["fgsm", "mim", "cw", "apgd_ce_t"],
+                "adv_eps": 0.031,
+                "adv_steps": 5,
+            },
+        },
+        (
+            "a long-tailed training set (CIFAR-10-LT, rho = 50: 5,000 ... 100 images per class) instead of one class "
+            "under- or over-sampled; the paper's grid kept for one class (airplane), as the balanced transfer source",
+            "eps 0.031 with PGD-20 (step 0.0078) as the attack (the paper: FGSM at eps 0.01)",
+            "WRN-34-10 trained with SGD for 80 epochs, the last epoch kept (the paper: its reduced VGG, RMSProp, "
+            "early stopping)",
+        ),
     ),
     "longtail_cpu": Preset(
         "the long-tailed protocol at a 2-core CPU's scale: CIFAR-10-LT rho = 100 (LDAM's split), the half-width "

@@ -37,6 +37,7 @@ from advimb.results.metrics import GridMetrics
 from advimb.results.pairs import default_pair, parse_pair
 from advimb.results.reader import BALANCED, KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.reference import PAPER_SETTING, describe_attack, paper_setting, reference
+from advimb.results.robal import beside_robal
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, check_n_boot
 from advimb.results.stored import read_history
 from advimb.results.tables import build_tables, read_tables
@@ -142,6 +143,7 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
             "seeds": grid.seeds,
             "long_tail": summary.get("long_tail"),
             "long_tail_robustness": summary.get("long_tail_robustness"),
+            "robal": _robal(summary.get("long_tail_robustness"), cfg, grid.manifest.get("dataset", {})),
             "defences": summary.get("defences"),
             "rows": {k: v for k, v in summary["rows"].items() if k in exp_tables},
             "sources": {
@@ -149,6 +151,16 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
             },
         },
     }
+
+
+def _robal(rows: list[dict[str, Any]] | None, cfg, dataset: dict[str, Any]) -> dict[str, Any] | None:
+    """RoBal's tables beside the long-tailed models (:func:`advimb.results.robal.beside_robal`):
+    for a run in RoBal's setting, or one with RoBal's models (then the reasons it is not)."""
+    if not rows:
+        return None
+    out = beside_robal(rows, cfg, dataset)
+    has_robal = any(r["method"].startswith("RoBal") for r in rows)
+    return out if out["tables"] or has_robal else None
 
 
 def _header(run_dir: Path, grid, ref: dict[str, Any], why_not: list[str]) -> dict[str, Any]:

@@ -182,6 +182,23 @@ def _robustness_rows(exp: dict[str, Any]) -> tuple[list[list[str]], list[list[st
     return own, transfer
 
 
+def _robal_rows(exp: dict[str, Any]) -> list[list[list[str]]]:
+    """RoBal's tables beside the run (formatted): per table, per published row, the method and
+    per column ``this run [interval] / paper (difference)``."""
+    out = []
+    for t in (exp.get("robal") or {}).get("tables", []):
+        rows = []
+        for r in t["rows"]:
+            cells = [r["method"]]
+            for c in r["cells"]:
+                run = "not run" if c["run"] is None else ci(c["run"], "")
+                diff = "" if c["diff"] is None else f" ({c['diff']:+.1f}{', inside' if c['inside'] else ''})"
+                cells.append(f"{run} / {c['paper']:.2f}{diff}")
+            rows.append(cells + [r["note"]])
+        out.append(rows)
+    return out
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("advimb.report", "templates"),
@@ -209,6 +226,7 @@ def render(res: dict[str, Any]) -> str:
             verdict_help=VERDICT_HELP,
             long_tail_rows=long_tail_rows,
             robustness_rows=_robustness_rows(res.get("experiments") or {}),
+            robal_rows=_robal_rows(res.get("experiments") or {}),
             defence_rows=defence_rows,
         )
     )

@@ -35,6 +35,9 @@ METHODS = {
     "pgd_at+logit_adjust": "AT-BSL (Yue et al. 2024)",
     "fgsm_rs_at+logit_adjust": "AT-BSL with FGSM-RS training images",
     "trades+logit_adjust": "TRADES with balanced softmax",
+    "pgd_at_robal": "PGD-AT as RoBal's code trains it",
+    "robal_n": "RoBal-N (Wu et al. 2021)",
+    "robal_r": "RoBal-R (Wu et al. 2021)",
 }
 
 

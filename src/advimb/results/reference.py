@@ -43,10 +43,10 @@ def paper_setting(cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> list
         return ["the run folder has no readable config.toml, so its setting cannot be checked"]
     if not dataset:
         return ["the run folder has no manifest.json with the dataset's description, so the data cannot be checked"]
-    return _data_differences(cfg, dataset) + _recipe_differences(cfg)
+    return data_differences(cfg, dataset) + _recipe_differences(cfg)
 
 
-def _data_differences(cfg: ExperimentConfig, dataset: dict[str, Any]) -> list[str]:
+def data_differences(cfg: ExperimentConfig, dataset: dict[str, Any]) -> list[str]:
     """How a run's data differs from the paper's: CIFAR-10 whole, read as CIFAR-10."""
     why = []
     classes = tuple(dataset.get("classes", ()))

@@ -200,7 +200,7 @@ class TrainJob(Job):
         mdir = layout.model(slug)
         weights = mdir / "weights.pt"
         state = {k: v.detach().cpu() for k, v in result.state_dict.items()}
-        if prep.regime.correction:  # saved as evaluated: the bare model inside its correction
+        if prep.regime.correction is not None:  # saved as evaluated: the bare model inside its correction
             state = Corrected.saved(state, prep.regime.correction)
         with artifacts.atomic_path(weights) as tmp:
             torch.save(state, tmp)

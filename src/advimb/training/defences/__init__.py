@@ -3,8 +3,9 @@ declares what it changes in a model's training (:class:`~advimb.training.defence
 class weights, re-sampling, logit offsets, the training images, the loss) and what defines it
 for a job's key. ``a+b`` composes registered defences (``pgd_at+logit_adjust`` is AT-BSL),
 refused in one line where two parts change the same thing. A new defence is one new module
-here: its :class:`~advimb.training.defences.base.Defence` subclass (and its images or loss),
-registered with :func:`register_defence`.
+here: its :class:`~advimb.training.defences.base.Defence` subclass (and its images, loss,
+head or test-time correction), registered with :func:`register_defence` (RoBal:
+:mod:`advimb.training.defences.robal`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from advimb.training.defences.adversarial import (
 from advimb.training.defences.base import (
     Composed,
     Corrected,
+    Correction,
     CrossEntropy,
     Defence,
     Head,
@@ -36,6 +38,17 @@ from advimb.training.defences.base import (
     cross_entropy,
 )
 from advimb.training.defences.reweighting import ClassWeight, LogitAdjust, Resample, balanced_weights, log_prior
+from advimb.training.defences.robal import (
+    CosineClassifier,
+    CosineHead,
+    OneSidedPGDImages,
+    Robal,
+    RobalImages,
+    RobalLoss,
+    robal_kl,
+    robal_loss,
+    robal_margins,
+)
 
 __all__ = [
     "DEFENCES",
@@ -43,6 +56,9 @@ __all__ = [
     "ClassWeight",
     "Composed",
     "Corrected",
+    "Correction",
+    "CosineClassifier",
+    "CosineHead",
     "CrossEntropy",
     "Defence",
     "FGSMImages",
@@ -50,9 +66,13 @@ __all__ = [
     "Head",
     "LogitAdjust",
     "Loss",
+    "OneSidedPGDImages",
     "PGDImages",
     "Regime",
     "Resample",
+    "Robal",
+    "RobalImages",
+    "RobalLoss",
     "Trades",
     "TradesLoss",
     "TradesNeighbours",
@@ -65,6 +85,9 @@ __all__ = [
     "list_defences",
     "log_prior",
     "register_defence",
+    "robal_kl",
+    "robal_loss",
+    "robal_margins",
     "trades_kl",
     "trades_loss",
     "trades_neighbour",
@@ -114,5 +137,26 @@ for _d in (
         FGSMRSImages,
     ),
     Trades("trades", "TRADES (Zhang et al. 2019): clean CE + 6 KL(f(x) || f(x')), x' maximising the KL"),
+    AdversarialTraining(
+        "pgd_at_robal",
+        "PGD-AT as RoBal's code trains its baseline: PGD steps of 0.0078 from x + eps U[0, 1)",
+        OneSidedPGDImages,
+    ),
+    Robal(
+        "robal_n",
+        "RoBal-N (Wu et al. 2021): cosine classifier, bias 1.2 log prior, margin 0.1, + 6 KL, PGD-5 images; "
+        "tested as 10 cos - 0.1 log prior",
+        tau_b=1.2,
+        tau_m=0.0,
+        corrected=True,
+    ),
+    Robal(
+        "robal_r",
+        "RoBal-R (Wu et al. 2021): cosine classifier, bias 1.5 log prior, margin 0.3 log(n_c / n_min) / 10 + 0.1, "
+        "+ 6 KL, PGD-5 images; tested as trained",
+        tau_b=1.5,
+        tau_m=0.3,
+        corrected=False,
+    ),
 ):
     register_defence(_d)

@@ -121,24 +121,39 @@ def attach_head(model: nn.Module, head: Head, num_classes: int, seed: int = 0) -
     return model
 
 
-class Corrected(nn.Module):
-    """A model with its test-time correction: per-class ``offsets`` (a buffer, saved with the
-    weights) added to its logits. The trainer trains the bare model; the study evaluates and
-    attacks this one, and ``advimb.load_model`` returns it."""
+@dataclass(frozen=True)
+class Correction:
+    """A test-time correction of the logits: ``scale * logits + offsets`` (RoBal-N's
+    ``10 * cos - 0.1 * log(prior)``; a post-hoc prior correction has scale 1)."""
 
-    def __init__(self, model: nn.Module, num_classes: int, offsets: tuple[float, ...] = ()) -> None:
+    offsets: tuple[float, ...]
+    scale: float = 1.0
+
+
+class Corrected(nn.Module):
+    """A model with its test-time :class:`Correction` (buffers ``scale`` and ``offsets``, saved
+    with the weights) applied to its logits. The trainer trains the bare model; the study
+    evaluates and attacks this one, and ``advimb.load_model`` returns it."""
+
+    def __init__(self, model: nn.Module, num_classes: int, correction: Correction | None = None) -> None:
         super().__init__()
+        c = correction or Correction((0.0,) * num_classes)
         self.model = model
-        self.register_buffer("offsets", torch.tensor(offsets or (0.0,) * num_classes, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(c.scale, dtype=torch.float32))
+        self.register_buffer("offsets", torch.tensor(c.offsets, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x) + self.offsets
+        return self.scale * self.model(x) + self.offsets
 
     @staticmethod
-    def saved(state: dict[str, torch.Tensor], offsets: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    def saved(state: dict[str, torch.Tensor], correction: Correction) -> dict[str, torch.Tensor]:
         """The state dict of a :class:`Corrected` around a bare model's ``state`` (what its
         weights file holds)."""
-        return {**{f"model.{k}": v for k, v in state.items()}, "offsets": torch.tensor(offsets, dtype=torch.float32)}
+        return {
+            **{f"model.{k}": v for k, v in state.items()},
+            "scale": torch.tensor(correction.scale, dtype=torch.float32),
+            "offsets": torch.tensor(correction.offsets, dtype=torch.float32),
+        }
 
 
 @dataclass(frozen=True)
@@ -154,8 +169,8 @@ class Regime:
     with replacement (fresh draws each epoch). ``images``: what adversarial training crafts
     from each batch (:class:`TrainingImages`). ``loss``: the training loss (:class:`Loss`;
     cross-entropy by default). ``head``: the classifier head the model trains and is evaluated
-    with (:class:`Head`). ``correction``: per-class offsets added to the logits at test time
-    only (:class:`Corrected`).
+    with (:class:`Head`). ``correction``: what the logits become at test time only
+    (:class:`Correction`, applied by :class:`Corrected`).
     """
 
     class_weight: tuple[float, ...] = ()
@@ -164,7 +179,7 @@ class Regime:
     images: TrainingImages | None = None
     loss: Loss = CrossEntropy()
     head: Head | None = None
-    correction: tuple[float, ...] = ()
+    correction: Correction | None = None
 
     @property
     def adversarial(self) -> bool:
@@ -185,7 +200,7 @@ class Regime:
             "images": None if self.images is None else named(self.images),
             "loss": named(self.loss),
             "head": None if self.head is None else named(self.head),
-            "correction": list(self.correction),
+            "correction": None if self.correction is None else named(self.correction),
         }
 
 
