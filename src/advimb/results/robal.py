@@ -115,7 +115,7 @@ def beside_robal(rows: list[dict[str, Any]], cfg: ExperimentConfig | None, datas
             for col, paper in zip(table["columns"], published, strict=True):
                 est = run.get(col if col == "clean" else ref["column_attacks"][col])
                 diff = None if est is None or name in UNPAIRED or not math.isfinite(est.value) else est.value - paper
-                inside = None if diff is None else est.lo <= paper <= est.hi
+                inside = None if diff is None or est is None else est.lo <= paper <= est.hi
                 cells.append(
                     {"paper": paper, "run": None if est is None else est.exact(), "diff": diff, "inside": inside}
                 )
