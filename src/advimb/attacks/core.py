@@ -161,6 +161,12 @@ def uniform_start(x: torch.Tensor, eps: float, generator: torch.Generator) -> to
     return x + uniform_offsets(x.shape, eps, generator).to(x.device, x.dtype)
 
 
+def random_init(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    """PGD's and MIM's start, ``x + U(-eps, eps)`` (not projected): :func:`uniform_offsets` from
+    ``generator``, or from torch's global generator on ``x``'s device (as torchattacks)."""
+    return x.detach() + uniform_offsets(x.shape, eps, generator, dtype=x.dtype, device=x.device).to(x.device)
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, clip: bool = True) -> torch.Tensor:
     """Onto the L-inf ball of radius ``eps`` around ``x`` and, with ``clip``, onto [0, 1]
     (the order torchattacks and Foolbox use: the ball first, then the pixel range)."""
@@ -274,8 +280,7 @@ def pgd(
     global generator, as torchattacks does) unless ``x_init`` gives it. Other arguments
     as :func:`bim`."""
     if x_init is None and random_start:
-        noise = uniform_offsets(x.shape, eps, generator, dtype=x.dtype, device=x.device)
-        x_init = x.detach() + noise.to(x.device)
+        x_init = random_init(x, eps, generator)
     return bim(model, x, y, eps=eps, steps=steps, step_size=step_size, x_init=x_init, **kwargs)
 
 
@@ -322,7 +327,7 @@ def mim(
     label, direction = _goal(y, direction, grad_label, target)
     x0 = x.detach()
     if x_init is None and random_start:
-        x_init = x0 + uniform_offsets(x.shape, eps, generator, dtype=x.dtype, device=x.device).to(x.device)
+        x_init = random_init(x0, eps, generator)
     x_adv = x0 if x_init is None else project(x_init.detach(), x0, eps, clip)
     momentum = torch.zeros_like(x0)
     with eval_mode(model):

@@ -37,7 +37,7 @@ from advimb.results.metrics import GridMetrics
 from advimb.results.pairs import default_pair, parse_pair
 from advimb.results.reader import BALANCED, KINDS, TABLE1_COLUMNS, GridResults, load_grid
 from advimb.results.reference import PAPER_SETTING, describe_attack, paper_setting, reference
-from advimb.results.robal import beside_robal
+from advimb.results.robal import beside_robal, has_robal_models
 from advimb.results.stats import N_BOOT, Bootstrap, Estimate, check_n_boot
 from advimb.results.stored import read_history
 from advimb.results.tables import build_tables, read_tables
@@ -159,8 +159,7 @@ def _robal(rows: list[dict[str, Any]] | None, cfg, dataset: dict[str, Any]) -> d
     if not rows:
         return None
     out = beside_robal(rows, cfg, dataset)
-    has_robal = any(r["method"].startswith("RoBal") for r in rows)
-    return out if out["tables"] or has_robal else None
+    return out if out["tables"] or has_robal_models(rows) else None
 
 
 def _header(run_dir: Path, grid, ref: dict[str, Any], why_not: list[str]) -> dict[str, Any]:

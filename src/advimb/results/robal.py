@@ -90,9 +90,15 @@ def robal_setting(cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> tupl
     return tables, why
 
 
-def _defence(method: str) -> str | None:
+def _defences(rows: list[dict[str, Any]]) -> list[str | None]:
+    """Each row's advimb defence, from the method name it is shown with (:data:`METHODS`)."""
     names = {v: k for k, v in METHODS.items()}
-    return names.get(method)
+    return [names.get(r["method"]) for r in rows]
+
+
+def has_robal_models(rows: list[dict[str, Any]]) -> bool:
+    """Does the run hold a RoBal model (then the report says why RoBal's tables are or are not beside it)?"""
+    return any(d in ("robal_n", "robal_r") for d in _defences(rows))
 
 
 def beside_robal(rows: list[dict[str, Any]], cfg: ExperimentConfig | None, dataset: dict[str, Any]) -> dict[str, Any]:
@@ -129,11 +135,8 @@ def _run_cells(rows: list[dict[str, Any]], profile: str) -> dict[str, dict[str, 
     """Per defence of ``profile``'s models (``ldam50``), each attack's robust accuracy and the clean
     accuracy (all test images, from the main attack's row), own gradient."""
     out: dict[str, dict[str, Estimate]] = {}
-    for r in rows:
-        if r["gradient"] != Gradient.SAME.longtail_label or profile not in r["model"]:
-            continue
-        d = _defence(r["method"])
-        if d is None:
+    for r, d in zip(rows, _defences(rows), strict=True):
+        if r["gradient"] != Gradient.SAME.longtail_label or profile not in r["model"] or d is None:
             continue
         cells = out.setdefault(d, {})
         cells[r["attack"]] = Estimate.from_columns(r, "robust")

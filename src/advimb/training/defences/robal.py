@@ -36,6 +36,7 @@ from torch import nn
 
 from advimb.attacks.core import eval_mode, project, sign_step
 from advimb.training.defences.base import Correction, Defence, Head, Loss, Regime, TrainingImages, cross_entropy
+from advimb.training.defences.reweighting import log_prior
 
 #: RoBal's code: the cosine classifier's gamma, the loss's scale and base margin, the KL's
 #: weight, the training attack's step, and RoBal-N's test-time scale and prior weight
@@ -191,15 +192,15 @@ class Robal(Defence):
 
     def regime(self, spec: dict[str, Any], y_train: torch.Tensor, num_classes: int, target: int | None) -> Regime:
         counts = tuple(int(v) for v in torch.bincount(y_train.cpu(), minlength=num_classes).tolist())
-        log_prior = [math.log(max(c, 1) / len(y_train)) for c in counts]
+        prior = log_prior(y_train, num_classes)
         correction = None
         if spec["test"] is not None:
             t = spec["test"]
-            correction = Correction(tuple(-t["tau_p"] * v for v in log_prior), t["scale"])
+            correction = Correction(tuple(-t["tau_p"] * v for v in prior), t["scale"])
         return Regime(
             images=RobalImages(spec["eps"], (), spec["steps"], spec["step_size"]),
             loss=RobalLoss(robal_margins(counts, spec["tau_m"], spec["s"], spec["m"]), spec["s"], spec["beta"]),
             head=CosineHead(spec["gamma"]),
-            logit_adjust=tuple(spec["tau_b"] * v for v in log_prior),
+            logit_adjust=tuple(spec["tau_b"] * v for v in prior),
             correction=correction,
         )
