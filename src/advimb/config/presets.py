@@ -228,8 +228,8 @@ _BUILT_IN: dict[str, Preset] = {
     ),
     "longtail_cpu": Preset(
         "the long-tailed protocol at a 2-core CPU's scale: CIFAR-10-LT rho = 100 (LDAM's split), the half-width "
-        "VGG, 12 epochs; plain, balanced softmax, fast adversarial training (FGSM with a random start) and "
-        "AT-BSL with it; PGD-20 and CW-20 per class",
+        "VGG, 12 epochs; plain, balanced softmax, fast adversarial training (FGSM with a random start), "
+        "AT-BSL with it, RoBal-N and RoBal-R (RoBal's PGD-5 images); PGD-20 and CW-20 per class",
         LONGTAIL_CPU_COST,
         {
             "imbalance": {
@@ -252,7 +252,13 @@ _BUILT_IN: dict[str, Preset] = {
             "attack": {"name": "pgd", "eps": 8 / 255, "steps": 20, "step_size": 2 / 255},
             "experiments": {
                 "long_tail": ["ldam:100"],
-                "long_tail_defences": ["logit_adjust", "fgsm_rs_at", "fgsm_rs_at+logit_adjust"],
+                "long_tail_defences": [
+                    "logit_adjust",
+                    "fgsm_rs_at",
+                    "fgsm_rs_at+logit_adjust",
+                    "robal_n",
+                    "robal_r",
+                ],
                 "long_tail_attacks": ["cw"],
                 "adv_eps": 8 / 255,
                 "adv_steps": 10,
