@@ -394,8 +394,8 @@ def block(name: str, run: str) -> str:
 
 #: numbers the prose may use that no run artifact holds: the protocol's constants (eps 0.01,
 #: dropout 0.25 / 0.5, CIFAR-10's 60,000 images, the long-tail eps 8/255 and step 2/255), the
-#: authors' 83.45%, commit and anchor names
-PROTOCOL_NUMBERS = {"0.01", "0.25", "0.5", "60,000", "83.45%", "585", "001", "255"}
+#: authors' 83.45%, RoBal's training step 0.0078, commit and anchor names
+PROTOCOL_NUMBERS = {"0.01", "0.25", "0.5", "60,000", "83.45%", "585", "001", "255", "0.0078"}
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*%?")
 
 

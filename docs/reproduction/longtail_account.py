@@ -5,6 +5,7 @@ advimb's own reader and metrics, so the paired differences share the tables' res
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 
@@ -118,6 +119,101 @@ def balanced_softmax(run: Path) -> str:
     return "".join(out)
 
 
+#: what RoBal is set beside in the CPU study: plain, fast AT and AT-BSL (its defence names)
+ROBAL_VARIANTS = ("robal_n", "robal_r")
+ROBAL_AGAINST = ("", "fgsm_rs_at", "fgsm_rs_at+logit_adjust")
+
+
+def robal(run: Path) -> str:
+    """What RoBal changes: each variant minus plain, fast AT and AT-BSL on the same test images
+    (paired, so the intervals are the differences'), overall and per class, under the main
+    attack with the model's own gradient."""
+    from advimb.results.longtail import method_name, split_classes, worst
+    from advimb.results.metrics import difference
+
+    o, m = _metrics(run)
+    models = {s.defence: s for s in o.models("long_tail")}
+    variants = [v for v in ROBAL_VARIANTS if v in models]
+    against = [d for d in ROBAL_AGAINST if d in models]
+    if not variants:
+        return "This run has no RoBal model.\n"
+    counts = m.counts(models[variants[0]]) or []
+    tail, head = split_classes(counts, o.config.experiments.tail_fraction if o.config else 1 / 3)
+
+    def per(s, which="adv"):
+        return [m.accuracy(s, s, c, which) for c in o.classes]
+
+    out = [
+        "| RoBal minus (pp) | clean | robust | tail robust | head robust | worst class robust |\n",
+        "|---|---:|---:|---:|---:|---:|\n",
+    ]
+    for v in variants:
+        for d in against:
+            a, b = per(models[v]), per(models[d])
+            diff = [
+                difference(m.mean_over(per(models[v], "clean")), m.mean_over(per(models[d], "clean"))),
+                difference(m.mean_over(a), m.mean_over(b)),
+                difference(m.mean_over([a[c] for c in tail]), m.mean_over([b[c] for c in tail])),
+                difference(m.mean_over([a[c] for c in head]), m.mean_over([b[c] for c in head])),
+                difference(worst(a)[0], worst(b)[0]),
+            ]
+            out.append(
+                f"| {method_name(v)} minus {method_name(d)} | "
+                + " | ".join(_e(m.estimate(q), "+") for q in diff)
+                + " |\n"
+            )
+    short = {"": "plain", "fgsm_rs_at": "fast AT", "fgsm_rs_at+logit_adjust": "AT-BSL"}
+    for v in variants:
+        own = per(models[v])
+        out.append(
+            f"\n{method_name(v)}, robust accuracy per class and its difference from each (pp):\n\n"
+            "| class | training images | robust | "
+            + " | ".join(f"minus {short[d]}" for d in against)
+            + " |\n|---|---:|---:|"
+            + "---:|" * len(against)
+            + "\n"
+        )
+        for c in sorted(range(len(o.classes)), key=lambda c: -counts[c]):
+            cells = [_e(m.estimate(difference(own[c], per(models[d])[c])), "+") for d in against]
+            out.append(f"| {o.classes[c]} | {counts[c]:,} | {_e(m.estimate(own[c]))} | " + " | ".join(cells) + " |\n")
+    return "".join(out)
+
+
+def transfer(run: Path) -> str:
+    """How the balanced model's gradient transfers: per long-tailed model, robust accuracy under
+    the main attack with its own gradient and with the balanced model's, and the paired
+    difference, overall and on the tail."""
+    from advimb.results.longtail import method_name, split_classes
+    from advimb.results.metrics import difference
+    from advimb.scenario import BALANCED
+
+    o, m = _metrics(run)
+    out = [
+        "| model | own gradient | balanced model's gradient | balanced minus own (pp) | tail: own | "
+        "tail: balanced's |\n|---|---:|---:|---:|---:|---:|\n"
+    ]
+    for s in sorted(o.models("long_tail"), key=lambda s: s.defence):
+        counts = m.counts(s)
+        if counts is None:
+            continue
+        tail, _ = split_classes(counts, o.config.experiments.tail_fraction if o.config else 1 / 3)
+        own = [m.accuracy(s, s, c) for c in o.classes]
+        bal = [m.accuracy(s, BALANCED, c) for c in o.classes]
+        qs = [
+            m.mean_over(own),
+            m.mean_over(bal),
+            difference(m.mean_over(bal), m.mean_over(own)),
+            m.mean_over([own[c] for c in tail]),
+            m.mean_over([bal[c] for c in tail]),
+        ]
+        out.append(
+            f"| {method_name(s.defence)} | "
+            + " | ".join(_e(m.estimate(q), "+" if i == 2 else "") for i, q in enumerate(qs))
+            + " |\n"
+        )
+    return "".join(out)
+
+
 def working_invocations(manifest: dict) -> list[dict]:
     """The invocations of a run that ran jobs (a resume that found everything done ran none);
     the last invocation when none did."""
@@ -133,6 +229,7 @@ def headline(run: Path) -> str:
     invs = working_invocations(m)
     prov = run / "provenance.json"
     cpu = json.loads(prov.read_text())["machine"]["cpu"] if prov.exists() else "this machine"
+    precision = re.search(r'^precision = "(\w+)"', (run / "config.toml").read_text(), re.MULTILINE)
     rows = [r for r in _csv(run / "tables" / "long_tail_robustness.csv") if r["gradient"] == "same_model"]
     attack = rows[0]["attack"]
     parts = [
@@ -141,7 +238,9 @@ def headline(run: Path) -> str:
         for i in invs
     ]
     out = [
-        f"- `advimb {' '.join(invs[0]['argv'][1:4])}`, CIFAR-10-LT (rho = 100, LDAM's split) on 2 cores of {cpu}: "
+        f"- `advimb {' '.join(invs[0]['argv'][1:4])}`, CIFAR-10-LT (rho = 100, LDAM's split) on 2 cores of {cpu}"
+        + (f" ({precision[1]})" if precision else "")
+        + ": "
         f"study time {'; then '.join(parts)}.\n"
     ]
     for r in rows:
@@ -158,4 +257,6 @@ LONGTAIL_BLOCKS = {
     "lt_robustness": robustness,
     "lt_per_class": per_class,
     "lt_balanced_softmax": balanced_softmax,
+    "lt_robal": robal,
+    "lt_transfer": transfer,
 }

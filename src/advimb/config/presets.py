@@ -41,9 +41,10 @@ LONGTAIL_COST = (
     "trained with PGD-10, then PGD-20, CW-20 and AutoAttack on every test image)"
 )
 LONGTAIL_CPU_COST = (
-    "about 27 minutes on a 2-core AMD EPYC with AVX-512 BF16 (bf16): 1,521 s for the whole study, of which "
-    "491 s for its 50 CW-20 jobs, which took 584 s when recomputed after CW gained its random start; not "
-    "measured on an Intel Xeon"
+    "about 59 minutes on a 2-core AMD EPYC without AVX-512 BF16 (fp32): 3,534 s for the whole study (161 jobs; "
+    "training 2,123 s, of which RoBal-N 622 s and RoBal-R 613 s; attacks 1,387 s), docs/reproduction/longtail-cpu; "
+    "the earlier study without RoBal took 1,521 s in bf16 on an EPYC with AVX-512 BF16; not measured on an "
+    "Intel Xeon"
 )
 ROBAL_COST = (
     "unmeasured: no GPU was lent to measure it; estimated (not measured) at about 1,400 PFLOP of model "
@@ -268,7 +269,8 @@ _BUILT_IN: dict[str, Preset] = {
         + (
             "the half-width VGG trained with RMSProp at lr 1e-3, batch 64, 12 epochs (those papers: ResNet-18 or "
             "WideResNet, SGD, about 100 epochs)",
-            "fast adversarial training (FGSM from a random start, Wong et al. 2020) instead of PGD-10",
+            "fast adversarial training (FGSM from a random start, Wong et al. 2020) instead of PGD-10 (RoBal-N and "
+            "RoBal-R keep RoBal's PGD-5 training images)",
         ),
     ),
 }

@@ -143,7 +143,8 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
             "seeds": grid.seeds,
             "long_tail": summary.get("long_tail"),
             "long_tail_robustness": summary.get("long_tail_robustness"),
-            "robal": _robal(summary.get("long_tail_robustness"), cfg, grid.manifest.get("dataset", {})),
+            # absent (not null) when there is nothing to say, so earlier runs' results.json stay as they were
+            **_robal(summary.get("long_tail_robustness"), cfg, grid.manifest.get("dataset", {})),
             "defences": summary.get("defences"),
             "rows": {k: v for k, v in summary["rows"].items() if k in exp_tables},
             "sources": {
@@ -153,13 +154,14 @@ def collect(run_dir: Path, pair=None, n_boot: int = N_BOOT) -> dict[str, Any]:
     }
 
 
-def _robal(rows: list[dict[str, Any]] | None, cfg, dataset: dict[str, Any]) -> dict[str, Any] | None:
-    """RoBal's tables beside the long-tailed models (:func:`advimb.results.robal.beside_robal`):
-    for a run in RoBal's setting, or one with RoBal's models (then the reasons it is not)."""
+def _robal(rows: list[dict[str, Any]] | None, cfg, dataset: dict[str, Any]) -> dict[str, Any]:
+    """``{"robal": ...}``, RoBal's tables beside the long-tailed models
+    (:func:`advimb.results.robal.beside_robal`), for a run in RoBal's setting or one with
+    RoBal's models (then the reasons it is not); ``{}`` otherwise."""
     if not rows:
-        return None
+        return {}
     out = beside_robal(rows, cfg, dataset)
-    return out if out["tables"] or has_robal_models(rows) else None
+    return {"robal": out} if out["tables"] or has_robal_models(rows) else {}
 
 
 def _header(run_dir: Path, grid, ref: dict[str, Any], why_not: list[str]) -> dict[str, Any]:
