@@ -5,7 +5,6 @@ advimb's own reader and metrics, so the paired differences share the tables' res
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 
 
@@ -77,39 +76,55 @@ def _metrics(run: Path):
     return o, Metrics(o, Bootstrap(n_boot=N_BOOT, seed=0))
 
 
+def _per(o, m, s, which: str = "adv") -> list:
+    """Per class accuracy of model ``s`` under the main attack with its own gradient."""
+    return [m.accuracy(s, s, c, which) for c in o.classes]
+
+
+def _groups(o, counts: list[int]) -> tuple[list[int], list[int]]:
+    """(tail, head) class indices by training count, as the run's tables split them."""
+    from advimb.results.longtail import split_classes
+
+    return split_classes(counts, o.config.experiments.tail_fraction if o.config else 1 / 3)
+
+
+def _paired(o, m, a, b, groups: list[list[int]]) -> str:
+    """The cells of ``a`` minus ``b`` on the same test images: clean, robust, robust on each of
+    ``groups`` (class indices), worst class robust."""
+    from advimb.results.longtail import worst
+    from advimb.results.metrics import difference
+
+    pa, pb = _per(o, m, a), _per(o, m, b)
+    diff = [
+        difference(m.mean_over(_per(o, m, a, "clean")), m.mean_over(_per(o, m, b, "clean"))),
+        difference(m.mean_over(pa), m.mean_over(pb)),
+        *(difference(m.mean_over([pa[c] for c in g]), m.mean_over([pb[c] for c in g])) for g in groups),
+        difference(worst(pa)[0], worst(pb)[0]),
+    ]
+    return " | ".join(_e(m.estimate(q), "+") for q in diff)
+
+
 def balanced_softmax(run: Path) -> str:
     """What the balanced softmax changes: each model with it minus the same model without, on
     the same test images (paired), under the main attack with its own gradient, and the
     class that loses most robustness (clean minus robust) per model."""
-    from advimb.results.longtail import method_name, split_classes, worst
+    from advimb.results.longtail import method_name
     from advimb.results.metrics import difference
     from advimb.scenario import Kind
 
     o, m = _metrics(run)
     models = {s.defence: s for s in o.models("long_tail") if s.kind == Kind.LONGTAIL}
     counts = m.counts(next(iter(models.values()))) or []
-    tail, _ = split_classes(counts, o.config.experiments.tail_fraction if o.config else 1 / 3)
-
-    def per(s, which="adv"):
-        return [m.accuracy(s, s, c, which) for c in o.classes]
+    tail, _ = _groups(o, counts)
 
     out = ["| with balanced softmax minus without (pp) | clean | robust | tail robust | worst class robust |\n"]
     out.append("|---|---:|---:|---:|---:|\n")
-    for d, with_bsl in sorted(models.items()):
+    for d in sorted(models):
         base = d.removesuffix("+logit_adjust") if d.endswith("+logit_adjust") else ("" if d == "logit_adjust" else None)
         if base is None or base not in models:
             continue
-        a, b = models[d], models[base]
-        diff = [
-            difference(m.mean_over(per(a, "clean")), m.mean_over(per(b, "clean"))),
-            difference(m.mean_over(per(a)), m.mean_over(per(b))),
-            difference(m.mean_over([per(a)[c] for c in tail]), m.mean_over([per(b)[c] for c in tail])),
-            difference(worst(per(a))[0], worst(per(b))[0]),
-        ]
         out.append(
-            f"| {method_name(d)} minus {method_name(base)} | "
-            + " | ".join(_e(m.estimate(q), "+") for q in diff)
-            + " |\n"
+            f"| {method_name(d)} minus {method_name(base)} | {_paired(o, m, models[d], models[base], [tail])} |\n"
         )
     out.append("\n| model | class losing most (clean minus robust, pp) |\n|---|---|\n")
     for d, s in sorted(models.items()):
@@ -119,16 +134,16 @@ def balanced_softmax(run: Path) -> str:
     return "".join(out)
 
 
-#: what RoBal is set beside in the CPU study: plain, fast AT and AT-BSL (its defence names)
+#: RoBal's variants, and what the CPU study sets them beside (defence name: short label)
 ROBAL_VARIANTS = ("robal_n", "robal_r")
-ROBAL_AGAINST = ("", "fgsm_rs_at", "fgsm_rs_at+logit_adjust")
+ROBAL_AGAINST = {"": "plain", "fgsm_rs_at": "fast AT", "fgsm_rs_at+logit_adjust": "AT-BSL"}
 
 
 def robal(run: Path) -> str:
     """What RoBal changes: each variant minus plain, fast AT and AT-BSL on the same test images
     (paired, so the intervals are the differences'), overall and per class, under the main
     attack with the model's own gradient."""
-    from advimb.results.longtail import method_name, split_classes, worst
+    from advimb.results.longtail import method_name
     from advimb.results.metrics import difference
 
     o, m = _metrics(run)
@@ -138,43 +153,29 @@ def robal(run: Path) -> str:
     if not variants:
         return "This run has no RoBal model.\n"
     counts = m.counts(models[variants[0]]) or []
-    tail, head = split_classes(counts, o.config.experiments.tail_fraction if o.config else 1 / 3)
-
-    def per(s, which="adv"):
-        return [m.accuracy(s, s, c, which) for c in o.classes]
-
+    tail, head = _groups(o, counts)
     out = [
         "| RoBal minus (pp) | clean | robust | tail robust | head robust | worst class robust |\n",
         "|---|---:|---:|---:|---:|---:|\n",
     ]
     for v in variants:
         for d in against:
-            a, b = per(models[v]), per(models[d])
-            diff = [
-                difference(m.mean_over(per(models[v], "clean")), m.mean_over(per(models[d], "clean"))),
-                difference(m.mean_over(a), m.mean_over(b)),
-                difference(m.mean_over([a[c] for c in tail]), m.mean_over([b[c] for c in tail])),
-                difference(m.mean_over([a[c] for c in head]), m.mean_over([b[c] for c in head])),
-                difference(worst(a)[0], worst(b)[0]),
-            ]
             out.append(
-                f"| {method_name(v)} minus {method_name(d)} | "
-                + " | ".join(_e(m.estimate(q), "+") for q in diff)
-                + " |\n"
+                f"| {method_name(v)} minus {method_name(d)} | {_paired(o, m, models[v], models[d], [tail, head])} |\n"
             )
-    short = {"": "plain", "fgsm_rs_at": "fast AT", "fgsm_rs_at+logit_adjust": "AT-BSL"}
+    others = {d: _per(o, m, models[d]) for d in against}
     for v in variants:
-        own = per(models[v])
+        own = _per(o, m, models[v])
         out.append(
             f"\n{method_name(v)}, robust accuracy per class and its difference from each (pp):\n\n"
             "| class | training images | robust | "
-            + " | ".join(f"minus {short[d]}" for d in against)
+            + " | ".join(f"minus {ROBAL_AGAINST[d]}" for d in against)
             + " |\n|---|---:|---:|"
             + "---:|" * len(against)
             + "\n"
         )
         for c in sorted(range(len(o.classes)), key=lambda c: -counts[c]):
-            cells = [_e(m.estimate(difference(own[c], per(models[d])[c])), "+") for d in against]
+            cells = [_e(m.estimate(difference(own[c], others[d][c])), "+") for d in against]
             out.append(f"| {o.classes[c]} | {counts[c]:,} | {_e(m.estimate(own[c]))} | " + " | ".join(cells) + " |\n")
     return "".join(out)
 
@@ -183,7 +184,7 @@ def transfer(run: Path) -> str:
     """How the balanced model's gradient transfers: per long-tailed model, robust accuracy under
     the main attack with its own gradient and with the balanced model's, and the paired
     difference, overall and on the tail."""
-    from advimb.results.longtail import method_name, split_classes
+    from advimb.results.longtail import method_name
     from advimb.results.metrics import difference
     from advimb.scenario import BALANCED
 
@@ -196,8 +197,8 @@ def transfer(run: Path) -> str:
         counts = m.counts(s)
         if counts is None:
             continue
-        tail, _ = split_classes(counts, o.config.experiments.tail_fraction if o.config else 1 / 3)
-        own = [m.accuracy(s, s, c) for c in o.classes]
+        tail, _ = _groups(o, counts)
+        own = _per(o, m, s)
         bal = [m.accuracy(s, BALANCED, c) for c in o.classes]
         qs = [
             m.mean_over(own),
@@ -225,11 +226,13 @@ def headline(run: Path) -> str:
     accuracy under the main attack with the model's own gradient."""
     import json
 
+    from advimb.results.reader import read_config
+
     m = json.loads((run / "manifest.json").read_text())
     invs = working_invocations(m)
     prov = run / "provenance.json"
     cpu = json.loads(prov.read_text())["machine"]["cpu"] if prov.exists() else "this machine"
-    precision = re.search(r'^precision = "(\w+)"', (run / "config.toml").read_text(), re.MULTILINE)
+    cfg = read_config(run)
     rows = [r for r in _csv(run / "tables" / "long_tail_robustness.csv") if r["gradient"] == "same_model"]
     attack = rows[0]["attack"]
     parts = [
@@ -239,7 +242,7 @@ def headline(run: Path) -> str:
     ]
     out = [
         f"- `advimb {' '.join(invs[0]['argv'][1:4])}`, CIFAR-10-LT (rho = 100, LDAM's split) on 2 cores of {cpu}"
-        + (f" ({precision[1]})" if precision else "")
+        + (f" ({cfg.train.precision})" if cfg else "")
         + ": "
         f"study time {'; then '.join(parts)}.\n"
     ]
